@@ -1,0 +1,202 @@
+#include "broker_server.h"
+
+#include <sys/socket.h>
+
+#include <array>
+#include <spdlog/spdlog.h>
+
+#include "framing.h"
+
+namespace xpra_broker {
+
+namespace asio = boost::asio;
+using asio::local::stream_protocol;
+
+bool read_peer_identity(int fd, Caller& caller) {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  caller.uid = cred.uid;
+  caller.gid = cred.gid;
+  caller.pid = cred.pid;
+  caller.groups.assign(64, 0);
+  len = static_cast<socklen_t>(caller.groups.size() * sizeof(gid_t));
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, caller.groups.data(), &len) != 0) {
+    if (errno != ERANGE) return false;
+    caller.groups.assign(len / sizeof(gid_t), 0);
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, caller.groups.data(), &len) != 0) return false;
+  }
+  caller.groups.resize(len / sizeof(gid_t));
+  return true;
+}
+
+class ClientSession : public std::enable_shared_from_this<ClientSession> {
+ public:
+  ClientSession(BrokerServer& server, stream_protocol::socket socket, ConnectionId id, Caller caller)
+      : server_(server), socket_(std::move(socket)), deadline_(socket_.get_executor()), id_(id),
+        caller_(std::move(caller)) {}
+
+  void start() { read_header(); }
+  void close() {
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    deadline_.cancel();
+  }
+  // Refuses the connection with one reply, then closes it.
+  void refuse(v1::Status status, const std::string& message) { send_and_close(status, message); }
+
+ private:
+  // A client that starts a frame must finish it in this time; a holder
+  // idling between frames (an exec client) has no deadline.
+  static constexpr auto kFrameDeadline = std::chrono::seconds(10);
+
+  void read_header() {
+    auto self = shared_from_this();
+    asio::async_read(socket_, asio::buffer(header_), [this, self](boost::system::error_code ec, std::size_t) {
+      if (ec) return finish();
+      const auto decoded = wire::decode_header(std::span<const std::uint8_t, wire::kHeaderSize>(header_));
+      if (decoded.error != wire::HeaderError::none)
+        return protocol_violation(std::string("bad frame: ") + wire::describe(decoded.error));
+      body_.resize(decoded.body_size);
+      arm_deadline();
+      read_body();
+    });
+  }
+
+  void read_body() {
+    auto self = shared_from_this();
+    asio::async_read(socket_, asio::buffer(body_), [this, self](boost::system::error_code ec, std::size_t) {
+      deadline_.cancel();
+      if (ec) return finish();
+      v1::Request request;
+      if (!request.ParseFromString(body_)) return protocol_violation("frame is not a valid request");
+      if (request.verb_case() == v1::Request::VERB_NOT_SET)
+        return protocol_violation("unknown or missing request verb (is the client newer than the broker?)");
+      server_.broker().set_connection_count(server_.connection_count());
+      const v1::Response response = server_.broker().handle(caller_, id_, request);
+      write(response, /*then_close=*/false);
+    });
+  }
+
+  void arm_deadline() {
+    auto self = shared_from_this();
+    deadline_.expires_after(kFrameDeadline);
+    deadline_.async_wait([this, self](boost::system::error_code ec) {
+      if (ec) return;  // cancelled: the body arrived
+      spdlog::warn("uid={} pid={}: frame not completed within {}s, closing", caller_.uid, caller_.pid,
+                   kFrameDeadline.count());
+      close();
+    });
+  }
+
+  void protocol_violation(const std::string& why) {
+    spdlog::warn("uid={} pid={}: protocol violation: {}; closing the connection", caller_.uid, caller_.pid, why);
+    send_and_close(v1::INVALID, why);
+  }
+
+  void send_and_close(v1::Status status, const std::string& message) {
+    v1::Response r;
+    r.set_status(status);
+    r.set_message(message);
+    write(r, /*then_close=*/true);
+  }
+
+  void write(const v1::Response& response, bool then_close) {
+    auto frame = wire::encode_frame(response);
+    if (!frame) {
+      v1::Response too_big;
+      too_big.set_status(v1::INTERNAL);
+      too_big.set_message("reply too large for one frame; use a narrower request");
+      frame = wire::encode_frame(too_big);
+    }
+    out_ = std::move(*frame);
+    auto self = shared_from_this();
+    asio::async_write(socket_, asio::buffer(out_), [this, self, then_close](boost::system::error_code ec, std::size_t) {
+      if (ec || then_close) {
+        // Half-close so the peer reads the reply before seeing EOF.
+        boost::system::error_code ignored;
+        socket_.shutdown(stream_protocol::socket::shutdown_send, ignored);
+        return finish();
+      }
+      read_header();
+    });
+  }
+
+  void finish() {
+    if (finished_) return;
+    finished_ = true;
+    close();
+    server_.session_closed(id_, caller_.uid);
+  }
+
+  BrokerServer& server_;
+  stream_protocol::socket socket_;
+  asio::steady_timer deadline_;
+  ConnectionId id_;
+  Caller caller_;
+  std::array<std::uint8_t, wire::kHeaderSize> header_{};
+  std::string body_;
+  std::string out_;
+  bool finished_ = false;
+};
+
+BrokerServer::BrokerServer(asio::io_context& io, DisplayBroker& broker, int listening_fd,
+                           std::uint32_t max_connections_per_user)
+    : io_(io), broker_(broker), acceptor_(io, stream_protocol(), listening_fd), accept_pause_(io),
+      max_connections_per_user_(max_connections_per_user) {}
+
+void BrokerServer::start() { accept_next(); }
+
+void BrokerServer::stop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  accept_pause_.cancel();
+  for (auto& [id, weak] : sessions_)
+    if (auto s = weak.lock()) s->close();
+}
+
+void BrokerServer::accept_next() {
+  acceptor_.async_accept([this](boost::system::error_code ec, stream_protocol::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (ec) {
+      // EMFILE and friends: retrying at once would spin; pause, keep serving
+      // the connections we have, and try again.
+      spdlog::error("accept failed: {}; retrying in 100 ms", ec.message());
+      accept_pause_.expires_after(std::chrono::milliseconds(100));
+      accept_pause_.async_wait([this](boost::system::error_code wait_ec) {
+        if (!wait_ec) accept_next();
+      });
+      return;
+    }
+    Caller caller;
+    if (!read_peer_identity(socket.native_handle(), caller)) {
+      spdlog::error("cannot read peer credentials: {}", std::strerror(errno));
+      return accept_next();
+    }
+    const ConnectionId id = next_id_++;
+    auto session = std::make_shared<ClientSession>(*this, std::move(socket), id, caller);
+    sessions_.emplace(id, session);
+    const std::uint32_t count = ++connections_per_uid_[caller.uid];
+    if (sessions_.size() > kMaxConnections) {
+      session->refuse(v1::EXHAUSTED, "the broker has too many open connections; try again later");
+    } else if (count > max_connections_per_user_ && caller.uid != 0) {
+      spdlog::warn("uid={} pid={}: more than max-connections-per-user={} connections, refusing", caller.uid,
+                   caller.pid, max_connections_per_user_);
+      session->refuse(v1::EXHAUSTED, "you have too many connections open to the broker (max-connections-per-user=" +
+                                         std::to_string(max_connections_per_user_) + ")");
+    } else {
+      session->start();
+    }
+    accept_next();
+  });
+}
+
+void BrokerServer::session_closed(ConnectionId id, uid_t uid) {
+  sessions_.erase(id);
+  if (auto it = connections_per_uid_.find(uid); it != connections_per_uid_.end() && --it->second == 0)
+    connections_per_uid_.erase(it);
+  broker_.connection_closed(id);
+  broker_.set_connection_count(sessions_.size());
+}
+
+}  // namespace xpra_broker

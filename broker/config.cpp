@@ -1,0 +1,194 @@
+#include "config.h"
+
+#include <algorithm>
+#include <charconv>
+#include <functional>
+#include <sstream>
+
+namespace xpra_broker {
+
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto begin = s.find_first_not_of(" \t\r");
+  if (begin == std::string::npos) return {};
+  const auto end = s.find_last_not_of(" \t\r");
+  return s.substr(begin, end - begin + 1);
+}
+
+std::optional<std::uint32_t> parse_uint(const std::string& text, std::uint32_t max) {
+  std::uint32_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc{} || ptr != end || text.empty() || value > max) return std::nullopt;
+  return value;
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ',')) {
+    item = trim(item);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+bool valid_name(const std::string& name) {
+  // POSIX portable user/group names, plus the '-' and '.' Debian allows.
+  if (name.empty() || name.size() > 32 || name[0] == '-') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           c == '.';
+  });
+}
+
+using Setter = std::function<std::optional<std::string>(BrokerConfig&, const std::string&)>;
+
+struct KeyEntry {
+  ConfigKeyInfo info;
+  Setter set;
+};
+
+Setter absolute_path(std::string BrokerConfig::*field) {
+  return [field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+    if (v.empty() || v[0] != '/') return "must be an absolute path";
+    if (v.size() > 107) return "path too long (at most 107 bytes for a Unix socket path)";
+    c.*field = v;
+    return std::nullopt;
+  };
+}
+
+Setter bounded_uint(std::uint32_t BrokerConfig::*field, std::uint32_t min, std::uint32_t max) {
+  return [=](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+    auto n = parse_uint(v, max);
+    if (!n || *n < min) return "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+    c.*field = *n;
+    return std::nullopt;
+  };
+}
+
+Setter name_list(std::vector<std::string> BrokerConfig::*field) {
+  return [field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+    auto names = split_list(v);
+    for (const auto& n : names)
+      if (!valid_name(n)) return "'" + n + "' is not a valid group name";
+    c.*field = std::move(names);
+    return std::nullopt;
+  };
+}
+
+Setter single_name(std::string BrokerConfig::*field) {
+  return [field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+    if (!v.empty() && !valid_name(v)) return "'" + v + "' is not a valid name";
+    c.*field = v;
+    return std::nullopt;
+  };
+}
+
+// Display numbers above 65535 are not usable by X (TCP port 6000+N).
+constexpr std::uint32_t kMaxDisplay = 59535;
+
+const std::vector<KeyEntry>& key_table() {
+  static const std::vector<KeyEntry> table = {
+      {{"socket", "Unix socket the broker listens on (default /run/xpra/broker.sock)"},
+       absolute_path(&BrokerConfig::socket)},
+      {{"runtime-dir", "directory the broker owns; per-user directories are created in it (default /run/xpra)"},
+       absolute_path(&BrokerConfig::runtime_dir)},
+      {{"displays", "range of display numbers to hand out, FIRST-LAST (default 100-999)"},
+       [](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+         const auto dash = v.find('-');
+         if (dash == std::string::npos) return "must be a range FIRST-LAST, e.g. 100-999";
+         auto first = parse_uint(trim(v.substr(0, dash)), kMaxDisplay);
+         auto last = parse_uint(trim(v.substr(dash + 1)), kMaxDisplay);
+         if (!first || !last) return "display numbers must be whole numbers from 0 to " + std::to_string(kMaxDisplay);
+         if (*first > *last) return "the first display is above the last";
+         c.display_first = *first;
+         c.display_last = *last;
+         return std::nullopt;
+       }},
+      {{"allowed-groups", "comma-separated groups whose members may take displays; empty: every user (root always)"},
+       name_list(&BrokerConfig::allowed_groups)},
+      {{"admin-groups", "comma-separated groups whose members may list and release every lease (root always)"},
+       name_list(&BrokerConfig::admin_groups)},
+      {{"max-leases-per-user", "displays one user may hold at once (default 8)"},
+       bounded_uint(&BrokerConfig::max_leases_per_user, 1, 100000)},
+      {{"max-leases", "displays held at once by everyone together (default 512)"},
+       bounded_uint(&BrokerConfig::max_leases, 1, 100000)},
+      {{"max-connections-per-user", "open connections one user may hold (default 64)"},
+       bounded_uint(&BrokerConfig::max_connections_per_user, 1, 100000)},
+      {{"recheck-seconds", "how long a display used outside the broker is skipped before it is probed again (default 30)"},
+       bounded_uint(&BrokerConfig::recheck_seconds, 1, 86400)},
+      {{"user", "when started as root, the user to run as (e.g. xpra-broker)"}, single_name(&BrokerConfig::user)},
+      {{"group", "when started as root, the group to run as (e.g. xpra)"}, single_name(&BrokerConfig::group)},
+      {{"log-level", "trace, debug, info, warn, error or critical (default info)"},
+       [](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+         static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical"};
+         if (std::find(std::begin(levels), std::end(levels), v) == std::end(levels))
+           return "must be one of trace, debug, info, warn, error, critical";
+         c.log_level = v;
+         return std::nullopt;
+       }},
+      {{"x11-tmp-dir", "where X keeps .X<N>-lock and .X11-unix (default /tmp; change only for tests)"},
+       absolute_path(&BrokerConfig::x11_tmp_dir)},
+  };
+  return table;
+}
+
+}  // namespace
+
+std::string ConfigError::to_string() const {
+  if (line > 0) return source + ":" + std::to_string(line) + ": " + message;
+  return source + ": " + message;
+}
+
+std::optional<std::string> apply_config_setting(BrokerConfig& config, const std::string& key, const std::string& value) {
+  for (const auto& entry : key_table())
+    if (key == entry.info.key) {
+      if (auto err = entry.set(config, value)) return "bad value for '" + key + "': " + *err;
+      return std::nullopt;
+    }
+  return "unknown key '" + key + "' (see xpra-brokerd --help for the list)";
+}
+
+std::vector<ConfigError> parse_config_text(BrokerConfig& config, const std::string& text, const std::string& source) {
+  std::vector<ConfigError> errors;
+  std::istringstream in(text);
+  std::string raw;
+  int line_no = 0;
+  while (std::getline(in, raw)) {
+    ++line_no;
+    const std::string line = trim(raw);
+    if (line.empty() || line[0] == '#') continue;
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) {
+      errors.push_back({source, line_no, "expected 'key = value', got '" + line + "'"});
+      continue;
+    }
+    const std::string key = trim(line.substr(0, eq));
+    const std::string value = trim(line.substr(eq + 1));
+    if (auto err = apply_config_setting(config, key, value)) errors.push_back({source, line_no, *err});
+  }
+  return errors;
+}
+
+std::vector<ConfigError> validate_config(const BrokerConfig& config) {
+  std::vector<ConfigError> errors;
+  if (config.max_leases_per_user > config.max_leases)
+    errors.push_back({"configuration", 0, "max-leases-per-user is above max-leases"});
+  if (config.socket == config.runtime_dir)
+    errors.push_back({"configuration", 0, "socket and runtime-dir are the same path"});
+  return errors;
+}
+
+const std::vector<ConfigKeyInfo>& config_keys() {
+  static const std::vector<ConfigKeyInfo> keys = [] {
+    std::vector<ConfigKeyInfo> out;
+    for (const auto& entry : key_table()) out.push_back(entry.info);
+    return out;
+  }();
+  return keys;
+}
+
+}  // namespace xpra_broker

@@ -1,0 +1,64 @@
+// Broker configuration: defaults, the config file and `--key=value` options.
+//
+// One table of keys (config.cpp) serves the file and the command line, so a
+// key documented in one place works in both. Parsing is pure: it returns
+// errors with file, line and reason and never exits or logs.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace xpra_broker {
+
+struct BrokerConfig {
+  std::string socket = "/run/xpra/broker.sock";
+  std::string runtime_dir = "/run/xpra";
+  std::uint32_t display_first = 100;
+  std::uint32_t display_last = 999;
+  // Who may ask for a display. Empty: every local user. Root is always allowed.
+  std::vector<std::string> allowed_groups;
+  // Who may list and release everyone's leases, besides root.
+  std::vector<std::string> admin_groups;
+  std::uint32_t max_leases_per_user = 8;
+  std::uint32_t max_leases = 512;
+  std::uint32_t max_connections_per_user = 64;
+  // Seconds a display found in use by something outside the broker is
+  // skipped before it is probed again.
+  std::uint32_t recheck_seconds = 30;
+  // When started as root: the user and group to switch to.
+  std::string user;
+  std::string group;
+  std::string log_level = "info";
+  // Directory holding X's lock files and the X11-unix socket directory.
+  // Only tests point this elsewhere; X servers always use /tmp.
+  std::string x11_tmp_dir = "/tmp";
+};
+
+struct ConfigError {
+  std::string source;  // file name, or "command line"
+  int line = 0;        // 0 when not from a file
+  std::string message;
+  std::string to_string() const;
+};
+
+// Applies one `key = value` setting. Returns an error message, or nullopt.
+std::optional<std::string> apply_config_setting(BrokerConfig& config, const std::string& key, const std::string& value);
+
+// Parses config file text ("key = value" lines, '#' comments, blank lines).
+std::vector<ConfigError> parse_config_text(BrokerConfig& config, const std::string& text, const std::string& source);
+
+// Checks the settings together (range order, quotas against the range, ...).
+std::vector<ConfigError> validate_config(const BrokerConfig& config);
+
+// Every key with its one-line help, for --help and the docs test.
+struct ConfigKeyInfo {
+  const char* key;
+  const char* help;
+};
+const std::vector<ConfigKeyInfo>& config_keys();
+
+}  // namespace xpra_broker

@@ -1,0 +1,295 @@
+#include "display_broker.h"
+
+#include <pwd.h>
+#include <sys/random.h>
+
+#include <spdlog/spdlog.h>
+
+#include "version.h"
+
+namespace xpra_broker {
+
+namespace {
+
+v1::Response reply(v1::Status status, std::string message, std::uint32_t retry_after_ms = 0) {
+  v1::Response r;
+  r.set_status(status);
+  r.set_message(std::move(message));
+  if (retry_after_ms) r.set_retry_after_ms(retry_after_ms);
+  return r;
+}
+
+constexpr std::size_t kMaxPurpose = 128;
+
+std::string describe_caller(const Caller& c, const std::string& name) {
+  return "uid=" + std::to_string(c.uid) + "(" + name + ") pid=" + std::to_string(c.pid);
+}
+
+}  // namespace
+
+std::string new_lease_id() {
+  std::uint8_t bytes[8];
+  if (::getrandom(bytes, sizeof(bytes), 0) != sizeof(bytes)) {
+    // getrandom on Linux >= 3.17 does not fail for 8 bytes once the pool is up.
+    throw std::runtime_error("getrandom failed");
+  }
+  static const char hex[] = "0123456789abcdef";
+  std::string id;
+  for (auto b : bytes) {
+    id.push_back(hex[b >> 4]);
+    id.push_back(hex[b & 15]);
+  }
+  return id;
+}
+
+DisplayBroker::DisplayBroker(const BrokerConfig& config, AccessPolicy policy, std::unique_ptr<DisplayProbe> probe,
+                             std::unique_ptr<UserDirectories> user_dirs, SteadyClock clock)
+    : config_(config), policy_(std::move(policy)), probe_(std::move(probe)), user_dirs_(std::move(user_dirs)),
+      clock_(std::move(clock)), started_(clock_()), allocator_(config.display_first, config.display_last) {}
+
+const std::unordered_map<int, DisplayBroker::Handler>& DisplayBroker::handlers() {
+  using V = v1::Request;
+  static const std::unordered_map<int, Handler> table = {
+      {V::kAcquire, &DisplayBroker::acquire},       {V::kRelease, &DisplayBroker::release},
+      {V::kList, &DisplayBroker::list},             {V::kStatus, &DisplayBroker::status},
+      {V::kOpenLogin, &DisplayBroker::open_login}, {V::kCloseLogin, &DisplayBroker::close_login},
+  };
+  return table;
+}
+
+v1::Response DisplayBroker::handle(const Caller& caller, ConnectionId connection, const v1::Request& request) {
+  const auto decision = check_verb_access(policy_, caller, request.verb_case());
+  if (!decision.allowed) {
+    if (decision.status == v1::DENIED)
+      spdlog::warn("denied {} for {}", find_verb_rule(request.verb_case())->name,
+                   describe_caller(caller, user_name(caller.uid)));
+    return reply(decision.status, decision.message);
+  }
+  const auto it = handlers().find(request.verb_case());
+  if (it == handlers().end()) return reply(v1::INVALID, "unknown request verb");
+  return (this->*(it->second))(caller, connection, request);
+}
+
+std::optional<std::uint32_t> DisplayBroker::pick_free_display(const std::string& user_dir) {
+  const SteadyTime now = clock_();
+  allocator_.expire_blocks(now);
+  // Each probe either takes the number or blocks it, so this loop probes every
+  // number at most once.
+  while (auto candidate = allocator_.next_candidate()) {
+    const DisplayVerdict verdict = classify_display(probe_->probe(*candidate, user_dir));
+    if (verdict.use == DisplayUse::free) {
+      host_findings_.erase(*candidate);
+      return candidate;
+    }
+    spdlog::info("display=:{} skipped: {} (owner uid={}{})", *candidate, verdict.reason, verdict.owner,
+                 verdict.pid ? ", pid=" + std::to_string(verdict.pid) : "");
+    allocator_.block(*candidate, now + std::chrono::seconds(config_.recheck_seconds), verdict.reason);
+    host_findings_[*candidate] = verdict;
+  }
+  return std::nullopt;
+}
+
+v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connection, const v1::Request& request) {
+  const auto& req = request.acquire();
+  const std::string name = user_name(caller.uid);
+  if (req.purpose().size() > kMaxPurpose) return reply(v1::INVALID, "purpose is longer than 128 bytes");
+
+  const std::size_t held = leases_.count_for_uid(caller.uid);
+  if (held >= config_.max_leases_per_user) {
+    spdlog::warn("refused acquire for {}: holds {} of max-leases-per-user={}", describe_caller(caller, name), held,
+                 config_.max_leases_per_user);
+    return reply(v1::EXHAUSTED,
+                 "you already hold " + std::to_string(held) + " displays (max-leases-per-user=" +
+                     std::to_string(config_.max_leases_per_user) +
+                     "); release one with 'xpra-request-display release :N' or end a session");
+  }
+  if (leases_.size() >= config_.max_leases) {
+    spdlog::warn("refused acquire for {}: host-wide max-leases={} reached", describe_caller(caller, name),
+                 config_.max_leases);
+    return reply(v1::EXHAUSTED, "the host's limit of " + std::to_string(config_.max_leases) +
+                                    " displays (max-leases) is reached; try again later or ask the administrator");
+  }
+
+  const auto dir = user_dirs_->ensure(caller.uid);
+  if (!dir.ok) {
+    spdlog::error("acquire for {} failed: {}", describe_caller(caller, name), dir.error);
+    return reply(v1::INTERNAL, "the broker could not prepare your directory: " + dir.error);
+  }
+
+  const auto display = pick_free_display(dir.path);
+  if (!display) {
+    spdlog::warn("refused acquire for {}: no free display in {}-{}", describe_caller(caller, name),
+                 config_.display_first, config_.display_last);
+    return reply(v1::EXHAUSTED,
+                 "no free display in " + std::to_string(config_.display_first) + "-" +
+                     std::to_string(config_.display_last) +
+                     " (all leased or in use on the host); see 'xpra-request-display status'",
+                 config_.recheck_seconds * 1000);
+  }
+
+  Lease lease;
+  lease.id = new_lease_id();
+  lease.display = *display;
+  lease.uid = caller.uid;
+  lease.gid = caller.gid;
+  lease.holder_pid = caller.pid;
+  lease.user = name;
+  lease.runtime_dir = dir.path;
+  lease.purpose = req.purpose();
+  lease.connection = connection;
+  lease.acquired_at = std::chrono::system_clock::now();
+  allocator_.take(*display);
+  v1::Response r = reply(v1::OK, "display :" + std::to_string(*display));
+  fill_lease(lease, r.mutable_acquire()->mutable_lease());
+  spdlog::info("lease={} {} display=:{} acquired{}", lease.id, describe_caller(caller, name), lease.display,
+               lease.purpose.empty() ? "" : " purpose=\"" + lease.purpose + "\"");
+  leases_.add(std::move(lease));
+  return r;
+}
+
+v1::Response DisplayBroker::release(const Caller& caller, ConnectionId, const v1::Request& request) {
+  const auto& req = request.release();
+  const Lease* lease = nullptr;
+  std::string what;
+  switch (req.target_case()) {
+    case v1::ReleaseRequest::kLeaseId:
+      lease = leases_.find(req.lease_id());
+      what = "lease " + req.lease_id().substr(0, 64);
+      break;
+    case v1::ReleaseRequest::kDisplay:
+      lease = leases_.find_by_display(req.display());
+      what = "display :" + std::to_string(req.display());
+      break;
+    default: return reply(v1::INVALID, "release needs a lease id or a display");
+  }
+  // Another user's lease is reported exactly like a missing one: users never
+  // learn about each other's leases.
+  if (!lease || !policy_.may_manage_lease(caller, lease->uid))
+    return reply(v1::NOT_FOUND, "you hold no " + what + "; 'xpra-request-display list' shows your leases");
+
+  v1::Response r = reply(v1::OK, "released display :" + std::to_string(lease->display));
+  fill_lease(*lease, r.mutable_release()->mutable_lease());
+  r.mutable_release()->mutable_lease()->set_state(v1::RELEASED);
+  end_lease(lease->id, "released by " + describe_caller(caller, user_name(caller.uid)));
+  return r;
+}
+
+v1::Response DisplayBroker::list(const Caller& caller, ConnectionId, const v1::Request& request) {
+  v1::Response r = reply(v1::OK, "");
+  auto* out = r.mutable_list();
+  if (request.list().all()) {
+    if (!policy_.is_admin(caller))
+      return reply(v1::DENIED, "only root and members of admin-groups may list every user's leases");
+    for (const Lease* lease : leases_.all()) fill_lease(*lease, out->add_leases());
+  } else {
+    for (const Lease* lease : leases_.for_uid(caller.uid)) fill_lease(*lease, out->add_leases());
+  }
+  return r;
+}
+
+v1::Response DisplayBroker::status(const Caller& caller, ConnectionId, const v1::Request&) {
+  allocator_.expire_blocks(clock_());
+  v1::Response r = reply(v1::OK, "");
+  auto* s = r.mutable_status_reply();
+  s->set_version(XPRA_BROKER_VERSION);
+  s->set_range_first(config_.display_first);
+  s->set_range_last(config_.display_last);
+  s->set_leases(static_cast<std::uint32_t>(leases_.size()));
+  s->set_max_leases(config_.max_leases);
+  s->set_max_leases_per_user(config_.max_leases_per_user);
+  s->set_free_displays(static_cast<std::uint32_t>(allocator_.free_count()));
+  s->set_connections(static_cast<std::uint32_t>(connections_));
+  s->set_uptime_ms(std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - started_).count());
+  for (const auto& w : warnings_) s->add_warnings(w);
+  for (const auto& [display, block] : allocator_.blocked()) {
+    auto* b = s->add_blocked();
+    b->set_display(display);
+    b->set_reason(block.reason);
+    if (auto f = host_findings_.find(display); f != host_findings_.end()) {
+      b->set_owner_uid(f->second.owner);
+      b->set_pid(f->second.pid);
+      b->set_stale(f->second.use == DisplayUse::stale);
+    }
+  }
+  return r;
+}
+
+v1::Response DisplayBroker::open_login(const Caller& caller, ConnectionId, const v1::Request& request) {
+  const uid_t uid = request.open_login().uid();
+  const auto dir = user_dirs_->ensure(uid);
+  if (!dir.ok) {
+    spdlog::error("open_login uid={}({}) failed: {}", uid, user_name(uid), dir.error);
+    return reply(v1::INTERNAL, "the broker could not prepare the directory: " + dir.error);
+  }
+  const std::uint32_t sessions = ++login_sessions_[uid];
+  spdlog::info("login uid={}({}) opened, {} login session(s), dir={}", uid, user_name(uid), sessions, dir.path);
+  v1::Response r = reply(v1::OK, "");
+  r.mutable_open_login()->set_runtime_dir(dir.path);
+  r.mutable_open_login()->set_login_sessions(sessions);
+  return r;
+}
+
+v1::Response DisplayBroker::close_login(const Caller& caller, ConnectionId, const v1::Request& request) {
+  const uid_t uid = request.close_login().uid();
+  std::uint32_t left = 0;
+  if (auto it = login_sessions_.find(uid); it != login_sessions_.end()) {
+    left = it->second > 0 ? it->second - 1 : 0;
+    if (left == 0)
+      login_sessions_.erase(it);
+    else
+      it->second = left;
+  }
+  std::uint32_t ended = 0;
+  if (left == 0 && request.close_login().reap_leases()) {
+    std::vector<std::string> ids;
+    for (const Lease* lease : leases_.for_uid(uid)) ids.push_back(lease->id);
+    for (const auto& id : ids) end_lease(id, "last login session of the user ended");
+    ended = static_cast<std::uint32_t>(ids.size());
+  }
+  spdlog::info("login uid={}({}) closed, {} login session(s) left, {} lease(s) ended", uid, user_name(uid), left,
+               ended);
+  v1::Response r = reply(v1::OK, "");
+  r.mutable_close_login()->set_login_sessions(left);
+  r.mutable_close_login()->set_leases_ended(ended);
+  return r;
+}
+
+void DisplayBroker::connection_closed(ConnectionId connection) {
+  for (const auto& id : leases_.ids_for_connection(connection)) end_lease(id, "holder disconnected");
+}
+
+void DisplayBroker::end_lease(std::string id, const std::string& why) {
+  auto lease = leases_.remove(id);
+  if (!lease) return;
+  allocator_.give_back(lease->display);
+  spdlog::info("lease={} uid={}({}) pid={} display=:{} ended: {}", lease->id, lease->uid, lease->user,
+               lease->holder_pid, lease->display, why);
+}
+
+std::string DisplayBroker::user_name(uid_t uid) {
+  if (auto it = user_names_.find(uid); it != user_names_.end()) return it->second;
+  std::string name = std::to_string(uid);
+  passwd pw{};
+  passwd* found = nullptr;
+  char buf[4096];
+  if (::getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found) name = found->pw_name;
+  // Bounded: one entry per uid that ever connected.
+  if (user_names_.size() < 65536) user_names_.emplace(uid, name);
+  return name;
+}
+
+void DisplayBroker::fill_lease(const Lease& lease, v1::Lease* out) const {
+  out->set_id(lease.id);
+  out->set_display(lease.display);
+  out->set_uid(lease.uid);
+  out->set_gid(lease.gid);
+  out->set_pid(lease.holder_pid);
+  out->set_user(lease.user);
+  out->set_runtime_dir(lease.runtime_dir);
+  out->set_purpose(lease.purpose);
+  out->set_state(v1::ACTIVE);
+  out->set_acquired_unix_ms(
+      std::chrono::duration_cast<std::chrono::milliseconds>(lease.acquired_at.time_since_epoch()).count());
+}
+
+}  // namespace xpra_broker

@@ -1,0 +1,167 @@
+#include "display_probe.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <charconv>
+#include <cstring>
+
+#include "unique_fd.h"
+
+namespace xpra_broker {
+
+namespace {
+
+FileKind kind_of(const struct stat& st) {
+  if (S_ISSOCK(st.st_mode)) return FileKind::socket;
+  if (S_ISREG(st.st_mode)) return FileKind::regular;
+  return FileKind::other;
+}
+
+// connect() to the socket inode behind an O_PATH fd: the kernel resolves
+// /proc/self/fd/N to that inode, so a symlink swapped in after lstat() is
+// never followed.
+// Slow path (reads /proc/net/unix, O(sockets on the host)): is a listening
+// socket bound to `path`? Only used when connect() is not permitted.
+bool listener_bound_to(const std::string& path) {
+  UniqueFd fd(::open("/proc/net/unix", O_RDONLY | O_CLOEXEC));
+  if (!fd) return true;  // cannot tell: assume live, the safe side
+  std::string table;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(fd.get(), buf, sizeof(buf))) > 0;) table.append(buf, static_cast<std::size_t>(n));
+  // Columns: Num RefCount Protocol Flags Type St Inode Path; Flags 00010000
+  // is __SO_ACCEPTCON, i.e. listen() was called.
+  std::size_t pos = 0;
+  while (pos < table.size()) {
+    std::size_t end = table.find('\n', pos);
+    if (end == std::string::npos) end = table.size();
+    const std::string_view line(table.data() + pos, end - pos);
+    pos = end + 1;
+    if (line.size() > path.size() && line.substr(line.size() - path.size()) == path &&
+        line[line.size() - path.size() - 1] == ' ' && line.find(" 00010000 ") != std::string_view::npos)
+      return true;
+  }
+  return false;
+}
+
+bool socket_fd_has_listener(int path_fd, const std::string& path) {
+  UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!s) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "/proc/self/fd/%d", path_fd);
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) return true;
+  // EAGAIN: the listener's backlog is full, so there is a listener.
+  if (errno == EAGAIN || errno == EINPROGRESS) return true;
+  // EACCES: a socket we may not connect to (Xpra's are 0600); ask the kernel's
+  // socket table instead.
+  if (errno == EACCES) return listener_bound_to(path);
+  return false;
+}
+
+}  // namespace
+
+SocketFileFacts probe_socket_file(const std::string& path) {
+  SocketFileFacts facts;
+  UniqueFd fd(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) {
+    struct stat st {};
+    // O_PATH|O_NOFOLLOW opens a symlink itself; failure means absent or
+    // unreadable. lstat tells which.
+    if (::lstat(path.c_str(), &st) == 0) {
+      facts.kind = kind_of(st);
+      facts.owner = st.st_uid;
+    }
+    return facts;
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return facts;
+  facts.kind = kind_of(st);
+  facts.owner = st.st_uid;
+  if (facts.kind == FileKind::socket) facts.listening = socket_fd_has_listener(fd.get(), path);
+  return facts;
+}
+
+bool abstract_socket_in_use(const std::string& name) {
+  // Binding the name ourselves is the one atomic, O(1) test: if the bind
+  // works nobody holds it (and closing releases it at once).
+  UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::size_t len = std::min(name.size(), sizeof(addr.sun_path) - 1);
+  std::memcpy(addr.sun_path + 1, name.data(), len);
+  const socklen_t addr_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + len);
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), addr_len) == 0) return false;
+  return errno == EADDRINUSE;
+}
+
+bool pid_alive(pid_t pid) {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) == 0) return true;
+  return errno == EPERM;  // exists, belongs to someone else
+}
+
+std::string local_hostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+  return buf;
+}
+
+DisplayProbe::DisplayProbe(std::string x11_tmp_dir, std::string xpra_shared_dir, std::string hostname)
+    : x11_tmp_dir_(std::move(x11_tmp_dir)), xpra_shared_dir_(std::move(xpra_shared_dir)),
+      hostname_(std::move(hostname)) {}
+
+DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_dir) const {
+  DisplayFacts f;
+  f.display = display;
+  const std::string n = std::to_string(display);
+
+  // Lock file: X writes its pid as 10 characters plus a newline.
+  const std::string lock_path = x11_tmp_dir_ + "/.X" + n + "-lock";
+  UniqueFd lock(::open(lock_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  if (lock) {
+    struct stat st {};
+    if (::fstat(lock.get(), &st) == 0) {
+      f.lock_kind = kind_of(st);
+      f.lock_owner = st.st_uid;
+      if (f.lock_kind == FileKind::regular) {
+        char buf[32] = {};
+        const ssize_t got = ::read(lock.get(), buf, sizeof(buf) - 1);
+        if (got > 0) {
+          const char* p = buf;
+          const char* end = buf + got;
+          while (p < end && *p == ' ') ++p;
+          pid_t pid = 0;
+          auto [ptr, ec] = std::from_chars(p, end, pid);
+          if (ec == std::errc{} && pid > 0) {
+            f.lock_pid = pid;
+            f.lock_pid_alive = pid_alive(pid);
+          }
+        }
+      }
+    }
+  } else {
+    struct stat st {};
+    if (::lstat(lock_path.c_str(), &st) == 0) {  // a symlink, FIFO, or unreadable
+      f.lock_kind = S_ISREG(st.st_mode) ? FileKind::regular : FileKind::other;
+      f.lock_owner = st.st_uid;
+    }
+  }
+
+  f.x11_socket = probe_socket_file(x11_tmp_dir_ + "/.X11-unix/X" + n);
+  f.x11_abstract_in_use = abstract_socket_in_use(x11_tmp_dir_ + "/.X11-unix/X" + n);
+  f.xpra_abstract_in_use = abstract_socket_in_use("xpra/" + n);
+  f.xpra_shared_socket = probe_socket_file(xpra_shared_dir_ + "/" + hostname_ + "-" + n);
+  if (!user_dir.empty()) f.xpra_user_socket = probe_socket_file(user_dir + "/" + hostname_ + "-" + n);
+  return f;
+}
+
+}  // namespace xpra_broker

@@ -1,0 +1,36 @@
+// Gathers what the host says about one display number: X lock file, X11
+// sockets (filesystem and abstract), Xpra sockets. Reads only; never follows a
+// symlink (lstat, O_NOFOLLOW, connect through an O_PATH fd).
+#pragma once
+
+#include <string>
+
+#include "display_verdict.h"
+
+namespace xpra_broker {
+
+class DisplayProbe {
+ public:
+  // x11_tmp_dir: where .X<N>-lock and .X11-unix live (/tmp).
+  // xpra_shared_dir: the shared Xpra socket dir (the runtime dir).
+  DisplayProbe(std::string x11_tmp_dir, std::string xpra_shared_dir, std::string hostname);
+  virtual ~DisplayProbe() = default;
+
+  // user_dir: the caller's own socket dir, or empty.
+  virtual DisplayFacts probe(std::uint32_t display, const std::string& user_dir) const;
+
+  const std::string& hostname() const { return hostname_; }
+
+ private:
+  std::string x11_tmp_dir_;
+  std::string xpra_shared_dir_;
+  std::string hostname_;
+};
+
+// Helpers also used by the lifecycle code and tests.
+SocketFileFacts probe_socket_file(const std::string& path);
+bool abstract_socket_in_use(const std::string& name);
+bool pid_alive(pid_t pid);
+std::string local_hostname();
+
+}  // namespace xpra_broker

@@ -1,0 +1,192 @@
+// xpra-brokerd: start-up only. Reads the configuration, settles privileges,
+// opens the runtime dir and socket, then hands over to the Asio loop.
+#include <sys/resource.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <utility>  // Boost 1.74 asio/awaitable.hpp uses std::exchange without it
+#include <boost/asio.hpp>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "broker_server.h"
+#include "display_broker.h"
+#include "privileged_ops.h"
+#include "startup.h"
+#include "version.h"
+
+using namespace xpra_broker;
+
+namespace {
+
+// Exit codes (sysexits.h), documented in the README.
+constexpr int kExitUsage = 64;
+constexpr int kExitConfig = 78;
+constexpr int kExitOsError = 71;
+
+void print_help() {
+  std::cout << "Usage: xpra-brokerd [--config FILE] [--KEY=VALUE ...]\n"
+               "\n"
+               "Hands out X display numbers and per-user socket directories to the users of\n"
+               "this host over a Unix socket, and ends a display's lease when its holder goes.\n"
+               "\n"
+               "Options:\n"
+               "  -c, --config FILE   config file (default /etc/xpra/broker.conf; may be missing)\n"
+               "      --check-config  check the configuration, print it and exit\n"
+               "  -h, --help          show this help and exit\n"
+               "  -V, --version       show the version and exit\n"
+               "\n"
+               "Every config key can also be given as --KEY=VALUE (overrides the file):\n";
+  for (const auto& key : config_keys()) std::printf("  %-26s %s\n", key.key, key.help);
+  std::cout << "\nExit codes: 0 clean shutdown, 64 bad usage, 71 operating-system error\n"
+               "(socket, runtime dir, privileges), 78 bad configuration.\n";
+}
+
+struct ParsedArgs {
+  CommandLine cmd;
+  bool check_only = false;
+};
+
+// Returns an exit code to stop with, or -1 to go on.
+int parse_args(int argc, char** argv, ParsedArgs& out) {
+  out.cmd.config_path = "/etc/xpra/broker.conf";
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") return print_help(), 0;
+    if (arg == "-V" || arg == "--version") return std::cout << "xpra-brokerd " XPRA_BROKER_VERSION "\n", 0;
+    if (arg == "--check-config") {
+      out.check_only = true;
+      continue;
+    }
+    if (arg == "-c" || arg == "--config") {
+      if (i + 1 >= argc) return std::cerr << "xpra-brokerd: " << arg << " needs a file\n", kExitUsage;
+      out.cmd.config_path = argv[++i];
+      out.cmd.config_explicit = true;
+      continue;
+    }
+    if (arg.rfind("--config=", 0) == 0) {
+      out.cmd.config_path = arg.substr(9);
+      out.cmd.config_explicit = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) == 0 && arg.size() > 2) {
+      const auto eq = arg.find('=');
+      if (eq != std::string::npos) {
+        out.cmd.overrides.emplace_back(arg.substr(2, eq - 2), arg.substr(eq + 1));
+      } else if (i + 1 < argc) {
+        out.cmd.overrides.emplace_back(arg.substr(2), argv[++i]);
+      } else {
+        return std::cerr << "xpra-brokerd: " << arg << " needs a value (--KEY=VALUE)\n", kExitUsage;
+      }
+      continue;
+    }
+    std::cerr << "xpra-brokerd: unexpected argument '" << arg << "'; see xpra-brokerd --help\n";
+    return kExitUsage;
+  }
+  return -1;
+}
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("xpra-brokerd");
+  // Under systemd, journald adds its own timestamps.
+  logger->set_pattern(std::getenv("JOURNAL_STREAM") ? "%l: %v" : "%Y-%m-%d %H:%M:%S.%e %l: %v");
+  logger->set_level(spdlog::level::from_str(level));
+  spdlog::set_default_logger(logger);
+}
+
+void raise_fd_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = std::min<rlim_t>(lim.rlim_max, 65536);
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ParsedArgs args;
+  if (int rc = parse_args(argc, argv, args); rc >= 0) return rc;
+
+  BrokerConfig config;
+  try {
+    config = load_config(args.cmd);
+  } catch (const std::exception& e) {
+    std::cerr << "xpra-brokerd: configuration error:\n" << e.what() << "\n";
+    return kExitConfig;
+  }
+  if (args.check_only) {
+    std::cout << "configuration OK\n"
+              << "socket = " << config.socket << "\nruntime-dir = " << config.runtime_dir << "\ndisplays = "
+              << config.display_first << "-" << config.display_last
+              << "\nmax-leases-per-user = " << config.max_leases_per_user << "\nmax-leases = " << config.max_leases
+              << "\n";
+    return 0;
+  }
+  setup_logging(config.log_level);
+
+  AccessPolicy policy;
+  UniqueFd runtime_dir, instance_lock, listener;
+  std::vector<std::string> warnings;
+  bool socket_from_systemd = false;
+  try {
+    policy.allowed_gids = resolve_groups(config.allowed_groups, "allowed-groups");
+    policy.admin_gids = resolve_groups(config.admin_groups, "admin-groups");
+    prepare_runtime_dir_as_root(config);
+    const PrivilegeSetup privileges = setup_process_privileges(config.user, config.group);
+    if (!privileges.switched_to.empty()) spdlog::info("running as {}", privileges.switched_to);
+    std::string kept;
+    for (const auto& k : privileges.kept) kept += (kept.empty() ? "" : ",") + k;
+    spdlog::info("capabilities kept (permitted, raised only per call): {}", kept.empty() ? "none" : kept);
+    for (const auto& m : privileges.missing)
+      warnings.push_back("capability " + m + " is not available: " +
+                         (m == "cap_chown"    ? "per-user directories can be made only for the broker's own uid"
+                          : m == "cap_fowner" ? "other users' stale X lock and socket files cannot be removed"
+                                              : "processes of other users' leases cannot be ended"));
+    raise_fd_limit();
+    runtime_dir = open_runtime_dir(config.runtime_dir, warnings);
+    instance_lock = acquire_instance_lock(runtime_dir.get(), config.runtime_dir);
+    listener = open_listening_socket(config.socket, socket_from_systemd);
+    const auto members = ordinary_members_of_group(::getegid(), ::geteuid());
+    if (!members.empty()) {
+      std::string list;
+      for (const auto& m : members) list += (list.empty() ? "" : ",") + m;
+      warnings.push_back("users " + list +
+                         " are members of the broker's group; with the broker they need not be, and as members "
+                         "they can enter every user's directory. Remove them from the group");
+    }
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot start: {}", e.what());
+    return kExitOsError;
+  }
+  for (const auto& w : warnings) spdlog::warn("{}", w);
+
+  auto probe = std::make_unique<DisplayProbe>(config.x11_tmp_dir, config.runtime_dir, local_hostname());
+  auto user_dirs = std::make_unique<UserDirectories>(std::move(runtime_dir), config.runtime_dir, ::getegid());
+  DisplayBroker broker(config, policy, std::move(probe), std::move(user_dirs));
+  broker.set_warnings(warnings);
+
+  boost::asio::io_context io(1);
+  BrokerServer server(io, broker, listener.release(), config.max_connections_per_user);
+  server.start();
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code ec, int signo) {
+    if (ec) return;
+    spdlog::info("received {}, shutting down", ::strsignal(signo));
+    sd_notify(0, "STOPPING=1");
+    server.stop();
+    io.stop();
+  });
+
+  spdlog::info("xpra-brokerd {} serving {} (displays {}-{}, runtime dir {}{})", XPRA_BROKER_VERSION, config.socket,
+               config.display_first, config.display_last, config.runtime_dir,
+               socket_from_systemd ? ", socket from systemd" : "");
+  sd_notify(0, "READY=1\nSTATUS=serving");
+  io.run();
+  if (!socket_from_systemd) ::unlink(config.socket.c_str());
+  return 0;
+}

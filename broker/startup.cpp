@@ -1,0 +1,158 @@
+#include "startup.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace xpra_broker {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& what) {
+  throw std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+}  // namespace
+
+BrokerConfig load_config(const CommandLine& cmd) {
+  BrokerConfig config;
+  std::vector<ConfigError> errors;
+  std::ifstream in(cmd.config_path);
+  if (in) {
+    std::stringstream text;
+    text << in.rdbuf();
+    errors = parse_config_text(config, text.str(), cmd.config_path);
+  } else if (cmd.config_explicit) {
+    throw std::runtime_error("cannot read config file " + cmd.config_path + ": " + std::strerror(errno));
+  }
+  for (const auto& [key, value] : cmd.overrides)
+    if (auto err = apply_config_setting(config, key, value)) errors.push_back({"command line", 0, "--" + key + ": " + *err});
+  for (auto& e : validate_config(config)) errors.push_back(std::move(e));
+  if (!errors.empty()) {
+    std::string all;
+    for (const auto& e : errors) all += (all.empty() ? "" : "\n") + e.to_string();
+    throw std::runtime_error(all);
+  }
+  return config;
+}
+
+void prepare_runtime_dir_as_root(const BrokerConfig& config) {
+  if (::geteuid() != 0 || config.user.empty()) return;
+  const passwd* pw = ::getpwnam(config.user.c_str());
+  if (!pw) throw std::runtime_error("user '" + config.user + "' does not exist (config key 'user')");
+  gid_t gid = pw->pw_gid;
+  if (!config.group.empty()) {
+    const struct group* gr = ::getgrnam(config.group.c_str());
+    if (!gr) throw std::runtime_error("group '" + config.group + "' does not exist (config key 'group')");
+    gid = gr->gr_gid;
+  }
+  if (::mkdir(config.runtime_dir.c_str(), 0755) != 0 && errno != EEXIST) fail("mkdir " + config.runtime_dir);
+  UniqueFd dir(::open(config.runtime_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) fail("open " + config.runtime_dir);
+  if (::fchown(dir.get(), pw->pw_uid, gid) != 0) fail("chown " + config.runtime_dir);
+  if (::fchmod(dir.get(), 0755) != 0) fail("chmod " + config.runtime_dir);
+}
+
+UniqueFd open_runtime_dir(const std::string& path, std::vector<std::string>& warnings) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) fail("cannot create runtime dir " + path);
+  UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir) fail("cannot open runtime dir " + path + " (it must be a directory, not a symlink)");
+  struct stat st {};
+  if (::fstat(dir.get(), &st) != 0) fail("fstat " + path);
+  if (st.st_uid != ::geteuid())
+    warnings.push_back("runtime dir " + path + " is owned by uid " + std::to_string(st.st_uid) +
+                       ", not by the broker (uid " + std::to_string(::geteuid()) + ")");
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    warnings.push_back("runtime dir " + path + " is writable by group or others (mode " +
+                       [&] {
+                         char m[8];
+                         std::snprintf(m, sizeof(m), "%04o", st.st_mode & 07777);
+                         return std::string(m);
+                       }() +
+                       "); users could plant files next to their directories. Make it 0755 and owned by the broker");
+  return dir;
+}
+
+UniqueFd acquire_instance_lock(int runtime_dir_fd, const std::string& runtime_dir) {
+  UniqueFd lock(::openat(runtime_dir_fd, "broker.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!lock) fail("cannot open " + runtime_dir + "/broker.lock");
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK)
+      throw std::runtime_error("another xpra-brokerd already serves " + runtime_dir +
+                               " (it holds broker.lock); stop it first, or give this one another --runtime-dir");
+    fail("flock " + runtime_dir + "/broker.lock");
+  }
+  // The pid is informational only; the flock is what counts.
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock.get(), 0) == 0 && ::pwrite(lock.get(), pid.data(), pid.size(), 0) < 0) {
+  }
+  return lock;
+}
+
+UniqueFd open_listening_socket(const std::string& path, bool& from_systemd) {
+  from_systemd = false;
+  const int n = sd_listen_fds(1);
+  if (n > 1) throw std::runtime_error("systemd passed " + std::to_string(n) + " sockets; expected one");
+  if (n == 1) {
+    if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, nullptr, 0) <= 0)
+      throw std::runtime_error("the socket systemd passed is not a listening Unix stream socket");
+    from_systemd = true;
+    return UniqueFd(SD_LISTEN_FDS_START);
+  }
+
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) throw std::runtime_error("socket path too long: " + path);
+  // The instance lock is held, so a socket file here belongs to a dead
+  // broker: remove it. Anything that is not a socket is left for the admin.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      throw std::runtime_error(path + " exists and is not a socket; remove it or choose another --socket");
+    if (::unlink(path.c_str()) != 0) fail("cannot remove stale socket " + path);
+  }
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) fail("socket");
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  // Created 0666 (every local user may connect; policy uses SO_PEERCRED).
+  const mode_t old = ::umask(0);
+  const int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::umask(old);
+  if (rc != 0) fail("cannot bind " + path);
+  if (::listen(fd.get(), SOMAXCONN) != 0) fail("listen " + path);
+  return fd;
+}
+
+std::vector<gid_t> resolve_groups(const std::vector<std::string>& names, const char* key) {
+  std::vector<gid_t> gids;
+  for (const auto& name : names) {
+    const struct group* gr = ::getgrnam(name.c_str());
+    if (!gr) throw std::runtime_error(std::string(key) + ": group '" + name + "' does not exist");
+    gids.push_back(gr->gr_gid);
+  }
+  return gids;
+}
+
+std::vector<std::string> ordinary_members_of_group(gid_t gid, uid_t broker_uid) {
+  std::vector<std::string> members;
+  const struct group* gr = ::getgrgid(gid);
+  if (!gr || gid == 0) return members;
+  const passwd* self = ::getpwuid(broker_uid);
+  for (char** m = gr->gr_mem; m && *m; ++m)
+    if (!self || std::strcmp(*m, self->pw_name) != 0) members.emplace_back(*m);
+  return members;
+}
+
+}  // namespace xpra_broker

@@ -1,0 +1,25 @@
+// `xpra-request-display exec`: take a lease, run a command on it, hold the
+// lease for the command's lifetime, and leave nothing of it running.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "broker_call.h"
+
+namespace xpra_broker::client {
+
+struct ExecOptions {
+  std::vector<std::string> command;
+  std::string purpose;
+  // How long what is left of the command's process group gets between
+  // SIGTERM and SIGKILL.
+  std::chrono::milliseconds grace{5000};
+};
+
+int run_exec(const GlobalOptions& options, const ExecOptions& exec);
+
+// Replaces {display} and {runtime_dir} in one argument.
+std::string substitute_placeholders(const std::string& arg, std::uint32_t display, const std::string& runtime_dir);
+
+}  // namespace xpra_broker::client

@@ -1,0 +1,137 @@
+#include "query_commands.h"
+
+#include <charconv>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "exit_codes.h"
+
+namespace xpra_broker::client {
+
+namespace {
+
+const char* state_name(v1::LeaseState state) {
+  switch (state) {
+    case v1::ACTIVE: return "active";
+    case v1::RELEASED: return "released";
+    default: return "unknown";
+  }
+}
+
+nlohmann::json lease_json(const v1::Lease& lease) {
+  return {{"lease", lease.id()},
+          {"display", lease.display()},
+          {"uid", lease.uid()},
+          {"user", lease.user()},
+          {"pid", lease.pid()},
+          {"runtime_dir", lease.runtime_dir()},
+          {"state", state_name(lease.state())},
+          {"acquired_unix_ms", lease.acquired_unix_ms()},
+          {"purpose", lease.purpose()}};
+}
+
+std::string format_time(std::int64_t unix_ms) {
+  const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  ::localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+
+}  // namespace
+
+int run_list(const GlobalOptions& options, bool all, bool json) {
+  auto conn = connect_or_report(options);
+  if (!conn.connected()) return kExitUnavailable;
+  v1::Request request;
+  request.mutable_list()->set_all(all);
+  v1::Response response;
+  if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& lease : response.list().leases()) out.push_back(lease_json(lease));
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  if (response.list().leases().empty()) {
+    std::cout << (all ? "no leases\n" : "you hold no leases\n");
+    return kExitOk;
+  }
+  std::printf("%-17s %-8s %-12s %-8s %-20s %-19s %s\n", "LEASE", "DISPLAY", "USER", "PID", "RUNTIME_DIR", "SINCE",
+              "PURPOSE");
+  for (const auto& l : response.list().leases())
+    std::printf("%-17s :%-7u %-12s %-8d %-20s %-19s %s\n", l.id().c_str(), l.display(), l.user().c_str(), l.pid(),
+                l.runtime_dir().c_str(), format_time(l.acquired_unix_ms()).c_str(), l.purpose().c_str());
+  return kExitOk;
+}
+
+int run_release(const GlobalOptions& options, const std::string& target) {
+  v1::Request request;
+  if (!target.empty() && target[0] == ':') {
+    std::uint32_t display = 0;
+    const char* end = target.data() + target.size();
+    auto [ptr, ec] = std::from_chars(target.data() + 1, end, display);
+    if (ec != std::errc{} || ptr != end || target.size() == 1) {
+      std::cerr << "xpra-request-display: '" << target << "' is not a display; use :N (e.g. :105) or a lease id\n";
+      return kExitUsage;
+    }
+    request.mutable_release()->set_display(display);
+  } else {
+    request.mutable_release()->set_lease_id(target);
+  }
+  auto conn = connect_or_report(options);
+  if (!conn.connected()) return kExitUnavailable;
+  v1::Response response;
+  if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
+  std::cout << "released lease " << response.release().lease().id() << " (display :"
+            << response.release().lease().display() << ")\n";
+  return kExitOk;
+}
+
+int run_status(const GlobalOptions& options, bool json) {
+  auto conn = connect_or_report(options);
+  if (!conn.connected()) return kExitUnavailable;
+  v1::Request request;
+  request.mutable_status();
+  v1::Response response;
+  if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
+  const auto& s = response.status_reply();
+  if (json) {
+    nlohmann::json blocked = nlohmann::json::array();
+    for (const auto& b : s.blocked())
+      blocked.push_back({{"display", b.display()},
+                         {"reason", b.reason()},
+                         {"owner_uid", b.owner_uid()},
+                         {"pid", b.pid()},
+                         {"stale", b.stale()}});
+    nlohmann::json out = {{"version", s.version()},
+                          {"range", {{"first", s.range_first()}, {"last", s.range_last()}}},
+                          {"leases", s.leases()},
+                          {"max_leases", s.max_leases()},
+                          {"max_leases_per_user", s.max_leases_per_user()},
+                          {"free_displays", s.free_displays()},
+                          {"connections", s.connections()},
+                          {"uptime_ms", s.uptime_ms()},
+                          {"blocked", blocked},
+                          {"warnings", s.warnings()}};
+    std::cout << out.dump(2) << "\n";
+    return kExitOk;
+  }
+  std::printf("xpra-brokerd %s, up %lld s\n", s.version().c_str(), static_cast<long long>(s.uptime_ms() / 1000));
+  std::printf("displays      %u-%u, %u free\n", s.range_first(), s.range_last(), s.free_displays());
+  std::printf("leases        %u (max %u, %u per user)\n", s.leases(), s.max_leases(), s.max_leases_per_user());
+  std::printf("connections   %u\n", s.connections());
+  if (s.blocked_size() > 0) {
+    std::printf("skipped displays (used outside the broker, or leftovers):\n");
+    for (const auto& b : s.blocked())
+      std::printf("  :%-6u %-5s uid %-6u %s\n", b.display(), b.stale() ? "stale" : "live", b.owner_uid(),
+                  b.reason().c_str());
+  }
+  for (const auto& w : s.warnings()) std::printf("warning: %s\n", w.c_str());
+  return kExitOk;
+}
+
+}  // namespace xpra_broker::client
