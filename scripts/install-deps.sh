@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what building, the demo and the tests need, from Debian 12's
+# archive. Does nothing for packages already present; needs root to install.
+set -euo pipefail
+
+build_packages=(cmake g++ make pkg-config libboost-dev libcap-dev libprotobuf-dev protobuf-compiler
+                libspdlog-dev libfmt-dev nlohmann-json3-dev libsystemd-dev libpam0g-dev libgtest-dev libgmock-dev)
+# Real components the tests and the demo run: X servers, Xpra, a PAM driver,
+# systemd-analyze for the unit files, dpkg-dev for the .deb.
+runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux passwd systemd dpkg-dev file)
+
+missing=()
+for p in "${build_packages[@]}" "${runtime_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: run as root (or: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates the real users and groups the multi-user tests run as (idempotent,
+# safe to run from several tests at once). Needs root.
+#   xpb-users   group allowed to take displays (the tests' allowed-groups)
+#   xpb-alice   in xpb-users
+#   xpb-bob     in xpb-users
+#   xpb-mallory not in xpb-users: must be refused
+#   xpra-broker system user, group xpra: the broker's own identity
+set -euo pipefail
+exec 9>/run/xpra-broker-test-users.lock
+flock 9
+getent group xpra >/dev/null || groupadd --system xpra
+getent group xpb-users >/dev/null || groupadd xpb-users
+id xpra-broker >/dev/null 2>&1 || useradd --system --gid xpra --no-create-home --home-dir /nonexistent \
+  --shell /usr/sbin/nologin xpra-broker
+for u in xpb-alice xpb-bob xpb-mallory; do
+  id "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$u"
+done
+usermod -a -G xpb-users xpb-alice
+usermod -a -G xpb-users xpb-bob
