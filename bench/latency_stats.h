@@ -1,0 +1,21 @@
+// Percentiles of a set of latency samples, shared by the benchmarks.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace xpra_broker::bench {
+
+struct LatencySummary {
+  std::size_t count = 0;
+  double mean_us = 0;
+  double p50_us = 0;
+  double p90_us = 0;
+  double p99_us = 0;
+  double max_us = 0;
+};
+
+// Nearest-rank percentiles; sorts `samples_ns` in place.
+LatencySummary summarize(std::vector<std::uint32_t>& samples_ns);
+
+}  // namespace xpra_broker::bench
