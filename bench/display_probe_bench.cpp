@@ -40,6 +40,7 @@
 #include <functional>
 #include <iostream>
 #include <spdlog/spdlog.h>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -183,7 +184,7 @@ DisplayBroker make_broker(const BrokerConfig& config, std::unique_ptr<DisplayPro
   return DisplayBroker(config, AccessPolicy{}, std::move(probe), std::move(dirs));
 }
 
-// One acquire then release of that lease, through handle(); aborts on failure
+// One acquire then release of that lease, through handle(); throws on failure
 // so a misconfigured run cannot print figures for the error path.
 void acquire_release(DisplayBroker& broker, const Caller& caller, ConnectionId connection) {
   static v1::Request acquire = [] {
@@ -192,17 +193,11 @@ void acquire_release(DisplayBroker& broker, const Caller& caller, ConnectionId c
     return r;
   }();
   const v1::Response acquired = broker.handle(caller, connection, acquire);
-  if (acquired.status() != v1::OK) {
-    std::cerr << "acquire failed: " << acquired.message() << "\n";
-    std::exit(1);
-  }
+  if (acquired.status() != v1::OK) throw std::runtime_error("acquire failed: " + acquired.message());
   v1::Request release;
   release.mutable_release()->set_lease_id(acquired.acquire().lease().id());
   const v1::Response released = broker.handle(caller, connection, release);
-  if (released.status() != v1::OK) {
-    std::cerr << "release failed: " << released.message() << "\n";
-    std::exit(1);
-  }
+  if (released.status() != v1::OK) throw std::runtime_error("release failed: " + released.message());
 }
 
 int run(int iterations) {
@@ -253,11 +248,12 @@ int run(int iterations) {
   }));
   ProbeDirs probe_dirs{open_dir_fd(x11), open_dir_fd(x11 + "/.X11-unix"), open_dir_fd(run_dir), open_dir_fd(user_dir)};
   rows.push_back(time_each("  what-if: lean probe", 1, iterations, [&](int i) {
-    if (!lean_probe(probe_dirs, x11, host, display(i))) std::abort();
+    if (!lean_probe(probe_dirs, x11, host, display(i))) throw std::runtime_error("lean probe found a display in use");
   }));
   rows.push_back(time_each("UserDirectories::ensure", 1, iterations, [&](int) { dirs.ensure(caller.uid); }));
   rows.push_back(time_each("  what-if: ensure fast path", 1, iterations, [&](int) {
-    if (!user_dir_ready(dirs.runtime_dir_fd(), caller.uid, ::getegid())) std::abort();
+    if (!user_dir_ready(dirs.runtime_dir_fd(), caller.uid, ::getegid()))
+      throw std::runtime_error("the user directory is not as ensure() left it");
   }));
   rows.push_back(time_each("new_lease_id", 1, iterations, [&](int) { new_lease_id(); }));
 
