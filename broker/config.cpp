@@ -120,6 +120,31 @@ const std::vector<KeyEntry>& key_table() {
        bounded_uint(&BrokerConfig::max_connections_per_user, 1, 100000)},
       {{"recheck-seconds", "how long a display used outside the broker is skipped before it is probed again (default 30)"},
        bounded_uint(&BrokerConfig::recheck_seconds, 1, 86400)},
+      {{"reap-grace-ms", "time a lease's processes get between SIGTERM and SIGKILL when it ends (default 3000)"},
+       bounded_uint(&BrokerConfig::reap_grace_ms, 0, 600000)},
+      {{"quarantine-seconds", "how long a display is skipped after a start on it failed with a display conflict (default 300)"},
+       bounded_uint(&BrokerConfig::quarantine_seconds, 0, 86400)},
+      {{"acquire-burst", "acquires one user may make at once before the rate limit applies (default 10)"},
+       bounded_uint(&BrokerConfig::acquire_burst, 1, 100000)},
+      {{"acquires-per-minute", "sustained acquires per user and minute (default 60)"},
+       bounded_uint(&BrokerConfig::acquires_per_minute, 1, 1000000)},
+      {{"failures-before-backoff", "consecutive failed sessions of a user before back-off starts (default 3)"},
+       bounded_uint(&BrokerConfig::failures_before_backoff, 1, 1000)},
+      {{"backoff-base-ms", "first back-off delay; it doubles with each further failure (default 1000)"},
+       bounded_uint(&BrokerConfig::backoff_base_ms, 1, 3600000)},
+      {{"backoff-max-seconds", "longest back-off delay (default 300)"},
+       bounded_uint(&BrokerConfig::backoff_max_seconds, 1, 86400)},
+      {{"healthy-after-seconds", "a session that ran this long is not a failure, whatever its exit status (default 10)"},
+       bounded_uint(&BrokerConfig::healthy_after_seconds, 0, 86400)},
+      {{"xserver-warn-per-user", "warn when a user runs more X servers than this; 0: max-leases-per-user + 1 (default 0)"},
+       bounded_uint(&BrokerConfig::xserver_warn_per_user, 0, 100000)},
+      {{"clean-stale", "remove stale X lock and socket files in the range (yes or no, default yes)"},
+       [](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+         if (v == "yes" || v == "true" || v == "1") c.clean_stale = true;
+         else if (v == "no" || v == "false" || v == "0") c.clean_stale = false;
+         else return "must be yes or no";
+         return std::nullopt;
+       }},
       {{"user", "when started as root, the user to run as (e.g. xpra-broker)"}, single_name(&BrokerConfig::user)},
       {{"group", "when started as root, the group to run as (e.g. xpra)"}, single_name(&BrokerConfig::group)},
       {{"log-level", "trace, debug, info, warn, error or critical (default info)"},

@@ -29,6 +29,18 @@ struct BrokerConfig {
   // Seconds a display found in use by something outside the broker is
   // skipped before it is probed again.
   std::uint32_t recheck_seconds = 30;
+  // Lifecycle: reaping, quarantine, restart-loop defence, leak watchdog.
+  std::uint32_t reap_grace_ms = 3000;
+  std::uint32_t quarantine_seconds = 300;
+  std::uint32_t acquire_burst = 10;
+  std::uint32_t acquires_per_minute = 60;
+  std::uint32_t failures_before_backoff = 3;
+  std::uint32_t backoff_base_ms = 1000;
+  std::uint32_t backoff_max_seconds = 300;
+  std::uint32_t healthy_after_seconds = 10;
+  // Warn when one user runs more X servers than this (0: max-leases-per-user + 1).
+  std::uint32_t xserver_warn_per_user = 0;
+  bool clean_stale = true;
   // When started as root: the user and group to switch to.
   std::string user;
   std::string group;

@@ -1,10 +1,12 @@
 #include "display_broker.h"
 
 #include <pwd.h>
+#include <signal.h>
 #include <sys/random.h>
 
 #include <spdlog/spdlog.h>
 
+#include "process_inspector.h"
 #include "version.h"
 
 namespace xpra_broker {
@@ -45,7 +47,11 @@ std::string new_lease_id() {
 DisplayBroker::DisplayBroker(const BrokerConfig& config, AccessPolicy policy, std::unique_ptr<DisplayProbe> probe,
                              std::unique_ptr<UserDirectories> user_dirs, SteadyClock clock)
     : config_(config), policy_(std::move(policy)), probe_(std::move(probe)), user_dirs_(std::move(user_dirs)),
-      clock_(std::move(clock)), started_(clock_()), allocator_(config.display_first, config.display_last) {}
+      clock_(std::move(clock)), started_(clock_()), allocator_(config.display_first, config.display_last),
+      guard_(RestartGuardSettings{config.acquire_burst, config.acquires_per_minute, config.failures_before_backoff,
+                                  std::chrono::milliseconds(config.backoff_base_ms),
+                                  std::chrono::seconds(config.backoff_max_seconds),
+                                  std::chrono::seconds(config.healthy_after_seconds)}) {}
 
 const std::unordered_map<int, DisplayBroker::Handler>& DisplayBroker::handlers() {
   using V = v1::Request;
@@ -53,6 +59,8 @@ const std::unordered_map<int, DisplayBroker::Handler>& DisplayBroker::handlers()
       {V::kAcquire, &DisplayBroker::acquire},       {V::kRelease, &DisplayBroker::release},
       {V::kList, &DisplayBroker::list},             {V::kStatus, &DisplayBroker::status},
       {V::kOpenLogin, &DisplayBroker::open_login}, {V::kCloseLogin, &DisplayBroker::close_login},
+      {V::kReportProcess, &DisplayBroker::report_process},
+      {V::kReportStartFailure, &DisplayBroker::report_start_failure},
   };
   return table;
 }
@@ -76,7 +84,17 @@ std::optional<std::uint32_t> DisplayBroker::pick_free_display(const std::string&
   // Each probe either takes the number or blocks it, so this loop probes every
   // number at most once.
   while (auto candidate = allocator_.next_candidate()) {
-    const DisplayVerdict verdict = classify_display(probe_->probe(*candidate, user_dir));
+    DisplayVerdict verdict = classify_display(probe_->probe(*candidate, user_dir));
+    if (verdict.use == DisplayUse::stale && cleaner_ && config_.clean_stale) {
+      // Leftovers of someone else (a crashed session, a stale socket in the
+      // sticky /tmp/.X11-unix): remove them and look again.
+      for (const auto& removed : cleaner_->clean_display(*candidate, user_dir)) {
+        ++stale_removed_;
+        spdlog::info("display=:{} removed {} {} (owner uid={}, {} s old)", *candidate, removed.what, removed.path,
+                     removed.owner, removed.age_seconds);
+      }
+      verdict = classify_display(probe_->probe(*candidate, user_dir));
+    }
     if (verdict.use == DisplayUse::free) {
       host_findings_.erase(*candidate);
       return candidate;
@@ -110,6 +128,24 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
                                     " displays (max-leases) is reached; try again later or ask the administrator");
   }
 
+  const auto guard = guard_.check_acquire(caller.uid, clock_());
+  if (guard.refusal != RestartGuard::Refusal::none) {
+    const auto wait_ms = static_cast<std::uint32_t>(guard.retry_after.count());
+    const bool backoff = guard.refusal == RestartGuard::Refusal::backing_off;
+    spdlog::warn("refused acquire for {}: {} (retry in {} ms)", describe_caller(caller, name),
+                 backoff ? "back-off after " + std::to_string(guard.consecutive_failures) + " failed sessions"
+                         : std::string("acquire rate limit"),
+                 wait_ms);
+    return reply(v1::RATE_LIMITED,
+                 backoff ? "your last " + std::to_string(guard.consecutive_failures) +
+                               " sessions failed soon after start; backing off before the next one. Check the "
+                               "session's own error output"
+                         : "too many display requests in a short time (acquire-burst=" +
+                               std::to_string(config_.acquire_burst) +
+                               ", acquires-per-minute=" + std::to_string(config_.acquires_per_minute) + ")",
+                 wait_ms);
+  }
+
   const auto dir = user_dirs_->ensure(caller.uid);
   if (!dir.ok) {
     spdlog::error("acquire for {} failed: {}", describe_caller(caller, name), dir.error);
@@ -138,6 +174,7 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
   lease.purpose = req.purpose();
   lease.connection = connection;
   lease.acquired_at = std::chrono::system_clock::now();
+  lease.acquired_steady = clock_();
   allocator_.take(*display);
   v1::Response r = reply(v1::OK, "display :" + std::to_string(*display));
   fill_lease(lease, r.mutable_acquire()->mutable_lease());
@@ -169,8 +206,14 @@ v1::Response DisplayBroker::release(const Caller& caller, ConnectionId, const v1
 
   v1::Response r = reply(v1::OK, "released display :" + std::to_string(lease->display));
   fill_lease(*lease, r.mutable_release()->mutable_lease());
-  r.mutable_release()->mutable_lease()->set_state(v1::RELEASED);
-  end_lease(lease->id, "released by " + describe_caller(caller, user_name(caller.uid)));
+  r.mutable_release()->mutable_lease()->set_state(v1::ENDING);
+  if (lease->ending) return r;
+  SessionEnd how = SessionEnd::neutral;
+  if (req.has_exit_status() && caller.uid == lease->uid)
+    how = req.exit_status() == 0 ? SessionEnd::clean_exit : SessionEnd::failed;
+  std::string why = "released by " + describe_caller(caller, user_name(caller.uid));
+  if (req.has_exit_status()) why += ", session exit status " + std::to_string(req.exit_status());
+  end_lease(lease->id, why, how);
   return r;
 }
 
@@ -201,6 +244,20 @@ v1::Response DisplayBroker::status(const Caller& caller, ConnectionId, const v1:
   s->set_connections(static_cast<std::uint32_t>(connections_));
   s->set_uptime_ms(std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - started_).count());
   for (const auto& w : warnings_) s->add_warnings(w);
+  s->set_stale_removed(stale_removed_);
+  std::map<uid_t, std::vector<pid_t>> x_servers;
+  for (const auto& p : list_processes())
+    if (is_x_server_command(p.comm)) x_servers[p.uid].push_back(p.pid);
+  const bool admin = policy_.is_admin(caller);
+  for (const auto& [uid, pids] : x_servers) {
+    // Users see their own; root and admins see everyone's.
+    if (!admin && uid != caller.uid) continue;
+    auto* x = s->add_x_servers();
+    x->set_uid(uid);
+    x->set_user(user_name(uid));
+    for (pid_t pid : pids) x->add_pids(pid);
+    x->set_leases(static_cast<std::uint32_t>(leases_.count_for_uid(uid)));
+  }
   for (const auto& [display, block] : allocator_.blocked()) {
     auto* b = s->add_blocked();
     b->set_display(display);
@@ -243,7 +300,7 @@ v1::Response DisplayBroker::close_login(const Caller& caller, ConnectionId, cons
   if (left == 0 && request.close_login().reap_leases()) {
     std::vector<std::string> ids;
     for (const Lease* lease : leases_.for_uid(uid)) ids.push_back(lease->id);
-    for (const auto& id : ids) end_lease(id, "last login session of the user ended");
+    for (const auto& id : ids) end_lease(id, "last login session of the user ended", SessionEnd::neutral);
     ended = static_cast<std::uint32_t>(ids.size());
   }
   spdlog::info("login uid={}({}) closed, {} login session(s) left, {} lease(s) ended", uid, user_name(uid), left,
@@ -255,15 +312,123 @@ v1::Response DisplayBroker::close_login(const Caller& caller, ConnectionId, cons
 }
 
 void DisplayBroker::connection_closed(ConnectionId connection) {
-  for (const auto& id : leases_.ids_for_connection(connection)) end_lease(id, "holder disconnected");
+  // A holder that vanishes without releasing (crash, kill -9) is a failed
+  // session as far as the restart-loop defence is concerned.
+  for (const auto& id : leases_.ids_for_connection(connection))
+    end_lease(id, "holder disconnected without releasing", SessionEnd::failed);
 }
 
-void DisplayBroker::end_lease(std::string id, const std::string& why) {
+void DisplayBroker::end_lease(std::string id, const std::string& why, SessionEnd how) {
+  Lease* lease = leases_.find_mutable(id);
+  if (!lease || lease->ending) return;
+  lease->ending = true;
+  const auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - lease->acquired_steady);
+  if (how != SessionEnd::neutral) guard_.record_session_end(lease->uid, how == SessionEnd::failed, ran, clock_());
+  spdlog::info("lease={} uid={}({}) pid={} display=:{} ending after {} s: {}", lease->id, lease->uid, lease->user,
+               lease->holder_pid, lease->display, ran.count() / 1000, why);
+  if (!reaper_) return finish_lease(id, {});
+  ReapJob job{lease->id, lease->uid, lease->display, lease->runtime_dir, lease->processes};
+  reaper_->reap(std::move(job), [this, id](ReapOutcome outcome) { finish_lease(id, outcome); });
+}
+
+void DisplayBroker::finish_lease(const std::string& id, const ReapOutcome& outcome) {
   auto lease = leases_.remove(id);
   if (!lease) return;
+  for (const auto& removed : outcome.removed) {
+    ++stale_removed_;
+    spdlog::info("lease={} display=:{} removed {} {} (owner uid={})", lease->id, lease->display, removed.what,
+                 removed.path, removed.owner);
+  }
   allocator_.give_back(lease->display);
-  spdlog::info("lease={} uid={}({}) pid={} display=:{} ended: {}", lease->id, lease->uid, lease->user,
-               lease->holder_pid, lease->display, why);
+  if (outcome.unkillable > 0) {
+    // Something of it survived SIGKILL: keep the number out of the pool.
+    allocator_.block(lease->display, clock_() + std::chrono::seconds(config_.quarantine_seconds),
+                     "processes of the last lease survived SIGKILL");
+  }
+  spdlog::info("lease={} uid={}({}) display=:{} ended: {} process(es) terminated, {} killed, {} unkillable, "
+               "reaped in {} ms",
+               lease->id, lease->uid, lease->user, lease->display, outcome.terminated, outcome.killed,
+               outcome.unkillable, outcome.took.count());
+}
+
+Lease* DisplayBroker::own_active_lease(const Caller& caller, const std::string& id) {
+  Lease* lease = leases_.find_mutable(id);
+  if (!lease || lease->uid != caller.uid || lease->ending) return nullptr;
+  return lease;
+}
+
+v1::Response DisplayBroker::report_process(const Caller& caller, ConnectionId, const v1::Request& request) {
+  const auto& req = request.report_process();
+  Lease* lease = own_active_lease(caller, req.lease_id());
+  if (!lease) return reply(v1::NOT_FOUND, "you hold no active lease " + req.lease_id().substr(0, 64));
+  constexpr std::size_t kMaxProcessesPerLease = 16;
+  if (lease->processes.size() >= kMaxProcessesPerLease)
+    return reply(v1::EXHAUSTED, "a lease tracks at most 16 reported processes");
+  ProcessInfo info;
+  UniqueFd pidfd = open_verified_pidfd(req.pid(), info);
+  // A process that is not the lease owner's is refused exactly like a missing
+  // one: the broker never acts on, nor reveals, another user's processes.
+  if (!pidfd || info.uid != lease->uid) {
+    spdlog::warn("lease={} {} reported pid {} that is not its own; refused", lease->id,
+                 describe_caller(caller, lease->user), req.pid());
+    return reply(v1::DENIED, "pid " + std::to_string(req.pid()) + " is not a running process of yours");
+  }
+  TrackedProcess tracked;
+  tracked.pid = req.pid();
+  tracked.role = req.role();
+  tracked.pidfd = std::make_shared<UniqueFd>(std::move(pidfd));
+  if (info.pgid == info.pid) tracked.group_leader = info.pgid;
+  if (info.sid == info.pid) tracked.session_leader = info.sid;
+  lease->processes.push_back(std::move(tracked));
+  spdlog::info("lease={} uid={}({}) display=:{} tracks pid {} ({}, {})", lease->id, lease->uid, lease->user,
+               lease->display, req.pid(), info.comm, v1::ProcessRole_Name(req.role()));
+  v1::Response r = reply(v1::OK, "");
+  r.mutable_report_process();
+  return r;
+}
+
+v1::Response DisplayBroker::report_start_failure(const Caller& caller, ConnectionId, const v1::Request& request) {
+  const auto& req = request.report_start_failure();
+  Lease* lease = own_active_lease(caller, req.lease_id());
+  if (!lease) return reply(v1::NOT_FOUND, "you hold no active lease " + req.lease_id().substr(0, 64));
+  const std::uint32_t display = lease->display;
+  std::string detail = req.detail().substr(0, 1024);
+  for (char& c : detail)
+    if (c == '\n' || c == '\r') c = ' ';
+  guard_.record_start_failure(lease->uid, clock_());
+  v1::Response r = reply(v1::OK, "");
+  r.mutable_report_start_failure();
+  if (req.failure() == v1::DISPLAY_CONFLICT) {
+    allocator_.block(display, clock_() + std::chrono::seconds(config_.quarantine_seconds),
+                     "quarantined after a display conflict: " + detail.substr(0, 200));
+    host_findings_[display] = DisplayVerdict{DisplayUse::live, "quarantined after a display conflict", lease->uid, 0};
+    r.mutable_report_start_failure()->set_quarantined_display(display);
+    spdlog::warn("lease={} uid={}({}) display=:{} start failed with a display conflict; quarantined for {} s: {}",
+                 lease->id, lease->uid, lease->user, display, config_.quarantine_seconds, detail);
+  } else {
+    spdlog::warn("lease={} uid={}({}) display=:{} start failed ({}): {}", lease->id, lease->uid, lease->user, display,
+                 v1::StartFailure_Name(req.failure()), detail);
+  }
+  end_lease(lease->id, "start failed", SessionEnd::neutral);
+  return r;
+}
+
+std::uint32_t DisplayBroker::xserver_warn_threshold() const {
+  return config_.xserver_warn_per_user ? config_.xserver_warn_per_user : config_.max_leases_per_user + 1;
+}
+
+void DisplayBroker::check_for_leaked_x_servers() {
+  std::map<uid_t, std::vector<pid_t>> per_user;
+  for (const auto& p : list_processes())
+    if (is_x_server_command(p.comm)) per_user[p.uid].push_back(p.pid);
+  for (const auto& [uid, pids] : per_user) {
+    if (pids.size() <= xserver_warn_threshold()) continue;
+    std::string list;
+    for (pid_t pid : pids) list += (list.empty() ? "" : ",") + std::to_string(pid);
+    spdlog::warn("uid={}({}) runs {} X servers (threshold {}), {} under broker leases: pids {}", uid, user_name(uid),
+                 pids.size(), xserver_warn_threshold(), leases_.count_for_uid(uid), list);
+  }
+  guard_.forget_idle(clock_());
 }
 
 std::string DisplayBroker::user_name(uid_t uid) {
@@ -287,7 +452,8 @@ void DisplayBroker::fill_lease(const Lease& lease, v1::Lease* out) const {
   out->set_user(lease.user);
   out->set_runtime_dir(lease.runtime_dir);
   out->set_purpose(lease.purpose);
-  out->set_state(v1::ACTIVE);
+  out->set_state(lease.ending ? v1::ENDING : v1::ACTIVE);
+  for (const auto& p : lease.processes) out->add_process_pids(p.pid);
   out->set_acquired_unix_ms(
       std::chrono::duration_cast<std::chrono::milliseconds>(lease.acquired_at.time_since_epoch()).count());
 }

@@ -16,8 +16,11 @@
 #include "config.h"
 #include "display_allocator.h"
 #include "display_probe.h"
+#include "lease_reaper.h"
 #include "lease_table.h"
 #include "policy.h"
+#include "restart_guard.h"
+#include "stale_artifact_cleaner.h"
 #include "user_directories.h"
 #include "protocol.h"
 
@@ -36,6 +39,17 @@ class DisplayBroker {
   // The connection is gone (exit, crash, kill -9): its leases end.
   void connection_closed(ConnectionId connection);
 
+  // Lifecycle: who reaps a lease's processes and cleans stale artifacts.
+  // Without a reaper a lease ends at once (unit tests of the pure logic).
+  void set_lifecycle(LeaseReaper* reaper, StaleArtifactCleaner* cleaner) {
+    reaper_ = reaper;
+    cleaner_ = cleaner;
+  }
+
+  // Counts X servers per user on the host and warns about users above the
+  // threshold. Run periodically by main().
+  void check_for_leaked_x_servers();
+
   // Start-up findings the admin should see in `status` too.
   void set_warnings(std::vector<std::string> warnings) { warnings_ = std::move(warnings); }
 
@@ -50,6 +64,8 @@ class DisplayBroker {
   v1::Response release(const Caller&, ConnectionId, const v1::Request&);
   v1::Response list(const Caller&, ConnectionId, const v1::Request&);
   v1::Response status(const Caller&, ConnectionId, const v1::Request&);
+  v1::Response report_process(const Caller&, ConnectionId, const v1::Request&);
+  v1::Response report_start_failure(const Caller&, ConnectionId, const v1::Request&);
   v1::Response open_login(const Caller&, ConnectionId, const v1::Request&);
   v1::Response close_login(const Caller&, ConnectionId, const v1::Request&);
 
@@ -58,8 +74,15 @@ class DisplayBroker {
 
   // Picks a display that is free in the table and on the host, or nullopt.
   std::optional<std::uint32_t> pick_free_display(const std::string& user_dir);
-  // Ends a lease: the one place a display goes back to the pool.
-  void end_lease(std::string id, const std::string& why);
+  // How a session ended, for the restart-loop defence.
+  enum class SessionEnd { neutral, clean_exit, failed };
+  // Ends a lease: reaps what ran under it, then (finish_lease) gives its
+  // display back. The one way a lease ends.
+  void end_lease(std::string id, const std::string& why, SessionEnd how);
+  void finish_lease(const std::string& id, const ReapOutcome& outcome);
+  // The caller's own active lease with this id, or nullptr.
+  Lease* own_active_lease(const Caller& caller, const std::string& id);
+  std::uint32_t xserver_warn_threshold() const;
   std::string user_name(uid_t uid);
   void fill_lease(const Lease& lease, v1::Lease* out) const;
 
@@ -77,6 +100,10 @@ class DisplayBroker {
   std::unordered_map<uid_t, std::string> user_names_;
   std::size_t connections_ = 0;
   std::vector<std::string> warnings_;
+  LeaseReaper* reaper_ = nullptr;
+  StaleArtifactCleaner* cleaner_ = nullptr;
+  RestartGuard guard_;
+  std::uint32_t stale_removed_ = 0;
 };
 
 std::string new_lease_id();

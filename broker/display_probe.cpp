@@ -25,9 +25,6 @@ FileKind kind_of(const struct stat& st) {
   return FileKind::other;
 }
 
-// connect() to the socket inode behind an O_PATH fd: the kernel resolves
-// /proc/self/fd/N to that inode, so a symlink swapped in after lstat() is
-// never followed.
 // Slow path (reads /proc/net/unix, O(sockets on the host)): is a listening
 // socket bound to `path`? Only used when connect() is not permitted.
 bool listener_bound_to(const std::string& path) {
@@ -51,6 +48,11 @@ bool listener_bound_to(const std::string& path) {
   return false;
 }
 
+}  // namespace
+
+// connect() to the socket inode behind an O_PATH fd: the kernel resolves
+// /proc/self/fd/N to that inode, so a symlink swapped in after lstat() is
+// never followed.
 bool socket_fd_has_listener(int path_fd, const std::string& path) {
   UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!s) return false;
@@ -65,8 +67,6 @@ bool socket_fd_has_listener(int path_fd, const std::string& path) {
   if (errno == EACCES) return listener_bound_to(path);
   return false;
 }
-
-}  // namespace
 
 SocketFileFacts probe_socket_file(const std::string& path) {
   SocketFileFacts facts;
@@ -103,6 +103,16 @@ bool abstract_socket_in_use(const std::string& name) {
   return errno == EADDRINUSE;
 }
 
+pid_t parse_lock_pid(const char* text, std::size_t size) {
+  const char* p = text;
+  const char* end = text + size;
+  while (p < end && *p == ' ') ++p;
+  pid_t pid = 0;
+  auto [ptr, ec] = std::from_chars(p, end, pid);
+  if (ec != std::errc{} || pid <= 0) return 0;
+  return pid;
+}
+
 bool pid_alive(pid_t pid) {
   if (pid <= 0) return false;
   if (::kill(pid, 0) == 0) return true;
@@ -135,17 +145,8 @@ DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_
       if (f.lock_kind == FileKind::regular) {
         char buf[32] = {};
         const ssize_t got = ::read(lock.get(), buf, sizeof(buf) - 1);
-        if (got > 0) {
-          const char* p = buf;
-          const char* end = buf + got;
-          while (p < end && *p == ' ') ++p;
-          pid_t pid = 0;
-          auto [ptr, ec] = std::from_chars(p, end, pid);
-          if (ec == std::errc{} && pid > 0) {
-            f.lock_pid = pid;
-            f.lock_pid_alive = pid_alive(pid);
-          }
-        }
+        if (got > 0) f.lock_pid = parse_lock_pid(buf, static_cast<std::size_t>(got));
+        if (f.lock_pid > 0) f.lock_pid_alive = pid_alive(f.lock_pid);
       }
     }
   } else {

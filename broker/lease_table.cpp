@@ -36,6 +36,11 @@ const Lease* LeaseTable::find(const std::string& id) const {
   return it == by_id_.end() ? nullptr : &it->second;
 }
 
+Lease* LeaseTable::find_mutable(const std::string& id) {
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : &it->second;
+}
+
 const Lease* LeaseTable::find_by_display(std::uint32_t display) const {
   auto it = by_display_.find(display);
   return it == by_display_.end() ? nullptr : find(it->second);

@@ -8,15 +8,27 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "unique_fd.h"
+
 namespace xpra_broker {
 
 using ConnectionId = std::uint64_t;
+
+// A process the holder reported under its lease, named by a pidfd.
+struct TrackedProcess {
+  pid_t pid = 0;
+  int role = 0;  // v1::ProcessRole
+  std::shared_ptr<UniqueFd> pidfd;
+  pid_t group_leader = 0;    // its pgid, when it leads its process group
+  pid_t session_leader = 0;  // its sid, when it leads its session
+};
 
 struct Lease {
   std::string id;
@@ -29,6 +41,11 @@ struct Lease {
   std::string purpose;
   ConnectionId connection = 0;
   std::chrono::system_clock::time_point acquired_at;
+  std::chrono::steady_clock::time_point acquired_steady;
+  // Ended, its processes being reaped: it still holds its display and counts
+  // against the quotas until nothing of it runs.
+  bool ending = false;
+  std::vector<TrackedProcess> processes;
 };
 
 class LeaseTable {
@@ -39,6 +56,7 @@ class LeaseTable {
   std::optional<Lease> remove(std::string id);  // by value: callers pass ids that live in the table
 
   const Lease* find(const std::string& id) const;
+  Lease* find_mutable(const std::string& id);
   const Lease* find_by_display(std::uint32_t display) const;
 
   std::size_t size() const { return by_id_.size(); }

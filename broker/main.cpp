@@ -164,12 +164,27 @@ int main(int argc, char** argv) {
   }
   for (const auto& w : warnings) spdlog::warn("{}", w);
 
-  auto probe = std::make_unique<DisplayProbe>(config.x11_tmp_dir, config.runtime_dir, local_hostname());
+  boost::asio::io_context io(1);
+  const std::string hostname = local_hostname();
+  auto probe = std::make_unique<DisplayProbe>(config.x11_tmp_dir, config.runtime_dir, hostname);
   auto user_dirs = std::make_unique<UserDirectories>(std::move(runtime_dir), config.runtime_dir, ::getegid());
+  StaleArtifactCleaner cleaner(config.x11_tmp_dir, config.runtime_dir, hostname);
+  AsioLeaseReaper reaper(io, cleaner, config.x11_tmp_dir, std::chrono::milliseconds(config.reap_grace_ms));
   DisplayBroker broker(config, policy, std::move(probe), std::move(user_dirs));
+  broker.set_lifecycle(&reaper, &cleaner);
   broker.set_warnings(warnings);
 
-  boost::asio::io_context io(1);
+  // Leak watchdog: X servers per user on the host, every 30 s.
+  boost::asio::steady_timer watchdog(io);
+  std::function<void()> watch = [&] {
+    broker.check_for_leaked_x_servers();
+    watchdog.expires_after(std::chrono::seconds(30));
+    watchdog.async_wait([&](boost::system::error_code ec) {
+      if (!ec) watch();
+    });
+  };
+  watch();
+
   BrokerServer server(io, broker, listener.release(), config.max_connections_per_user);
   server.start();
 
@@ -179,6 +194,7 @@ int main(int argc, char** argv) {
     spdlog::info("received {}, shutting down", ::strsignal(signo));
     sd_notify(0, "STOPPING=1");
     server.stop();
+    watchdog.cancel();
     io.stop();
   });
 

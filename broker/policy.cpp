@@ -32,6 +32,8 @@ const std::vector<VerbRule>& verb_rules() {
       {V::kRelease, "release", VerbAudience::any_user},
       {V::kList, "list", VerbAudience::any_user},
       {V::kStatus, "status", VerbAudience::any_user},
+      {V::kReportProcess, "report_process", VerbAudience::allowed_users},
+      {V::kReportStartFailure, "report_start_failure", VerbAudience::allowed_users},
       {V::kOpenLogin, "open_login", VerbAudience::root_only},
       {V::kCloseLogin, "close_login", VerbAudience::root_only},
   };

@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -64,6 +65,16 @@ int privileged_fchown(int fd, uid_t uid, gid_t gid) {
 int privileged_fchmod(int fd, mode_t mode) {
   CapabilityBracket bracket(CAP_FOWNER);
   return ::fchmod(fd, mode);
+}
+
+int privileged_pidfd_signal(int pidfd, int signo) {
+  CapabilityBracket bracket(CAP_KILL);
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signo, nullptr, 0));
+}
+
+int privileged_unlinkat(int dir_fd, const char* name) {
+  CapabilityBracket bracket(CAP_FOWNER);
+  return ::unlinkat(dir_fd, name, 0);
 }
 
 PrivilegeSetup setup_process_privileges(const std::string& user, const std::string& group) {

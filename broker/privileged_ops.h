@@ -43,6 +43,13 @@ int privileged_fchown(int fd, uid_t uid, gid_t gid);
 // fchmod() of an fd the broker may not own (CAP_FOWNER).
 int privileged_fchmod(int fd, mode_t mode);
 
+// pidfd_send_signal() to a process that may belong to another user (CAP_KILL).
+int privileged_pidfd_signal(int pidfd, int signo);
+// unlinkat() of another user's file in a sticky directory such as
+// /tmp/.X11-unix (CAP_FOWNER). Never follows a link: unlinkat removes the
+// directory entry itself.
+int privileged_unlinkat(int dir_fd, const char* name);
+
 struct PrivilegeSetup {
   std::vector<std::string> kept;     // capability names kept permitted
   std::vector<std::string> missing;  // wanted but not available

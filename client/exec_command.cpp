@@ -6,7 +6,6 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -17,6 +16,7 @@
 
 #include "exit_codes.h"
 #include "unique_fd.h"
+#include "x_server_launcher.h"
 
 namespace xpra_broker::client {
 
@@ -35,7 +35,7 @@ int exit_status_of(int wait_status) {
 bool group_alive(pid_t pgid) { return ::kill(-pgid, 0) == 0 || errno == EPERM; }
 
 // Reaps every exited child (we are a subreaper, so orphans of the command
-// come to us). Returns the wait status of `leader` if it was among them.
+// come to us), noting the command's own status when it is among them.
 void reap_children(pid_t leader, int& leader_status, bool& leader_done) {
   for (;;) {
     int status = 0;
@@ -49,27 +49,237 @@ void reap_children(pid_t leader, int& leader_status, bool& leader_done) {
 }
 
 // TERM, then KILL after the grace period, to what is left of the group.
-void terminate_group(pid_t pgid, std::chrono::milliseconds grace, pid_t leader, int& leader_status,
-                     bool& leader_done) {
-  reap_children(leader, leader_status, leader_done);
+void terminate_group(pid_t pgid, std::chrono::milliseconds grace, int& leader_status, bool& leader_done) {
+  reap_children(pgid, leader_status, leader_done);
   if (!group_alive(pgid)) return;
   ::kill(-pgid, SIGTERM);
   ::kill(-pgid, SIGCONT);  // a stopped process cannot act on SIGTERM
   const auto deadline = Clock::now() + grace;
   while (Clock::now() < deadline) {
-    reap_children(leader, leader_status, leader_done);
+    reap_children(pgid, leader_status, leader_done);
     if (!group_alive(pgid)) return;
     ::usleep(20000);
   }
   ::kill(-pgid, SIGKILL);
   for (int i = 0; i < 250 && group_alive(pgid); ++i) {
-    reap_children(leader, leader_status, leader_done);
+    reap_children(pgid, leader_status, leader_done);
     ::usleep(20000);
   }
-  reap_children(leader, leader_status, leader_done);
+  reap_children(pgid, leader_status, leader_done);
 }
 
-void set_env(const char* name, const std::string& value) { ::setenv(name, value.c_str(), 1); }
+// Copies one read's worth of `from` (non-blocking) to our stderr and keeps
+// the last 16 KiB in `tail` for the conflict check. Returns read()'s result:
+// > 0 copied, 0 the writers closed it, < 0 nothing now (EAGAIN) or an error.
+ssize_t forward_stderr(int from, std::string* tail) {
+  char buf[4096];
+  const ssize_t got = ::read(from, buf, sizeof(buf));
+  if (got <= 0) return got;
+  (void)!::write(STDERR_FILENO, buf, static_cast<std::size_t>(got));
+  if (tail) {
+    tail->append(buf, static_cast<std::size_t>(got));
+    if (tail->size() > 16384) tail->erase(0, tail->size() - 16384);
+  }
+  return got;
+}
+
+bool still_open(ssize_t read_result) { return read_result > 0 || (read_result < 0 && errno == EAGAIN); }
+
+void report_process(BrokerConnection& conn, const v1::Lease& lease, pid_t pid, v1::ProcessRole role) {
+  v1::Request request;
+  auto* r = request.mutable_report_process();
+  r->set_lease_id(lease.id());
+  r->set_pid(pid);
+  r->set_role(role);
+  v1::Response response;
+  if (conn.call(request, response) != BrokerConnection::Error::none || response.status() != v1::OK)
+    warn("the broker did not take pid " + std::to_string(pid) + " under lease " + lease.id() + ": " +
+         response.message());
+}
+
+void report_start_failure(BrokerConnection& conn, const v1::Lease& lease, v1::StartFailure failure,
+                          const std::string& detail) {
+  v1::Request request;
+  auto* r = request.mutable_report_start_failure();
+  r->set_lease_id(lease.id());
+  r->set_failure(failure);
+  r->set_detail(detail.size() > 1024 ? detail.substr(detail.size() - 1024) : detail);
+  v1::Response response;
+  conn.call(request, response);
+}
+
+struct AttemptResult {
+  int exit_code = 0;
+  bool retry = false;  // the display was taken after all: try another one
+};
+
+// Everything of one lease: X server (optional), command, waiting, cleanup.
+class ExecAttempt {
+ public:
+  ExecAttempt(BrokerConnection& conn, const ExecOptions& exec, const v1::Lease& lease, int signal_fd,
+              const sigset_t& child_mask)
+      : conn_(conn), exec_(exec), lease_(lease), signal_fd_(signal_fd), child_mask_(child_mask) {}
+
+  AttemptResult run(bool last_attempt) {
+    if (exec_.start_x_server) {
+      auto x = start_x_server(exec_.x_server_command.empty() ? kDefaultXServerCommand : exec_.x_server_command,
+                              lease_.display(), display_fd_timeout());
+      if (x.outcome != XStart::ready) return x_server_failed(x, last_attempt);
+      x_pid_ = x.pid;
+      x_stderr_ = std::move(x.stderr_fd);
+      report_process(conn_, lease_, x_pid_, v1::X_SERVER);
+    }
+    AttemptResult result = run_command();
+    if (x_pid_ > 0) stop_process_group(x_pid_, exec_.grace);
+
+    const bool failed = result.exit_code != 0;
+    if (failed && !stop_requested_ && !broker_lost_ && is_display_conflict(stderr_tail_)) {
+      warn("display :" + std::to_string(lease_.display()) + " turned out to be taken (the X server said so)" +
+           (last_attempt ? "" : "; retrying on another display"));
+      report_start_failure(conn_, lease_, v1::DISPLAY_CONFLICT, stderr_tail_);
+      result.retry = !last_attempt;
+      return result;
+    }
+    if (!broker_lost_) {
+      v1::Request release;
+      release.mutable_release()->set_lease_id(lease_.id());
+      release.mutable_release()->set_exit_status(result.exit_code);
+      v1::Response released;
+      conn_.call(release, released);  // closing the connection ends the lease anyway
+    }
+    return result;
+  }
+
+  bool broker_lost() const { return broker_lost_; }
+
+ private:
+  AttemptResult x_server_failed(const XServerResult& x, bool last_attempt) {
+    const char* what = x.outcome == XStart::timeout ? "did not report ready in time"
+                       : x.outcome == XStart::exited ? "exited during start-up"
+                                                     : "could not be started";
+    std::string lines = x.error_lines;
+    while (!lines.empty() && lines.back() == '\n') lines.pop_back();
+    warn("the X server on :" + std::to_string(lease_.display()) + " " + what +
+         (x.outcome == XStart::timeout
+              ? " (" + std::to_string(display_fd_timeout().count() / 1000) + " s, XPRA_DISPLAY_FD_TIMEOUT); it was killed"
+              : std::string()) +
+         (lines.empty() ? "" : ". It said:\n" + lines));
+    report_start_failure(conn_, lease_,
+                         x.display_conflict             ? v1::DISPLAY_CONFLICT
+                         : x.outcome == XStart::timeout ? v1::TIMEOUT
+                                                        : v1::EXITED,
+                         x.error_lines);
+    if (x.display_conflict && !last_attempt) {
+      warn("retrying on another display");
+      return {0, true};
+    }
+    return {kExitXServerFailed, false};
+  }
+
+  AttemptResult run_command() {
+    std::vector<std::string> args;
+    for (const auto& a : exec_.command)
+      args.push_back(substitute_placeholders(a, lease_.display(), lease_.runtime_dir()));
+
+    int exec_pipe[2], err_pipe[2];
+    if (::pipe2(exec_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
+      warn(std::string("pipe: ") + std::strerror(errno));
+      return {kExitOsError, false};
+    }
+    UniqueFd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
+    UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
+
+    const bool own_terminal = ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
+    const pid_t child = ::fork();
+    if (child < 0) {
+      warn(std::string("fork: ") + std::strerror(errno));
+      return {kExitOsError, false};
+    }
+    if (child == 0) {
+      ::setpgid(0, 0);
+      ::sigprocmask(SIG_SETMASK, &child_mask_, nullptr);
+      ::dup2(err_write.get(), STDERR_FILENO);
+      ::setenv("DISPLAY", (":" + std::to_string(lease_.display())).c_str(), 1);
+      ::setenv("XPRA_BROKER_DISPLAY", std::to_string(lease_.display()).c_str(), 1);
+      ::setenv("XPRA_BROKER_RUNTIME_DIR", lease_.runtime_dir().c_str(), 1);
+      ::setenv("XPRA_BROKER_LEASE", lease_.id().c_str(), 1);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execvp(argv[0], argv.data());
+      const int err = errno;
+      (void)!::write(exec_write.get(), &err, sizeof(err));
+      ::_exit(err == ENOENT ? kExitCommandNotFound : kExitCannotExecute);
+    }
+    ::setpgid(child, child);  // also here: no race with the child's own call
+    exec_write.reset();
+    err_write.reset();
+    ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
+    if (x_stderr_) ::fcntl(x_stderr_.get(), F_SETFL, O_NONBLOCK);
+    if (own_terminal) {
+      // Give the command the terminal, as a shell does for a foreground job.
+      ::signal(SIGTTOU, SIG_IGN);
+      ::tcsetpgrp(STDIN_FILENO, child);
+    }
+    int exec_errno = 0;
+    if (::read(exec_read.get(), &exec_errno, sizeof(exec_errno)) == sizeof(exec_errno))
+      warn("cannot run '" + args.front() + "': " + std::strerror(exec_errno) +
+           (exec_errno == ENOENT ? " (is it installed and on PATH?)" : ""));
+    else
+      report_process(conn_, lease_, child, v1::SESSION);
+
+    int status = 0;
+    bool done = false;
+    bool err_open = true;
+    while (!done) {
+      pollfd fds[4] = {{signal_fd_, POLLIN, 0},
+                       {broker_lost_ ? -1 : conn_.fd(), POLLIN, 0},
+                       {err_open ? err_read.get() : -1, POLLIN, 0},
+                       {x_stderr_ ? x_stderr_.get() : -1, POLLIN, 0}};
+      if (::poll(fds, 4, -1) < 0 && errno != EINTR) break;
+      if (fds[0].revents & POLLIN) {
+        signalfd_siginfo info{};
+        while (::read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
+          if (info.ssi_signo == SIGCHLD) continue;
+          stop_requested_ = true;
+          ::kill(-child, static_cast<int>(info.ssi_signo));
+        }
+        reap_children(child, status, done);
+      }
+      if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+        // The broker sends nothing unasked: readable means it closed.
+        char byte;
+        if (::recv(conn_.fd(), &byte, 1, MSG_DONTWAIT) <= 0) {
+          broker_lost_ = true;
+          warn("lost the connection to the broker; display :" + std::to_string(lease_.display()) +
+               " is no longer leased. The command keeps running.");
+        }
+      }
+      if (fds[2].revents & (POLLIN | POLLHUP)) err_open = still_open(forward_stderr(err_read.get(), &stderr_tail_));
+      if (fds[3].revents & (POLLIN | POLLHUP))
+        if (!still_open(forward_stderr(x_stderr_.get(), nullptr))) x_stderr_.reset();
+    }
+    // What the command wrote just before it exited.
+    while (err_open && forward_stderr(err_read.get(), &stderr_tail_) > 0) {
+    }
+    // The command ended: nothing of its process group may outlive the lease.
+    terminate_group(child, exec_.grace, status, done);
+    if (own_terminal) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+    return {exec_errno ? (exec_errno == ENOENT ? kExitCommandNotFound : kExitCannotExecute) : exit_status_of(status),
+            false};
+  }
+
+  BrokerConnection& conn_;
+  const ExecOptions& exec_;
+  const v1::Lease& lease_;
+  int signal_fd_;
+  const sigset_t& child_mask_;
+  pid_t x_pid_ = 0;
+  UniqueFd x_stderr_;
+  std::string stderr_tail_;
+  bool stop_requested_ = false;
+  bool broker_lost_ = false;
+};
 
 }  // namespace
 
@@ -94,21 +304,7 @@ int run_exec(const GlobalOptions& options, const ExecOptions& exec) {
   auto conn = connect_or_report(options);
   if (!conn.connected()) return kExitUnavailable;
 
-  v1::Request request;
-  std::string purpose = exec.purpose;
-  if (purpose.empty()) {
-    purpose = exec.command.front();
-    if (auto slash = purpose.rfind('/'); slash != std::string::npos) purpose = purpose.substr(slash + 1);
-  }
-  request.mutable_acquire()->set_purpose(purpose.substr(0, 128));
-  v1::Response response;
-  if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
-  const v1::Lease lease = response.acquire().lease();
-
-  std::vector<std::string> args;
-  for (const auto& a : exec.command) args.push_back(substitute_placeholders(a, lease.display(), lease.runtime_dir()));
-
-  // Signals arrive through a signalfd; the child gets the old mask back.
+  // Signals arrive through a signalfd; children get the old mask back.
   sigset_t handled, old_mask;
   sigemptyset(&handled);
   for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&handled, s);
@@ -117,85 +313,22 @@ int run_exec(const GlobalOptions& options, const ExecOptions& exec) {
   // Orphans of the command are reparented to us, so we can see and reap all.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
-  int exec_pipe[2];
-  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) {
-    warn(std::string("pipe: ") + std::strerror(errno));
-    return kExitOsError;
+  std::string purpose = exec.purpose;
+  if (purpose.empty()) {
+    purpose = exec.command.front();
+    if (auto slash = purpose.rfind('/'); slash != std::string::npos) purpose = purpose.substr(slash + 1);
   }
-  UniqueFd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
-
-  const bool own_terminal = ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
-  const pid_t child = ::fork();
-  if (child < 0) {
-    warn(std::string("fork: ") + std::strerror(errno));
-    return kExitOsError;
+  const int attempts = std::max(1, exec.max_attempts);
+  for (int attempt = 1;; ++attempt) {
+    v1::Request request;
+    request.mutable_acquire()->set_purpose(purpose.substr(0, 128));
+    v1::Response response;
+    if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
+    const v1::Lease lease = response.acquire().lease();
+    ExecAttempt run(conn, exec, lease, signals.get(), old_mask);
+    const AttemptResult result = run.run(attempt == attempts);
+    if (!result.retry) return result.exit_code;
   }
-  if (child == 0) {
-    ::setpgid(0, 0);
-    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
-    set_env("DISPLAY", ":" + std::to_string(lease.display()));
-    set_env("XPRA_BROKER_DISPLAY", std::to_string(lease.display()));
-    set_env("XPRA_BROKER_RUNTIME_DIR", lease.runtime_dir());
-    set_env("XPRA_BROKER_LEASE", lease.id());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execvp(argv[0], argv.data());
-    const int err = errno;
-    (void)!::write(exec_write.get(), &err, sizeof(err));
-    ::_exit(err == ENOENT ? kExitCommandNotFound : kExitCannotExecute);
-  }
-  ::setpgid(child, child);  // also here: no race with the child's own call
-  exec_write.reset();
-  if (own_terminal) {
-    // Give the command the terminal, as a shell does for a foreground job.
-    ::signal(SIGTTOU, SIG_IGN);
-    ::tcsetpgrp(STDIN_FILENO, child);
-  }
-
-  int exec_errno = 0;
-  const bool exec_failed = ::read(exec_read.get(), &exec_errno, sizeof(exec_errno)) == sizeof(exec_errno);
-  if (exec_failed)
-    warn("cannot run '" + args.front() + "': " + std::strerror(exec_errno) +
-         (exec_errno == ENOENT ? " (is it installed and on PATH?)" : ""));
-
-  int leader_status = 0;
-  bool leader_done = false;
-  bool broker_lost = false;
-  while (!leader_done) {
-    pollfd fds[2] = {{signals.get(), POLLIN, 0}, {conn.fd(), POLLIN, 0}};
-    const int n = ::poll(fds, broker_lost ? 1 : 2, -1);
-    if (n < 0 && errno != EINTR) break;
-    if (fds[0].revents & POLLIN) {
-      signalfd_siginfo info{};
-      while (::read(signals.get(), &info, sizeof(info)) == sizeof(info)) {
-        if (info.ssi_signo != SIGCHLD) ::kill(-child, static_cast<int>(info.ssi_signo));
-      }
-      reap_children(child, leader_status, leader_done);
-    }
-    if (!broker_lost && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-      // The broker sends nothing unasked: readable means it closed.
-      char byte;
-      if (::recv(conn.fd(), &byte, 1, MSG_DONTWAIT) <= 0) {
-        broker_lost = true;
-        warn("lost the connection to the broker; display :" + std::to_string(lease.display()) +
-             " is no longer leased. The command keeps running.");
-      }
-    }
-  }
-
-  // The command ended: nothing of its process group may outlive the lease.
-  terminate_group(child, exec.grace, child, leader_status, leader_done);
-  if (own_terminal) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
-
-  if (!broker_lost) {
-    v1::Request release;
-    release.mutable_release()->set_lease_id(lease.id());
-    v1::Response released;
-    // A failure here is harmless: closing the connection ends the lease too.
-    conn.call(release, released);
-  }
-  return exit_status_of(leader_status);
 }
 
 }  // namespace xpra_broker::client

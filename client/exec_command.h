@@ -15,6 +15,12 @@ struct ExecOptions {
   // How long what is left of the command's process group gets between
   // SIGTERM and SIGKILL.
   std::chrono::milliseconds grace{5000};
+  // --xvfb: start an X server on the display before CMD.
+  bool start_x_server = false;
+  std::string x_server_command;  // empty: kDefaultXServerCommand
+  // Starts that failed with a display conflict are retried on another
+  // display, at most this many attempts in all.
+  int max_attempts = 3;
 };
 
 int run_exec(const GlobalOptions& options, const ExecOptions& exec);

@@ -20,7 +20,8 @@ const char* kUsage =
     "Get an X display number and a private socket directory from xpra-brokerd.\n"
     "\n"
     "Commands:\n"
-    "  exec [--purpose TEXT] [--grace SECONDS] [--] CMD [ARG...]\n"
+    "  exec [--xvfb] [--xvfb-command CMDLINE] [--purpose TEXT] [--grace SECONDS]\n"
+    "       [--attempts N] [--] CMD [ARG...]\n"
     "        Lease a display, run CMD on it and hold the lease while CMD runs.\n"
     "        In CMD's arguments {display} becomes the number (e.g. 100) and\n"
     "        {runtime_dir} your directory. CMD gets DISPLAY=:N, XPRA_BROKER_DISPLAY,\n"
@@ -29,6 +30,12 @@ const char* kUsage =
     "        When CMD ends, what is left of its process group gets SIGTERM, then\n"
     "        SIGKILL after the grace period (default 5 s), and the lease is released.\n"
     "        Exits with CMD's status (128+N if it died of signal N).\n"
+    "        --xvfb starts an X server on the display first (CMDLINE, default\n"
+    "        'Xvfb -nolisten tcp -noreset', with ':N -displayfd FD' appended) and\n"
+    "        waits for it to be ready (XPRA_DISPLAY_FD_TIMEOUT seconds, default 20);\n"
+    "        one that is not ready in time is killed. A start that fails because\n"
+    "        the display was taken after all is retried on another display\n"
+    "        (--attempts, default 3).\n"
     "        Example: xpra-request-display exec -- xpra start :{display} --daemon=no \\\n"
     "                 --socket-dir={runtime_dir}\n"
     "  list [--all] [--json]     your leases (root and admin-groups: --all for everyone's)\n"
@@ -43,7 +50,8 @@ const char* kUsage =
     "\n"
     "Exit codes: 0 success (exec: CMD's status), 1 no such lease, 64 bad usage,\n"
     "65 request rejected as malformed, 69 broker unreachable, 70 broker error,\n"
-    "71 cannot start CMD (fork/pipe), 75 refused for now (quota, no free display,\n"
+    "71 cannot start CMD (fork/pipe), 73 the X server did not start (--xvfb),\n"
+    "75 refused for now (quota, no free display,\n"
     "rate limit; retry later), 77 permission denied, 126 CMD not executable,\n"
     "127 CMD not found.\n";
 
@@ -104,11 +112,24 @@ int main(int argc, char** argv) {
         ++i;
         break;
       }
-      if (arg == "--purpose" || arg == "--grace") {
+      if (arg == "--xvfb") {
+        exec.start_x_server = true;
+        continue;
+      }
+      if (arg == "--purpose" || arg == "--grace" || arg == "--xvfb-command" || arg == "--attempts") {
         if (i + 1 >= argc) return usage_error(arg + " needs a value");
         const std::string value = argv[++i];
         if (arg == "--purpose") {
           exec.purpose = value;
+        } else if (arg == "--xvfb-command") {
+          exec.start_x_server = true;
+          exec.x_server_command = value;
+        } else if (arg == "--attempts") {
+          int n = 0;
+          auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+          if (ec != std::errc{} || ptr != value.data() + value.size() || n < 1 || n > 20)
+            return usage_error("--attempts takes a whole number from 1 to 20");
+          exec.max_attempts = n;
         } else {
           double s = 0;
           if (!parse_seconds(value, s)) return usage_error("--grace takes a number of seconds");

@@ -1,0 +1,148 @@
+#include "lease_reaper.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <set>
+#include <spdlog/spdlog.h>
+#include <unordered_map>
+
+#include "display_probe.h"
+#include "privileged_ops.h"
+#include "process_inspector.h"
+
+namespace xpra_broker {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<pid_t> select_lease_processes(const std::vector<ProcessInfo>& snapshot, uid_t uid,
+                                          const std::vector<TrackedProcess>& tracked, pid_t lock_pid) {
+  std::set<pid_t> roots, groups, sessions;
+  for (const auto& t : tracked) {
+    roots.insert(t.pid);
+    if (t.group_leader > 0) groups.insert(t.group_leader);
+    if (t.session_leader > 0) sessions.insert(t.session_leader);
+  }
+  if (lock_pid > 0) roots.insert(lock_pid);
+
+  std::set<pid_t> chosen;
+  for (const auto& p : snapshot) {
+    if (p.uid != uid) continue;  // never another user's process
+    if (roots.count(p.pid) || groups.count(p.pgid) || sessions.count(p.sid)) chosen.insert(p.pid);
+  }
+  // Descendants of anything chosen (a fixed point over the parent links).
+  std::unordered_multimap<pid_t, pid_t> children;
+  for (const auto& p : snapshot)
+    if (p.uid == uid) children.emplace(p.ppid, p.pid);
+  std::vector<pid_t> stack(chosen.begin(), chosen.end());
+  while (!stack.empty()) {
+    const pid_t parent = stack.back();
+    stack.pop_back();
+    auto range = children.equal_range(parent);
+    for (auto it = range.first; it != range.second; ++it)
+      if (chosen.insert(it->second).second) stack.push_back(it->second);
+  }
+  return {chosen.begin(), chosen.end()};
+}
+
+struct AsioLeaseReaper::Run {
+  ReapJob job;
+  std::function<void(ReapOutcome)> done;
+  std::vector<std::pair<pid_t, UniqueFd>> alive;
+  Clock::time_point started;
+  bool kill_sent = false;
+  ReapOutcome outcome;
+  boost::asio::steady_timer timer;
+  Run(boost::asio::io_context& io) : timer(io) {}
+};
+
+AsioLeaseReaper::AsioLeaseReaper(boost::asio::io_context& io, StaleArtifactCleaner& cleaner, std::string x11_tmp_dir,
+                                 std::chrono::milliseconds grace)
+    : io_(io), cleaner_(cleaner), x11_tmp_dir_(std::move(x11_tmp_dir)), grace_(grace) {}
+
+namespace {
+
+pid_t read_lock_pid(const std::string& x11_tmp_dir, std::uint32_t display) {
+  const std::string path = x11_tmp_dir + "/.X" + std::to_string(display) + "-lock";
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return 0;
+  char buf[32] = {};
+  const ssize_t got = ::read(fd.get(), buf, sizeof(buf) - 1);
+  return got > 0 ? parse_lock_pid(buf, static_cast<std::size_t>(got)) : 0;
+}
+
+}  // namespace
+
+void AsioLeaseReaper::reap(ReapJob job, std::function<void(ReapOutcome)> done) {
+  auto run = std::make_shared<Run>(io_);
+  run->started = Clock::now();
+  run->done = std::move(done);
+
+  const pid_t lock_pid = read_lock_pid(x11_tmp_dir_, job.display);
+  const auto pids = select_lease_processes(list_processes(), job.uid, job.processes, lock_pid);
+  std::set<pid_t> have;
+  for (pid_t pid : pids) {
+    ProcessInfo info;
+    UniqueFd fd = open_verified_pidfd(pid, info);
+    if (!fd || info.uid != job.uid) continue;  // gone, or reused by someone else
+    have.insert(pid);
+    run->alive.emplace_back(pid, std::move(fd));
+  }
+  // Reported processes whose /proc entry was not readable still have pidfds.
+  for (auto& t : job.processes)
+    if (t.pidfd && *t.pidfd && !have.count(t.pid) && pidfd_alive(t.pidfd->get())) {
+      UniqueFd dup(::fcntl(t.pidfd->get(), F_DUPFD_CLOEXEC, 0));
+      if (dup) run->alive.emplace_back(t.pid, std::move(dup));
+    }
+  run->job = std::move(job);
+
+  for (auto& [pid, fd] : run->alive) {
+    privileged_pidfd_signal(fd.get(), SIGTERM);
+    privileged_pidfd_signal(fd.get(), SIGCONT);  // a stopped process cannot act on TERM
+  }
+  // Complete asynchronously even when nothing runs, so the caller is never
+  // re-entered from inside reap().
+  boost::asio::post(io_, [this, run] { poll(run); });
+}
+
+void AsioLeaseReaper::poll(std::shared_ptr<Run> run) {
+  auto& alive = run->alive;
+  for (auto it = alive.begin(); it != alive.end();) {
+    if (pidfd_alive(it->second.get())) {
+      ++it;
+      continue;
+    }
+    ++(run->kill_sent ? run->outcome.killed : run->outcome.terminated);
+    it = alive.erase(it);
+  }
+  const auto elapsed = Clock::now() - run->started;
+  if (alive.empty()) return finish(run);
+  if (!run->kill_sent && elapsed >= grace_) {
+    for (auto& [pid, fd] : alive) {
+      spdlog::warn("lease={} uid={} display=:{} pid {} ignored SIGTERM for {} ms; sending SIGKILL", run->job.lease_id,
+                   run->job.uid, run->job.display, pid, grace_.count());
+      privileged_pidfd_signal(fd.get(), SIGKILL);
+    }
+    run->kill_sent = true;
+  } else if (run->kill_sent && elapsed >= grace_ + std::chrono::seconds(5)) {
+    for (auto& [pid, fd] : alive)
+      spdlog::error("lease={} uid={} display=:{} pid {} survives SIGKILL (uninterruptible sleep?); giving up on it",
+                    run->job.lease_id, run->job.uid, run->job.display, pid);
+    run->outcome.unkillable = alive.size();
+    return finish(run);
+  }
+  run->timer.expires_after(std::chrono::milliseconds(20));
+  run->timer.async_wait([this, run](boost::system::error_code ec) {
+    if (!ec) poll(run);
+  });
+}
+
+void AsioLeaseReaper::finish(std::shared_ptr<Run> run) {
+  run->outcome.removed = cleaner_.clean_display(run->job.display, run->job.user_dir);
+  run->outcome.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - run->started);
+  run->done(std::move(run->outcome));
+}
+
+}  // namespace xpra_broker

@@ -1,0 +1,74 @@
+// Ends what ran under a lease: every process of the lease's uid that the
+// holder reported, or that shares a reported process's group or session (when
+// that process leads it), or descends from one, plus the X server named by
+// the display's lock file. TERM, a grace period, KILL; then the display's
+// stale sockets and lock are removed. Only then does the display go back to
+// the pool.
+//
+// cgroup v2 with a delegated subtree would catch even double-forked daemons;
+// hosts with a hybrid hierarchy and an unprivileged broker do not offer one,
+// so this is the portable fallback (see docs/lifecycle.md).
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lease_table.h"
+#include "process_inspector.h"
+#include "stale_artifact_cleaner.h"
+#include "unique_fd.h"
+
+namespace xpra_broker {
+
+struct ReapJob {
+  std::string lease_id;
+  uid_t uid = 0;
+  std::uint32_t display = 0;
+  std::string user_dir;
+  std::vector<TrackedProcess> processes;
+};
+
+struct ReapOutcome {
+  std::size_t terminated = 0;  // ended after SIGTERM
+  std::size_t killed = 0;      // needed SIGKILL
+  std::size_t unkillable = 0;  // still there after SIGKILL (D state)
+  std::vector<RemovedArtifact> removed;
+  std::chrono::milliseconds took{0};
+};
+
+class LeaseReaper {
+ public:
+  virtual ~LeaseReaper() = default;
+  // Starts reaping; `done` runs later, never from inside reap().
+  virtual void reap(ReapJob job, std::function<void(ReapOutcome)> done) = 0;
+};
+
+// Which host processes belong to a lease. Pure, over a /proc snapshot.
+std::vector<pid_t> select_lease_processes(const std::vector<ProcessInfo>& snapshot, uid_t uid,
+                                          const std::vector<TrackedProcess>& tracked, pid_t lock_pid);
+
+class AsioLeaseReaper : public LeaseReaper {
+ public:
+  AsioLeaseReaper(boost::asio::io_context& io, StaleArtifactCleaner& cleaner, std::string x11_tmp_dir,
+                  std::chrono::milliseconds grace);
+  void reap(ReapJob job, std::function<void(ReapOutcome)> done) override;
+
+ private:
+  struct Run;
+  void poll(std::shared_ptr<Run> run);
+  void finish(std::shared_ptr<Run> run);
+
+  boost::asio::io_context& io_;
+  StaleArtifactCleaner& cleaner_;
+  std::string x11_tmp_dir_;
+  std::chrono::milliseconds grace_;
+};
+
+}  // namespace xpra_broker

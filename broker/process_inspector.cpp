@@ -1,0 +1,95 @@
+#include "process_inspector.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace xpra_broker {
+
+namespace {
+
+std::string read_small_file(const std::string& path) {
+  std::string out;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) out.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+}  // namespace
+
+bool read_process(pid_t pid, ProcessInfo& out) {
+  const std::string base = "/proc/" + std::to_string(pid);
+  const std::string stat = read_small_file(base + "/stat");
+  if (stat.empty()) return false;
+  // comm is in parentheses and may itself contain ')' or spaces: parse from
+  // the last ')'.
+  const auto open = stat.find('(');
+  const auto close = stat.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close < open) return false;
+  out.pid = pid;
+  out.comm = stat.substr(open + 1, close - open - 1);
+  int ppid = 0, pgid = 0, sid = 0;
+  char state = '?';
+  if (std::sscanf(stat.c_str() + close + 1, " %c %d %d %d", &state, &ppid, &pgid, &sid) != 4) return false;
+  out.state = state;
+  out.ppid = ppid;
+  out.pgid = pgid;
+  out.sid = sid;
+  const std::string status = read_small_file(base + "/status");
+  const auto uid_line = status.find("\nUid:");
+  if (uid_line == std::string::npos) return false;
+  unsigned real_uid = 0;
+  if (std::sscanf(status.c_str() + uid_line + 5, "%u", &real_uid) != 1) return false;
+  out.uid = real_uid;
+  return true;
+}
+
+std::vector<ProcessInfo> list_processes() {
+  std::vector<ProcessInfo> out;
+  DIR* dir = ::opendir("/proc");
+  if (!dir) return out;
+  while (const dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0) continue;
+    ProcessInfo info;
+    if (read_process(static_cast<pid_t>(pid), info)) out.push_back(std::move(info));
+  }
+  ::closedir(dir);
+  return out;
+}
+
+UniqueFd open_verified_pidfd(pid_t pid, ProcessInfo& info) {
+  if (pid <= 0) return {};
+  UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!fd) return {};
+  // Read /proc after the pidfd exists: if the pid had been reused before
+  // pidfd_open, the pidfd names the new process and so does /proc.
+  if (!read_process(pid, info) || info.state == 'Z') return {};
+  if (!pidfd_alive(fd.get())) return {};
+  return fd;
+}
+
+bool pidfd_alive(int pidfd) {
+  pollfd p{pidfd, POLLIN, 0};
+  // A pidfd becomes readable when its process exits.
+  return ::poll(&p, 1, 0) == 0;
+}
+
+bool is_x_server_command(const std::string& comm) {
+  static const char* names[] = {"Xvfb", "Xorg", "Xvnc", "Xdummy", "Xephyr", "Xwayland", "Xvfb-for-Xpra", "X"};
+  for (const char* n : names)
+    if (comm == n) return true;
+  return comm.rfind("Xvfb", 0) == 0 || comm.rfind("Xorg", 0) == 0;
+}
+
+}  // namespace xpra_broker

@@ -1,0 +1,42 @@
+// Reads what the broker needs to know about host processes from /proc, and
+// opens pidfds so that a process is named without pid-reuse races.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "unique_fd.h"
+
+namespace xpra_broker {
+
+struct ProcessInfo {
+  pid_t pid = 0;
+  pid_t ppid = 0;
+  pid_t pgid = 0;
+  pid_t sid = 0;
+  uid_t uid = 0;  // real uid
+  std::string comm;
+  char state = '?';
+};
+
+// Reads /proc/<pid>/stat and /proc/<pid>/status. False if it is gone.
+bool read_process(pid_t pid, ProcessInfo& out);
+
+// Every process on the host (a snapshot; entries can vanish meanwhile).
+std::vector<ProcessInfo> list_processes();
+
+// pidfd_open(pid) and a check that the pidfd names the process `info` was read
+// from: re-reading after the pidfd exists closes the pid-reuse window.
+// Returns an invalid fd if the process is gone or not what was expected.
+UniqueFd open_verified_pidfd(pid_t pid, ProcessInfo& info);
+
+// True while the process behind the pidfd has not exited.
+bool pidfd_alive(int pidfd);
+
+// The X server program names the census counts.
+bool is_x_server_command(const std::string& comm);
+
+}  // namespace xpra_broker

@@ -1,0 +1,41 @@
+// Removes the leftovers that make a free display look taken: X lock files
+// whose pid is dead, X11 and Xpra socket files nobody listens on, whoever
+// left them. Another user's file in the sticky /tmp dirs needs CAP_FOWNER
+// (privileged_ops.h).
+//
+// Each removal re-checks the entry right before unlinkat(), through
+// directory fds and O_NOFOLLOW, and only removes the very inode it checked:
+// a live server is never removed, and no planted symlink is followed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace xpra_broker {
+
+struct RemovedArtifact {
+  std::string path;
+  uid_t owner = 0;
+  long age_seconds = 0;
+  std::string what;
+};
+
+class StaleArtifactCleaner {
+ public:
+  StaleArtifactCleaner(std::string x11_tmp_dir, std::string runtime_dir, std::string hostname);
+  virtual ~StaleArtifactCleaner() = default;
+
+  // Removes every stale artifact of `display`; user_dir (may be empty) is the
+  // lease's own socket dir. Live ones are left alone.
+  virtual std::vector<RemovedArtifact> clean_display(std::uint32_t display, const std::string& user_dir);
+
+ private:
+  std::string x11_tmp_dir_;
+  std::string runtime_dir_;
+  std::string hostname_;
+};
+
+}  // namespace xpra_broker
