@@ -1,0 +1,287 @@
+// display_verdict.h: classify_display() for each artifact on its own, then
+// for every combination of them against a simple oracle.
+#include "display_verdict.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "test_support.h"
+
+namespace xpra_broker {
+namespace {
+
+using testing::Contains;
+
+constexpr uid_t kBob = 1002;
+
+SocketFileFacts socket_file(FileKind kind, bool listening, uid_t owner = kBob) {
+  SocketFileFacts s;
+  s.kind = kind;
+  s.listening = listening;
+  s.owner = owner;
+  return s;
+}
+
+DisplayFacts nothing(std::uint32_t display = 7) {
+  DisplayFacts f;
+  f.display = display;
+  return f;
+}
+
+TEST(DisplayVerdictTest, NothingOnTheHostIsFree) {
+  const auto v = classify_display(nothing());
+  EXPECT_EQ(v.use, DisplayUse::free);
+  EXPECT_TRUE(v.reason.empty());
+  EXPECT_EQ(v.owner, 0u);
+  EXPECT_EQ(v.pid, 0);
+}
+
+TEST(DisplayVerdictTest, LockWithLivePidIsLive) {
+  auto f = nothing();
+  f.lock_kind = FileKind::regular;
+  f.lock_owner = kBob;
+  f.lock_pid = 4321;
+  f.lock_pid_alive = true;
+  const auto v = classify_display(f);
+  EXPECT_EQ(v.use, DisplayUse::live);
+  EXPECT_TRUE(Contains(v.reason, "X server running"));
+  EXPECT_TRUE(Contains(v.reason, "4321"));
+  EXPECT_EQ(v.owner, kBob);
+  EXPECT_EQ(v.pid, 4321);
+}
+
+TEST(DisplayVerdictTest, LockWithDeadPidIsStale) {
+  auto f = nothing();
+  f.lock_kind = FileKind::regular;
+  f.lock_owner = kBob;
+  f.lock_pid = 4321;
+  f.lock_pid_alive = false;
+  const auto v = classify_display(f);
+  EXPECT_EQ(v.use, DisplayUse::stale);
+  EXPECT_TRUE(Contains(v.reason, "stale lock file"));
+  EXPECT_TRUE(Contains(v.reason, "4321"));
+  EXPECT_TRUE(Contains(v.reason, "dead"));
+  EXPECT_EQ(v.owner, kBob);
+  EXPECT_EQ(v.pid, 4321);
+}
+
+TEST(DisplayVerdictTest, UnreadableLockIsStaleNeverLive) {
+  for (bool alive : {false, true}) {
+    SCOPED_TRACE(alive ? "alive flag set" : "alive flag clear");
+    auto f = nothing();
+    f.lock_kind = FileKind::regular;
+    f.lock_owner = kBob;
+    f.lock_pid = 0;  // unreadable or not a number
+    f.lock_pid_alive = alive;
+    const auto v = classify_display(f);
+    EXPECT_EQ(v.use, DisplayUse::stale);
+    EXPECT_TRUE(Contains(v.reason, "unreadable lock file"));
+    EXPECT_EQ(v.owner, kBob);
+    EXPECT_EQ(v.pid, 0);
+  }
+}
+
+TEST(DisplayVerdictTest, NegativeLockPidIsNotLive) {
+  auto f = nothing();
+  f.lock_kind = FileKind::regular;
+  f.lock_pid = -1;
+  f.lock_pid_alive = true;
+  EXPECT_NE(classify_display(f).use, DisplayUse::live);
+}
+
+TEST(DisplayVerdictTest, LockPathThatIsNotARegularFileIsStale) {
+  // A symlink (CVE-2011-4029 style), a directory, a socket where the lock goes.
+  for (FileKind kind : {FileKind::other, FileKind::socket}) {
+    auto f = nothing();
+    f.lock_kind = kind;
+    f.lock_owner = kBob;
+    // Whatever pid was "read" through it must not make it live.
+    f.lock_pid = 4321;
+    f.lock_pid_alive = true;
+    const auto v = classify_display(f);
+    EXPECT_EQ(v.use, DisplayUse::stale);
+    EXPECT_TRUE(Contains(v.reason, "not a regular file"));
+    EXPECT_EQ(v.owner, kBob);
+    EXPECT_EQ(v.pid, 0);
+  }
+}
+
+TEST(DisplayVerdictTest, ListeningX11SocketIsLive) {
+  auto f = nothing();
+  f.x11_socket = socket_file(FileKind::socket, true);
+  const auto v = classify_display(f);
+  EXPECT_EQ(v.use, DisplayUse::live);
+  EXPECT_TRUE(Contains(v.reason, "X11 socket has a listener"));
+  EXPECT_EQ(v.owner, kBob);
+}
+
+TEST(DisplayVerdictTest, X11SocketWithoutListenerIsStale) {
+  auto f = nothing();
+  f.x11_socket = socket_file(FileKind::socket, false);
+  const auto v = classify_display(f);
+  EXPECT_EQ(v.use, DisplayUse::stale);
+  EXPECT_TRUE(Contains(v.reason, "stale X11 socket"));
+  EXPECT_EQ(v.owner, kBob);
+}
+
+TEST(DisplayVerdictTest, NonSocketAtTheX11SocketPathIsStale) {
+  for (FileKind kind : {FileKind::regular, FileKind::other}) {
+    for (bool listening : {false, true}) {
+      auto f = nothing();
+      f.x11_socket = socket_file(kind, listening);
+      const auto v = classify_display(f);
+      EXPECT_EQ(v.use, DisplayUse::stale);
+      EXPECT_TRUE(Contains(v.reason, "not a socket"));
+      EXPECT_EQ(v.owner, kBob);
+    }
+  }
+}
+
+TEST(DisplayVerdictTest, AbstractX11SocketInUseIsLive) {
+  auto f = nothing();
+  f.x11_abstract_in_use = true;
+  const auto v = classify_display(f);
+  EXPECT_EQ(v.use, DisplayUse::live);
+  EXPECT_TRUE(Contains(v.reason, "abstract X11"));
+}
+
+TEST(DisplayVerdictTest, AbstractXpraSocketInUseIsLive) {
+  auto f = nothing();
+  f.xpra_abstract_in_use = true;
+  const auto v = classify_display(f);
+  EXPECT_EQ(v.use, DisplayUse::live);
+  EXPECT_TRUE(Contains(v.reason, "abstract xpra"));
+}
+
+TEST(DisplayVerdictTest, ListeningXpraSharedSocketIsLive) {
+  auto f = nothing();
+  f.xpra_shared_socket = socket_file(FileKind::socket, true);
+  const auto v = classify_display(f);
+  EXPECT_EQ(v.use, DisplayUse::live);
+  EXPECT_TRUE(Contains(v.reason, "xpra socket has a listener"));
+  EXPECT_EQ(v.owner, kBob);
+}
+
+TEST(DisplayVerdictTest, StaleXpraSharedSocketIsStale) {
+  for (FileKind kind : {FileKind::socket, FileKind::regular, FileKind::other}) {
+    auto f = nothing();
+    f.xpra_shared_socket = socket_file(kind, false);
+    const auto v = classify_display(f);
+    EXPECT_EQ(v.use, DisplayUse::stale);
+    EXPECT_TRUE(Contains(v.reason, "shared socket dir"));
+    EXPECT_EQ(v.owner, kBob);
+  }
+}
+
+TEST(DisplayVerdictTest, ListeningXpraSocketInTheCallersDirIsLive) {
+  auto f = nothing();
+  f.xpra_user_socket = socket_file(FileKind::socket, true, 1001);
+  const auto v = classify_display(f);
+  EXPECT_EQ(v.use, DisplayUse::live);
+  EXPECT_EQ(v.owner, 1001u);
+}
+
+TEST(DisplayVerdictTest, StaleXpraSocketInTheCallersDirIsFree) {
+  // Xpra finds its own dead socket and removes it: not a reason to skip.
+  for (FileKind kind : {FileKind::socket, FileKind::regular, FileKind::other}) {
+    auto f = nothing();
+    f.xpra_user_socket = socket_file(kind, false, 1001);
+    const auto v = classify_display(f);
+    EXPECT_EQ(v.use, DisplayUse::free);
+    EXPECT_TRUE(v.reason.empty());
+  }
+}
+
+TEST(DisplayVerdictTest, LiveEvidenceWinsOverLeftovers) {
+  // A dead lock, a stale socket and a stale shared xpra socket, but the X
+  // server listens on the abstract socket: it is live.
+  auto f = nothing();
+  f.lock_kind = FileKind::regular;
+  f.lock_pid = 99;
+  f.lock_pid_alive = false;
+  f.x11_socket = socket_file(FileKind::socket, false);
+  f.xpra_shared_socket = socket_file(FileKind::socket, false);
+  f.x11_abstract_in_use = true;
+  const auto v = classify_display(f);
+  EXPECT_EQ(v.use, DisplayUse::live);
+  EXPECT_TRUE(Contains(v.reason, "abstract X11"));
+}
+
+TEST(DisplayVerdictTest, LiveLockIsReportedWithItsPidBeforeOtherEvidence) {
+  auto f = nothing();
+  f.lock_kind = FileKind::regular;
+  f.lock_owner = kBob;
+  f.lock_pid = 555;
+  f.lock_pid_alive = true;
+  f.x11_socket = socket_file(FileKind::socket, true, 1001);
+  f.x11_abstract_in_use = true;
+  const auto v = classify_display(f);
+  EXPECT_EQ(v.use, DisplayUse::live);
+  EXPECT_EQ(v.pid, 555);
+  EXPECT_EQ(v.owner, kBob);
+}
+
+// Every combination of every artifact against the rule the header states:
+// live if anything is in use; else stale if any leftover except one in the
+// caller's own dir; else free.
+TEST(DisplayVerdictTest, EveryCombinationMatchesTheRule) {
+  enum class Lock { absent, live, dead, unreadable, odd };
+  enum class Sock { absent, listening, stale, not_socket };
+  const Lock locks[] = {Lock::absent, Lock::live, Lock::dead, Lock::unreadable, Lock::odd};
+  const Sock socks[] = {Sock::absent, Sock::listening, Sock::stale, Sock::not_socket};
+  auto apply = [](Sock s, uid_t owner) {
+    switch (s) {
+      case Sock::absent: return SocketFileFacts{};
+      case Sock::listening: return socket_file(FileKind::socket, true, owner);
+      case Sock::stale: return socket_file(FileKind::socket, false, owner);
+      case Sock::not_socket: return socket_file(FileKind::regular, false, owner);
+    }
+    return SocketFileFacts{};
+  };
+  int combinations = 0;
+  for (Lock lock : locks)
+    for (Sock x11 : socks)
+      for (bool x11_abstract : {false, true})
+        for (bool xpra_abstract : {false, true})
+          for (Sock shared : socks)
+            for (Sock user : socks) {
+              ++combinations;
+              DisplayFacts f = nothing();
+              f.lock_owner = 2001;
+              switch (lock) {
+                case Lock::absent: break;
+                case Lock::live: f.lock_kind = FileKind::regular, f.lock_pid = 10, f.lock_pid_alive = true; break;
+                case Lock::dead: f.lock_kind = FileKind::regular, f.lock_pid = 10; break;
+                case Lock::unreadable: f.lock_kind = FileKind::regular; break;
+                case Lock::odd: f.lock_kind = FileKind::other; break;
+              }
+              f.x11_socket = apply(x11, 2002);
+              f.x11_abstract_in_use = x11_abstract;
+              f.xpra_abstract_in_use = xpra_abstract;
+              f.xpra_shared_socket = apply(shared, 2003);
+              f.xpra_user_socket = apply(user, 2004);
+
+              const bool live = lock == Lock::live || x11 == Sock::listening || x11_abstract || xpra_abstract ||
+                                shared == Sock::listening || user == Sock::listening;
+              const bool leftovers = lock != Lock::absent || x11 != Sock::absent || shared != Sock::absent;
+              const DisplayUse expected = live ? DisplayUse::live : leftovers ? DisplayUse::stale : DisplayUse::free;
+
+              const auto v = classify_display(f);
+              ASSERT_EQ(v.use, expected) << "lock=" << int(lock) << " x11=" << int(x11)
+                                         << " x11_abstract=" << x11_abstract << " xpra_abstract=" << xpra_abstract
+                                         << " shared=" << int(shared) << " user=" << int(user);
+              ASSERT_EQ(v.reason.empty(), expected == DisplayUse::free) << v.reason;
+              if (expected == DisplayUse::stale) {
+                ASSERT_NE(v.owner, 0u) << "a leftover names who left it";
+              }
+              if (lock == Lock::live) {
+                ASSERT_EQ(v.pid, 10);
+              }
+            }
+  EXPECT_EQ(combinations, 5 * 4 * 2 * 2 * 4 * 4);
+}
+
+}  // namespace
+}  // namespace xpra_broker
