@@ -58,6 +58,14 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       if (decoded.error != wire::HeaderError::none)
         return protocol_violation(std::string("bad frame: ") + wire::describe(decoded.error));
       body_.resize(decoded.body_size);
+      // Usually the body came with the header: take it at once, without a
+      // deadline timer or another trip through the reactor.
+      boost::system::error_code avail_ec;
+      if (socket_.available(avail_ec) >= body_.size() && !avail_ec) {
+        boost::system::error_code read_ec;
+        asio::read(socket_, asio::buffer(body_), read_ec);
+        return handle_body(read_ec);
+      }
       arm_deadline();
       read_body();
     });
@@ -67,6 +75,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     auto self = shared_from_this();
     asio::async_read(socket_, asio::buffer(body_), [this, self](boost::system::error_code ec, std::size_t) {
       deadline_.cancel();
+      handle_body(ec);
+    });
+  }
+
+  void handle_body(boost::system::error_code ec) {
+    {
       if (ec) return finish();
       v1::Request request;
       if (!request.ParseFromString(body_)) return protocol_violation("frame is not a valid request");
@@ -75,7 +89,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       server_.broker().set_connection_count(server_.connection_count());
       const v1::Response response = server_.broker().handle(caller_, id_, request);
       write(response, /*then_close=*/false);
-    });
+    }
   }
 
   void arm_deadline() {

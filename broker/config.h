@@ -63,7 +63,9 @@ std::optional<std::string> apply_config_setting(BrokerConfig& config, const std:
 // Parses config file text ("key = value" lines, '#' comments, blank lines).
 std::vector<ConfigError> parse_config_text(BrokerConfig& config, const std::string& text, const std::string& source);
 
-// Checks the settings together (range order, quotas against the range, ...).
+// Checks the settings that depend on each other (max-leases-per-user against
+// max-leases, socket against runtime-dir); single values are checked by the
+// setters.
 std::vector<ConfigError> validate_config(const BrokerConfig& config);
 
 // Every key with its one-line help, for --help and the docs test.

@@ -29,15 +29,28 @@ std::string describe_caller(const Caller& c, const std::string& name) {
 
 }  // namespace
 
+std::map<uid_t, std::vector<pid_t>> x_servers_by_uid() {
+  std::map<uid_t, std::vector<pid_t>> out;
+  for (const auto& p : list_x_servers()) out[p.uid].push_back(p.pid);
+  return out;
+}
+
 std::string new_lease_id() {
-  std::uint8_t bytes[8];
-  if (::getrandom(bytes, sizeof(bytes), 0) != sizeof(bytes)) {
-    // getrandom on Linux >= 3.17 does not fail for 8 bytes once the pool is up.
-    throw std::runtime_error("getrandom failed");
+  // Ids are drawn from a buffer refilled 32 ids at a time: one getrandom()
+  // call per 32 acquires instead of one each. Single-threaded use only.
+  static std::uint8_t pool[256];
+  static std::size_t used = sizeof(pool);
+  if (used + 8 > sizeof(pool)) {
+    if (::getrandom(pool, sizeof(pool), 0) != static_cast<ssize_t>(sizeof(pool)))
+      throw std::runtime_error("getrandom failed");  // cannot happen once the pool is seeded
+    used = 0;
   }
+  const std::uint8_t* bytes = pool + used;
+  used += 8;
   static const char hex[] = "0123456789abcdef";
   std::string id;
-  for (auto b : bytes) {
+  for (int i = 0; i < 8; ++i) {
+    const std::uint8_t b = bytes[i];
     id.push_back(hex[b >> 4]);
     id.push_back(hex[b & 15]);
   }
@@ -245,9 +258,7 @@ v1::Response DisplayBroker::status(const Caller& caller, ConnectionId, const v1:
   s->set_uptime_ms(std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - started_).count());
   for (const auto& w : warnings_) s->add_warnings(w);
   s->set_stale_removed(stale_removed_);
-  std::map<uid_t, std::vector<pid_t>> x_servers;
-  for (const auto& p : list_processes())
-    if (is_x_server_command(p.comm)) x_servers[p.uid].push_back(p.pid);
+  const auto x_servers = x_servers_by_uid();
   const bool admin = policy_.is_admin(caller);
   for (const auto& [uid, pids] : x_servers) {
     // Users see their own; root and admins see everyone's.
@@ -289,15 +300,22 @@ v1::Response DisplayBroker::open_login(const Caller& caller, ConnectionId, const
 v1::Response DisplayBroker::close_login(const Caller& caller, ConnectionId, const v1::Request& request) {
   const uid_t uid = request.close_login().uid();
   std::uint32_t left = 0;
-  if (auto it = login_sessions_.find(uid); it != login_sessions_.end()) {
+  const auto it = login_sessions_.find(uid);
+  const bool counted = it != login_sessions_.end();
+  if (counted) {
     left = it->second > 0 ? it->second - 1 : 0;
     if (left == 0)
       login_sessions_.erase(it);
     else
       it->second = left;
+  } else {
+    // Not knowing of any login, the broker cannot tell that this was the
+    // last one: keep the leases rather than end a session still in use.
+    spdlog::warn("close_login for uid={}({}) with no login session counted (broker restarted since?); leases kept",
+                 uid, user_name(uid));
   }
   std::uint32_t ended = 0;
-  if (left == 0 && request.close_login().reap_leases()) {
+  if (counted && left == 0 && request.close_login().reap_leases()) {
     std::vector<std::string> ids;
     for (const Lease* lease : leases_.for_uid(uid)) ids.push_back(lease->id);
     for (const auto& id : ids) end_lease(id, "last login session of the user ended", SessionEnd::neutral);
@@ -308,6 +326,7 @@ v1::Response DisplayBroker::close_login(const Caller& caller, ConnectionId, cons
   v1::Response r = reply(v1::OK, "");
   r.mutable_close_login()->set_login_sessions(left);
   r.mutable_close_login()->set_leases_ended(ended);
+  r.mutable_close_login()->set_counted(counted);
   return r;
 }
 
@@ -418,10 +437,7 @@ std::uint32_t DisplayBroker::xserver_warn_threshold() const {
 }
 
 void DisplayBroker::check_for_leaked_x_servers() {
-  std::map<uid_t, std::vector<pid_t>> per_user;
-  for (const auto& p : list_processes())
-    if (is_x_server_command(p.comm)) per_user[p.uid].push_back(p.pid);
-  for (const auto& [uid, pids] : per_user) {
+  for (const auto& [uid, pids] : x_servers_by_uid()) {
     if (pids.size() <= xserver_warn_threshold()) continue;
     std::string list;
     for (pid_t pid : pids) list += (list.empty() ? "" : ",") + std::to_string(pid);

@@ -107,5 +107,7 @@ class DisplayBroker {
 };
 
 std::string new_lease_id();
+// X servers running on the host, per real uid.
+std::map<uid_t, std::vector<pid_t>> x_servers_by_uid();
 
 }  // namespace xpra_broker

@@ -68,25 +68,28 @@ bool socket_fd_has_listener(int path_fd, const std::string& path) {
   return false;
 }
 
-SocketFileFacts probe_socket_file(const std::string& path) {
+SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const std::string& path) {
   SocketFileFacts facts;
-  UniqueFd fd(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  // O_PATH|O_NOFOLLOW opens even a symlink itself, so failing means absent
+  // (ENOENT) or a directory we cannot search; only the latter needs a stat.
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
   if (!fd) {
-    struct stat st {};
-    // O_PATH|O_NOFOLLOW opens a symlink itself; failure means absent or
-    // unreadable. lstat tells which.
-    if (::lstat(path.c_str(), &st) == 0) {
+    if (errno != ENOENT && ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
       facts.kind = kind_of(st);
       facts.owner = st.st_uid;
     }
     return facts;
   }
-  struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return facts;
   facts.kind = kind_of(st);
   facts.owner = st.st_uid;
   if (facts.kind == FileKind::socket) facts.listening = socket_fd_has_listener(fd.get(), path);
   return facts;
+}
+
+SocketFileFacts probe_socket_file(const std::string& path) {
+  return probe_socket_file_at(AT_FDCWD, path, path);
 }
 
 bool abstract_socket_in_use(const std::string& name) {
@@ -127,16 +130,22 @@ std::string local_hostname() {
 
 DisplayProbe::DisplayProbe(std::string x11_tmp_dir, std::string xpra_shared_dir, std::string hostname)
     : x11_tmp_dir_(std::move(x11_tmp_dir)), xpra_shared_dir_(std::move(xpra_shared_dir)),
-      hostname_(std::move(hostname)) {}
+      hostname_(std::move(hostname)),
+      // Opened once: every probe works relative to these, which saves a path
+      // walk per file and never follows a link in the last component.
+      tmp_dir_fd_(::open(x11_tmp_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)),
+      shared_dir_fd_(::open(xpra_shared_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)) {}
 
 DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_dir) const {
   DisplayFacts f;
   f.display = display;
   const std::string n = std::to_string(display);
+  const int tmp = tmp_dir_fd_ ? tmp_dir_fd_.get() : AT_FDCWD;
+  const std::string tmp_prefix = tmp_dir_fd_ ? "" : x11_tmp_dir_ + "/";
 
   // Lock file: X writes its pid as 10 characters plus a newline.
-  const std::string lock_path = x11_tmp_dir_ + "/.X" + n + "-lock";
-  UniqueFd lock(::open(lock_path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  const std::string lock_name = tmp_prefix + ".X" + n + "-lock";
+  UniqueFd lock(::openat(tmp, lock_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
   if (lock) {
     struct stat st {};
     if (::fstat(lock.get(), &st) == 0) {
@@ -149,19 +158,26 @@ DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_
         if (f.lock_pid > 0) f.lock_pid_alive = pid_alive(f.lock_pid);
       }
     }
-  } else {
+  } else if (errno != ENOENT) {
     struct stat st {};
-    if (::lstat(lock_path.c_str(), &st) == 0) {  // a symlink, FIFO, or unreadable
+    if (::fstatat(tmp, lock_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {  // a symlink, or unreadable
       f.lock_kind = S_ISREG(st.st_mode) ? FileKind::regular : FileKind::other;
       f.lock_owner = st.st_uid;
     }
   }
 
-  f.x11_socket = probe_socket_file(x11_tmp_dir_ + "/.X11-unix/X" + n);
-  f.x11_abstract_in_use = abstract_socket_in_use(x11_tmp_dir_ + "/.X11-unix/X" + n);
+  // .X11-unix is opened per probe: it may be created (or recreated) by the
+  // first X server after the broker started.
+  const std::string x11_path = x11_tmp_dir_ + "/.X11-unix/X" + n;
+  UniqueFd x11_dir(::openat(tmp, (tmp_prefix + ".X11-unix").c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (x11_dir) f.x11_socket = probe_socket_file_at(x11_dir.get(), "X" + n, x11_path);
+  f.x11_abstract_in_use = abstract_socket_in_use(x11_path);
   f.xpra_abstract_in_use = abstract_socket_in_use("xpra/" + n);
-  f.xpra_shared_socket = probe_socket_file(xpra_shared_dir_ + "/" + hostname_ + "-" + n);
-  if (!user_dir.empty()) f.xpra_user_socket = probe_socket_file(user_dir + "/" + hostname_ + "-" + n);
+  const std::string xpra_name = hostname_ + "-" + n;
+  f.xpra_shared_socket = shared_dir_fd_
+                             ? probe_socket_file_at(shared_dir_fd_.get(), xpra_name, xpra_shared_dir_ + "/" + xpra_name)
+                             : probe_socket_file(xpra_shared_dir_ + "/" + xpra_name);
+  if (!user_dir.empty()) f.xpra_user_socket = probe_socket_file(user_dir + "/" + xpra_name);
   return f;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "display_verdict.h"
+#include "unique_fd.h"
 
 namespace xpra_broker {
 
@@ -25,10 +26,15 @@ class DisplayProbe {
   std::string x11_tmp_dir_;
   std::string xpra_shared_dir_;
   std::string hostname_;
+  UniqueFd tmp_dir_fd_;
+  UniqueFd shared_dir_fd_;
 };
 
 // Helpers also used by the lifecycle code and tests.
 SocketFileFacts probe_socket_file(const std::string& path);
+// The same for `name` in an open directory; `path` is for messages and the
+// /proc/net/unix fallback.
+SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const std::string& path);
 bool abstract_socket_in_use(const std::string& name);
 // Does something listen on the socket inode behind an O_PATH fd? `path` is
 // only used for the /proc/net/unix fallback when connect() is not permitted.

@@ -79,32 +79,42 @@ void AsioLeaseReaper::reap(ReapJob job, std::function<void(ReapOutcome)> done) {
   auto run = std::make_shared<Run>(io_);
   run->started = Clock::now();
   run->done = std::move(done);
+  run->job = std::move(job);
+  // Everything runs from a posted handler: the reply to the request that
+  // ended the lease goes out first, and the caller is never re-entered from
+  // inside reap().
+  boost::asio::post(io_, [this, run] {
+    collect_and_terminate(*run);
+    poll(run);
+  });
+}
 
+void AsioLeaseReaper::collect_and_terminate(Run& run) {
+  const ReapJob& job = run.job;
   const pid_t lock_pid = read_lock_pid(x11_tmp_dir_, job.display);
-  const auto pids = select_lease_processes(list_processes(), job.uid, job.processes, lock_pid);
   std::set<pid_t> have;
-  for (pid_t pid : pids) {
-    ProcessInfo info;
-    UniqueFd fd = open_verified_pidfd(pid, info);
-    if (!fd || info.uid != job.uid) continue;  // gone, or reused by someone else
-    have.insert(pid);
-    run->alive.emplace_back(pid, std::move(fd));
+  // Nothing reported and no X server on the display: nothing can be selected,
+  // so skip the /proc scan (the common case of a bare acquire/release).
+  if (!job.processes.empty() || lock_pid > 0) {
+    const auto pids = select_lease_processes(list_processes(job.uid), job.uid, job.processes, lock_pid);
+    for (pid_t pid : pids) {
+      ProcessInfo info;
+      UniqueFd fd = open_verified_pidfd(pid, info);
+      if (!fd || info.uid != job.uid) continue;  // gone, or reused by someone else
+      have.insert(pid);
+      run.alive.emplace_back(pid, std::move(fd));
+    }
   }
   // Reported processes whose /proc entry was not readable still have pidfds.
-  for (auto& t : job.processes)
+  for (const auto& t : job.processes)
     if (t.pidfd && *t.pidfd && !have.count(t.pid) && pidfd_alive(t.pidfd->get())) {
       UniqueFd dup(::fcntl(t.pidfd->get(), F_DUPFD_CLOEXEC, 0));
-      if (dup) run->alive.emplace_back(t.pid, std::move(dup));
+      if (dup) run.alive.emplace_back(t.pid, std::move(dup));
     }
-  run->job = std::move(job);
-
-  for (auto& [pid, fd] : run->alive) {
+  for (auto& [pid, fd] : run.alive) {
     privileged_pidfd_signal(fd.get(), SIGTERM);
     privileged_pidfd_signal(fd.get(), SIGCONT);  // a stopped process cannot act on TERM
   }
-  // Complete asynchronously even when nothing runs, so the caller is never
-  // re-entered from inside reap().
-  boost::asio::post(io_, [this, run] { poll(run); });
 }
 
 void AsioLeaseReaper::poll(std::shared_ptr<Run> run) {

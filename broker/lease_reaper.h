@@ -62,6 +62,7 @@ class AsioLeaseReaper : public LeaseReaper {
 
  private:
   struct Run;
+  void collect_and_terminate(Run& run);
   void poll(std::shared_ptr<Run> run);
   void finish(std::shared_ptr<Run> run);
 

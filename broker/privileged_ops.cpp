@@ -50,7 +50,14 @@ bool capability_permitted(cap_value_t cap) {
 }
 
 CapabilityBracket::CapabilityBracket(cap_value_t cap) : cap_(cap) {
-  if (capability_permitted(cap)) raised_ = set_effective(cap, CAP_SET);
+  CapState caps(cap_get_proc());
+  if (!caps) return;
+  cap_flag_value_t permitted = CAP_CLEAR, effective = CAP_CLEAR;
+  cap_get_flag(caps.get(), cap, CAP_PERMITTED, &permitted);
+  cap_get_flag(caps.get(), cap, CAP_EFFECTIVE, &effective);
+  // Raise only what is permitted and not already effective, so the bracket
+  // leaves the effective set exactly as it found it.
+  if (permitted == CAP_SET && effective == CAP_CLEAR) raised_ = set_effective(cap, CAP_SET);
 }
 
 CapabilityBracket::~CapabilityBracket() {

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -53,7 +54,7 @@ bool read_process(pid_t pid, ProcessInfo& out) {
   return true;
 }
 
-std::vector<ProcessInfo> list_processes() {
+std::vector<ProcessInfo> list_processes(std::optional<uid_t> only_uid) {
   std::vector<ProcessInfo> out;
   DIR* dir = ::opendir("/proc");
   if (!dir) return out;
@@ -61,6 +62,28 @@ std::vector<ProcessInfo> list_processes() {
     char* end = nullptr;
     const long pid = std::strtol(e->d_name, &end, 10);
     if (*end != '\0' || pid <= 0) continue;
+    if (only_uid) {
+      struct stat st {};
+      if (::fstatat(::dirfd(dir), e->d_name, &st, 0) != 0 || st.st_uid != *only_uid) continue;
+    }
+    ProcessInfo info;
+    if (read_process(static_cast<pid_t>(pid), info)) out.push_back(std::move(info));
+  }
+  ::closedir(dir);
+  return out;
+}
+
+std::vector<ProcessInfo> list_x_servers() {
+  std::vector<ProcessInfo> out;
+  DIR* dir = ::opendir("/proc");
+  if (!dir) return out;
+  while (const dirent* e = ::readdir(dir)) {
+    char* end = nullptr;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0) continue;
+    std::string comm = read_small_file(std::string("/proc/") + e->d_name + "/comm");
+    while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    if (!is_x_server_command(comm)) continue;
     ProcessInfo info;
     if (read_process(static_cast<pid_t>(pid), info)) out.push_back(std::move(info));
   }

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,8 +26,10 @@ struct ProcessInfo {
 // Reads /proc/<pid>/stat and /proc/<pid>/status. False if it is gone.
 bool read_process(pid_t pid, ProcessInfo& out);
 
-// Every process on the host (a snapshot; entries can vanish meanwhile).
-std::vector<ProcessInfo> list_processes();
+// Every process on the host (a snapshot; entries can vanish meanwhile). With
+// only_uid, processes whose /proc entry another uid owns are skipped before
+// any file of theirs is read: the scan then costs one fstatat per process.
+std::vector<ProcessInfo> list_processes(std::optional<uid_t> only_uid = std::nullopt);
 
 // pidfd_open(pid) and a check that the pidfd names the process `info` was read
 // from: re-reading after the pidfd exists closes the pid-reuse window.
@@ -35,6 +38,10 @@ UniqueFd open_verified_pidfd(pid_t pid, ProcessInfo& info);
 
 // True while the process behind the pidfd has not exited.
 bool pidfd_alive(int pidfd);
+
+// X server processes on the host (by command name); reads only the short
+// /proc/<pid>/comm of other processes.
+std::vector<ProcessInfo> list_x_servers();
 
 // The X server program names the census counts.
 bool is_x_server_command(const std::string& comm);

@@ -23,6 +23,15 @@ UserDirectories::Result UserDirectories::ensure(uid_t uid) {
     return result;
   };
 
+  // Fast path, one syscall: already there and right.
+  struct stat existing {};
+  if (::fstatat(runtime_dir_fd_.get(), name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISDIR(existing.st_mode) && existing.st_uid == uid && existing.st_gid == broker_gid_ &&
+      (existing.st_mode & 07777) == kMode) {
+    result.ok = true;
+    return result;
+  }
+
   // Created 0700 first, so nobody else can get in before owner and mode are set.
   if (::mkdirat(runtime_dir_fd_.get(), name.c_str(), 0700) != 0 && errno != EEXIST) return failed("mkdir");
   UniqueFd dir(::openat(runtime_dir_fd_.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));

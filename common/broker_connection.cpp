@@ -1,9 +1,11 @@
 #include "broker_connection.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -12,8 +14,6 @@
 
 namespace xpra_broker {
 
-using Clock = std::chrono::steady_clock;
-
 std::string resolve_socket_path(const std::string& explicit_path) {
   if (!explicit_path.empty()) return explicit_path;
   if (const char* env = std::getenv("XPRA_BROKER_SOCKET"); env && *env) return env;
@@ -21,6 +21,8 @@ std::string resolve_socket_path(const std::string& explicit_path) {
 }
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 // Waits until fd is ready for `events` or the deadline passes.
 bool wait_ready(int fd, short events, Clock::time_point deadline) {
@@ -40,46 +42,37 @@ BrokerConnection BrokerConnection::connect(const std::string& socket_path, std::
   BrokerConnection conn;
   conn.timeout_ = timeout;
   sockaddr_un addr{};
-  if (socket_path.size() >= sizeof(addr.sun_path)) {
-    conn.error_ = Error::connect_failed;
-    conn.errno_ = ENAMETOOLONG;
-    return conn;
-  }
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd) {
-    conn.error_ = Error::connect_failed;
-    conn.errno_ = errno;
-    return conn;
-  }
+  auto failed = [&conn](Error e, int err) {
+    conn.error_ = e;
+    conn.errno_ = err;
+    return std::move(conn);
+  };
+  if (socket_path.size() >= sizeof(addr.sun_path)) return failed(Error::connect_failed, ENAMETOOLONG);
+  // A blocking connect bounded by SO_SNDTIMEO: on a Unix socket whose listen
+  // backlog is full, a non-blocking connect fails at once with EAGAIN instead
+  // of waiting, while a blocking one waits for room up to the timeout.
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return failed(Error::connect_failed, errno);
+  const auto ms = std::max<std::int64_t>(1, timeout.count());
+  timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    if (errno != EINPROGRESS && errno != EAGAIN) {
-      conn.error_ = Error::connect_failed;
-      conn.errno_ = errno;
-      return conn;
-    }
-    // A full listen backlog: wait for the broker to accept within the timeout.
-    if (!wait_ready(fd.get(), POLLOUT, Clock::now() + timeout)) {
-      conn.error_ = Error::timeout;
-      conn.errno_ = ETIMEDOUT;
-      return conn;
-    }
-    int so_error = 0;
-    socklen_t len = sizeof(so_error);
-    ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &so_error, &len);
-    if (so_error != 0) {
-      conn.error_ = Error::connect_failed;
-      conn.errno_ = so_error;
-      return conn;
-    }
+  int rc;
+  do {
+    rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    if (errno == EAGAIN || errno == EINPROGRESS) return failed(Error::timeout, ETIMEDOUT);
+    return failed(Error::connect_failed, errno);
   }
+  // From here on every call is bounded by poll() deadlines instead.
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK);
   conn.fd_ = std::move(fd);
   return conn;
 }
 
-BrokerConnection::Error BrokerConnection::write_all(const char* data, std::size_t size) {
-  const auto deadline = Clock::now() + timeout_;
+BrokerConnection::Error BrokerConnection::write_all(const char* data, std::size_t size, Clock::time_point deadline) {
   while (size > 0) {
     const ssize_t n = ::send(fd_.get(), data, size, MSG_NOSIGNAL);
     if (n > 0) {
@@ -98,8 +91,7 @@ BrokerConnection::Error BrokerConnection::write_all(const char* data, std::size_
   return Error::none;
 }
 
-BrokerConnection::Error BrokerConnection::read_exact(char* data, std::size_t size) {
-  const auto deadline = Clock::now() + timeout_;
+BrokerConnection::Error BrokerConnection::read_exact(char* data, std::size_t size, Clock::time_point deadline) {
   while (size > 0) {
     const ssize_t n = ::recv(fd_.get(), data, size, 0);
     if (n > 0) {
@@ -121,17 +113,21 @@ BrokerConnection::Error BrokerConnection::read_exact(char* data, std::size_t siz
 
 BrokerConnection::Error BrokerConnection::send_raw(const std::string& bytes) {
   if (!fd_) return error_;
-  return write_all(bytes.data(), bytes.size());
+  return write_all(bytes.data(), bytes.size(), Clock::now() + timeout_);
 }
 
 BrokerConnection::Error BrokerConnection::receive(v1::Response& response) {
+  return receive_until(response, Clock::now() + timeout_);
+}
+
+BrokerConnection::Error BrokerConnection::receive_until(v1::Response& response, Clock::time_point deadline) {
   if (!fd_) return error_;
   std::uint8_t header[wire::kHeaderSize];
-  if (auto e = read_exact(reinterpret_cast<char*>(header), sizeof(header)); e != Error::none) return e;
+  if (auto e = read_exact(reinterpret_cast<char*>(header), sizeof(header), deadline); e != Error::none) return e;
   const auto decoded = wire::decode_header(std::span<const std::uint8_t, wire::kHeaderSize>(header));
   if (decoded.error != wire::HeaderError::none) return error_ = Error::protocol;
   std::string body(decoded.body_size, '\0');
-  if (auto e = read_exact(body.data(), body.size()); e != Error::none) return e;
+  if (auto e = read_exact(body.data(), body.size(), deadline); e != Error::none) return e;
   if (!response.ParseFromString(body)) return error_ = Error::protocol;
   return Error::none;
 }
@@ -140,8 +136,11 @@ BrokerConnection::Error BrokerConnection::call(const v1::Request& request, v1::R
   if (!fd_) return error_;
   const auto frame = wire::encode_frame(request);
   if (!frame) return error_ = Error::too_large;
-  if (auto e = write_all(frame->data(), frame->size()); e != Error::none) return e;
-  return receive(response);
+  // One deadline for the whole exchange: a broker that answers slowly, or
+  // half a reply, cannot stretch a call beyond the timeout.
+  const auto deadline = Clock::now() + timeout_;
+  if (auto e = write_all(frame->data(), frame->size(), deadline); e != Error::none) return e;
+  return receive_until(response, deadline);
 }
 
 const char* describe(BrokerConnection::Error error) {

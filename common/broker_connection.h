@@ -38,8 +38,10 @@ class BrokerConnection {
   Error receive(v1::Response& response);
 
  private:
-  Error write_all(const char* data, std::size_t size);
-  Error read_exact(char* data, std::size_t size);
+  using Clock = std::chrono::steady_clock;
+  Error write_all(const char* data, std::size_t size, Clock::time_point deadline);
+  Error read_exact(char* data, std::size_t size, Clock::time_point deadline);
+  Error receive_until(v1::Response& response, Clock::time_point deadline);
 
   UniqueFd fd_;
   Error error_ = Error::none;
