@@ -69,6 +69,18 @@ Setter bounded_uint(std::uint32_t BrokerConfig::*field, std::uint32_t min, std::
   };
 }
 
+Setter yes_no(bool BrokerConfig::*field) {
+  return [field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+    if (v == "yes" || v == "true" || v == "1")
+      c.*field = true;
+    else if (v == "no" || v == "false" || v == "0")
+      c.*field = false;
+    else
+      return "must be yes or no";
+    return std::nullopt;
+  };
+}
+
 Setter name_list(std::vector<std::string> BrokerConfig::*field) {
   return [field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
     auto names = split_list(v);
@@ -139,12 +151,11 @@ const std::vector<KeyEntry>& key_table() {
       {{"xserver-warn-per-user", "warn when a user runs more X servers than this; 0: max-leases-per-user + 1 (default 0)"},
        bounded_uint(&BrokerConfig::xserver_warn_per_user, 0, 100000)},
       {{"clean-stale", "remove stale X lock and socket files in the range (yes or no, default yes)"},
-       [](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
-         if (v == "yes" || v == "true" || v == "1") c.clean_stale = true;
-         else if (v == "no" || v == "false" || v == "0") c.clean_stale = false;
-         else return "must be yes or no";
-         return std::nullopt;
-       }},
+       yes_no(&BrokerConfig::clean_stale)},
+      {{"journal", "keep leases in <runtime-dir>/leases.journal so a restarted broker keeps them (yes or no, default yes)"},
+       yes_no(&BrokerConfig::journal)},
+      {{"reattach-grace-seconds", "after a restart, how long a recovered lease waits for its holder to reattach (default 60)"},
+       bounded_uint(&BrokerConfig::reattach_grace_seconds, 1, 86400)},
       {{"user", "when started as root, the user to run as (e.g. xpra-broker)"}, single_name(&BrokerConfig::user)},
       {{"group", "when started as root, the group to run as (e.g. xpra)"}, single_name(&BrokerConfig::group)},
       {{"log-level", "trace, debug, info, warn, error or critical (default info)"},

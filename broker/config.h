@@ -41,6 +41,9 @@ struct BrokerConfig {
   // Warn when one user runs more X servers than this (0: max-leases-per-user + 1).
   std::uint32_t xserver_warn_per_user = 0;
   bool clean_stale = true;
+  // Durable leases.
+  bool journal = true;
+  std::uint32_t reattach_grace_seconds = 60;
   // When started as root: the user and group to switch to.
   std::string user;
   std::string group;

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/random.h>
 
+#include <cstring>
 #include <spdlog/spdlog.h>
 
 #include "process_inspector.h"
@@ -74,6 +75,7 @@ const std::unordered_map<int, DisplayBroker::Handler>& DisplayBroker::handlers()
       {V::kOpenLogin, &DisplayBroker::open_login}, {V::kCloseLogin, &DisplayBroker::close_login},
       {V::kReportProcess, &DisplayBroker::report_process},
       {V::kReportStartFailure, &DisplayBroker::report_start_failure},
+      {V::kReattach, &DisplayBroker::reattach},
   };
   return table;
 }
@@ -188,9 +190,16 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
   lease.connection = connection;
   lease.acquired_at = std::chrono::system_clock::now();
   lease.acquired_steady = clock_();
+  lease.reattach_token = new_lease_id() + new_lease_id();
+  if (journal_ && !journal_->lease_added(to_journaled(lease))) {
+    spdlog::error("acquire for {} failed: cannot write the lease journal: {}", describe_caller(caller, name),
+                  std::strerror(errno));
+    return reply(v1::INTERNAL, "the broker cannot record the lease (journal write failed); see its log");
+  }
   allocator_.take(*display);
   v1::Response r = reply(v1::OK, "display :" + std::to_string(*display));
   fill_lease(lease, r.mutable_acquire()->mutable_lease());
+  r.mutable_acquire()->set_reattach_token(lease.reattach_token);
   spdlog::info("lease={} {} display=:{} acquired{}", lease.id, describe_caller(caller, name), lease.display,
                lease.purpose.empty() ? "" : " purpose=\"" + lease.purpose + "\"");
   leases_.add(std::move(lease));
@@ -353,6 +362,17 @@ void DisplayBroker::end_lease(std::string id, const std::string& why, SessionEnd
 void DisplayBroker::finish_lease(const std::string& id, const ReapOutcome& outcome) {
   auto lease = leases_.remove(id);
   if (!lease) return;
+  if (journal_) {
+    // Only now, with nothing of it running, is the lease forgotten: a crash
+    // while reaping finds it again and finishes the job.
+    if (!journal_->lease_removed(lease->id))
+      spdlog::error("lease={} cannot write its end to the journal: {}", lease->id, std::strerror(errno));
+    journal_->compact_if_needed(leases_.size(), [this] {
+      std::vector<journal::JournaledLease> live;
+      for (const Lease* l : leases_.all()) live.push_back(to_journaled(*l));
+      return live;
+    });
+  }
   for (const auto& removed : outcome.removed) {
     ++stale_removed_;
     spdlog::info("lease={} display=:{} removed {} {} (owner uid={})", lease->id, lease->display, removed.what,
@@ -398,6 +418,17 @@ v1::Response DisplayBroker::report_process(const Caller& caller, ConnectionId, c
   tracked.pidfd = std::make_shared<UniqueFd>(std::move(pidfd));
   if (info.pgid == info.pid) tracked.group_leader = info.pgid;
   if (info.sid == info.pid) tracked.session_leader = info.sid;
+  tracked.start_time = info.start_time;
+  if (journal_) {
+    journal::JournaledProcess jp;
+    jp.set_pid(tracked.pid);
+    jp.set_role(tracked.role);
+    jp.set_group_leader(tracked.group_leader);
+    jp.set_session_leader(tracked.session_leader);
+    jp.set_start_time(tracked.start_time);
+    if (!journal_->process_added(lease->id, jp))
+      return reply(v1::INTERNAL, "the broker cannot record the process (journal write failed); see its log");
+  }
   lease->processes.push_back(std::move(tracked));
   spdlog::info("lease={} uid={}({}) display=:{} tracks pid {} ({}, {})", lease->id, lease->uid, lease->user,
                lease->display, req.pid(), info.comm, v1::ProcessRole_Name(req.role()));
@@ -468,10 +499,131 @@ void DisplayBroker::fill_lease(const Lease& lease, v1::Lease* out) const {
   out->set_user(lease.user);
   out->set_runtime_dir(lease.runtime_dir);
   out->set_purpose(lease.purpose);
-  out->set_state(lease.ending ? v1::ENDING : v1::ACTIVE);
+  out->set_state(lease.ending ? v1::ENDING : lease.detached ? v1::DETACHED : v1::ACTIVE);
   for (const auto& p : lease.processes) out->add_process_pids(p.pid);
   out->set_acquired_unix_ms(
       std::chrono::duration_cast<std::chrono::milliseconds>(lease.acquired_at.time_since_epoch()).count());
+}
+
+}  // namespace xpra_broker
+
+namespace xpra_broker {
+
+journal::JournaledLease to_journaled(const Lease& lease) {
+  journal::JournaledLease j;
+  j.set_id(lease.id);
+  j.set_display(lease.display);
+  j.set_uid(lease.uid);
+  j.set_gid(lease.gid);
+  j.set_holder_pid(lease.holder_pid);
+  j.set_user(lease.user);
+  j.set_runtime_dir(lease.runtime_dir);
+  j.set_purpose(lease.purpose);
+  j.set_acquired_unix_ms(
+      std::chrono::duration_cast<std::chrono::milliseconds>(lease.acquired_at.time_since_epoch()).count());
+  j.set_reattach_token(lease.reattach_token);
+  for (const auto& p : lease.processes) {
+    auto* jp = j.add_processes();
+    jp->set_pid(p.pid);
+    jp->set_role(p.role);
+    jp->set_group_leader(p.group_leader);
+    jp->set_session_leader(p.session_leader);
+    jp->set_start_time(p.start_time);
+  }
+  return j;
+}
+
+namespace {
+
+// Constant-time comparison, so the token cannot be guessed byte by byte.
+bool same_secret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size() || a.empty()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+DisplayBroker::RestoreSummary DisplayBroker::restore(const std::vector<journal::JournaledLease>& leases,
+                                                     std::chrono::seconds grace) {
+  RestoreSummary summary;
+  const SteadyTime now = clock_();
+  std::vector<std::string> to_reap;
+  for (const auto& j : leases) {
+    if (!allocator_.in_range(j.display()) || allocator_.is_leased(j.display())) {
+      // The range was changed, or the journal is inconsistent: keep the
+      // number out of two leases at any cost.
+      spdlog::warn("lease={} uid={} display=:{} from the journal is outside the range or a duplicate; dropped",
+                   j.id(), j.uid(), j.display());
+      if (journal_) journal_->lease_removed(j.id());
+      ++summary.dropped;
+      continue;
+    }
+    Lease lease;
+    lease.id = j.id();
+    lease.display = j.display();
+    lease.uid = j.uid();
+    lease.gid = j.gid();
+    lease.holder_pid = j.holder_pid();
+    lease.user = j.user();
+    lease.runtime_dir = j.runtime_dir();
+    lease.purpose = j.purpose();
+    lease.acquired_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(j.acquired_unix_ms()));
+    lease.acquired_steady = now;
+    lease.reattach_token = j.reattach_token();
+    lease.connection = 0;
+    for (const auto& jp : j.processes()) {
+      ProcessInfo info;
+      UniqueFd fd = open_verified_pidfd(jp.pid(), info);
+      // Same pid, same uid, same start time: the very process reported then.
+      if (!fd || info.uid != lease.uid || info.start_time != jp.start_time()) continue;
+      lease.processes.push_back({jp.pid(), jp.role(), std::make_shared<UniqueFd>(std::move(fd)), jp.group_leader(),
+                                 jp.session_leader(), jp.start_time()});
+    }
+    const bool holder_alive = pid_alive(lease.holder_pid);
+    lease.detached = true;
+    lease.reattach_deadline = now + grace;
+    allocator_.take(lease.display);
+    if (!holder_alive) to_reap.push_back(lease.id);
+    spdlog::info("lease={} uid={}({}) display=:{} recovered from the journal, {} tracked process(es); {}", lease.id,
+                 lease.uid, lease.user, lease.display, lease.processes.size(),
+                 holder_alive ? "waiting " + std::to_string(grace.count()) + " s for its holder (pid " +
+                                    std::to_string(lease.holder_pid) + ") to reattach"
+                              : std::string("its holder is gone: reaping"));
+    leases_.add(std::move(lease));
+    ++(holder_alive ? summary.waiting : summary.reaping);
+  }
+  for (const auto& id : to_reap) end_lease(id, "holder gone while the broker was down", SessionEnd::neutral);
+  return summary;
+}
+
+void DisplayBroker::expire_detached() {
+  const SteadyTime now = clock_();
+  std::vector<std::string> expired;
+  for (const Lease* lease : leases_.all())
+    if (lease->detached && !lease->ending && now >= lease->reattach_deadline) expired.push_back(lease->id);
+  for (const auto& id : expired)
+    end_lease(id, "its holder did not reattach after the broker restarted", SessionEnd::neutral);
+}
+
+v1::Response DisplayBroker::reattach(const Caller& caller, ConnectionId connection, const v1::Request& request) {
+  const auto& req = request.reattach();
+  Lease* lease = leases_.find_mutable(req.lease_id());
+  // Wrong uid, wrong token and no such lease all look the same to the caller.
+  if (!lease || lease->uid != caller.uid || lease->ending || !same_secret(lease->reattach_token, req.reattach_token())) {
+    spdlog::warn("refused reattach of lease {} by {}", req.lease_id().substr(0, 64),
+                 describe_caller(caller, user_name(caller.uid)));
+    return reply(v1::NOT_FOUND, "no lease " + req.lease_id().substr(0, 64) +
+                                    " of yours to reattach (it ended, or the token does not match)");
+  }
+  leases_.move_to_connection(lease->id, connection);
+  lease->detached = false;
+  lease->holder_pid = caller.pid;
+  spdlog::info("lease={} {} display=:{} reattached", lease->id, describe_caller(caller, lease->user), lease->display);
+  v1::Response r = reply(v1::OK, "reattached to display :" + std::to_string(lease->display));
+  fill_lease(*lease, r.mutable_reattach()->mutable_lease());
+  return r;
 }
 
 }  // namespace xpra_broker

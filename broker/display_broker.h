@@ -16,6 +16,7 @@
 #include "config.h"
 #include "display_allocator.h"
 #include "display_probe.h"
+#include "lease_journal.h"
 #include "lease_reaper.h"
 #include "lease_table.h"
 #include "policy.h"
@@ -46,6 +47,19 @@ class DisplayBroker {
     cleaner_ = cleaner;
   }
 
+  // Durable leases: every change goes to the journal before the reply. Call
+  // restore() once at start-up with what the journal held: leases whose
+  // holder is gone are reaped, the others wait `grace` for their holder to
+  // reattach.
+  void set_journal(LeaseJournal* journal) { journal_ = journal; }
+  struct RestoreSummary {
+    std::size_t waiting = 0, reaping = 0, dropped = 0;
+  };
+  RestoreSummary restore(const std::vector<journal::JournaledLease>& leases, std::chrono::seconds grace);
+  // Ends recovered leases whose holder did not come back in time. Run
+  // periodically by main().
+  void expire_detached();
+
   // Counts X servers per user on the host and warns about users above the
   // threshold. Run periodically by main().
   void check_for_leaked_x_servers();
@@ -66,6 +80,7 @@ class DisplayBroker {
   v1::Response status(const Caller&, ConnectionId, const v1::Request&);
   v1::Response report_process(const Caller&, ConnectionId, const v1::Request&);
   v1::Response report_start_failure(const Caller&, ConnectionId, const v1::Request&);
+  v1::Response reattach(const Caller&, ConnectionId, const v1::Request&);
   v1::Response open_login(const Caller&, ConnectionId, const v1::Request&);
   v1::Response close_login(const Caller&, ConnectionId, const v1::Request&);
 
@@ -104,7 +119,10 @@ class DisplayBroker {
   StaleArtifactCleaner* cleaner_ = nullptr;
   RestartGuard guard_;
   std::uint32_t stale_removed_ = 0;
+  LeaseJournal* journal_ = nullptr;
 };
+
+journal::JournaledLease to_journaled(const Lease& lease);
 
 std::string new_lease_id();
 // X servers running on the host, per real uid.

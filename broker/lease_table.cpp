@@ -73,3 +73,18 @@ std::vector<const Lease*> LeaseTable::all() const {
 }
 
 }  // namespace xpra_broker
+
+namespace xpra_broker {
+
+void LeaseTable::move_to_connection(const std::string& id, ConnectionId connection) {
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return;
+  if (auto c = by_connection_.find(it->second.connection); c != by_connection_.end()) {
+    c->second.erase(id);
+    if (c->second.empty()) by_connection_.erase(c);
+  }
+  it->second.connection = connection;
+  by_connection_[connection].insert(id);
+}
+
+}  // namespace xpra_broker

@@ -28,6 +28,7 @@ struct TrackedProcess {
   std::shared_ptr<UniqueFd> pidfd;
   pid_t group_leader = 0;    // its pgid, when it leads its process group
   pid_t session_leader = 0;  // its sid, when it leads its session
+  std::uint64_t start_time = 0;
 };
 
 struct Lease {
@@ -46,6 +47,12 @@ struct Lease {
   // against the quotas until nothing of it runs.
   bool ending = false;
   std::vector<TrackedProcess> processes;
+  // Durable leases: the secret the holder reattaches with after a broker
+  // restart, and, while recovered but not yet reattached, until when the
+  // holder may come back (connection is 0 meanwhile).
+  std::string reattach_token;
+  bool detached = false;
+  std::chrono::steady_clock::time_point reattach_deadline;
 };
 
 class LeaseTable {
@@ -66,6 +73,8 @@ class LeaseTable {
   std::vector<std::string> ids_for_connection(ConnectionId connection) const;
   // Every lease, ordered by display.
   std::vector<const Lease*> all() const;
+  // A recovered lease's holder reattached on a new connection.
+  void move_to_connection(const std::string& id, ConnectionId connection);
 
  private:
   std::unordered_map<std::string, Lease> by_id_;

@@ -14,6 +14,7 @@
 
 #include "broker_server.h"
 #include "display_broker.h"
+#include "lease_journal.h"
 #include "privileged_ops.h"
 #include "startup.h"
 #include "version.h"
@@ -128,8 +129,10 @@ int main(int argc, char** argv) {
   }
   setup_logging(config.log_level);
 
+  const auto start_time = std::chrono::steady_clock::now();
   AccessPolicy policy;
   UniqueFd runtime_dir, instance_lock, listener;
+  std::unique_ptr<LeaseJournal> journal;
   std::vector<std::string> warnings;
   bool socket_from_systemd = false;
   try {
@@ -149,6 +152,7 @@ int main(int argc, char** argv) {
     raise_fd_limit();
     runtime_dir = open_runtime_dir(config.runtime_dir, warnings);
     instance_lock = acquire_instance_lock(runtime_dir.get(), config.runtime_dir);
+    if (config.journal) journal = std::make_unique<LeaseJournal>(runtime_dir.get(), config.runtime_dir);
     listener = open_listening_socket(config.socket, socket_from_systemd);
     const auto members = ordinary_members_of_group(::getegid(), ::geteuid());
     if (!members.empty()) {
@@ -173,6 +177,27 @@ int main(int argc, char** argv) {
   DisplayBroker broker(config, policy, std::move(probe), std::move(user_dirs));
   broker.set_lifecycle(&reaper, &cleaner);
   broker.set_warnings(warnings);
+  if (journal) {
+    const auto& loaded = journal->loaded();
+    if (loaded.dropped_bytes > 0)
+      spdlog::warn("lease journal: dropped {} bytes at its end: {}", loaded.dropped_bytes, loaded.problem);
+    broker.set_journal(journal.get());
+    const auto summary = broker.restore(loaded.leases, std::chrono::seconds(config.reattach_grace_seconds));
+    if (!loaded.leases.empty())
+      spdlog::info("lease journal: {} record(s), {} lease(s): {} waiting for their holder, {} being reaped, {} dropped",
+                   loaded.records, loaded.leases.size(), summary.waiting, summary.reaping, summary.dropped);
+  }
+
+  // Recovered leases whose holder does not come back in time are reaped.
+  boost::asio::steady_timer reattach_timer(io);
+  std::function<void()> expire = [&] {
+    broker.expire_detached();
+    reattach_timer.expires_after(std::chrono::seconds(1));
+    reattach_timer.async_wait([&](boost::system::error_code ec) {
+      if (!ec) expire();
+    });
+  };
+  expire();
 
   // Leak watchdog: X servers per user on the host, every 30 s.
   boost::asio::steady_timer watchdog(io);
@@ -195,12 +220,15 @@ int main(int argc, char** argv) {
     sd_notify(0, "STOPPING=1");
     server.stop();
     watchdog.cancel();
+    reattach_timer.cancel();
     io.stop();
   });
 
-  spdlog::info("xpra-brokerd {} serving {} (displays {}-{}, runtime dir {}{})", XPRA_BROKER_VERSION, config.socket,
-               config.display_first, config.display_last, config.runtime_dir,
-               socket_from_systemd ? ", socket from systemd" : "");
+  spdlog::info("xpra-brokerd {} serving {} (displays {}-{}, runtime dir {}{}), ready {} ms after start",
+               XPRA_BROKER_VERSION, config.socket, config.display_first, config.display_last, config.runtime_dir,
+               socket_from_systemd ? ", socket from systemd" : "",
+               std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start_time)
+                   .count());
   sd_notify(0, "READY=1\nSTATUS=serving");
   io.run();
   if (!socket_from_systemd) ::unlink(config.socket.c_str());

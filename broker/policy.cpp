@@ -34,6 +34,7 @@ const std::vector<VerbRule>& verb_rules() {
       {V::kStatus, "status", VerbAudience::any_user},
       {V::kReportProcess, "report_process", VerbAudience::allowed_users},
       {V::kReportStartFailure, "report_start_failure", VerbAudience::allowed_users},
+      {V::kReattach, "reattach", VerbAudience::any_user},
       {V::kOpenLogin, "open_login", VerbAudience::root_only},
       {V::kCloseLogin, "close_login", VerbAudience::root_only},
   };

@@ -40,7 +40,13 @@ bool read_process(pid_t pid, ProcessInfo& out) {
   out.comm = stat.substr(open + 1, close - open - 1);
   int ppid = 0, pgid = 0, sid = 0;
   char state = '?';
-  if (std::sscanf(stat.c_str() + close + 1, " %c %d %d %d", &state, &ppid, &pgid, &sid) != 4) return false;
+  unsigned long long start_time = 0;
+  // Fields after comm: 3 state, 4 ppid, 5 pgrp, 6 session, ..., 22 starttime.
+  if (std::sscanf(stat.c_str() + close + 1,
+                  " %c %d %d %d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &state, &ppid,
+                  &pgid, &sid, &start_time) != 5)
+    return false;
+  out.start_time = start_time;
   out.state = state;
   out.ppid = ppid;
   out.pgid = pgid;

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -21,6 +22,7 @@ struct ProcessInfo {
   uid_t uid = 0;  // real uid
   std::string comm;
   char state = '?';
+  std::uint64_t start_time = 0;  // clock ticks after boot: tells a reused pid apart
 };
 
 // Reads /proc/<pid>/stat and /proc/<pid>/status. False if it is gone.

@@ -139,9 +139,10 @@ struct AttemptResult {
 // Everything of one lease: X server (optional), command, waiting, cleanup.
 class ExecAttempt {
  public:
-  ExecAttempt(BrokerConnection& conn, const ExecOptions& exec, const v1::Lease& lease, int signal_fd,
-              const sigset_t& child_mask)
-      : conn_(conn), exec_(exec), lease_(lease), signal_fd_(signal_fd), child_mask_(child_mask) {}
+  ExecAttempt(BrokerConnection& conn, const GlobalOptions& options, const ExecOptions& exec, const v1::Lease& lease,
+              std::string reattach_token, int signal_fd, const sigset_t& child_mask)
+      : conn_(conn), options_(options), exec_(exec), lease_(lease), reattach_token_(std::move(reattach_token)),
+        signal_fd_(signal_fd), child_mask_(child_mask) {}
 
   AttemptResult run(bool last_attempt) {
     if (exec_.start_x_server) {
@@ -166,7 +167,9 @@ class ExecAttempt {
     if (!broker_lost_) {
       v1::Request release;
       release.mutable_release()->set_lease_id(lease_.id());
-      release.mutable_release()->set_exit_status(result.exit_code);
+      // A session stopped on request (SIGTERM to us) did not fail: say
+      // nothing of its status, so it does not feed the back-off.
+      if (!stop_requested_) release.mutable_release()->set_exit_status(result.exit_code);
       v1::Response released;
       // Closing the connection would end the lease anyway; releasing says how
       // the session ended (for the restart-loop back-off).
@@ -262,7 +265,12 @@ class ExecAttempt {
                        {broker_lost_ ? -1 : conn_.fd(), POLLIN, 0},
                        {err_open ? err_read.get() : -1, POLLIN, 0},
                        {x_stderr_ ? x_stderr_.get() : -1, POLLIN, 0}};
-      if (::poll(fds, 4, -1) < 0 && errno != EINTR) break;
+      int wait_ms = -1;
+      if (broker_lost_ && !lease_gone_)
+        wait_ms = static_cast<int>(std::max<long>(
+            0, std::chrono::duration_cast<std::chrono::milliseconds>(reconnect_at_ - Clock::now()).count()));
+      if (::poll(fds, 4, wait_ms) < 0 && errno != EINTR) break;
+      if (broker_lost_ && !lease_gone_ && Clock::now() >= reconnect_at_) try_reattach();
       if (fds[0].revents & POLLIN) {
         signalfd_siginfo info{};
         while (::read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
@@ -277,8 +285,10 @@ class ExecAttempt {
         char byte;
         if (::recv(conn_.fd(), &byte, 1, MSG_DONTWAIT) <= 0) {
           broker_lost_ = true;
-          warn("lost the connection to the broker; display :" + std::to_string(lease_.display()) +
-               " is no longer leased. The command keeps running.");
+          reconnect_delay_ = std::chrono::milliseconds(100);
+          reconnect_at_ = Clock::now() + reconnect_delay_;
+          warn("lost the connection to the broker; the command keeps running on :" +
+               std::to_string(lease_.display()) + " while this client reattaches to lease " + lease_.id());
         }
       }
       if (fds[2].revents & (POLLIN | POLLHUP)) err_open = still_open(forward_stderr(err_read.get(), &stderr_tail_));
@@ -295,9 +305,42 @@ class ExecAttempt {
             false};
   }
 
+  // The broker restarted (or crashed): reconnect with back-off and take the
+  // lease back with its token. The broker keeps a recovered lease for
+  // reattach-grace-seconds; after that it reaps the session itself.
+  void try_reattach() {
+    auto fresh = BrokerConnection::connect(options_.socket, std::chrono::milliseconds(1000));
+    if (fresh.connected()) {
+      v1::Request request;
+      request.mutable_reattach()->set_lease_id(lease_.id());
+      request.mutable_reattach()->set_reattach_token(reattach_token_);
+      v1::Response response;
+      if (fresh.call(request, response) == BrokerConnection::Error::none) {
+        if (response.status() == v1::OK) {
+          conn_ = std::move(fresh);
+          broker_lost_ = false;
+          warn("reattached to lease " + lease_.id() + " (display :" + std::to_string(lease_.display()) + ")");
+          return;
+        }
+        if (response.status() == v1::NOT_FOUND || response.status() == v1::DENIED) {
+          lease_gone_ = true;
+          warn("the broker no longer has lease " + lease_.id() + ": " + response.message());
+          return;
+        }
+      }
+    }
+    reconnect_delay_ = std::min<std::chrono::milliseconds>(reconnect_delay_ * 2, std::chrono::seconds(2));
+    reconnect_at_ = Clock::now() + reconnect_delay_;
+  }
+
   BrokerConnection& conn_;
+  const GlobalOptions& options_;
   const ExecOptions& exec_;
   const v1::Lease& lease_;
+  std::string reattach_token_;
+  bool lease_gone_ = false;
+  std::chrono::milliseconds reconnect_delay_{100};
+  Clock::time_point reconnect_at_;
   int signal_fd_;
   const sigset_t& child_mask_;
   pid_t x_pid_ = 0;
@@ -351,7 +394,7 @@ int run_exec(const GlobalOptions& options, const ExecOptions& exec) {
     v1::Response response;
     if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
     const v1::Lease lease = response.acquire().lease();
-    ExecAttempt run(conn, exec, lease, signals.get(), old_mask);
+    ExecAttempt run(conn, options, exec, lease, response.acquire().reattach_token(), signals.get(), old_mask);
     const AttemptResult result = run.run(attempt == attempts);
     if (!result.retry) return result.exit_code;
   }

@@ -16,6 +16,8 @@ const char* state_name(v1::LeaseState state) {
   switch (state) {
     case v1::ACTIVE: return "active";
     case v1::RELEASED: return "released";
+    case v1::ENDING: return "ending";
+    case v1::DETACHED: return "detached";
     default: return "unknown";
   }
 }
@@ -29,7 +31,8 @@ nlohmann::json lease_json(const v1::Lease& lease) {
           {"runtime_dir", lease.runtime_dir()},
           {"state", state_name(lease.state())},
           {"acquired_unix_ms", lease.acquired_unix_ms()},
-          {"purpose", lease.purpose()}};
+          {"purpose", lease.purpose()},
+          {"processes", lease.process_pids()}};
 }
 
 std::string format_time(std::int64_t unix_ms) {
@@ -60,11 +63,12 @@ int run_list(const GlobalOptions& options, bool all, bool json) {
     std::cout << (all ? "no leases\n" : "you hold no leases\n");
     return kExitOk;
   }
-  std::printf("%-17s %-8s %-12s %-8s %-20s %-19s %s\n", "LEASE", "DISPLAY", "USER", "PID", "RUNTIME_DIR", "SINCE",
-              "PURPOSE");
+  std::printf("%-17s %-8s %-9s %-12s %-8s %-19s %-24s %s\n", "LEASE", "DISPLAY", "STATE", "USER", "PID", "SINCE",
+              "RUNTIME_DIR", "PURPOSE");
   for (const auto& l : response.list().leases())
-    std::printf("%-17s :%-7u %-12s %-8d %-20s %-19s %s\n", l.id().c_str(), l.display(), l.user().c_str(), l.pid(),
-                l.runtime_dir().c_str(), format_time(l.acquired_unix_ms()).c_str(), l.purpose().c_str());
+    std::printf("%-17s :%-7u %-9s %-12s %-8d %-19s %-24s %s\n", l.id().c_str(), l.display(), state_name(l.state()),
+                l.user().c_str(), l.pid(), format_time(l.acquired_unix_ms()).c_str(), l.runtime_dir().c_str(),
+                l.purpose().c_str());
   return kExitOk;
 }
 

@@ -1,0 +1,186 @@
+#include "lease_journal.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <unordered_map>
+
+namespace xpra_broker {
+
+namespace {
+
+constexpr const char* kFileName = "leases.journal";
+constexpr const char* kCompactName = "leases.journal.new";
+
+void put_u32(std::string& out, std::uint32_t v) {
+  out.push_back(static_cast<char>(v >> 24));
+  out.push_back(static_cast<char>(v >> 16));
+  out.push_back(static_cast<char>(v >> 8));
+  out.push_back(static_cast<char>(v));
+}
+
+std::uint32_t get_u32(const char* p) {
+  const auto* u = reinterpret_cast<const unsigned char*>(p);
+  return (std::uint32_t{u[0]} << 24) | (std::uint32_t{u[1]} << 16) | (std::uint32_t{u[2]} << 8) | u[3];
+}
+
+std::uint32_t crc_of(const char* data, std::size_t size) {
+  return static_cast<std::uint32_t>(::crc32(0L, reinterpret_cast<const Bytef*>(data), static_cast<uInt>(size)));
+}
+
+bool write_all(int fd, const std::string& bytes) {
+  const char* p = bytes.data();
+  std::size_t left = bytes.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string encode_journal_record(const journal::JournalRecord& record) {
+  const std::string body = record.SerializeAsString();
+  std::string out;
+  out.reserve(8 + body.size());
+  put_u32(out, static_cast<std::uint32_t>(body.size()));
+  put_u32(out, crc_of(body.data(), body.size()));
+  out += body;
+  return out;
+}
+
+LeaseJournal::LoadResult replay_journal(const std::string& data, std::size_t& valid_bytes) {
+  LeaseJournal::LoadResult result;
+  // Insertion order is kept so recovered leases come back as they were made.
+  std::vector<journal::JournaledLease> ordered;
+  std::unordered_map<std::string, std::size_t> index;
+  std::size_t pos = 0;
+  while (pos < data.size()) {
+    if (data.size() - pos < 8) {
+      result.problem = "torn record header at offset " + std::to_string(pos);
+      break;
+    }
+    const std::uint32_t size = get_u32(data.data() + pos);
+    const std::uint32_t crc = get_u32(data.data() + pos + 4);
+    if (size > LeaseJournal::kMaxRecordSize) {
+      result.problem = "record length " + std::to_string(size) + " at offset " + std::to_string(pos) + " is too large";
+      break;
+    }
+    if (data.size() - pos - 8 < size) {
+      result.problem = "torn record at offset " + std::to_string(pos);
+      break;
+    }
+    const char* body = data.data() + pos + 8;
+    journal::JournalRecord record;
+    if (crc_of(body, size) != crc || !record.ParseFromArray(body, static_cast<int>(size))) {
+      result.problem = "corrupt record at offset " + std::to_string(pos) + " (checksum or format)";
+      break;
+    }
+    pos += 8 + size;
+    ++result.records;
+    switch (record.change_case()) {
+      case journal::JournalRecord::kLeaseAdded: {
+        const auto& lease = record.lease_added();
+        if (auto it = index.find(lease.id()); it != index.end()) {
+          ordered[it->second] = lease;
+        } else {
+          index.emplace(lease.id(), ordered.size());
+          ordered.push_back(lease);
+        }
+        break;
+      }
+      case journal::JournalRecord::kLeaseRemoved:
+        if (auto it = index.find(record.lease_removed()); it != index.end()) {
+          ordered[it->second].clear_id();  // tombstone; filtered below
+          index.erase(it);
+        }
+        break;
+      case journal::JournalRecord::kProcessAdded:
+        if (auto it = index.find(record.process_added().lease_id()); it != index.end())
+          *ordered[it->second].add_processes() = record.process_added().process();
+        break;
+      default: break;  // a record kind from a newer broker: skip it
+    }
+  }
+  valid_bytes = pos;
+  for (auto& lease : ordered)
+    if (!lease.id().empty()) result.leases.push_back(std::move(lease));
+  return result;
+}
+
+LeaseJournal::LeaseJournal(int runtime_dir_fd, std::string runtime_dir_path)
+    : dir_fd_(runtime_dir_fd), path_(std::move(runtime_dir_path) + "/" + kFileName) {
+  fd_.reset(::openat(dir_fd_, kFileName, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd_) throw std::runtime_error("cannot open " + path_ + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    throw std::runtime_error(path_ + " is not a regular file");
+  load();
+}
+
+void LeaseJournal::load() {
+  std::string data;
+  char buf[65536];
+  for (ssize_t n; (n = ::pread(fd_.get(), buf, sizeof(buf), static_cast<off_t>(data.size()))) > 0;)
+    data.append(buf, static_cast<std::size_t>(n));
+  std::size_t valid = 0;
+  loaded_ = replay_journal(data, valid);
+  records_ = loaded_.records;
+  if (valid < data.size()) {
+    loaded_.dropped_bytes = data.size() - valid;
+    if (::ftruncate(fd_.get(), static_cast<off_t>(valid)) != 0)
+      throw std::runtime_error("cannot truncate the bad tail of " + path_ + ": " + std::strerror(errno));
+  }
+}
+
+bool LeaseJournal::append(const journal::JournalRecord& record) {
+  if (!write_all(fd_.get(), encode_journal_record(record))) return false;
+  ++records_;
+  return true;
+}
+
+bool LeaseJournal::lease_added(const journal::JournaledLease& lease) {
+  journal::JournalRecord record;
+  *record.mutable_lease_added() = lease;
+  return append(record);
+}
+
+bool LeaseJournal::lease_removed(const std::string& id) {
+  journal::JournalRecord record;
+  record.set_lease_removed(id);
+  return append(record);
+}
+
+bool LeaseJournal::process_added(const std::string& lease_id, const journal::JournaledProcess& process) {
+  journal::JournalRecord record;
+  record.mutable_process_added()->set_lease_id(lease_id);
+  *record.mutable_process_added()->mutable_process() = process;
+  return append(record);
+}
+
+void LeaseJournal::compact(const std::vector<journal::JournaledLease>& live) {
+  std::string data;
+  for (const auto& lease : live) {
+    journal::JournalRecord record;
+    *record.mutable_lease_added() = lease;
+    data += encode_journal_record(record);
+  }
+  ::unlinkat(dir_fd_, kCompactName, 0);
+  UniqueFd fresh(::openat(dir_fd_, kCompactName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fresh || !write_all(fresh.get(), data)) return;  // keep appending to the old one
+  if (::renameat(dir_fd_, kCompactName, dir_fd_, kFileName) != 0) return;
+  ::fcntl(fresh.get(), F_SETFL, O_APPEND);
+  fd_ = std::move(fresh);
+  records_ = live.size();
+}
+
+}  // namespace xpra_broker
