@@ -53,6 +53,7 @@ struct AsioLeaseReaper::Run {
   std::vector<std::pair<pid_t, UniqueFd>> alive;
   Clock::time_point started;
   bool kill_sent = false;
+  bool anything_ran = true;
   ReapOutcome outcome;
   boost::asio::steady_timer timer;
   Run(boost::asio::io_context& io) : timer(io) {}
@@ -64,9 +65,12 @@ AsioLeaseReaper::AsioLeaseReaper(boost::asio::io_context& io, StaleArtifactClean
 
 namespace {
 
-pid_t read_lock_pid(const std::string& x11_tmp_dir, std::uint32_t display) {
+// The pid in the display's X lock file; `exists` tells whether there is a
+// lock file (or something else) at all.
+pid_t read_lock_pid(const std::string& x11_tmp_dir, std::uint32_t display, bool& exists) {
   const std::string path = x11_tmp_dir + "/.X" + std::to_string(display) + "-lock";
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  exists = fd || errno != ENOENT;
   if (!fd) return 0;
   char buf[32] = {};
   const ssize_t got = ::read(fd.get(), buf, sizeof(buf) - 1);
@@ -91,7 +95,11 @@ void AsioLeaseReaper::reap(ReapJob job, std::function<void(ReapOutcome)> done) {
 
 void AsioLeaseReaper::collect_and_terminate(Run& run) {
   const ReapJob& job = run.job;
-  const pid_t lock_pid = read_lock_pid(x11_tmp_dir_, job.display);
+  bool lock_exists = false;
+  const pid_t lock_pid = read_lock_pid(x11_tmp_dir_, job.display, lock_exists);
+  // A lease that never reported a process and has no X lock ran nothing we
+  // could clean up after; allocation-time cleaning remains the backstop.
+  run.anything_ran = !job.processes.empty() || lock_exists;
   std::set<pid_t> have;
   // Nothing reported and no X server on the display: nothing can be selected,
   // so skip the /proc scan (the common case of a bare acquire/release).
@@ -150,7 +158,7 @@ void AsioLeaseReaper::poll(std::shared_ptr<Run> run) {
 }
 
 void AsioLeaseReaper::finish(std::shared_ptr<Run> run) {
-  run->outcome.removed = cleaner_.clean_display(run->job.display, run->job.user_dir);
+  if (run->anything_ran) run->outcome.removed = cleaner_.clean_display(run->job.display, run->job.user_dir);
   run->outcome.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - run->started);
   run->done(std::move(run->outcome));
 }
