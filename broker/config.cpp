@@ -154,6 +154,8 @@ const std::vector<KeyEntry>& key_table() {
        yes_no(&BrokerConfig::clean_stale)},
       {{"journal", "keep leases in <runtime-dir>/leases.journal so a restarted broker keeps them (yes or no, default yes)"},
        yes_no(&BrokerConfig::journal)},
+      {{"require-capabilities", "refuse to start without cap_chown, cap_fowner and cap_kill instead of degrading (yes or no, default no)"},
+       yes_no(&BrokerConfig::require_capabilities)},
       {{"reattach-grace-seconds", "after a restart, how long a recovered lease waits for its holder to reattach (default 60)"},
        bounded_uint(&BrokerConfig::reattach_grace_seconds, 1, 86400)},
       {{"user", "when started as root, the user to run as (e.g. xpra-broker)"}, single_name(&BrokerConfig::user)},

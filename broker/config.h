@@ -43,6 +43,9 @@ struct BrokerConfig {
   bool clean_stale = true;
   // Durable leases.
   bool journal = true;
+  // Refuse to start without CAP_CHOWN, CAP_FOWNER and CAP_KILL instead of
+  // running with the features that need them degraded.
+  bool require_capabilities = false;
   std::uint32_t reattach_grace_seconds = 60;
   // When started as root: the user and group to switch to.
   std::string user;

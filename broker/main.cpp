@@ -144,6 +144,13 @@ int main(int argc, char** argv) {
     std::string kept;
     for (const auto& k : privileges.kept) kept += (kept.empty() ? "" : ",") + k;
     spdlog::info("capabilities kept (permitted, raised only per call): {}", kept.empty() ? "none" : kept);
+    if (config.require_capabilities && !privileges.missing.empty()) {
+      std::string missing;
+      for (const auto& m : privileges.missing) missing += (missing.empty() ? "" : ",") + m;
+      throw std::runtime_error("missing capabilities " + missing +
+                               " and require-capabilities=yes; start it as root with user=/group=, or with "
+                               "AmbientCapabilities=CAP_CHOWN CAP_FOWNER CAP_KILL (see the systemd unit)");
+    }
     for (const auto& m : privileges.missing)
       warnings.push_back("capability " + m + " is not available: " +
                          (m == "cap_chown"    ? "per-user directories can be made only for the broker's own uid"
