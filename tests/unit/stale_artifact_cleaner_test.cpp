@@ -1,0 +1,364 @@
+// stale_artifact_cleaner.h on a temporary x11_tmp_dir (with its .X11-unix),
+// a temporary runtime dir and a user dir in it: dead leftovers go, live ones
+// and directories stay, planted symlinks are removed without following them.
+//
+// Runs as root (like CI) so artifacts can be handed to other uids.
+#include "stale_artifact_cleaner.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "test_processes.h"
+#include "test_support.h"
+#include "unique_fd.h"
+
+namespace xpra_broker {
+namespace {
+
+using testing::TempDir;
+
+constexpr std::uint32_t kDisplay = 7;
+const std::string kHost = "unit-test-host";
+
+class StaleArtifactCleanerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::geteuid(), 0u) << "these tests hand artifacts to other uids: run them as root, as CI does";
+    ASSERT_TRUE(testing::restore_effective_capabilities());
+    x11_dir_ = tmp_.path() + "/tmp";
+    runtime_dir_ = tmp_.path() + "/run";
+    user_dir_ = runtime_dir_ + "/4001";
+    elsewhere_ = tmp_.path() + "/elsewhere";
+    for (const auto& d : {x11_dir_, x11_dir_ + "/.X11-unix", runtime_dir_, user_dir_, elsewhere_})
+      ASSERT_EQ(::mkdir(d.c_str(), 0755), 0) << d;
+    // Sticky and world-writable, like the real ones.
+    ASSERT_EQ(::chmod(x11_dir_.c_str(), 01777), 0);
+    ASSERT_EQ(::chmod((x11_dir_ + "/.X11-unix").c_str(), 01777), 0);
+  }
+
+  std::vector<RemovedArtifact> clean(std::uint32_t display = kDisplay, const std::string& user_dir = "") {
+    StaleArtifactCleaner cleaner(x11_dir_, runtime_dir_, kHost);
+    return cleaner.clean_display(display, user_dir.empty() ? user_dir_ : user_dir);
+  }
+  std::vector<RemovedArtifact> clean_without_user_dir(std::uint32_t display = kDisplay) {
+    StaleArtifactCleaner cleaner(x11_dir_, runtime_dir_, kHost);
+    return cleaner.clean_display(display, "");
+  }
+
+  std::string lock_path(std::uint32_t display = kDisplay) const {
+    return x11_dir_ + "/.X" + std::to_string(display) + "-lock";
+  }
+  std::string x11_socket_path(std::uint32_t display = kDisplay) const {
+    return x11_dir_ + "/.X11-unix/X" + std::to_string(display);
+  }
+  std::string shared_xpra_path(std::uint32_t display = kDisplay) const {
+    return runtime_dir_ + "/" + kHost + "-" + std::to_string(display);
+  }
+  std::string user_xpra_path(std::uint32_t display = kDisplay) const {
+    return user_dir_ + "/" + kHost + "-" + std::to_string(display);
+  }
+
+  // An X lock file as X writes it: the pid in 10 columns and a newline.
+  static void write_lock(const std::string& path, pid_t pid, uid_t owner = 0) {
+    char text[16];
+    std::snprintf(text, sizeof(text), "%10d\n", pid);
+    write_file(path, text, owner);
+  }
+  static void write_file(const std::string& path, const std::string& content, uid_t owner = 0) {
+    std::ofstream(path) << content;
+    ASSERT_EQ(::lchown(path.c_str(), owner, owner), 0) << path;
+  }
+  static std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  // A socket file at `path`: with `listening`, the returned fd listens on
+  // it; without, the socket is closed at once and only the file is left.
+  static UniqueFd make_socket(const std::string& path, bool listening, uid_t owner = 0) {
+    UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+    EXPECT_EQ(::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << path;
+    EXPECT_EQ(::lchown(path.c_str(), owner, owner), 0) << path;
+    if (!listening) return {};
+    EXPECT_EQ(::listen(s.get(), 4), 0);
+    return s;
+  }
+  static bool exists(const std::string& path) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0;
+  }
+  static void make_old(const std::string& path, long seconds) {
+    const timespec t[2] = {{std::time(nullptr) - seconds, 0}, {std::time(nullptr) - seconds, 0}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), t, AT_SYMLINK_NOFOLLOW), 0) << path;
+  }
+  static bool connectable(const std::string& path) {
+    UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+    return ::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  static std::set<std::string> paths(const std::vector<RemovedArtifact>& removed) {
+    std::set<std::string> out;
+    for (const auto& r : removed) out.insert(r.path);
+    return out;
+  }
+
+  TempDir tmp_;
+  std::string x11_dir_, runtime_dir_, user_dir_, elsewhere_;
+};
+
+// ---- X lock file -----------------------------------------------------------
+
+TEST_F(StaleArtifactCleanerTest, RemovesALockFileWhosePidIsDead) {
+  write_lock(lock_path(), testing::dead_pid(), 4321);
+  const auto removed = clean();
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0].path, lock_path());
+  EXPECT_EQ(removed[0].owner, 4321u);
+  EXPECT_EQ(removed[0].what, "stale X lock file");
+  EXPECT_FALSE(exists(lock_path()));
+}
+
+TEST_F(StaleArtifactCleanerTest, KeepsALockFileWhosePidIsAlive) {
+  write_lock(lock_path(), ::getpid(), 4321);
+  EXPECT_TRUE(clean().empty());
+  EXPECT_TRUE(exists(lock_path()));
+  // Also when the live process is another user's (kill(pid, 0) may say EPERM).
+  testing::ScopedChild other = testing::spawn_sleeper(testing::SleeperOptions().as_uid(4321));
+  ASSERT_TRUE(other);
+  write_lock(lock_path(), other.pid(), 4321);
+  EXPECT_TRUE(clean().empty());
+  EXPECT_TRUE(exists(lock_path()));
+}
+
+TEST_F(StaleArtifactCleanerTest, EmptyOrGarbledLockIsRemovedOnlyOnceItIsOld) {
+  for (const std::string content : {"", "   \n", "garbage", "-5\n", "0000000000\n"}) {
+    SCOPED_TRACE("'" + content + "'");
+    write_file(lock_path(), content);
+    EXPECT_TRUE(clean().empty()) << "an X server may be writing it right now";
+    EXPECT_TRUE(exists(lock_path()));
+    make_old(lock_path(), 60);
+    EXPECT_EQ(paths(clean()), std::set<std::string>{lock_path()});
+    EXPECT_FALSE(exists(lock_path()));
+  }
+}
+
+TEST_F(StaleArtifactCleanerTest, OnlyTheGivenDisplaysArtifactsAreTouched) {
+  const pid_t dead = testing::dead_pid();
+  for (std::uint32_t d : {6u, 8u, 70u}) {
+    write_lock(lock_path(d), dead);
+    make_socket(x11_socket_path(d), false);
+    make_socket(shared_xpra_path(d), false);
+  }
+  write_lock(lock_path(), dead);
+  make_socket(shared_xpra_path(), false);
+  // Another host's xpra socket for the same number.
+  make_socket(runtime_dir_ + "/otherhost-7", false);
+  EXPECT_EQ(paths(clean()), (std::set<std::string>{lock_path(), shared_xpra_path()}));
+  for (std::uint32_t d : {6u, 8u, 70u}) {
+    EXPECT_TRUE(exists(lock_path(d))) << d;
+    EXPECT_TRUE(exists(x11_socket_path(d))) << d;
+    EXPECT_TRUE(exists(shared_xpra_path(d))) << d;
+  }
+  EXPECT_TRUE(exists(runtime_dir_ + "/otherhost-7"));
+}
+
+// ---- sockets ---------------------------------------------------------------
+
+TEST_F(StaleArtifactCleanerTest, RemovesAnX11SocketNobodyListensOn) {
+  make_socket(x11_socket_path(), false, 4322);
+  const auto removed = clean();
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0].path, x11_socket_path());
+  EXPECT_EQ(removed[0].owner, 4322u);
+  EXPECT_EQ(removed[0].what, "stale X11 socket");
+  EXPECT_FALSE(exists(x11_socket_path()));
+}
+
+TEST_F(StaleArtifactCleanerTest, KeepsAnX11SocketWithALiveListener) {
+  UniqueFd listener = make_socket(x11_socket_path(), true, 4322);
+  ASSERT_TRUE(listener);
+  EXPECT_TRUE(clean().empty());
+  EXPECT_TRUE(exists(x11_socket_path()));
+  EXPECT_TRUE(connectable(x11_socket_path()));
+}
+
+TEST_F(StaleArtifactCleanerTest, RemovesStaleXpraSocketsInTheSharedAndTheUserDir) {
+  make_socket(shared_xpra_path(), false, 4323);
+  make_socket(user_xpra_path(), false, 4001);
+  const auto removed = clean();
+  ASSERT_EQ(removed.size(), 2u);
+  std::map<std::string, uid_t> owners;
+  for (const auto& r : removed) {
+    owners[r.path] = r.owner;
+    EXPECT_EQ(r.what, "stale xpra socket");
+  }
+  EXPECT_EQ(owners, (std::map<std::string, uid_t>{{shared_xpra_path(), 4323}, {user_xpra_path(), 4001}}));
+  EXPECT_FALSE(exists(shared_xpra_path()));
+  EXPECT_FALSE(exists(user_xpra_path()));
+}
+
+TEST_F(StaleArtifactCleanerTest, KeepsLiveXpraSockets) {
+  UniqueFd shared = make_socket(shared_xpra_path(), true, 4323);
+  UniqueFd own = make_socket(user_xpra_path(), true, 4001);
+  EXPECT_TRUE(clean().empty());
+  EXPECT_TRUE(connectable(shared_xpra_path()));
+  EXPECT_TRUE(connectable(user_xpra_path()));
+}
+
+TEST_F(StaleArtifactCleanerTest, WithoutAUserDirOnlyTheSharedDirIsCleaned) {
+  make_socket(shared_xpra_path(), false);
+  make_socket(user_xpra_path(), false);
+  EXPECT_EQ(paths(clean_without_user_dir()), std::set<std::string>{shared_xpra_path()});
+  EXPECT_TRUE(exists(user_xpra_path()));
+}
+
+TEST_F(StaleArtifactCleanerTest, EverythingStaleAtOnceIsReportedWithOwnerPathAndAge) {
+  write_lock(lock_path(), testing::dead_pid(), 5001);
+  make_socket(x11_socket_path(), false, 5002);
+  make_socket(shared_xpra_path(), false, 5003);
+  make_socket(user_xpra_path(), false, 5004);
+  for (const auto& p : {lock_path(), x11_socket_path(), shared_xpra_path(), user_xpra_path()}) make_old(p, 500);
+  const auto removed = clean();
+  std::map<std::string, RemovedArtifact> by_path;
+  for (const auto& r : removed) by_path[r.path] = r;
+  ASSERT_EQ(by_path.size(), 4u);
+  EXPECT_EQ(by_path[lock_path()].owner, 5001u);
+  EXPECT_EQ(by_path[x11_socket_path()].owner, 5002u);
+  EXPECT_EQ(by_path[shared_xpra_path()].owner, 5003u);
+  EXPECT_EQ(by_path[user_xpra_path()].owner, 5004u);
+  for (const auto& [path, r] : by_path) {
+    EXPECT_GE(r.age_seconds, 500) << path;
+    EXPECT_FALSE(r.what.empty()) << path;
+    EXPECT_FALSE(exists(path)) << path;
+  }
+  // Everything is gone: a second pass finds nothing.
+  EXPECT_TRUE(clean().empty());
+}
+
+// ---- what must never be removed or followed -------------------------------
+
+TEST_F(StaleArtifactCleanerTest, PlantedSymlinksAreRemovedWithoutTouchingTheirTargets) {
+  // Targets an attacker would like removed or rewritten: a precious file, a
+  // live socket, a directory.
+  const std::string precious = elsewhere_ + "/precious";
+  write_file(precious, "do not touch\n", 4001);
+  ASSERT_EQ(::chmod(precious.c_str(), 0640), 0);
+  struct stat before {};
+  ASSERT_EQ(::lstat(precious.c_str(), &before), 0);
+  const std::string live = elsewhere_ + "/live-socket";
+  UniqueFd listener = make_socket(live, true);
+  ASSERT_TRUE(listener);
+  // A lock with a live pid: following the link would make the lock look live.
+  const std::string live_lock = elsewhere_ + "/live-lock";
+  write_lock(live_lock, ::getpid());
+
+  ASSERT_EQ(::symlink(precious.c_str(), lock_path().c_str()), 0);
+  ASSERT_EQ(::symlink(live.c_str(), x11_socket_path().c_str()), 0);
+  ASSERT_EQ(::symlink(precious.c_str(), shared_xpra_path().c_str()), 0);
+  ASSERT_EQ(::symlink(elsewhere_.c_str(), user_xpra_path().c_str()), 0);
+  ASSERT_EQ(::lchown(lock_path().c_str(), 4321, 4321), 0);
+
+  const auto removed = clean();
+  EXPECT_EQ(paths(removed),
+            (std::set<std::string>{lock_path(), x11_socket_path(), shared_xpra_path(), user_xpra_path()}));
+  for (const auto& r : removed) {
+    if (r.path == lock_path()) {
+      EXPECT_EQ(r.owner, 4321u) << "the link's owner, not the target's";
+    }
+  }
+  for (const auto& p : {lock_path(), x11_socket_path(), shared_xpra_path(), user_xpra_path()})
+    EXPECT_FALSE(exists(p)) << p;
+
+  struct stat after {};
+  ASSERT_EQ(::lstat(precious.c_str(), &after), 0) << "the target itself was removed";
+  EXPECT_EQ(after.st_ino, before.st_ino);
+  EXPECT_EQ(after.st_mode, before.st_mode);
+  EXPECT_EQ(after.st_uid, before.st_uid);
+  EXPECT_EQ(after.st_size, before.st_size);
+  EXPECT_EQ(read_file(precious), "do not touch\n");
+  EXPECT_TRUE(connectable(live)) << "the live socket behind a link must survive";
+  struct stat dir {};
+  ASSERT_EQ(::lstat(elsewhere_.c_str(), &dir), 0);
+  EXPECT_TRUE(S_ISDIR(dir.st_mode));
+
+  // A link to a live lock at the lock path: the link goes, the lock stays.
+  ASSERT_EQ(::symlink(live_lock.c_str(), lock_path().c_str()), 0);
+  EXPECT_EQ(paths(clean()), std::set<std::string>{lock_path()});
+  EXPECT_TRUE(exists(live_lock));
+}
+
+TEST_F(StaleArtifactCleanerTest, DanglingSymlinksAreRemoved) {
+  const std::string nowhere = elsewhere_ + "/does-not-exist";
+  for (const auto& p : {lock_path(), x11_socket_path(), shared_xpra_path(), user_xpra_path()})
+    ASSERT_EQ(::symlink(nowhere.c_str(), p.c_str()), 0) << p;
+  EXPECT_EQ(paths(clean()).size(), 4u);
+  EXPECT_FALSE(exists(nowhere)) << "nothing may be created through a link";
+}
+
+TEST_F(StaleArtifactCleanerTest, PlantedFilesAndFifosWhereSocketsGoAreRemoved) {
+  write_file(x11_socket_path(), "not a socket");
+  ASSERT_EQ(::mkfifo(shared_xpra_path().c_str(), 0600), 0);
+  ASSERT_EQ(::mkfifo(lock_path().c_str(), 0600), 0);  // opening it would block a naive reader
+  EXPECT_EQ(paths(clean()), (std::set<std::string>{x11_socket_path(), shared_xpra_path(), lock_path()}));
+}
+
+TEST_F(StaleArtifactCleanerTest, NeverRemovesADirectory) {
+  const std::vector<std::string> dirs = {lock_path(), x11_socket_path(), shared_xpra_path(), user_xpra_path()};
+  for (const auto& d : dirs) {
+    ASSERT_EQ(::mkdir(d.c_str(), 0755), 0) << d;
+    write_file(d + "/inside", "content");  // non-empty, and also empty below
+  }
+  EXPECT_TRUE(clean().empty());
+  for (const auto& d : dirs) {
+    EXPECT_TRUE(exists(d)) << d;
+    EXPECT_TRUE(exists(d + "/inside")) << d;
+    ASSERT_EQ(::unlink((d + "/inside").c_str()), 0);
+    make_old(d, 3600);
+  }
+  EXPECT_TRUE(clean().empty()) << "empty and old directories are not artifacts either";
+  for (const auto& d : dirs) EXPECT_TRUE(exists(d)) << d;
+}
+
+TEST_F(StaleArtifactCleanerTest, MissingDirectoriesAreNotAnError) {
+  StaleArtifactCleaner cleaner(tmp_.path() + "/no-such-tmp", tmp_.path() + "/no-such-run", kHost);
+  EXPECT_TRUE(cleaner.clean_display(kDisplay, tmp_.path() + "/no-such-user").empty());
+  // A symlink where the user dir should be is not followed either.
+  const std::string linked_dir = tmp_.path() + "/linked-user-dir";
+  ASSERT_EQ(::symlink(elsewhere_.c_str(), linked_dir.c_str()), 0);
+  make_socket(elsewhere_ + "/" + kHost + "-7", false);
+  EXPECT_TRUE(clean(kDisplay, linked_dir).empty());
+  EXPECT_TRUE(exists(elsewhere_ + "/" + kHost + "-7")) << "cleaning went through a symlinked directory";
+}
+
+TEST_F(StaleArtifactCleanerTest, DisplayNumbersAtTheEdges) {
+  const pid_t dead = testing::dead_pid();
+  for (std::uint32_t d : {0u, 1u, 65535u, 4294967295u}) {
+    SCOPED_TRACE(d);
+    write_lock(lock_path(d), dead);
+    make_socket(x11_socket_path(d), false);
+    EXPECT_EQ(paths(clean(d)), (std::set<std::string>{lock_path(d), x11_socket_path(d)}));
+  }
+}
+
+}  // namespace
+}  // namespace xpra_broker
