@@ -88,6 +88,20 @@ PrivilegeSetup setup_process_privileges(const std::string& user, const std::stri
   PrivilegeSetup result;
   const bool root = ::geteuid() == 0;
 
+  // Bounding set first, while CAP_SETPCAP may still be effective: a switch to
+  // a non-root uid below clears the effective set. Without CAP_SETPCAP (a
+  // systemd start) the bounding set stays as given, already narrowed by the
+  // unit's CapabilityBoundingSet=.
+  if (capability_permitted(CAP_SETPCAP)) {
+    CapabilityBracket setpcap(CAP_SETPCAP);
+    for (cap_value_t cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+      bool keep = false;
+      for (cap_value_t k : kBrokerCapabilities) keep = keep || k == cap;
+      if (!keep && CAP_IS_SUPPORTED(cap) && cap_drop_bound(cap) != 0 && errno != EINVAL)
+        fail("cannot drop " + cap_name(cap) + " from the bounding set");
+    }
+  }
+
   if (root && (!user.empty() || !group.empty())) {
     uid_t uid = 0;
     gid_t gid = 0;
@@ -126,16 +140,6 @@ PrivilegeSetup setup_process_privileges(const std::string& user, const std::stri
     }
   }
 
-  // Bounding set: drop everything else (needs CAP_SETPCAP, which root and a
-  // unit's AmbientCapabilities-less start have; without it the bounding set
-  // stays as given, e.g. already narrowed by systemd's CapabilityBoundingSet).
-  if (capability_permitted(CAP_SETPCAP)) {
-    for (cap_value_t cap = 0; cap <= CAP_LAST_CAP; ++cap) {
-      bool keep = false;
-      for (cap_value_t k : kBrokerCapabilities) keep = keep || k == cap;
-      if (!keep && CAP_IS_SUPPORTED(cap)) cap_drop_bound(cap);
-    }
-  }
   if (cap_reset_ambient() != 0 && errno != EINVAL) fail("cap_reset_ambient");
   if (cap_set_proc(wanted.get()) != 0) fail("cap_set_proc");
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail("prctl(PR_SET_NO_NEW_PRIVS)");

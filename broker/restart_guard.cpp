@@ -50,7 +50,9 @@ void RestartGuard::add_failure(UserState& s, Time now) {
 void RestartGuard::record_session_end(uid_t uid, bool failed, milliseconds ran, Time now) {
   UserState& s = state_for(uid, now);
   if (!failed || ran >= settings_.healthy_after) {
+    // A healthy session ends the back-off too: the loop it guarded is over.
     s.failures = 0;
+    s.backoff_until = std::min(s.backoff_until, now);
     return;
   }
   add_failure(s, now);

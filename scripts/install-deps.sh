@@ -7,7 +7,7 @@ build_packages=(cmake g++ make pkg-config libboost-dev libcap-dev libprotobuf-de
                 libspdlog-dev libfmt-dev nlohmann-json3-dev libsystemd-dev zlib1g-dev libpam0g-dev libgtest-dev libgmock-dev)
 # Real components the tests and the demo run: X servers, Xpra, a PAM driver,
 # systemd-analyze for the unit files, dpkg-dev for the .deb.
-runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux passwd systemd dpkg-dev file)
+runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux passwd systemd dpkg-dev file strace rpm)
 
 missing=()
 for p in "${build_packages[@]}" "${runtime_packages[@]}"; do

@@ -40,8 +40,16 @@ const std::vector<NumberKey>& number_keys() {
       {"backoff-max-seconds", &BrokerConfig::backoff_max_seconds, 1, 86400},
       {"healthy-after-seconds", &BrokerConfig::healthy_after_seconds, 0, 86400},
       {"xserver-warn-per-user", &BrokerConfig::xserver_warn_per_user, 0, 100000},
+      {"reattach-grace-seconds", &BrokerConfig::reattach_grace_seconds, 1, 86400},
   };
   return keys;
+}
+
+// The yes/no keys and the field each sets.
+std::vector<std::pair<std::string, bool BrokerConfig::*>> yes_no_keys() {
+  return {{"clean-stale", &BrokerConfig::clean_stale},
+          {"journal", &BrokerConfig::journal},
+          {"require-capabilities", &BrokerConfig::require_capabilities}};
 }
 
 // A value that must be accepted, and what the config must look like then.
@@ -95,10 +103,12 @@ std::vector<GoodValue> good_values() {
       {"log-level", "error", [](const BrokerConfig& c) { return c.log_level == "error"; }},
       {"log-level", "critical", [](const BrokerConfig& c) { return c.log_level == "critical"; }},
   };
-  for (const std::string v : {"yes", "true", "1"})
-    out.push_back({"clean-stale", v, [](const BrokerConfig& c) { return c.clean_stale; }});
-  for (const std::string v : {"no", "false", "0"})
-    out.push_back({"clean-stale", v, [](const BrokerConfig& c) { return !c.clean_stale; }});
+  for (const auto& [key, field] : yes_no_keys()) {
+    for (const std::string v : {"yes", "true", "1"})
+      out.push_back({key, v, [field = field](const BrokerConfig& c) { return c.*field; }});
+    for (const std::string v : {"no", "false", "0"})
+      out.push_back({key, v, [field = field](const BrokerConfig& c) { return !(c.*field); }});
+  }
   // Each number key at both bounds and in between.
   for (const auto& nk : number_keys()) {
     for (std::uint32_t v : {nk.min, nk.max, (nk.min + nk.max) / 2}) {
@@ -158,11 +168,9 @@ std::vector<BadValue> bad_values() {
       {"log-level", "verbose", "must be one of"},
       {"log-level", "", "must be one of"},
       {"log-level", "info ", "must be one of"},
-      {"clean-stale", "maybe", "yes or no"},
-      {"clean-stale", "", "yes or no"},
-      {"clean-stale", "YES", "yes or no"},
-      {"clean-stale", "2", "yes or no"},
   };
+  for (const auto& [key, field] : yes_no_keys())
+    for (const std::string v : {"maybe", "", "YES", "2"}) out.push_back({key, v, "yes or no"});
   // Every number key refuses values just outside its bounds and the same
   // kinds of garbage.
   for (const auto& nk : number_keys()) {
