@@ -1,0 +1,230 @@
+// What scripts and supervisors rely on from xpra-request-display: exit
+// codes, placeholders, environment, signal forwarding, cleanup of the
+// command's process group, the per-user directory, and the JSON output.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <sstream>
+
+#include "integration_fixture.h"
+
+namespace xpra_broker::integration {
+namespace {
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, separator);) out.push_back(item);
+  return out;
+}
+
+std::string join_command(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& a : argv) out += (out.empty() ? "" : " ") + a;
+  return out;
+}
+
+class ClientContractTest : public BrokerTest {};
+
+TEST_F(ClientContractTest, ExitStatusIsTheCommandsStatus) {
+  // Three quick failures in a row would start the restart-loop back-off.
+  start_broker({"--displays=360-361", "--failures-before-backoff=100"});
+  EXPECT_EQ(broker_->client_as(kAlice, {"exec", "--", "true"}).exit_code, 0);
+  const auto three = broker_->client_as(kAlice, exec_shell("exit 3"));
+  EXPECT_EQ(three.exit_code, 3) << three.describe();
+  const auto killed = broker_->client_as(kAlice, exec_shell("kill -TERM $$"));
+  EXPECT_EQ(killed.exit_code, 128 + SIGTERM) << killed.describe();
+  const auto missing = broker_->client_as(kAlice, {"exec", "--", "/nonexistent/xpb-no-such-command"});
+  EXPECT_EQ(missing.exit_code, 127) << missing.describe();
+  EXPECT_EQ(lease_count(), 0u) << list_all().dump(1);
+}
+
+TEST_F(ClientContractTest, CommandGetsDisplayDirectoryAndLeaseInArgumentsAndEnvironment) {
+  start_broker({"--displays=362-363"});
+  const std::string list_own = join_command(broker_->client_command({"list", "--json"}));
+  // Prints its arguments and environment, then lists its own lease.
+  const std::string script =
+      "echo \"$1|$2|$3|$DISPLAY|$XPRA_BROKER_DISPLAY|$XPRA_BROKER_RUNTIME_DIR|$XPRA_BROKER_LEASE|$PPID\"; " + list_own;
+  auto client = broker_->spawn_client_as(
+      kAlice, exec_shell(script, {"{display}", "{runtime_dir}", "--bind={runtime_dir}/s,display=:{display}"}));
+  const pid_t client_pid = client.pid();
+  const auto r = client.wait();
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+
+  const auto newline = r.out.find('\n');
+  const auto fields = split(r.out.substr(0, newline), '|');
+  ASSERT_EQ(fields.size(), 8u) << r.describe();
+  const std::string display = fields[0], dir = fields[1];
+  EXPECT_TRUE(display == "362" || display == "363") << r.describe();
+  EXPECT_EQ(dir, broker_->runtime_dir() + "/" + std::to_string(uid_of(kAlice)));
+  EXPECT_EQ(fields[2], "--bind=" + dir + "/s,display=:" + display);
+  EXPECT_EQ(fields[3], ":" + display);
+  EXPECT_EQ(fields[4], display);
+  EXPECT_EQ(fields[5], dir);
+  const std::string lease = fields[6];
+  EXPECT_EQ(lease.size(), 16u) << lease;
+  EXPECT_EQ(fields[7], std::to_string(client_pid)) << "CMD is not a child of the client";
+
+  // `list --json` from inside the command: the lease as the broker holds it.
+  nlohmann::json listed;
+  try {
+    listed = nlohmann::json::parse(r.out.substr(newline + 1));
+  } catch (const std::exception& e) {
+    FAIL() << "list --json is not JSON: " << e.what() << "\n" << r.describe();
+  }
+  ASSERT_TRUE(listed.is_array() && listed.size() == 1) << listed.dump(1);
+  const auto& entry = listed[0];
+  for (const char* key : {"lease", "display", "uid", "pid", "runtime_dir", "state"})
+    EXPECT_TRUE(entry.contains(key)) << "list --json lacks '" << key << "': " << entry.dump();
+  EXPECT_EQ(entry.value("lease", ""), lease);
+  EXPECT_EQ(std::to_string(entry.value("display", 0u)), display);
+  EXPECT_EQ(entry.value("uid", 0u), uid_of(kAlice));
+  EXPECT_EQ(entry.value("pid", 0), client_pid);
+  EXPECT_EQ(entry.value("runtime_dir", ""), dir);
+  EXPECT_EQ(entry.value("state", ""), "active");
+
+  // The directory: the user's, shared only with the broker's group.
+  struct stat st {};
+  ASSERT_EQ(::lstat(dir.c_str(), &st), 0) << dir;
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_uid, uid_of(kAlice));
+  EXPECT_EQ(st.st_gid, broker_->effective_gid());
+  EXPECT_EQ(st.st_mode & 07777, 0770u) << std::oct << (st.st_mode & 07777);
+  EXPECT_EQ(lease_count(), 0u);
+}
+
+TEST_F(ClientContractTest, SigtermToTheClientIsForwardedToTheCommand) {
+  start_broker({"--displays=364-365"});
+  const std::string ready = scratch("ready"), got = scratch("got-term");
+  auto client =
+      broker_->spawn_client_as(kAlice, exec_shell("trap 'echo term > " + got + "; exit 7' TERM; echo ready > " + ready +
+                                                  "; while :; do sleep 0.1; done"));
+  ASSERT_EQ(wait_for_file(ready), "ready") << client.terminate().describe();
+  client.send_signal(SIGTERM);
+  const auto r = client.wait(30s);
+  EXPECT_EQ(r.exit_code, 7) << "the client's status is not the command's: " << r.describe();
+  EXPECT_EQ(read_file(got), "term\n") << "the command never saw SIGTERM";
+  EXPECT_TRUE(wait_until([&] { return lease_count() == 0; })) << list_all().dump(1);
+}
+
+TEST_F(ClientContractTest, NothingOfTheCommandsProcessGroupOutlivesIt) {
+  start_broker({"--displays=366-367"});
+  const std::string pids = scratch("pids");
+  // One grandchild that dies of SIGTERM and one that ignores it (SIGKILL
+  // after the grace period); the command itself exits at once.
+  const auto r = broker_->client_as(
+      kAlice, {"exec", "--grace", "0.5", "--", "sh", "-c",
+               "sleep 300 & a=$!; (trap '' TERM; exec sleep 301) & echo \"$a $!\" > " + pids + "; exit 0"});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  std::istringstream fields(read_file(pids));
+  pid_t polite = 0, stubborn = 0;
+  fields >> polite >> stubborn;
+  ASSERT_GT(polite, 0) << r.describe();
+  ASSERT_GT(stubborn, 0) << r.describe();
+  EXPECT_TRUE(wait_until([&] { return !process_running(polite); }, 10s)) << "background sleep " << polite << " leaked";
+  EXPECT_TRUE(wait_until([&] { return !process_running(stubborn); }, 10s))
+      << "background sleep " << stubborn << " (ignoring SIGTERM) leaked";
+  // Don't leave them behind if the client failed to.
+  for (pid_t pid : {polite, stubborn})
+    if (process_running(pid)) ::kill(pid, SIGKILL);
+}
+
+TEST_F(ClientContractTest, UnreachableBrokerAndBadUsageHaveTheirExitCodes) {
+  TempDir empty("xpb-nobroker", 0755);
+  const std::string absent = empty.path() + "/broker.sock";
+  const std::string client = request_display_path();
+
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"list"}, {"status", "--json"}, {"release", ":5"}, {"exec", "--", "true"}}) {
+    std::vector<std::string> argv = {client, "--socket", absent};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto r = run_as(kAlice, argv);
+    EXPECT_EQ(r.exit_code, 69) << join_command(argv) << ": " << r.describe();
+    EXPECT_NE(r.err.find("cannot reach the broker"), std::string::npos) << r.describe();
+  }
+
+  for (const auto& args : std::vector<std::vector<std::string>>{{},
+                                                                {"frobnicate"},
+                                                                {"--bogus", "list"},
+                                                                {"--timeout", "soon", "list"},
+                                                                {"--socket"},
+                                                                {"exec"},
+                                                                {"exec", "--"},
+                                                                {"exec", "--bogus", "true"},
+                                                                {"exec", "--grace", "x", "--", "true"},
+                                                                {"list", "--bogus"},
+                                                                {"status", "--all"},
+                                                                {"release"},
+                                                                {"release", "a", "b"},
+                                                                {"release", ":abc"},
+                                                                {"release", ":"}}) {
+    std::vector<std::string> argv = {client, "--socket", absent};
+    if (!args.empty() && args[0] == "--socket") argv = {client};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto r = run_as(kAlice, argv);
+    EXPECT_EQ(r.exit_code, 64) << join_command(argv) << ": " << r.describe();
+    EXPECT_FALSE(r.err.empty()) << join_command(argv) << ": a usage error must say what is wrong";
+  }
+}
+
+TEST_F(ClientContractTest, SocketComesFromTheEnvironmentUnlessGivenAsAnOption) {
+  start_broker({"--displays=370-371"});
+  const std::string client = request_display_path();
+  const std::vector<std::string> show = {client, "exec", "--", "sh", "-c", "echo $XPRA_BROKER_DISPLAY"};
+
+  SpawnOptions via_env;
+  via_env.env["XPRA_BROKER_SOCKET"] = broker_->socket_path();
+  const auto r = run_as(kAlice, show, via_env);
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.out, "370\n") << r.describe();
+
+  SpawnOptions wrong_env;
+  wrong_env.env["XPRA_BROKER_SOCKET"] = broker_->scratch_dir() + "/no-broker-here.sock";
+  const auto unreachable = run_as(kAlice, {client, "list"}, wrong_env);
+  EXPECT_EQ(unreachable.exit_code, 69) << "XPRA_BROKER_SOCKET was not used: " << unreachable.describe();
+  EXPECT_NE(unreachable.err.find("no-broker-here.sock"), std::string::npos) << unreachable.describe();
+
+  const auto flag_wins = run_as(kAlice, {client, "--socket", broker_->socket_path(), "list", "--json"}, wrong_env);
+  EXPECT_EQ(flag_wins.exit_code, 0) << flag_wins.describe();
+}
+
+// `list --json` names every lease state of the protocol. A lease released
+// while its command ignores SIGTERM stays ENDING for the reap grace period
+// (60 s here; the test ends the command itself long before that).
+TEST_F(ClientContractTest, ListJsonNamesTheStateOfALeaseBeingEnded) {
+  start_broker({"--displays=372-373", "--reap-grace-ms=60000"});
+  const std::string pid_file = scratch("cmd.pid");
+  struct CommandKiller {
+    std::string pid_file;
+    ~CommandKiller() {
+      const pid_t pgid = std::atoi(read_file(pid_file).c_str());
+      if (pgid > 1) ::kill(-pgid, SIGKILL);
+    }
+  } killer{pid_file};
+  auto holder = broker_->spawn_client_as(kAlice, exec_shell("trap '' TERM; echo $$ > " + pid_file + "; sleep 120"));
+  ASSERT_FALSE(wait_for_file(pid_file).empty()) << holder.terminate().describe();
+  const auto before = list_all();
+  ASSERT_EQ(before.size(), 1u) << before.dump(1);
+  EXPECT_EQ(before[0].value("state", ""), "active");
+
+  const auto released = broker_->client_as("root", {"release", before[0]["lease"].get<std::string>()});
+  EXPECT_EQ(released.exit_code, 0) << released.describe();
+  const auto during = list_all();
+  if (during.size() == 1) {
+    EXPECT_EQ(during[0].value("state", ""), "ending")
+        << "a lease whose processes are being ended (LeaseState ENDING) is listed as: " << during[0].dump();
+  } else {
+    EXPECT_TRUE(during.empty()) << during.dump(1);
+    ADD_FAILURE() << "the lease ended at once although its command ignores SIGTERM and reap-grace-ms=60000";
+  }
+
+  const pid_t pgid = std::atoi(read_file(pid_file).c_str());
+  ASSERT_GT(pgid, 1);
+  ::kill(-pgid, SIGKILL);
+  EXPECT_TRUE(wait_until([&] { return lease_count() == 0; }, 30s)) << list_all().dump(1);
+  holder.wait(30s);
+}
+
+}  // namespace
+}  // namespace xpra_broker::integration
