@@ -350,6 +350,10 @@ void DisplayBroker::end_lease(std::string id, const std::string& why, SessionEnd
   Lease* lease = leases_.find_mutable(id);
   if (!lease || lease->ending) return;
   lease->ending = true;
+  // Recorded, so that a broker restarted mid-reap finishes the reaping
+  // instead of handing the lease back to a holder that gave it up.
+  if (journal_ && !journal_->lease_ending(lease->id))
+    spdlog::error("lease={} cannot write its end to the journal: {}", lease->id, std::strerror(errno));
   const auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - lease->acquired_steady);
   if (how != SessionEnd::neutral) guard_.record_session_end(lease->uid, how == SessionEnd::failed, ran, clock_());
   spdlog::info("lease={} uid={}({}) pid={} display=:{} ending after {} s: {}", lease->id, lease->uid, lease->user,
@@ -445,7 +449,9 @@ v1::Response DisplayBroker::report_start_failure(const Caller& caller, Connectio
   std::string detail = req.detail().substr(0, 1024);
   for (char& c : detail)
     if (c == '\n' || c == '\r') c = ' ';
-  guard_.record_start_failure(lease->uid, clock_());
+  // A conflict is the host's doing (a race with an X server outside the
+  // broker), not a failing session: the retry must not be held back for it.
+  if (req.failure() != v1::DISPLAY_CONFLICT) guard_.record_start_failure(lease->uid, clock_());
   v1::Response r = reply(v1::OK, "");
   r.mutable_report_start_failure();
   if (req.failure() == v1::DISPLAY_CONFLICT) {
@@ -522,6 +528,7 @@ journal::JournaledLease to_journaled(const Lease& lease) {
   j.set_acquired_unix_ms(
       std::chrono::duration_cast<std::chrono::milliseconds>(lease.acquired_at.time_since_epoch()).count());
   j.set_reattach_token(lease.reattach_token);
+  j.set_ending(lease.ending);
   for (const auto& p : lease.processes) {
     auto* jp = j.add_processes();
     jp->set_pid(p.pid);
@@ -581,7 +588,7 @@ DisplayBroker::RestoreSummary DisplayBroker::restore(const std::vector<journal::
       lease.processes.push_back({jp.pid(), jp.role(), std::make_shared<UniqueFd>(std::move(fd)), jp.group_leader(),
                                  jp.session_leader(), jp.start_time()});
     }
-    const bool holder_alive = pid_alive(lease.holder_pid);
+    const bool holder_alive = !j.ending() && pid_alive(lease.holder_pid);
     lease.detached = true;
     lease.reattach_deadline = now + grace;
     allocator_.take(lease.display);
@@ -590,7 +597,7 @@ DisplayBroker::RestoreSummary DisplayBroker::restore(const std::vector<journal::
                  lease.uid, lease.user, lease.display, lease.processes.size(),
                  holder_alive ? "waiting " + std::to_string(grace.count()) + " s for its holder (pid " +
                                     std::to_string(lease.holder_pid) + ") to reattach"
-                              : std::string("its holder is gone: reaping"));
+                              : std::string(j.ending() ? "it had ended: reaping" : "its holder is gone: reaping"));
     leases_.add(std::move(lease));
     ++(holder_alive ? summary.waiting : summary.reaping);
   }

@@ -104,6 +104,9 @@ LeaseJournal::LoadResult replay_journal(const std::string& data, std::size_t& va
           index.erase(it);
         }
         break;
+      case journal::JournalRecord::kLeaseEnding:
+        if (auto it = index.find(record.lease_ending()); it != index.end()) ordered[it->second].set_ending(true);
+        break;
       case journal::JournalRecord::kProcessAdded:
         if (auto it = index.find(record.process_added().lease_id()); it != index.end())
           *ordered[it->second].add_processes() = record.process_added().process();
@@ -151,6 +154,12 @@ bool LeaseJournal::append(const journal::JournalRecord& record) {
 bool LeaseJournal::lease_added(const journal::JournaledLease& lease) {
   journal::JournalRecord record;
   *record.mutable_lease_added() = lease;
+  return append(record);
+}
+
+bool LeaseJournal::lease_ending(const std::string& id) {
+  journal::JournalRecord record;
+  record.set_lease_ending(id);
   return append(record);
 }
 

@@ -48,6 +48,7 @@ class LeaseJournal {
   // Appends one change. Returns false (and the caller must refuse the
   // request) if the record could not be written.
   bool lease_added(const journal::JournaledLease& lease);
+  bool lease_ending(const std::string& id);
   bool lease_removed(const std::string& id);
   bool process_added(const std::string& lease_id, const journal::JournaledProcess& process);
 

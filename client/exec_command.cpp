@@ -147,11 +147,11 @@ class ExecAttempt {
   AttemptResult run(bool last_attempt) {
     if (exec_.start_x_server) {
       auto x = start_x_server(exec_.x_server_command.empty() ? kDefaultXServerCommand : exec_.x_server_command,
-                              lease_.display(), display_fd_timeout());
+                              lease_.display(), display_fd_timeout(),
+                              [this](pid_t pid) { report_process(conn_, lease_, pid, v1::X_SERVER); });
       if (x.outcome != XStart::ready) return x_server_failed(x, last_attempt);
       x_pid_ = x.pid;
       x_stderr_ = std::move(x.stderr_fd);
-      report_process(conn_, lease_, x_pid_, v1::X_SERVER);
     }
     AttemptResult result = run_command();
     if (x_pid_ > 0) stop_process_group(x_pid_, exec_.grace);
@@ -210,13 +210,14 @@ class ExecAttempt {
     for (const auto& a : exec_.command)
       args.push_back(substitute_placeholders(a, lease_.display(), lease_.runtime_dir()));
 
-    int exec_pipe[2], err_pipe[2];
-    if (::pipe2(exec_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    int exec_pipe[2], err_pipe[2], go_pipe[2];
+    if (::pipe2(exec_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(go_pipe, O_CLOEXEC) != 0) {
       warn(std::string("pipe: ") + std::strerror(errno));
       return {kExitOsError, false};
     }
     UniqueFd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
     UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
+    UniqueFd go_read(go_pipe[0]), go_write(go_pipe[1]);
 
     const bool own_terminal = ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
     const pid_t child = ::fork();
@@ -226,6 +227,14 @@ class ExecAttempt {
     }
     if (child == 0) {
       ::setpgid(0, 0);
+      // Wait until the parent has reported this pid to the broker: a client
+      // killed in between must not leave an untracked command behind. EOF
+      // without the go byte means the parent died: do not run at all.
+      go_write.reset();
+      char go = 0;
+      while (::read(go_read.get(), &go, 1) < 0 && errno == EINTR) {
+      }
+      if (go != 'g') ::_exit(kExitInternal);
       ::sigprocmask(SIG_SETMASK, &child_mask_, nullptr);
       ::dup2(err_write.get(), STDERR_FILENO);
       ::setenv("DISPLAY", (":" + std::to_string(lease_.display())).c_str(), 1);
@@ -243,6 +252,10 @@ class ExecAttempt {
     ::setpgid(child, child);  // also here: no race with the child's own call
     exec_write.reset();
     err_write.reset();
+    go_read.reset();
+    report_process(conn_, lease_, child, v1::SESSION);
+    (void)!::write(go_write.get(), "g", 1);
+    go_write.reset();
     ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
     if (x_stderr_) ::fcntl(x_stderr_.get(), F_SETFL, O_NONBLOCK);
     if (own_terminal) {
@@ -254,8 +267,6 @@ class ExecAttempt {
     if (::read(exec_read.get(), &exec_errno, sizeof(exec_errno)) == sizeof(exec_errno))
       warn("cannot run '" + args.front() + "': " + std::strerror(exec_errno) +
            (exec_errno == ENOENT ? " (is it installed and on PATH?)" : ""));
-    else
-      report_process(conn_, lease_, child, v1::SESSION);
 
     int status = 0;
     bool done = false;

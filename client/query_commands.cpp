@@ -111,6 +111,9 @@ int run_status(const GlobalOptions& options, bool json) {
                          {"owner_uid", b.owner_uid()},
                          {"pid", b.pid()},
                          {"stale", b.stale()}});
+    nlohmann::json x_servers = nlohmann::json::array();
+    for (const auto& x : s.x_servers())
+      x_servers.push_back({{"uid", x.uid()}, {"user", x.user()}, {"pids", x.pids()}, {"leases", x.leases()}});
     nlohmann::json out = {{"version", s.version()},
                           {"range", {{"first", s.range_first()}, {"last", s.range_last()}}},
                           {"leases", s.leases()},
@@ -120,6 +123,8 @@ int run_status(const GlobalOptions& options, bool json) {
                           {"connections", s.connections()},
                           {"uptime_ms", s.uptime_ms()},
                           {"blocked", blocked},
+                          {"x_servers", x_servers},
+                          {"stale_removed", s.stale_removed()},
                           {"warnings", s.warnings()}};
     std::cout << out.dump(2) << "\n";
     return kExitOk;
@@ -133,6 +138,13 @@ int run_status(const GlobalOptions& options, bool json) {
     for (const auto& b : s.blocked())
       std::printf("  :%-6u %-5s uid %-6u %s\n", b.display(), b.stale() ? "stale" : "live", b.owner_uid(),
                   b.reason().c_str());
+  }
+  std::printf("stale files removed since start: %u\n", s.stale_removed());
+  if (s.x_servers_size() > 0) {
+    std::printf("X servers on the host:\n");
+    for (const auto& x : s.x_servers())
+      std::printf("  %-12s uid %-6u %3d X server(s), %u lease(s)\n", x.user().c_str(), x.uid(), x.pids_size(),
+                  x.leases());
   }
   for (const auto& w : s.warnings()) std::printf("warning: %s\n", w.c_str());
   return kExitOk;

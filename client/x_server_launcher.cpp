@@ -53,7 +53,8 @@ void stop_process_group(pid_t pgid, std::chrono::milliseconds grace) {
   if (!leader_reaped) ::waitpid(pgid, &status, 0);
 }
 
-XServerResult start_x_server(const std::string& command, std::uint32_t display, std::chrono::milliseconds timeout) {
+XServerResult start_x_server(const std::string& command, std::uint32_t display, std::chrono::milliseconds timeout,
+                             const std::function<void(pid_t)>& on_started) {
   XServerResult result;
   int ready_pipe[2], err_pipe[2];
   if (::pipe2(ready_pipe, O_CLOEXEC) != 0) return result;
@@ -77,6 +78,7 @@ XServerResult start_x_server(const std::string& command, std::uint32_t display, 
   ::setpgid(pid, pid);
   result.pid = pid;
   ready_write.reset();
+  if (on_started) on_started(pid);
   err_write.reset();
   ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
 

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "unique_fd.h"
@@ -31,7 +32,11 @@ struct XServerResult {
 // Runs `/bin/sh -c 'exec COMMAND :N -displayfd 3'` in a new process group
 // and waits up to `timeout` for the display number on fd 3. On timeout or
 // exit the group is killed before returning.
-XServerResult start_x_server(const std::string& command, std::uint32_t display, std::chrono::milliseconds timeout);
+// `on_started` runs right after the fork, before waiting: the caller reports
+// the pid to the broker at once, so even an X server that never gets ready
+// is reaped if this client dies while waiting.
+XServerResult start_x_server(const std::string& command, std::uint32_t display, std::chrono::milliseconds timeout,
+                             const std::function<void(pid_t)>& on_started = {});
 
 // XPRA_DISPLAY_FD_TIMEOUT (seconds, default 20), as Xpra reads it.
 std::chrono::milliseconds display_fd_timeout();
