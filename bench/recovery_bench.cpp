@@ -19,8 +19,10 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -405,6 +407,17 @@ double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 int run(const Options& options) {
   std::printf("xpra-broker-recovery-bench: broker %s\n", options.broker.c_str());
   std::printf("load average at start: %s", read_file("/proc/loadavg").c_str());
+  {
+    // The journal is meant for a tmpfs (/run); on a disk file system each
+    // append costs more. Where the runtime dirs go says which was measured.
+    const char* base = std::getenv("TMPDIR");
+    const std::string where = base && *base ? base : "/tmp";
+    struct statfs fs {};
+    const bool tmpfs = ::statfs(where.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC;
+    std::printf("runtime dirs (and journals) under %s: %s\n", where.c_str(),
+                tmpfs ? "tmpfs, as /run is when deployed"
+                      : "not a tmpfs (deployed, /run is one; TMPDIR=/dev/shm measures on a tmpfs)");
+  }
 
   // ---- (i) throughput, journal on and off, alternating.
   std::printf("\n(i) acquire+release throughput, %d clients (%s), %d pairs each per run, %d runs per setting\n",
