@@ -187,7 +187,9 @@ TEST_F(ReapingTest, KillNineOfHolderWhileXServerStartsLeavesNoXServer) {
   client.wait(60s);
   const bool gone = integration::wait_until(
       [&] { return x_servers_of(alice, 685, 689).empty() && marked_processes(mark()).empty(); }, 15s);
-  const bool lease_ended = leases().empty();
+  // The lease ends only after its processes are gone and its files cleaned:
+  // wait for that too rather than sample it once.
+  const bool lease_ended = integration::wait_until([&] { return leases().empty(); }, 15s);
   EXPECT_TRUE(gone) << "X server pid " << x.pid << " on :" << x.display
                     << ", started by the holder and not yet ready, outlived the holder's kill -9 by 15 s"
                     << (lease_ended ? " and its lease ended: the display is back in the pool with a live X server on it"
