@@ -1,5 +1,7 @@
 #include "broker_call.h"
 
+#include <unistd.h>
+
 #include <cstring>
 #include <iostream>
 
@@ -32,6 +34,25 @@ int call_or_report(BrokerConnection& conn, const GlobalOptions& options, const v
   if (response.retry_after_ms() > 0)
     std::cerr << "hint: try again in " << (response.retry_after_ms() + 999) / 1000 << " s\n";
   return exit_code_for(response.status());
+}
+
+void wait_until_lease_gone(BrokerConnection& conn, const std::string& lease_id, bool all,
+                           std::chrono::milliseconds limit, const std::function<void()>& each_poll) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    v1::Request request;
+    request.mutable_list()->set_all(all);
+    v1::Response response;
+    if (conn.call(request, response) != BrokerConnection::Error::none || response.status() != v1::OK) return;
+    bool present = false;
+    for (const auto& lease : response.list().leases()) present = present || lease.id() == lease_id;
+    if (each_poll) each_poll();
+    if (!present) return;
+    ::usleep(20000);
+  }
+  std::cerr << "xpra-request-display: the broker is still cleaning up lease " << lease_id
+            << "; not waiting any longer\n";
 }
 
 }  // namespace xpra_broker::client

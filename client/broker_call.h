@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "broker_connection.h"
@@ -22,5 +23,13 @@ BrokerConnection connect_or_report(const GlobalOptions& options);
 // code to use.
 int call_or_report(BrokerConnection& conn, const GlobalOptions& options, const v1::Request& request,
                    v1::Response& response);
+
+// The broker reaps a released lease asynchronously (TERM, grace, KILL, then
+// socket clean-up). Waits until `lease_id` is no longer listed (`all`: in
+// everyone's leases, for an admin who released another user's lease), so
+// that when a command returns nothing of the session runs any more and the
+// display is free. `each_poll` runs between polls.
+void wait_until_lease_gone(BrokerConnection& conn, const std::string& lease_id, bool all,
+                           std::chrono::milliseconds limit, const std::function<void()>& each_poll = {});
 
 }  // namespace xpra_broker::client

@@ -108,29 +108,6 @@ void report_start_failure(BrokerConnection& conn, const v1::Lease& lease, v1::St
   conn.call(request, response);
 }
 
-// The broker reaps a released lease asynchronously (TERM, grace, KILL, then
-// socket clean-up). Waiting for the lease to vanish means that when exec
-// returns, nothing of the session runs any more: a supervisor restarting us
-// never overlaps the old session with the new one.
-void wait_until_reaped(BrokerConnection& conn, const std::string& lease_id, std::chrono::milliseconds limit) {
-  const auto deadline = Clock::now() + limit;
-  while (Clock::now() < deadline) {
-    v1::Request request;
-    request.mutable_list();
-    v1::Response response;
-    if (conn.call(request, response) != BrokerConnection::Error::none || response.status() != v1::OK) return;
-    bool present = false;
-    for (const auto& lease : response.list().leases()) present = present || lease.id() == lease_id;
-    // What the broker kills may be our child (we are a subreaper): reap it
-    // so no zombie outlives us.
-    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-    }
-    if (!present) return;
-    ::usleep(25000);
-  }
-  warn("the broker is still cleaning up lease " + lease_id + "; not waiting any longer");
-}
-
 struct AttemptResult {
   int exit_code = 0;
   bool retry = false;  // the display was taken after all: try another one
@@ -174,7 +151,12 @@ class ExecAttempt {
       // Closing the connection would end the lease anyway; releasing says how
       // the session ended (for the restart-loop back-off).
       if (conn_.call(release, released) == BrokerConnection::Error::none && released.status() == v1::OK)
-        wait_until_reaped(conn_, lease_.id(), exec_.grace + std::chrono::seconds(15));
+        // What the broker kills may be our child (we are a subreaper): reap
+        // it meanwhile so no zombie outlives us.
+        wait_until_lease_gone(conn_, lease_.id(), /*all=*/false, exec_.grace + std::chrono::seconds(15), [] {
+          while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+          }
+        });
     }
     return result;
   }

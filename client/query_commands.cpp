@@ -1,5 +1,7 @@
 #include "query_commands.h"
 
+#include <unistd.h>
+
 #include <charconv>
 #include <cstdio>
 #include <ctime>
@@ -90,6 +92,11 @@ int run_release(const GlobalOptions& options, const std::string& target) {
   if (!conn.connected()) return kExitUnavailable;
   v1::Response response;
   if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
+  // Return once the lease is reaped: then its processes are gone and the
+  // display is free. Another user's lease (an admin's release) is only in
+  // the --all list.
+  const auto& lease = response.release().lease();
+  wait_until_lease_gone(conn, lease.id(), lease.uid() != ::getuid(), std::chrono::seconds(30));
   std::cout << "released lease " << response.release().lease().id() << " (display :"
             << response.release().lease().display() << ")\n";
   return kExitOk;
