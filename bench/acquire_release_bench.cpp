@@ -42,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_temp_dir.h"
 #include "broker_connection.h"
 #include "frame_echo_server.h"
 #include "framing.h"
@@ -180,25 +181,6 @@ int parse_args(int argc, char** argv, Options& options) {
 
 // ---- temporary directory and child processes ------------------------------
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/xpra-broker-bench.XXXXXX";
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // A child we started; killed and reaped when it goes out of scope.
 class ChildProcess {
@@ -584,7 +566,7 @@ int run(const Options& options) {
   ::sigaction(SIGINT, &sa, nullptr);
   ::sigaction(SIGTERM, &sa, nullptr);
 
-  TempDir temp;
+  TempDir temp("xpra-broker-bench");
   const std::string run_dir = temp.path() + "/run";
   const std::string x11_dir = temp.path() + "/x11";
   const std::string broker_socket = run_dir + "/broker.sock";

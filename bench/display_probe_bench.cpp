@@ -44,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_temp_dir.h"
 #include "display_broker.h"
 // The broker's lifecycle parts (lease reaper, /proc census) are measured when
 // this tree has them.
@@ -65,25 +66,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/xpra-broker-probe-bench.XXXXXX";
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // Stubs that take the host out of the handler, to see what is left.
 class FreeHostProbe : public DisplayProbe {
@@ -202,7 +184,7 @@ void acquire_release(DisplayBroker& broker, const Caller& caller, ConnectionId c
 
 int run(int iterations) {
   spdlog::set_level(spdlog::level::warn);  // as the benchmark runs the broker
-  TempDir temp;
+  TempDir temp("xpra-broker-probe-bench");
   const std::string x11 = temp.path() + "/x11";
   const std::string run_dir = temp.path() + "/run";
   std::filesystem::create_directories(x11 + "/.X11-unix");

@@ -44,6 +44,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_temp_dir.h"
 #include "broker_connection.h"
 #include "latency_stats.h"
 
@@ -144,27 +145,6 @@ std::string read_file(const std::string& path) {
   return text.str();
 }
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/xpra-broker-recovery-bench.XXXXXX";
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
-    path_ = pattern;
-    // Client threads run as other uids: they must reach the socket.
-    ::chmod(path_.c_str(), 0755);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // One broker on a private runtime dir that can be killed and started again
 // on the same dir and socket. Never leaves a broker running behind it.
@@ -299,7 +279,7 @@ class Broker {
     return false;
   }
 
-  TempDir dir_;
+  TempDir dir_{"xpra-broker-recovery-bench", 0755};  // 0755: client threads run as other uids
   std::string program_;
   std::string run_dir_, socket_, log_path_;
   std::vector<std::string> args_;
