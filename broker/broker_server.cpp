@@ -2,7 +2,8 @@
 
 #include <sys/socket.h>
 
-#include <array>
+#include <cstring>
+#include <vector>
 #include <spdlog/spdlog.h>
 
 #include "framing.h"
@@ -36,7 +37,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       : server_(server), socket_(std::move(socket)), deadline_(socket_.get_executor()), id_(id),
         caller_(std::move(caller)) {}
 
-  void start() { read_header(); }
+  void start() { next_frame(); }
   void close() {
     boost::system::error_code ignored;
     socket_.close(ignored);
@@ -49,54 +50,76 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   // A client that starts a frame must finish it in this time; a holder
   // idling between frames (an exec client) has no deadline.
   static constexpr auto kFrameDeadline = std::chrono::seconds(10);
+  // Requests are tens of bytes: one read of this size takes a whole frame
+  // (header and body, one recv), and the buffer grows only for a larger one.
+  static constexpr std::size_t kSmallBuffer = 512;
 
-  void read_header() {
-    auto self = shared_from_this();
-    asio::async_read(socket_, asio::buffer(header_), [this, self](boost::system::error_code ec, std::size_t) {
-      if (ec) return finish();
-      const auto decoded = wire::decode_header(std::span<const std::uint8_t, wire::kHeaderSize>(header_));
+  // Answers the next complete frame in the buffer, or reads until there is
+  // one. Called again after each reply is written, never while one is
+  // outstanding, so frames a client sends ahead wait in the buffer.
+  void next_frame() {
+    if (in_used_ >= wire::kHeaderSize) {
+      const auto decoded = wire::decode_header(std::span<const std::uint8_t, wire::kHeaderSize>(
+          in_.data(), wire::kHeaderSize));
       if (decoded.error != wire::HeaderError::none)
         return protocol_violation(std::string("bad frame: ") + wire::describe(decoded.error));
-      body_.resize(decoded.body_size);
-      // Usually the body came with the header: take it at once, without a
-      // deadline timer or another trip through the reactor.
-      boost::system::error_code avail_ec;
-      if (socket_.available(avail_ec) >= body_.size() && !avail_ec) {
-        boost::system::error_code read_ec;
-        asio::read(socket_, asio::buffer(body_), read_ec);
-        return handle_body(read_ec);
+      const std::size_t frame_size = wire::kHeaderSize + decoded.body_size;
+      if (in_used_ >= frame_size) {
+        disarm_deadline();
+        return handle_frame(decoded.body_size);
       }
-      arm_deadline();
-      read_body();
-    });
+      if (in_.size() < frame_size) in_.resize(frame_size);  // at most header + 64 KiB
+    }
+    if (in_used_ > 0) arm_deadline();
+    read_more();
   }
 
-  void read_body() {
+  void read_more() {
     auto self = shared_from_this();
-    asio::async_read(socket_, asio::buffer(body_), [this, self](boost::system::error_code ec, std::size_t) {
-      deadline_.cancel();
-      handle_body(ec);
-    });
+    socket_.async_read_some(asio::buffer(in_.data() + in_used_, in_.size() - in_used_),
+                            [this, self](boost::system::error_code ec, std::size_t got) {
+                              if (ec) return finish();
+                              in_used_ += got;
+                              next_frame();
+                            });
   }
 
-  void handle_body(boost::system::error_code ec) {
-    {
-      if (ec) return finish();
-      v1::Request request;
-      if (!request.ParseFromString(body_)) return protocol_violation("frame is not a valid request");
-      if (request.verb_case() == v1::Request::VERB_NOT_SET)
-        return protocol_violation("unknown or missing request verb (is the client newer than the broker?)");
-      server_.broker().set_connection_count(server_.connection_count());
-      const v1::Response response = server_.broker().handle(caller_, id_, request);
-      write(response, /*then_close=*/false);
+  void handle_frame(std::size_t body_size) {
+    v1::Request request;
+    const bool parsed = request.ParseFromArray(in_.data() + wire::kHeaderSize, static_cast<int>(body_size));
+    consume(wire::kHeaderSize + body_size);
+    if (!parsed) return protocol_violation("frame is not a valid request");
+    if (request.verb_case() == v1::Request::VERB_NOT_SET)
+      return protocol_violation("unknown or missing request verb (is the client newer than the broker?)");
+    server_.broker().set_connection_count(server_.connection_count());
+    write(server_.broker().handle(caller_, id_, request), /*then_close=*/false);
+  }
+
+  void consume(std::size_t frame_size) {
+    in_used_ -= frame_size;
+    if (in_used_ > 0) std::memmove(in_.data(), in_.data() + frame_size, in_used_);
+    // A large frame's buffer is not kept for an idle connection.
+    if (in_.size() > kSmallBuffer && in_used_ <= kSmallBuffer) {
+      in_.resize(kSmallBuffer);
+      in_.shrink_to_fit();
     }
   }
 
+  void disarm_deadline() {
+    if (!deadline_armed_) return;
+    deadline_armed_ = false;
+    deadline_.cancel();
+  }
+
   void arm_deadline() {
+    if (deadline_armed_) return;  // the frame's deadline runs from its first byte
+    deadline_armed_ = true;
     auto self = shared_from_this();
     deadline_.expires_after(kFrameDeadline);
     deadline_.async_wait([this, self](boost::system::error_code ec) {
-      if (ec) return;  // cancelled: the body arrived
+      // Cancelled, or re-armed for a later frame after this wait completed
+      // (the check of Asio's chat example).
+      if (ec || !deadline_armed_ || deadline_.expiry() > asio::steady_timer::clock_type::now()) return;
       spdlog::warn("uid={} pid={}: frame not completed within {}s, closing", caller_.uid, caller_.pid,
                    kFrameDeadline.count());
       close();
@@ -132,7 +155,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
         socket_.shutdown(stream_protocol::socket::shutdown_send, ignored);
         return finish();
       }
-      read_header();
+      next_frame();
     });
   }
 
@@ -148,8 +171,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::steady_timer deadline_;
   ConnectionId id_;
   Caller caller_;
-  std::array<std::uint8_t, wire::kHeaderSize> header_{};
-  std::string body_;
+  std::vector<std::uint8_t> in_ = std::vector<std::uint8_t>(kSmallBuffer);
+  std::size_t in_used_ = 0;
+  bool deadline_armed_ = false;
   std::string out_;
   bool finished_ = false;
 };

@@ -1,6 +1,7 @@
 // The broker's socket side (after Asio's local/stream_server and chat
-// examples): owns the acceptor, one ClientSession per connection, reads a
-// header then a body of at most 64 KiB, answers, and reads the next.
+// examples): owns the acceptor, one ClientSession per connection, reads
+// frames (a 4-byte length, then a body of at most 64 KiB) into a per-session
+// buffer, answers each, and reads the next.
 //
 // Each session strictly alternates read -> handle -> write, so at most one
 // write is ever outstanding and no reply queue can grow without bound when a

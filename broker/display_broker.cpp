@@ -350,16 +350,18 @@ void DisplayBroker::end_lease(std::string id, const std::string& why, SessionEnd
   Lease* lease = leases_.find_mutable(id);
   if (!lease || lease->ending) return;
   lease->ending = true;
-  // Recorded, so that a broker restarted mid-reap finishes the reaping
-  // instead of handing the lease back to a holder that gave it up.
-  if (journal_ && !journal_->lease_ending(lease->id))
-    spdlog::error("lease={} cannot write its end to the journal: {}", lease->id, std::strerror(errno));
   const auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - lease->acquired_steady);
   if (how != SessionEnd::neutral) guard_.record_session_end(lease->uid, how == SessionEnd::failed, ran, clock_());
   spdlog::info("lease={} uid={}({}) pid={} display=:{} ending after {} s: {}", lease->id, lease->uid, lease->user,
                lease->holder_pid, lease->display, ran.count() / 1000, why);
-  if (!reaper_) return finish_lease(id, {});
   ReapJob job{lease->id, lease->uid, lease->display, lease->runtime_dir, lease->processes};
+  // A lease under which nothing ran (no process reported, no X lock on its
+  // display) ends at once: one journal record, no reaper round trip.
+  if (!reaper_ || reaper_->nothing_to_reap(job)) return finish_lease(id, {});
+  // Recorded, so that a broker restarted mid-reap finishes the reaping
+  // instead of handing the lease back to a holder that gave it up.
+  if (journal_ && !journal_->lease_ending(lease->id))
+    spdlog::error("lease={} cannot write its end to the journal: {}", lease->id, std::strerror(errno));
   reaper_->reap(std::move(job), [this, id](ReapOutcome outcome) { finish_lease(id, outcome); });
 }
 

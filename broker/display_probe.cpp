@@ -68,8 +68,22 @@ bool socket_fd_has_listener(int path_fd, const std::string& path) {
   return false;
 }
 
+namespace {
+
+// The common answer of every probe is "nothing there". fstatat() says so
+// without allocating a struct file (a failing openat() allocates one before
+// it looks the name up), so it goes first and the careful, fd-based look is
+// kept for names that exist.
+bool name_absent(int dir_fd, const char* name) {
+  struct stat st {};
+  return ::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 && (errno == ENOENT || errno == ENOTDIR);
+}
+
+}  // namespace
+
 SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const std::string& path) {
   SocketFileFacts facts;
+  if (name_absent(dir_fd, name.c_str())) return facts;
   // O_PATH|O_NOFOLLOW opens even a symlink itself, so failing means absent
   // (ENOENT) or a directory we cannot search; only the latter needs a stat.
   UniqueFd fd(::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
@@ -92,18 +106,44 @@ SocketFileFacts probe_socket_file(const std::string& path) {
   return probe_socket_file_at(AT_FDCWD, path, path);
 }
 
+namespace {
+
+socklen_t abstract_address(const std::string& name, sockaddr_un& addr) {
+  addr = sockaddr_un{};
+  addr.sun_family = AF_UNIX;
+  const std::size_t len = std::min(name.size(), sizeof(addr.sun_path) - 1);
+  std::memcpy(addr.sun_path + 1, name.data(), len);
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + len);
+}
+
+}  // namespace
+
 bool abstract_socket_in_use(const std::string& name) {
   // Binding the name ourselves is the one atomic, O(1) test: if the bind
   // works nobody holds it (and closing releases it at once).
   UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!s) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  const std::size_t len = std::min(name.size(), sizeof(addr.sun_path) - 1);
-  std::memcpy(addr.sun_path + 1, name.data(), len);
-  const socklen_t addr_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + len);
+  sockaddr_un addr;
+  const socklen_t addr_len = abstract_address(name, addr);
   if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), addr_len) == 0) return false;
   return errno == EADDRINUSE;
+}
+
+bool AbstractListenerProbe::in_use(const std::string& name) {
+  sockaddr_un addr;
+  const socklen_t addr_len = abstract_address(name, addr);
+  if (!socket_) socket_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!socket_) return abstract_socket_in_use(name);
+  if (::connect(socket_.get(), reinterpret_cast<sockaddr*>(&addr), addr_len) == 0) {
+    socket_.reset();  // connected to the listener: this socket is spent
+    return true;
+  }
+  switch (errno) {
+    case ECONNREFUSED: return false;  // no listener; the socket stays unconnected and reusable
+    case EAGAIN:                      // a listener whose backlog is full
+    case EINPROGRESS: socket_.reset(); return true;
+    default: socket_.reset(); return abstract_socket_in_use(name);  // cannot tell: ask with bind
+  }
 }
 
 pid_t parse_lock_pid(const char* text, std::size_t size) {
@@ -145,7 +185,7 @@ DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_
 
   // Lock file: X writes its pid as 10 characters plus a newline.
   const std::string lock_name = tmp_prefix + ".X" + n + "-lock";
-  UniqueFd lock(::openat(tmp, lock_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  UniqueFd lock(name_absent(tmp, lock_name.c_str()) ? -1 : ::openat(tmp, lock_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
   if (lock) {
     struct stat st {};
     if (::fstat(lock.get(), &st) == 0) {
@@ -166,13 +206,17 @@ DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_
     }
   }
 
-  // .X11-unix is opened per probe: it may be created (or recreated) by the
-  // first X server after the broker started.
+  // .X11-unix is looked up per probe: it may be created (or recreated) by the
+  // first X server after the broker started. The stat through it may follow
+  // a planted .X11-unix symlink, but it only ever answers "absent"; anything
+  // found is looked at again through the directory opened with O_NOFOLLOW.
   const std::string x11_path = x11_tmp_dir_ + "/.X11-unix/X" + n;
-  UniqueFd x11_dir(::openat(tmp, (tmp_prefix + ".X11-unix").c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (x11_dir) f.x11_socket = probe_socket_file_at(x11_dir.get(), "X" + n, x11_path);
-  f.x11_abstract_in_use = abstract_socket_in_use(x11_path);
-  f.xpra_abstract_in_use = abstract_socket_in_use("xpra/" + n);
+  if (!name_absent(tmp, (tmp_prefix + ".X11-unix/X" + n).c_str())) {
+    UniqueFd x11_dir(::openat(tmp, (tmp_prefix + ".X11-unix").c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (x11_dir) f.x11_socket = probe_socket_file_at(x11_dir.get(), "X" + n, x11_path);
+  }
+  f.x11_abstract_in_use = abstract_probe_.in_use(x11_path);
+  f.xpra_abstract_in_use = abstract_probe_.in_use("xpra/" + n);
   const std::string xpra_name = hostname_ + "-" + n;
   f.xpra_shared_socket = shared_dir_fd_
                              ? probe_socket_file_at(shared_dir_fd_.get(), xpra_name, xpra_shared_dir_ + "/" + xpra_name)

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
@@ -78,6 +79,13 @@ pid_t read_lock_pid(const std::string& x11_tmp_dir, std::uint32_t display, bool&
 }
 
 }  // namespace
+
+bool AsioLeaseReaper::nothing_to_reap(const ReapJob& job) const {
+  if (!job.processes.empty()) return false;
+  const std::string lock = x11_tmp_dir_ + "/.X" + std::to_string(job.display) + "-lock";
+  struct stat st {};
+  return ::fstatat(AT_FDCWD, lock.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;
+}
 
 void AsioLeaseReaper::reap(ReapJob job, std::function<void(ReapOutcome)> done) {
   auto run = std::make_shared<Run>(io_);

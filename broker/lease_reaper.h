@@ -48,6 +48,9 @@ class LeaseReaper {
   virtual ~LeaseReaper() = default;
   // Starts reaping; `done` runs later, never from inside reap().
   virtual void reap(ReapJob job, std::function<void(ReapOutcome)> done) = 0;
+  // True when reap() would find nothing to end and nothing to clean, so the
+  // caller may finish the lease at once. The default: always reap.
+  virtual bool nothing_to_reap(const ReapJob&) const { return false; }
 };
 
 // Which host processes belong to a lease. Pure, over a /proc snapshot.
@@ -59,6 +62,9 @@ class AsioLeaseReaper : public LeaseReaper {
   AsioLeaseReaper(boost::asio::io_context& io, StaleArtifactCleaner& cleaner, std::string x11_tmp_dir,
                   std::chrono::milliseconds grace);
   void reap(ReapJob job, std::function<void(ReapOutcome)> done) override;
+  // No process reported and no X lock file on the display: the same test
+  // that makes reap() skip the /proc scan and the cleaner.
+  bool nothing_to_reap(const ReapJob& job) const override;
 
  private:
   struct Run;

@@ -91,26 +91,6 @@ BrokerConnection::Error BrokerConnection::write_all(const char* data, std::size_
   return Error::none;
 }
 
-BrokerConnection::Error BrokerConnection::read_exact(char* data, std::size_t size, Clock::time_point deadline) {
-  while (size > 0) {
-    const ssize_t n = ::recv(fd_.get(), data, size, 0);
-    if (n > 0) {
-      data += n;
-      size -= static_cast<std::size_t>(n);
-      continue;
-    }
-    if (n == 0) return error_ = Error::closed;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) {
-      if (!wait_ready(fd_.get(), POLLIN, deadline)) return error_ = Error::timeout;
-      continue;
-    }
-    errno_ = errno;
-    return error_ = Error::closed;
-  }
-  return Error::none;
-}
-
 BrokerConnection::Error BrokerConnection::send_raw(const std::string& bytes) {
   if (!fd_) return error_;
   return write_all(bytes.data(), bytes.size(), Clock::now() + timeout_);
@@ -122,14 +102,34 @@ BrokerConnection::Error BrokerConnection::receive(v1::Response& response) {
 
 BrokerConnection::Error BrokerConnection::receive_until(v1::Response& response, Clock::time_point deadline) {
   if (!fd_) return error_;
-  std::uint8_t header[wire::kHeaderSize];
-  if (auto e = read_exact(reinterpret_cast<char*>(header), sizeof(header), deadline); e != Error::none) return e;
-  const auto decoded = wire::decode_header(std::span<const std::uint8_t, wire::kHeaderSize>(header));
-  if (decoded.error != wire::HeaderError::none) return error_ = Error::protocol;
-  std::string body(decoded.body_size, '\0');
-  if (auto e = read_exact(body.data(), body.size(), deadline); e != Error::none) return e;
-  if (!response.ParseFromString(body)) return error_ = Error::protocol;
-  return Error::none;
+  for (;;) {
+    if (in_.size() >= wire::kHeaderSize) {
+      const auto decoded = wire::decode_header(
+          std::span<const std::uint8_t, wire::kHeaderSize>(reinterpret_cast<const std::uint8_t*>(in_.data()),
+                                                           wire::kHeaderSize));
+      if (decoded.error != wire::HeaderError::none) return error_ = Error::protocol;
+      const std::size_t frame_size = wire::kHeaderSize + decoded.body_size;
+      if (in_.size() >= frame_size) {
+        const bool parsed =
+            response.ParseFromArray(in_.data() + wire::kHeaderSize, static_cast<int>(decoded.body_size));
+        in_.erase(0, frame_size);
+        return parsed ? Error::none : (error_ = Error::protocol);
+      }
+    }
+    // A reply is never there the moment the request has gone out, so wait
+    // first: poll + one recv that usually takes the whole frame.
+    if (!wait_ready(fd_.get(), POLLIN, deadline)) return error_ = Error::timeout;
+    char buf[4096];
+    const ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
+    if (n > 0) {
+      in_.append(buf, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n == 0) return error_ = Error::closed;
+    if (errno == EINTR || errno == EAGAIN) continue;
+    errno_ = errno;
+    return error_ = Error::closed;
+  }
 }
 
 BrokerConnection::Error BrokerConnection::call(const v1::Request& request, v1::Response& response) {

@@ -40,10 +40,10 @@ class BrokerConnection {
  private:
   using Clock = std::chrono::steady_clock;
   Error write_all(const char* data, std::size_t size, Clock::time_point deadline);
-  Error read_exact(char* data, std::size_t size, Clock::time_point deadline);
   Error receive_until(v1::Response& response, Clock::time_point deadline);
 
   UniqueFd fd_;
+  std::string in_;  // received bytes not yet returned as a reply
   Error error_ = Error::none;
   int errno_ = 0;
   std::chrono::milliseconds timeout_{5000};
