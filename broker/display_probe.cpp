@@ -174,7 +174,42 @@ DisplayProbe::DisplayProbe(std::string x11_tmp_dir, std::string xpra_shared_dir,
       // Opened once: every probe works relative to these, which saves a path
       // walk per file and never follows a link in the last component.
       tmp_dir_fd_(::open(x11_tmp_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)),
-      shared_dir_fd_(::open(xpra_shared_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)) {}
+      shared_dir_fd_(::open(xpra_shared_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)),
+      watch_(tmp_dir_fd_.get(), shared_dir_fd_.get(), hostname_) {}
+
+namespace {
+
+// The X lock file: X writes its pid as 10 characters plus a newline.
+void probe_lock(int dir_fd, const std::string& name, DisplayFacts& f) {
+  if (name_absent(dir_fd, name.c_str())) return;
+  UniqueFd lock(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  struct stat st {};
+  if (!lock) {
+    if (errno != ENOENT && ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      // A symlink, or unreadable.
+      f.lock_kind = S_ISREG(st.st_mode) ? FileKind::regular : FileKind::other;
+      f.lock_owner = st.st_uid;
+    }
+    return;
+  }
+  if (::fstat(lock.get(), &st) != 0) return;
+  f.lock_kind = kind_of(st);
+  f.lock_owner = st.st_uid;
+  if (f.lock_kind != FileKind::regular) return;
+  char buf[32] = {};
+  const ssize_t got = ::read(lock.get(), buf, sizeof(buf) - 1);
+  if (got > 0) f.lock_pid = parse_lock_pid(buf, static_cast<std::size_t>(got));
+  if (f.lock_pid > 0) f.lock_pid_alive = pid_alive(f.lock_pid);
+}
+
+}  // namespace
+
+bool DisplayProbe::x_lock_absent(std::uint32_t display) const {
+  watch_.drain();
+  if (watch_.lock_absent(display)) return true;
+  const std::string lock_name = (tmp_dir_fd_ ? "" : x11_tmp_dir_ + "/") + ".X" + std::to_string(display) + "-lock";
+  return name_absent(tmp_dir_fd_ ? tmp_dir_fd_.get() : AT_FDCWD, lock_name.c_str());
+}
 
 DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_dir) const {
   DisplayFacts f;
@@ -182,46 +217,30 @@ DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_
   const std::string n = std::to_string(display);
   const int tmp = tmp_dir_fd_ ? tmp_dir_fd_.get() : AT_FDCWD;
   const std::string tmp_prefix = tmp_dir_fd_ ? "" : x11_tmp_dir_ + "/";
+  // The watch answers "absent" for the files it has seen no name of; the
+  // filesystem is asked about the rest.
+  watch_.drain();
 
-  // Lock file: X writes its pid as 10 characters plus a newline.
-  const std::string lock_name = tmp_prefix + ".X" + n + "-lock";
-  UniqueFd lock(name_absent(tmp, lock_name.c_str()) ? -1 : ::openat(tmp, lock_name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-  if (lock) {
-    struct stat st {};
-    if (::fstat(lock.get(), &st) == 0) {
-      f.lock_kind = kind_of(st);
-      f.lock_owner = st.st_uid;
-      if (f.lock_kind == FileKind::regular) {
-        char buf[32] = {};
-        const ssize_t got = ::read(lock.get(), buf, sizeof(buf) - 1);
-        if (got > 0) f.lock_pid = parse_lock_pid(buf, static_cast<std::size_t>(got));
-        if (f.lock_pid > 0) f.lock_pid_alive = pid_alive(f.lock_pid);
-      }
-    }
-  } else if (errno != ENOENT) {
-    struct stat st {};
-    if (::fstatat(tmp, lock_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {  // a symlink, or unreadable
-      f.lock_kind = S_ISREG(st.st_mode) ? FileKind::regular : FileKind::other;
-      f.lock_owner = st.st_uid;
-    }
-  }
+  if (!watch_.lock_absent(display)) probe_lock(tmp, tmp_prefix + ".X" + n + "-lock", f);
 
   // .X11-unix is looked up per probe: it may be created (or recreated) by the
   // first X server after the broker started. The stat through it may follow
   // a planted .X11-unix symlink, but it only ever answers "absent"; anything
   // found is looked at again through the directory opened with O_NOFOLLOW.
   const std::string x11_path = x11_tmp_dir_ + "/.X11-unix/X" + n;
-  if (!name_absent(tmp, (tmp_prefix + ".X11-unix/X" + n).c_str())) {
+  if (!watch_.x11_socket_absent(display) && !name_absent(tmp, (tmp_prefix + ".X11-unix/X" + n).c_str())) {
     UniqueFd x11_dir(::openat(tmp, (tmp_prefix + ".X11-unix").c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (x11_dir) f.x11_socket = probe_socket_file_at(x11_dir.get(), "X" + n, x11_path);
   }
   f.x11_abstract_in_use = abstract_probe_.in_use(x11_path);
   f.xpra_abstract_in_use = abstract_probe_.in_use("xpra/" + n);
   const std::string xpra_name = hostname_ + "-" + n;
-  f.xpra_shared_socket = shared_dir_fd_
-                             ? probe_socket_file_at(shared_dir_fd_.get(), xpra_name, xpra_shared_dir_ + "/" + xpra_name)
-                             : probe_socket_file(xpra_shared_dir_ + "/" + xpra_name);
-  if (!user_dir.empty()) f.xpra_user_socket = probe_socket_file(user_dir + "/" + xpra_name);
+  if (!watch_.shared_socket_absent(display))
+    f.xpra_shared_socket = shared_dir_fd_
+                               ? probe_socket_file_at(shared_dir_fd_.get(), xpra_name, xpra_shared_dir_ + "/" + xpra_name)
+                               : probe_socket_file(xpra_shared_dir_ + "/" + xpra_name);
+  if (!user_dir.empty() && !watch_.user_socket_absent(user_dir, display))
+    f.xpra_user_socket = probe_socket_file(user_dir + "/" + xpra_name);
   return f;
 }
 

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "display_name_watch.h"
 #include "display_verdict.h"
 #include "unique_fd.h"
 
@@ -34,6 +35,12 @@ class DisplayProbe {
   virtual DisplayFacts probe(std::uint32_t display, const std::string& user_dir) const;
 
   const std::string& hostname() const { return hostname_; }
+  // The watch's inotify fd (or -1), for the event loop to drain it whenever
+  // it is readable, and the drain itself.
+  int watch_fd() const { return watch_.fd(); }
+  // No X lock file for the display right now (the watch, else one stat).
+  bool x_lock_absent(std::uint32_t display) const;
+  void drain_watch() const { watch_.drain(); }
 
  private:
   std::string x11_tmp_dir_;
@@ -41,6 +48,7 @@ class DisplayProbe {
   std::string hostname_;
   UniqueFd tmp_dir_fd_;
   UniqueFd shared_dir_fd_;
+  mutable DisplayNameWatch watch_;
   mutable AbstractListenerProbe abstract_probe_;
 };
 

@@ -82,6 +82,7 @@ pid_t read_lock_pid(const std::string& x11_tmp_dir, std::uint32_t display, bool&
 
 bool AsioLeaseReaper::nothing_to_reap(const ReapJob& job) const {
   if (!job.processes.empty()) return false;
+  if (probe_) return probe_->x_lock_absent(job.display);
   const std::string lock = x11_tmp_dir_ + "/.X" + std::to_string(job.display) + "-lock";
   struct stat st {};
   return ::fstatat(AT_FDCWD, lock.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;

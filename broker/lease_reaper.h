@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "display_probe.h"
 #include "lease_table.h"
 #include "process_inspector.h"
 #include "stale_artifact_cleaner.h"
@@ -65,6 +66,9 @@ class AsioLeaseReaper : public LeaseReaper {
   // No process reported and no X lock file on the display: the same test
   // that makes reap() skip the /proc scan and the cleaner.
   bool nothing_to_reap(const ReapJob& job) const override;
+  // Lets nothing_to_reap() ask the probe's name watch about the X lock
+  // instead of the filesystem.
+  void use_probe(const DisplayProbe* probe) { probe_ = probe; }
 
  private:
   struct Run;
@@ -76,6 +80,7 @@ class AsioLeaseReaper : public LeaseReaper {
   StaleArtifactCleaner& cleaner_;
   std::string x11_tmp_dir_;
   std::chrono::milliseconds grace_;
+  const DisplayProbe* probe_ = nullptr;
 };
 
 }  // namespace xpra_broker

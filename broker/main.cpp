@@ -1,5 +1,6 @@
 // xpra-brokerd: start-up only. Reads the configuration, settles privileges,
 // opens the runtime dir and socket, then hands over to the Asio loop.
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -178,9 +179,11 @@ int main(int argc, char** argv) {
   boost::asio::io_context io(1);
   const std::string hostname = local_hostname();
   auto probe = std::make_unique<DisplayProbe>(config.x11_tmp_dir, config.runtime_dir, hostname);
+  const DisplayProbe& display_probe = *probe;
   auto user_dirs = std::make_unique<UserDirectories>(std::move(runtime_dir), config.runtime_dir, ::getegid());
   StaleArtifactCleaner cleaner(config.x11_tmp_dir, config.runtime_dir, hostname);
   AsioLeaseReaper reaper(io, cleaner, config.x11_tmp_dir, std::chrono::milliseconds(config.reap_grace_ms));
+  reaper.use_probe(&display_probe);
   DisplayBroker broker(config, policy, std::move(probe), std::move(user_dirs));
   broker.set_lifecycle(&reaper, &cleaner);
   broker.set_warnings(warnings);
@@ -217,6 +220,21 @@ int main(int argc, char** argv) {
   };
   watch();
 
+  // The display name watch's events are applied as they come (not only at
+  // the next acquire), so a busy /tmp cannot overflow its queue.
+  boost::asio::posix::stream_descriptor name_events(io);
+  std::function<void()> follow_names = [&] {
+    name_events.async_wait(boost::asio::posix::stream_descriptor::wait_read, [&](boost::system::error_code ec) {
+      if (ec) return;
+      display_probe.drain_watch();
+      follow_names();
+    });
+  };
+  if (display_probe.watch_fd() >= 0) {
+    name_events.assign(::fcntl(display_probe.watch_fd(), F_DUPFD_CLOEXEC, 0));
+    follow_names();
+  }
+
   BrokerServer server(io, broker, listener.release(), config.max_connections_per_user);
   server.start();
 
@@ -228,6 +246,7 @@ int main(int argc, char** argv) {
     server.stop();
     watchdog.cancel();
     reattach_timer.cancel();
+    name_events.close();
     io.stop();
   });
 

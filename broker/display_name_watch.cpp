@@ -1,0 +1,226 @@
+#include "display_name_watch.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <vector>
+#include <spdlog/spdlog.h>
+
+namespace xpra_broker {
+
+namespace {
+
+// Names appear and vanish (create, bind, link, rename, unlink); the
+// directory itself may be removed or renamed away.
+constexpr std::uint32_t kDirEvents =
+    IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+constexpr const char* kX11Dir = ".X11-unix";
+
+}  // namespace
+
+std::optional<std::uint32_t> DisplayNameWatch::display_in_name(const char* name, const std::string& prefix,
+                                                                const std::string& suffix) {
+  const std::size_t len = std::strlen(name);
+  if (len <= prefix.size() + suffix.size() || std::memcmp(name, prefix.data(), prefix.size()) != 0 ||
+      std::memcmp(name + len - suffix.size(), suffix.data(), suffix.size()) != 0)
+    return std::nullopt;
+  const char* first = name + prefix.size();
+  const char* last = name + len - suffix.size();
+  if (*first < '0' || *first > '9' || (*first == '0' && last - first > 1)) return std::nullopt;
+  std::uint32_t display = 0;
+  auto [end, ec] = std::from_chars(first, last, display);
+  if (ec != std::errc{} || end != last) return std::nullopt;
+  return display;
+}
+
+DisplayNameWatch::DisplayNameWatch(int tmp_dir_fd, int shared_dir_fd, std::string hostname)
+    : inotify_(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC)), hostname_prefix_(std::move(hostname) + "-") {
+  if (!inotify_) {
+    spdlog::warn("inotify unavailable ({}): every display probe looks at the filesystem", std::strerror(errno));
+    return;
+  }
+  if (tmp_dir_fd >= 0) tmp_wd_ = watch_dir(tmp_dir_fd, ".", Kind::tmp, {});
+  if (shared_dir_fd >= 0) shared_wd_ = watch_dir(shared_dir_fd, ".", Kind::shared, {});
+  if (tmp_wd_ >= 0) reopen_x11_dir();
+}
+
+int DisplayNameWatch::watch_dir(int parent_fd, const char* name, Kind kind, const std::string& user_dir) {
+  UniqueFd dir_fd(::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
+  if (!dir_fd || ::fstat(dir_fd.get(), &st) != 0) return -1;
+  // Through the fd: the inode opened above, whatever the path names now.
+  const std::string by_fd = "/proc/self/fd/" + std::to_string(dir_fd.get());
+  const int wd = ::inotify_add_watch(inotify_.get(), by_fd.c_str(), kDirEvents);
+  if (wd < 0) {
+    if (errno == ENOSPC)
+      spdlog::warn("inotify watch limit reached (fs.inotify.max_user_watches); probes look at the filesystem");
+    return -1;
+  }
+  Dir& dir = dirs_[wd];
+  dir.kind = kind;
+  dir.parent_fd = parent_fd;
+  dir.name = name;
+  dir.dev = st.st_dev;
+  dir.ino = st.st_ino;
+  dir.user_dir = user_dir;
+  // Watch first, then scan: a name created in between is in both, and the
+  // queued events replayed after the scan leave each name as its last event
+  // says. The fd is not kept: an open directory would hold back the
+  // IN_DELETE_SELF of its removal.
+  scan(dir, std::move(dir_fd));
+  return wd;
+}
+
+void DisplayNameWatch::scan(Dir& dir, UniqueFd dir_fd) {
+  dir.present.clear();
+  DIR* stream = ::fdopendir(dir_fd.get());
+  if (!stream) return;
+  dir_fd.release();
+  while (const dirent* entry = ::readdir(stream))
+    if (auto display = display_of(dir.kind, entry->d_name)) dir.present.insert(*display);
+  ::closedir(stream);
+}
+
+bool DisplayNameWatch::rescan(Dir& dir) {
+  UniqueFd dir_fd(::openat(dir.parent_fd, dir.name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
+  if (!dir_fd || ::fstat(dir_fd.get(), &st) != 0 || st.st_dev != dir.dev || st.st_ino != dir.ino)
+    return false;  // gone or replaced: not the directory the watch is on
+  scan(dir, std::move(dir_fd));
+  return true;
+}
+
+std::optional<std::uint32_t> DisplayNameWatch::display_of(Kind kind, const char* name) const {
+  static const std::string lock_prefix = ".X", lock_suffix = "-lock", x11_prefix = "X", none;
+  switch (kind) {
+    case Kind::tmp: return display_in_name(name, lock_prefix, lock_suffix);
+    case Kind::x11: return display_in_name(name, x11_prefix, none);
+    case Kind::shared:
+    case Kind::user: return display_in_name(name, hostname_prefix_, none);
+  }
+  return std::nullopt;
+}
+
+void DisplayNameWatch::forget(int wd) {
+  auto it = dirs_.find(wd);
+  if (it == dirs_.end()) return;
+  ::inotify_rm_watch(inotify_.get(), wd);  // fails harmlessly if the kernel dropped it already
+  if (it->second.kind == Kind::user) user_wds_.erase(it->second.user_dir);  // watched again when next asked about
+  dirs_.erase(it);
+  if (wd == x11_wd_) x11_wd_ = -1;
+}
+
+void DisplayNameWatch::reopen_x11_dir() {
+  if (x11_wd_ >= 0) forget(x11_wd_);
+  x11_missing_ = false;
+  const auto tmp = dirs_.find(tmp_wd_);
+  if (tmp == dirs_.end()) return;
+  x11_wd_ = watch_dir(tmp->second.parent_fd, kX11Dir, Kind::x11, {});
+  if (x11_wd_ >= 0) return;
+  // Absent is something the /tmp watch vouches for from now on (its creation
+  // is an event); a symlink, a file or an unreadable directory is not.
+  struct stat st {};
+  x11_missing_ = ::fstatat(tmp->second.parent_fd, kX11Dir, &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;
+}
+
+void DisplayNameWatch::disable() {
+  for (auto& [wd, dir] : dirs_) ::inotify_rm_watch(inotify_.get(), wd);
+  dirs_.clear();
+  user_wds_.clear();
+  tmp_wd_ = shared_wd_ = x11_wd_ = -1;
+  x11_missing_ = false;
+  inotify_.reset();
+}
+
+void DisplayNameWatch::rescan_all() {
+  ++rescans_;
+  std::vector<int> lost;
+  for (auto& [wd, dir] : dirs_)
+    if (!rescan(dir)) lost.push_back(wd);
+  for (int wd : lost) {
+    const auto it = dirs_.find(wd);
+    if (it == dirs_.end()) continue;
+    if (it->second.kind == Kind::tmp || it->second.kind == Kind::shared) return disable();
+    forget(wd);
+  }
+  if (tmp_wd_ >= 0) reopen_x11_dir();
+}
+
+void DisplayNameWatch::apply(int wd, std::uint32_t mask, const char* name) {
+  if (mask & IN_Q_OVERFLOW) {
+    spdlog::info("inotify queue overflowed; rescanning the display directories");
+    return rescan_all();
+  }
+  auto it = dirs_.find(wd);
+  if (it == dirs_.end()) return;  // a watch we already forgot
+  Dir& dir = it->second;
+  if (mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
+    if (dir.kind == Kind::tmp || dir.kind == Kind::shared) {
+      spdlog::warn("a watched display directory was removed or moved; probes look at the filesystem from now on");
+      return disable();
+    }
+    if (dir.kind == Kind::x11) return reopen_x11_dir();
+    return forget(wd);
+  }
+  if (dir.kind == Kind::tmp && std::strcmp(name, kX11Dir) == 0) return reopen_x11_dir();
+  const auto display = display_of(dir.kind, name);
+  if (!display) return;
+  if (mask & (IN_CREATE | IN_MOVED_TO)) dir.present.insert(*display);
+  if (mask & (IN_DELETE | IN_MOVED_FROM)) dir.present.erase(*display);
+}
+
+void DisplayNameWatch::drain() {
+  if (!inotify_) return;
+  alignas(inotify_event) char buf[16384];
+  for (;;) {
+    const ssize_t got = ::read(inotify_.get(), buf, sizeof(buf));
+    if (got <= 0) {
+      if (got < 0 && errno == EINTR) continue;
+      return;  // EAGAIN: the queue is empty
+    }
+    for (ssize_t at = 0; at < got && inotify_;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(buf + at);
+      apply(event->wd, event->mask, event->len ? event->name : "");
+      at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+    }
+    if (!inotify_) return;  // disabled while applying
+  }
+}
+
+bool DisplayNameWatch::lock_absent(std::uint32_t display) const {
+  const auto tmp = dirs_.find(tmp_wd_);
+  return tmp != dirs_.end() && !tmp->second.present.count(display);
+}
+
+bool DisplayNameWatch::x11_socket_absent(std::uint32_t display) const {
+  if (x11_missing_) return true;
+  const auto x11 = dirs_.find(x11_wd_);
+  return x11 != dirs_.end() && !x11->second.present.count(display);
+}
+
+bool DisplayNameWatch::shared_socket_absent(std::uint32_t display) const {
+  const auto shared = dirs_.find(shared_wd_);
+  return shared != dirs_.end() && !shared->second.present.count(display);
+}
+
+bool DisplayNameWatch::user_socket_absent(const std::string& user_dir, std::uint32_t display) {
+  if (!inotify_) return false;
+  auto [it, inserted] = user_wds_.try_emplace(user_dir, -1);
+  if (inserted) {
+    // Bounded: one watch per user directory the broker hands out.
+    const int wd = watch_dir(AT_FDCWD, user_dir.c_str(), Kind::user, user_dir);
+    user_wds_[user_dir] = wd;
+    if (wd < 0) return false;
+    it = user_wds_.find(user_dir);
+  }
+  const auto dir = dirs_.find(it->second);
+  return dir != dirs_.end() && !dir->second.present.count(display);
+}
+
+}  // namespace xpra_broker

@@ -1,0 +1,103 @@
+// Which display numbers have a file on the host: an X lock (.X<N>-lock in
+// /tmp), an X11 socket (/tmp/.X11-unix/X<N>) or an Xpra socket
+// (<hostname>-<N> in the shared runtime dir or a user's dir). Kept current by
+// inotify, so the probe of a display that has none of them skips four file
+// lookups: the usual case, and the one that made each acquire cost a stat per
+// file.
+//
+// The watch only ever answers "certainly absent". Anything it has seen, or
+// cannot vouch for (a directory it could not watch, a queue overflow not yet
+// rescanned, inotify unavailable), sends the probe to the filesystem as
+// before. Freshness equals a stat's: inotify queues an event inside the
+// syscall that creates or removes a name, and drain() reads the queue before
+// each answer, so nothing created before the probe asks is missed.
+//
+// Symlinks: a directory is opened with O_NOFOLLOW relative to its parent's fd
+// and watched through /proc/self/fd/N, so the watch is on the inode that was
+// opened; a .X11-unix that is a symlink is not watched (the probe then looks
+// at the filesystem, which does not follow it either).
+//
+// Not seen by inotify, and so not supported for these directories: network
+// filesystems (changes made on another host) and a mount placed over a
+// watched directory after the broker started.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "unique_fd.h"
+
+namespace xpra_broker {
+
+class DisplayNameWatch {
+ public:
+  // tmp_dir_fd / shared_dir_fd: the probe's directories (any open fd; they
+  // are reopened for reading, and must outlive the watch). A watch that
+  // cannot start vouches for nothing.
+  DisplayNameWatch(int tmp_dir_fd, int shared_dir_fd, std::string hostname);
+
+  // Applies every queued event (one read() when there are none); rescans
+  // after an overflow. Called before each answer, and by the event loop when
+  // the fd is readable so a busy /tmp never overflows the queue.
+  void drain();
+  int fd() const { return inotify_.get(); }
+
+  // After drain(): true only if the name certainly does not exist now.
+  bool lock_absent(std::uint32_t display) const;
+  bool x11_socket_absent(std::uint32_t display) const;
+  bool shared_socket_absent(std::uint32_t display) const;
+  // Starts watching user_dir the first time it is asked about.
+  bool user_socket_absent(const std::string& user_dir, std::uint32_t display);
+
+  std::size_t watched_directories() const { return dirs_.size(); }
+  std::size_t rescans() const { return rescans_; }
+
+  // Parses "<prefix><N><suffix>" with N a display number as the probe writes
+  // it (decimal, no sign, no leading zero). Exposed for tests.
+  static std::optional<std::uint32_t> display_in_name(const char* name, const std::string& prefix,
+                                                      const std::string& suffix);
+
+ private:
+  enum class Kind { tmp, x11, shared, user };
+  struct Dir {
+    Kind kind;
+    int parent_fd;     // with `name`: where to reopen it for a rescan
+    std::string name;
+    dev_t dev;         // the inode the watch is on
+    ino_t ino;
+    std::string user_dir;  // Kind::user only
+    std::set<std::uint32_t> present;
+  };
+
+  // Opens `name` in `parent_fd` (no symlink followed), watches and scans it.
+  // Returns the watch descriptor, or -1.
+  int watch_dir(int parent_fd, const char* name, Kind kind, const std::string& user_dir);
+  void forget(int wd);
+  void scan(Dir& dir, UniqueFd dir_fd);
+  // Scans again if `name` still is the watched directory.
+  bool rescan(Dir& dir);
+  void rescan_all();
+  void apply(int wd, std::uint32_t mask, const char* name);
+  std::optional<std::uint32_t> display_of(Kind kind, const char* name) const;
+  // (Re)evaluates /tmp/.X11-unix after it appeared, vanished or overflowed.
+  void reopen_x11_dir();
+  void disable();
+
+  UniqueFd inotify_;
+  std::string hostname_prefix_;  // "<hostname>-"
+  std::unordered_map<int, Dir> dirs_;
+  int tmp_wd_ = -1;
+  int shared_wd_ = -1;
+  int x11_wd_ = -1;
+  bool x11_missing_ = false;  // /tmp is watched and has no .X11-unix
+  std::map<std::string, int> user_wds_;  // -1: cannot be watched
+  std::size_t rescans_ = 0;
+};
+
+}  // namespace xpra_broker
