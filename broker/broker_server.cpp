@@ -92,8 +92,18 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     if (request.verb_case() == v1::Request::VERB_NOT_SET)
       return protocol_violation("unknown or missing request verb (is the client newer than the broker?)");
     server_.broker().set_connection_count(server_.connection_count());
-    write(server_.broker().handle(caller_, id_, request), /*then_close=*/false);
+    v1::Response response = server_.broker().handle(caller_, id_, request);
+    // A reply that announces a change goes out only once the change is in
+    // the journal (one write for every request answered in this turn).
+    if (server_.broker().journal_uncommitted())
+      return server_.reply_after_commit(shared_from_this(), std::move(response));
+    write(response, /*then_close=*/false);
   }
+
+ public:
+  void send(const v1::Response& response) { write(response, /*then_close=*/false); }
+
+ private:
 
   void consume(std::size_t frame_size) {
     in_used_ -= frame_size;
@@ -181,7 +191,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 BrokerServer::BrokerServer(asio::io_context& io, DisplayBroker& broker, int listening_fd,
                            std::uint32_t max_connections_per_user)
     : io_(io), broker_(broker), acceptor_(io, stream_protocol(), listening_fd), accept_pause_(io),
-      max_connections_per_user_(max_connections_per_user) {}
+      max_connections_per_user_(max_connections_per_user) {
+  broker_.set_group_commit(true);
+}
 
 void BrokerServer::start() { accept_next(); }
 
@@ -227,6 +239,21 @@ void BrokerServer::accept_next() {
     }
     accept_next();
   });
+}
+
+void BrokerServer::reply_after_commit(std::shared_ptr<ClientSession> session, v1::Response response) {
+  // Posted: it runs after every handler that is ready in this turn, so the
+  // requests answered in one turn share one journal write.
+  if (awaiting_commit_.empty()) asio::post(io_, [this] { commit_and_reply(); });
+  awaiting_commit_.emplace_back(std::move(session), std::move(response));
+}
+
+void BrokerServer::commit_and_reply() {
+  const auto outcome = broker_.commit_journal();
+  auto waiting = std::move(awaiting_commit_);
+  awaiting_commit_.clear();
+  for (auto& [session, response] : waiting)
+    session->send(outcome.ok ? response : broker_.reply_after_failed_commit(std::move(response), outcome));
 }
 
 void BrokerServer::session_closed(ConnectionId id, uid_t uid) {

@@ -12,6 +12,7 @@
 #include <boost/asio.hpp>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "display_broker.h"
 
@@ -30,6 +31,8 @@ class BrokerServer {
 
   // Called by sessions.
   void session_closed(ConnectionId id, uid_t uid);
+  // Sends `response` once the journal records of this turn are written.
+  void reply_after_commit(std::shared_ptr<ClientSession> session, v1::Response response);
   DisplayBroker& broker() { return broker_; }
 
   std::size_t connection_count() const { return sessions_.size(); }
@@ -38,6 +41,7 @@ class BrokerServer {
 
  private:
   void accept_next();
+  void commit_and_reply();
 
   boost::asio::io_context& io_;
   DisplayBroker& broker_;
@@ -47,6 +51,7 @@ class BrokerServer {
   ConnectionId next_id_ = 1;
   std::unordered_map<ConnectionId, std::weak_ptr<ClientSession>> sessions_;
   std::unordered_map<uid_t, std::uint32_t> connections_per_uid_;
+  std::vector<std::pair<std::shared_ptr<ClientSession>, v1::Response>> awaiting_commit_;
 };
 
 // Reads identity from the kernel: SO_PEERCRED and SO_PEERGROUPS.

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cstring>
 #include <spdlog/spdlog.h>
 
@@ -90,7 +91,50 @@ v1::Response DisplayBroker::handle(const Caller& caller, ConnectionId connection
   }
   const auto it = handlers().find(request.verb_case());
   if (it == handlers().end()) return reply(v1::INVALID, "unknown request verb");
+  // Records made while handling wait for commit_journal(); records made by
+  // timers and the reaper are written at once (after these, in order).
+  struct Batch {
+    LeaseJournal* journal;
+    explicit Batch(LeaseJournal* j) : journal(j) {
+      if (journal) journal->set_batching(true);
+    }
+    ~Batch() {
+      if (journal) journal->set_batching(false);
+    }
+  } batch(group_commit_ ? journal_ : nullptr);
   return (this->*(it->second))(caller, connection, request);
+}
+
+DisplayBroker::CommitOutcome DisplayBroker::commit_journal() {
+  CommitOutcome outcome;
+  if (!journal_) return outcome;
+  outcome.ok = journal_->commit();
+  const int error = errno;
+  if (!outcome.ok) {
+    // The holders have not been told yet: take the leases back.
+    for (const auto& id : uncommitted_acquires_) {
+      const Lease* lease = leases_.find(id);
+      if (!lease || lease->ending) continue;
+      spdlog::error("lease={} uid={}({}) display=:{} withdrawn: the lease journal cannot be written ({})", lease->id,
+                    lease->uid, lease->user, lease->display, std::strerror(error));
+      auto removed = leases_.remove(id);
+      allocator_.give_back(removed->display);
+      journal_->lease_removed(id);  // in case an earlier write carried it; best effort
+      outcome.withdrawn.push_back(id);
+    }
+  }
+  uncommitted_acquires_.clear();
+  return outcome;
+}
+
+v1::Response DisplayBroker::reply_after_failed_commit(v1::Response response, const CommitOutcome& outcome) const {
+  if (response.status() != v1::OK) return response;
+  if (response.has_acquire() && std::find(outcome.withdrawn.begin(), outcome.withdrawn.end(),
+                                          response.acquire().lease().id()) != outcome.withdrawn.end())
+    return reply(v1::INTERNAL, "the broker cannot record the lease (journal write failed); see its log");
+  if (response.has_report_process())
+    return reply(v1::INTERNAL, "the broker cannot record the process (journal write failed); see its log");
+  return response;
 }
 
 std::optional<std::uint32_t> DisplayBroker::pick_free_display(const std::string& user_dir) {
@@ -196,6 +240,7 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
                   std::strerror(errno));
     return reply(v1::INTERNAL, "the broker cannot record the lease (journal write failed); see its log");
   }
+  if (group_commit_ && journal_) uncommitted_acquires_.push_back(lease.id);
   allocator_.take(*display);
   v1::Response r = reply(v1::OK, "display :" + std::to_string(*display));
   fill_lease(lease, r.mutable_acquire()->mutable_lease());

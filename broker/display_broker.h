@@ -52,6 +52,19 @@ class DisplayBroker {
   // holder is gone are reaped, the others wait `grace` for their holder to
   // reattach.
   void set_journal(LeaseJournal* journal) { journal_ = journal; }
+  // Group commit (the server turns it on): the records a request makes are
+  // collected and written by commit_journal(), which the server calls once
+  // per turn of its event loop, before it sends the replies that announce
+  // them. Off (unit tests), every record is written before handle() returns.
+  void set_group_commit(bool on) { group_commit_ = on; }
+  bool journal_uncommitted() const { return journal_ && journal_->has_uncommitted(); }
+  struct CommitOutcome {
+    bool ok = true;
+    std::vector<std::string> withdrawn;  // leases taken back: their acquire is answered INTERNAL
+  };
+  CommitOutcome commit_journal();
+  // What to answer instead of `response` when the commit it waited for failed.
+  v1::Response reply_after_failed_commit(v1::Response response, const CommitOutcome& outcome) const;
   struct RestoreSummary {
     std::size_t waiting = 0, reaping = 0, dropped = 0;
   };
@@ -103,6 +116,8 @@ class DisplayBroker {
 
   BrokerConfig config_;
   AccessPolicy policy_;
+  bool group_commit_ = false;
+  std::vector<std::string> uncommitted_acquires_;  // since the last commit_journal()
   std::unique_ptr<DisplayProbe> probe_;
   std::unique_ptr<UserDirectories> user_dirs_;
   SteadyClock clock_;

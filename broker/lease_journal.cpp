@@ -146,9 +146,40 @@ void LeaseJournal::load() {
 }
 
 bool LeaseJournal::append(const journal::JournalRecord& record) {
-  if (!write_all(fd_.get(), encode_journal_record(record))) return false;
-  ++records_;
-  return true;
+  pending_ += encode_journal_record(record);
+  ++pending_records_;
+  if (batching_) {
+    pending_batched_ = true;
+    return true;
+  }
+  return write_pending();
+}
+
+bool LeaseJournal::write_pending() {
+  if (pending_.empty()) return true;
+  struct stat before {};
+  const bool sized = ::fstat(fd_.get(), &before) == 0;
+  const bool ok = write_all(fd_.get(), pending_);
+  if (ok) {
+    records_ += pending_records_;
+  } else {
+    // No torn record left behind for the next append to follow: the file
+    // ends where it did, and what was pending is lost (and reported).
+    const int saved = errno;
+    if (sized) (void)::ftruncate(fd_.get(), before.st_size);
+    errno = saved;
+    if (pending_batched_) lost_batched_ = true;
+  }
+  pending_.clear();
+  pending_records_ = 0;
+  pending_batched_ = false;
+  return ok;
+}
+
+bool LeaseJournal::commit() {
+  const bool ok = write_pending() && !lost_batched_;
+  lost_batched_ = false;
+  return ok;
 }
 
 bool LeaseJournal::lease_added(const journal::JournaledLease& lease) {
@@ -190,6 +221,10 @@ void LeaseJournal::compact(const std::vector<journal::JournaledLease>& live) {
   ::fcntl(fresh.get(), F_SETFL, O_APPEND);
   fd_ = std::move(fresh);
   records_ = live.size();
+  // What was pending is in the live leases the new file was written from.
+  pending_.clear();
+  pending_records_ = 0;
+  pending_batched_ = false;
 }
 
 }  // namespace xpra_broker

@@ -6,9 +6,11 @@
 // Durability: the runtime dir is a tmpfs. A write() into it is in the kernel's
 // page cache the moment it returns, and that survives the death of the broker
 // process; only a reboot loses it, and a reboot ends every display anyway. So
-// records are written with one write() each and never fsync()ed (on tmpfs
-// fsync is a no-op; on a disk it would cost milliseconds per lease for
-// nothing the design needs).
+// records are never fsync()ed (on tmpfs fsync is a no-op; on a disk it would
+// cost milliseconds per lease for nothing the design needs). The server
+// commits the records of all requests it answered in one turn of its event
+// loop with one write(), before any of those replies is sent (group commit);
+// a failed commit withdraws the leases it carried and answers INTERNAL.
 //
 // Integrity: each record carries its length and a CRC32 of its body. Loading
 // stops at the first record that is torn (length past the end) or corrupt
@@ -46,7 +48,8 @@ class LeaseJournal {
   const LoadResult& loaded() const { return loaded_; }
 
   // Appends one change. Returns false (and the caller must refuse the
-  // request) if the record could not be written.
+  // request) if the record could not be written. While batching, records
+  // only collect in memory (and these return true) until commit().
   bool lease_added(const journal::JournaledLease& lease);
   bool lease_ending(const std::string& id);
   bool lease_removed(const std::string& id);
@@ -61,18 +64,35 @@ class LeaseJournal {
   }
   void compact(const std::vector<journal::JournaledLease>& live);
 
+  // Group commit: the server batches the records of the requests it
+  // answers in one turn of its event loop and writes them with one write()
+  // before it sends any of their replies. Records appended while not
+  // batching are written at once, after whatever is pending, in order.
+  void set_batching(bool on) { batching_ = on; }
+  bool has_uncommitted() const { return !pending_.empty() || lost_batched_; }
+  // Writes what is pending. False if that failed, or if an earlier write
+  // since the last commit lost batched records: the requests that made them
+  // must not be told they succeeded.
+  bool commit();
+
   std::size_t records() const { return records_; }
   static constexpr std::size_t kCompactMinRecords = 1024;
   static constexpr std::uint32_t kMaxRecordSize = 64 * 1024;
 
  private:
   bool append(const journal::JournalRecord& record);
+  bool write_pending();
   void load();
 
   int dir_fd_;
   std::string path_;
   UniqueFd fd_;
   std::size_t records_ = 0;
+  std::string pending_;  // encoded records not yet written
+  std::size_t pending_records_ = 0;
+  bool batching_ = false;
+  bool pending_batched_ = false;  // pending_ holds records of batched requests
+  bool lost_batched_ = false;     // a write since the last commit lost some
   LoadResult loaded_;
 };
 

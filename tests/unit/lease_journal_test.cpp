@@ -1143,6 +1143,72 @@ TEST_F(BrokerRestoreTest, AJournalThatCannotBeWrittenRefusesTheAcquire) {
       ::testing::ExitedWithCode(0), "");
 }
 
+TEST_F(BrokerRestoreTest, WithGroupCommitRecordsReachTheFileOnlyAtTheCommit) {
+  start_broker().set_group_commit(true);
+  const auto a = acquire(kAlice, 1);
+  const auto b = acquire(kBob, 2);
+  ASSERT_EQ(a.status(), v1::OK);
+  ASSERT_EQ(b.status(), v1::OK);
+  EXPECT_TRUE(broker_->journal_uncommitted());
+  EXPECT_TRUE(journal_on_disk().empty()) << "nothing may be written before the commit";
+  const auto outcome = broker_->commit_journal();
+  EXPECT_TRUE(outcome.ok);
+  EXPECT_TRUE(outcome.withdrawn.empty());
+  EXPECT_FALSE(broker_->journal_uncommitted());
+  EXPECT_EQ(ids_of(journal_on_disk()),
+            (std::vector<std::string>{a.acquire().lease().id(), b.acquire().lease().id()}));
+  ASSERT_EQ(release(kAlice, 1, a.acquire().lease().id()).status(), v1::OK);
+  EXPECT_TRUE(broker_->journal_uncommitted());
+  EXPECT_EQ(journal_on_disk().size(), 2u) << "the release is not on disk before its commit";
+  EXPECT_TRUE(broker_->commit_journal().ok);
+  EXPECT_EQ(ids_of(journal_on_disk()), (std::vector<std::string>{b.acquire().lease().id()}));
+}
+
+TEST_F(BrokerRestoreTest, WithGroupCommitARecordWrittenOutsideARequestCarriesThePendingOnesInOrder) {
+  start_broker().set_group_commit(true);
+  const auto a = acquire(kAlice, 1);
+  const auto b = acquire(kBob, 2);
+  ASSERT_EQ(a.status(), v1::OK);
+  // Bob's connection closes (not a request): his lease ends at once, and its
+  // record is written after Alice's and Bob's pending acquires.
+  broker_->connection_closed(2);
+  EXPECT_EQ(ids_of(journal_on_disk()), (std::vector<std::string>{a.acquire().lease().id()}));
+  EXPECT_FALSE(broker_->journal_uncommitted());
+  EXPECT_TRUE(broker_->commit_journal().ok);
+}
+
+TEST_F(BrokerRestoreTest, WithGroupCommitAFailedCommitWithdrawsTheLeasesItCarried) {
+  // In a child (it changes a process limit), as above, but the write fails
+  // at the commit, after the acquire was answered in memory.
+  const auto commit_into_a_full_journal = [&] {
+    ::signal(SIGXFSZ, SIG_IGN);
+    start_broker().set_group_commit(true);
+    const auto first = acquire(kAlice, 1);
+    if (first.status() != v1::OK || !broker_->commit_journal().ok) std::_Exit(10);
+    struct stat st {};
+    ::stat((runtime_dir_ + "/" + kJournalName).c_str(), &st);
+    const rlimit cap{static_cast<rlim_t>(st.st_size), static_cast<rlim_t>(st.st_size)};
+    if (::setrlimit(RLIMIT_FSIZE, &cap) != 0) std::_Exit(11);
+    const auto second = acquire(kAlice, 1);
+    if (second.status() != v1::OK) std::_Exit(12);
+    const auto outcome = broker_->commit_journal();
+    if (outcome.ok) std::_Exit(13);
+    if (outcome.withdrawn != std::vector<std::string>{second.acquire().lease().id()}) std::_Exit(14);
+    if (broker_->reply_after_failed_commit(second, outcome).status() != v1::INTERNAL) std::_Exit(15);
+    if (broker_->reply_after_failed_commit(first, outcome).status() != v1::OK) std::_Exit(16);
+    if (broker_->leases().size() != 1 || broker_->allocator().leased_count() != 1) std::_Exit(17);
+    // The file still ends on a whole record: the first lease, no torn tail.
+    const rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+    ::setrlimit(RLIMIT_FSIZE, &unlimited);
+    UniqueFd dir(::open(runtime_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    LeaseJournal reread(dir.get(), runtime_dir_);
+    if (reread.loaded().dropped_bytes != 0) std::_Exit(18);
+    if (ids_of(reread.loaded().leases) != std::vector<std::string>{first.acquire().lease().id()}) std::_Exit(19);
+    std::_Exit(0);
+  };
+  EXPECT_EXIT(commit_into_a_full_journal(), ::testing::ExitedWithCode(0), "");
+}
+
 TEST_F(BrokerRestoreTest, WithoutAJournalTheBrokerWorksAndRestoresNothing) {
   start_broker(/*with_journal=*/false);
   const auto r = acquire(kAlice, 1);
