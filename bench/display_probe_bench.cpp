@@ -4,10 +4,12 @@
 // dir where no display is in use, so every probe takes the common "free" path:
 //
 //   DisplayProbe::probe          the whole host probe of one display number
-//     lock file open + lstat     /tmp/.X<N>-lock (ENOENT, then lstat)
-//     probe_socket_file          open(O_PATH) + lstat, three per probe
-//     abstract_socket_in_use     socket() + bind() + close(), two per probe
-//   UserDirectories::ensure      mkdirat + openat + fstat + close per acquire
+//     name watch drain           one read() of the inotify fd (EAGAIN)
+//     abstract listener probe    one connect() (ECONNREFUSED), two per probe
+//     fallback: probe_socket_file  one fstatat() (ENOENT), what each of the
+//                                four files costs when the watch cannot vouch
+//   UserDirectories::ensure      one fstatat() when the directory is right
+//     user_dir_intact            the watch's answer instead (no syscall)
 //   new_lease_id                 getrandom
 //   list_processes               the /proc scan the lease reaper does per
 //                                release (when the broker has a reaper)
@@ -19,14 +21,6 @@
 //   frame codec                  what the server does per pair besides
 //                                handle(): parse two requests, encode two
 //                                reply frames
-//
-// And two what-if prototypes (bench code, not the broker's), to size the
-// changes the report suggests:
-//   lean probe   the same checks for a free display through directory fds
-//                opened once (openat), without the lstat() that follows an
-//                open() failing with ENOENT
-//   ensure fast  UserDirectories::ensure's check as one fstatat() when the
-//                directory is already right
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -117,50 +111,6 @@ void relax_rate_limits(Config& c) {
   if constexpr (requires { c.acquires_per_minute; }) c.acquires_per_minute = 1000000;
 }
 
-// ---- what-if prototypes ------------------------------------------------------
-
-// Directories the probe looks in, opened once.
-struct ProbeDirs {
-  UniqueFd x11, x11_unix, shared, user;
-};
-
-UniqueFd open_dir_fd(const std::string& path) {
-  return UniqueFd(::open(path.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-}
-
-// True when `name` is certainly absent. Anything else (present, or an error
-// other than ENOENT) would take the broker's full path, as today.
-bool absent_at(int dir, const char* name, int flags = O_PATH) {
-  UniqueFd fd(::openat(dir, name, flags | O_NOFOLLOW | O_CLOEXEC));
-  return !fd && errno == ENOENT;
-}
-
-// The free-display path of DisplayProbe::probe with fewer syscalls: openat
-// relative to directory fds, no lstat after ENOENT. Returns true if free.
-bool lean_probe(const ProbeDirs& dirs, const std::string& x11_tmp_dir, const std::string& host, std::uint32_t display) {
-  char name[96];
-  std::snprintf(name, sizeof(name), ".X%u-lock", display);
-  bool free = absent_at(dirs.x11.get(), name, O_RDONLY | O_NONBLOCK | O_NOCTTY);
-  std::snprintf(name, sizeof(name), "X%u", display);
-  free = absent_at(dirs.x11_unix.get(), name) && free;
-  free = !abstract_socket_in_use(x11_tmp_dir + "/.X11-unix/" + name) && free;
-  std::snprintf(name, sizeof(name), "xpra/%u", display);
-  free = !abstract_socket_in_use(name) && free;
-  std::snprintf(name, sizeof(name), "%s-%u", host.c_str(), display);
-  free = absent_at(dirs.shared.get(), name) && free;
-  free = absent_at(dirs.user.get(), name) && free;
-  return free;
-}
-
-// UserDirectories::ensure when nothing needs doing: one fstatat.
-bool user_dir_ready(int runtime_dir, uid_t uid, gid_t gid) {
-  char name[16];
-  std::snprintf(name, sizeof(name), "%u", static_cast<unsigned>(uid));
-  struct stat st {};
-  return ::fstatat(runtime_dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) && st.st_uid == uid &&
-         st.st_gid == gid && (st.st_mode & 07777) == UserDirectories::kMode;
-}
-
 DisplayBroker make_broker(const BrokerConfig& config, std::unique_ptr<DisplayProbe> probe,
                           std::unique_ptr<UserDirectories> dirs) {
   return DisplayBroker(config, AccessPolicy{}, std::move(probe), std::move(dirs));
@@ -216,33 +166,27 @@ int run(int iterations) {
     volatile auto facts = probe.probe(display(i), user_dir).lock_kind;
     (void)facts;
   }));
-  rows.push_back(time_each("  lock open + lstat", 1, iterations, [&](int i) {
-    const std::string path = x11 + "/.X" + std::to_string(display(i)) + "-lock";
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-    struct stat st {};
-    if (!fd) ::lstat(path.c_str(), &st);
+  rows.push_back(time_each("  name watch drain (no events)", 1, iterations, [&](int) { probe.drain_watch(); }));
+  AbstractListenerProbe abstract_probe;
+  rows.push_back(time_each("  abstract listener probe", 2, iterations, [&](int i) {
+    if (abstract_probe.in_use("xpra/" + std::to_string(display(i)))) throw std::runtime_error("display in use");
   }));
-  rows.push_back(time_each("  probe_socket_file", 3, iterations, [&](int i) {
+  rows.push_back(time_each("  fallback: probe_socket_file", 4, iterations, [&](int i) {
     probe_socket_file(run_dir + "/" + host + "-" + std::to_string(display(i)));
   }));
-  rows.push_back(time_each("  abstract_socket_in_use", 2, iterations, [&](int i) {
-    abstract_socket_in_use("xpra/" + std::to_string(display(i)));
-  }));
-  ProbeDirs probe_dirs{open_dir_fd(x11), open_dir_fd(x11 + "/.X11-unix"), open_dir_fd(run_dir), open_dir_fd(user_dir)};
-  rows.push_back(time_each("  what-if: lean probe", 1, iterations, [&](int i) {
-    if (!lean_probe(probe_dirs, x11, host, display(i))) throw std::runtime_error("lean probe found a display in use");
-  }));
   rows.push_back(time_each("UserDirectories::ensure", 1, iterations, [&](int) { dirs.ensure(caller.uid); }));
-  rows.push_back(time_each("  what-if: ensure fast path", 1, iterations, [&](int) {
-    if (!user_dir_ready(dirs.runtime_dir_fd(), caller.uid, ::getegid()))
-      throw std::runtime_error("the user directory is not as ensure() left it");
+  probe.user_dir_verified(user_dir);
+  rows.push_back(time_each("  user_dir_intact (watch)", 1, iterations, [&](int) {
+    if (!probe.user_dir_intact(user_dir)) throw std::runtime_error("the watch does not vouch for the user dir");
   }));
   rows.push_back(time_each("new_lease_id", 1, iterations, [&](int) { new_lease_id(); }));
 
 #ifdef BENCH_HAS_LIFECYCLE
   rows.push_back(time_each("list_processes", 1, iterations, [&](int) { list_processes(); }));
 #endif
-  DisplayBroker real = make_broker(config, std::make_unique<DisplayProbe>(x11, run_dir, host),
+  auto real_probe = std::make_unique<DisplayProbe>(x11, run_dir, host);
+  [[maybe_unused]] const DisplayProbe* real_probe_ptr = real_probe.get();
+  DisplayBroker real = make_broker(config, std::move(real_probe),
                                    std::make_unique<UserDirectories>(open_dir(), run_dir, ::getegid()));
 #ifdef BENCH_HAS_LIFECYCLE
   // As main.cpp wires it: a release ends the lease through the reaper, which
@@ -250,6 +194,7 @@ int run(int iterations) {
   boost::asio::io_context io(1);
   StaleArtifactCleaner cleaner(x11, run_dir, host);
   AsioLeaseReaper reaper(io, cleaner, x11, std::chrono::milliseconds(3000));
+  reaper.use_probe(real_probe_ptr);
   real.set_lifecycle(&reaper, &cleaner);
   const char* real_name = "handle() pair, real host+reaper";
 #else

@@ -92,16 +92,20 @@ v1::Response DisplayBroker::handle(const Caller& caller, ConnectionId connection
   const auto it = handlers().find(request.verb_case());
   if (it == handlers().end()) return reply(v1::INVALID, "unknown request verb");
   // Records made while handling wait for commit_journal(); records made by
-  // timers and the reaper are written at once (after these, in order).
-  struct Batch {
+  // timers and the reaper are written at once (after these, in order). The
+  // probe's name watch is drained once for the whole request.
+  struct RequestScope {
     LeaseJournal* journal;
-    explicit Batch(LeaseJournal* j) : journal(j) {
+    const DisplayProbe& probe;
+    RequestScope(LeaseJournal* j, const DisplayProbe& p) : journal(j), probe(p) {
       if (journal) journal->set_batching(true);
+      probe.begin_request();
     }
-    ~Batch() {
+    ~RequestScope() {
       if (journal) journal->set_batching(false);
+      probe.end_request();
     }
-  } batch(group_commit_ ? journal_ : nullptr);
+  } scope(group_commit_ ? journal_ : nullptr, *probe_);
   return (this->*(it->second))(caller, connection, request);
 }
 
@@ -205,7 +209,15 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
                  wait_ms);
   }
 
-  const auto dir = user_dirs_->ensure(caller.uid);
+  // The directory is checked (and repaired) unless the probe's watch has
+  // seen nothing change on it since the last check.
+  UserDirectories::Result dir;
+  dir.path = user_dirs_->path_for(caller.uid);
+  dir.ok = probe_->user_dir_intact(dir.path);
+  if (!dir.ok) {
+    dir = user_dirs_->ensure(caller.uid);
+    if (dir.ok) probe_->user_dir_verified(dir.path);
+  }
   if (!dir.ok) {
     spdlog::error("acquire for {} failed: {}", describe_caller(caller, name), dir.error);
     return reply(v1::INTERNAL, "the broker could not prepare your directory: " + dir.error);

@@ -56,7 +56,8 @@ int DisplayNameWatch::watch_dir(int parent_fd, const char* name, Kind kind, cons
   if (!dir_fd || ::fstat(dir_fd.get(), &st) != 0) return -1;
   // Through the fd: the inode opened above, whatever the path names now.
   const std::string by_fd = "/proc/self/fd/" + std::to_string(dir_fd.get());
-  const int wd = ::inotify_add_watch(inotify_.get(), by_fd.c_str(), kDirEvents);
+  // A user's dir also reports changes of its own mode and owner.
+  const int wd = ::inotify_add_watch(inotify_.get(), by_fd.c_str(), kDirEvents | (kind == Kind::user ? IN_ATTRIB : 0));
   if (wd < 0) {
     if (errno == ENOSPC)
       spdlog::warn("inotify watch limit reached (fs.inotify.max_user_watches); probes look at the filesystem");
@@ -168,6 +169,10 @@ void DisplayNameWatch::apply(int wd, std::uint32_t mask, const char* name) {
     if (dir.kind == Kind::x11) return reopen_x11_dir();
     return forget(wd);
   }
+  if (mask & IN_ATTRIB) {
+    if (*name == '\0') dir.intact = false;  // the directory itself, not a name in it
+    return;
+  }
   if (dir.kind == Kind::tmp && std::strcmp(name, kX11Dir) == 0) return reopen_x11_dir();
   const auto display = display_of(dir.kind, name);
   if (!display) return;
@@ -221,6 +226,19 @@ bool DisplayNameWatch::user_socket_absent(const std::string& user_dir, std::uint
   }
   const auto dir = dirs_.find(it->second);
   return dir != dirs_.end() && !dir->second.present.count(display);
+}
+
+bool DisplayNameWatch::user_dir_intact(const std::string& user_dir) const {
+  const auto wd = user_wds_.find(user_dir);
+  if (wd == user_wds_.end()) return false;
+  const auto dir = dirs_.find(wd->second);
+  return dir != dirs_.end() && dir->second.intact;
+}
+
+void DisplayNameWatch::user_dir_verified(const std::string& user_dir) {
+  const auto wd = user_wds_.find(user_dir);
+  if (wd == user_wds_.end()) return;
+  if (auto dir = dirs_.find(wd->second); dir != dirs_.end()) dir->second.intact = true;
 }
 
 }  // namespace xpra_broker

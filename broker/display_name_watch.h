@@ -54,6 +54,11 @@ class DisplayNameWatch {
   bool shared_socket_absent(std::uint32_t display) const;
   // Starts watching user_dir the first time it is asked about.
   bool user_socket_absent(const std::string& user_dir, std::uint32_t display);
+  // The user dir's own mode and owner: intact from user_dir_verified() until
+  // an IN_ATTRIB on the directory itself (or its removal). A dir not yet
+  // watched is never intact.
+  bool user_dir_intact(const std::string& user_dir) const;
+  void user_dir_verified(const std::string& user_dir);
 
   std::size_t watched_directories() const { return dirs_.size(); }
   std::size_t rescans() const { return rescans_; }
@@ -72,6 +77,7 @@ class DisplayNameWatch {
     dev_t dev;         // the inode the watch is on
     ino_t ino;
     std::string user_dir;  // Kind::user only
+    bool intact = false;   // Kind::user: no IN_ATTRIB since verified
     std::set<std::uint32_t> present;
   };
 

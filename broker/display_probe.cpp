@@ -204,8 +204,21 @@ void probe_lock(int dir_fd, const std::string& name, DisplayFacts& f) {
 
 }  // namespace
 
-bool DisplayProbe::x_lock_absent(std::uint32_t display) const {
+void DisplayProbe::refresh() const {
+  if (freshness_ == Freshness::drained) return;
   watch_.drain();
+  if (freshness_ == Freshness::in_request) freshness_ = Freshness::drained;
+}
+
+bool DisplayProbe::user_dir_intact(const std::string& user_dir) const {
+  refresh();
+  return watch_.user_dir_intact(user_dir);
+}
+
+void DisplayProbe::user_dir_verified(const std::string& user_dir) const { watch_.user_dir_verified(user_dir); }
+
+bool DisplayProbe::x_lock_absent(std::uint32_t display) const {
+  refresh();
   if (watch_.lock_absent(display)) return true;
   const std::string lock_name = (tmp_dir_fd_ ? "" : x11_tmp_dir_ + "/") + ".X" + std::to_string(display) + "-lock";
   return name_absent(tmp_dir_fd_ ? tmp_dir_fd_.get() : AT_FDCWD, lock_name.c_str());
@@ -219,7 +232,7 @@ DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_
   const std::string tmp_prefix = tmp_dir_fd_ ? "" : x11_tmp_dir_ + "/";
   // The watch answers "absent" for the files it has seen no name of; the
   // filesystem is asked about the rest.
-  watch_.drain();
+  refresh();
 
   if (!watch_.lock_absent(display)) probe_lock(tmp, tmp_prefix + ".X" + n + "-lock", f);
 

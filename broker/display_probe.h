@@ -42,13 +42,29 @@ class DisplayProbe {
   bool x_lock_absent(std::uint32_t display) const;
   void drain_watch() const { watch_.drain(); }
 
+  // Within one request the watch is drained once, before its first answer
+  // (all of a request's answers are then as fresh as stats made at that
+  // moment); outside a request, before every answer.
+  void begin_request() const { freshness_ = Freshness::in_request; }
+  void end_request() const { freshness_ = Freshness::idle; }
+
+  // The user's directory has not been changed (mode, owner, removed, moved)
+  // since user_dir_verified() was last called for it, as far as the watch
+  // knows; false when it does not know.
+  bool user_dir_intact(const std::string& user_dir) const;
+  // Call right after checking the directory, with no answer in between.
+  void user_dir_verified(const std::string& user_dir) const;
+
  private:
   std::string x11_tmp_dir_;
   std::string xpra_shared_dir_;
   std::string hostname_;
   UniqueFd tmp_dir_fd_;
   UniqueFd shared_dir_fd_;
+  void refresh() const;
   mutable DisplayNameWatch watch_;
+  enum class Freshness { idle, in_request, drained };
+  mutable Freshness freshness_ = Freshness::idle;
   mutable AbstractListenerProbe abstract_probe_;
 };
 

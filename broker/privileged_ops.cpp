@@ -1,5 +1,6 @@
 #include "privileged_ops.h"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/prctl.h>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <string>
 
 namespace xpra_broker {
 
@@ -66,12 +68,19 @@ CapabilityBracket::~CapabilityBracket() {
 
 int privileged_fchown(int fd, uid_t uid, gid_t gid) {
   CapabilityBracket bracket(CAP_CHOWN);
-  return ::fchown(fd, uid, gid);
+  // AT_EMPTY_PATH: the fd's own inode, also for an O_PATH fd.
+  return ::fchownat(fd, "", uid, gid, AT_EMPTY_PATH);
 }
 
 int privileged_fchmod(int fd, mode_t mode) {
   CapabilityBracket bracket(CAP_FOWNER);
-  return ::fchmod(fd, mode);
+  if (::fchmod(fd, mode) == 0) return 0;
+  if (errno != EBADF) return -1;
+  // An O_PATH fd (a directory the broker may not read, e.g. one its owner
+  // made 0700): chmod through the fd's /proc link, which names that inode
+  // and no path a user could swap.
+  const std::string by_fd = "/proc/self/fd/" + std::to_string(fd);
+  return ::chmod(by_fd.c_str(), mode);
 }
 
 int privileged_pidfd_signal(int pidfd, int signo) {

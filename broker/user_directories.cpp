@@ -34,7 +34,9 @@ UserDirectories::Result UserDirectories::ensure(uid_t uid) {
 
   // Created 0700 first, so nobody else can get in before owner and mode are set.
   if (::mkdirat(runtime_dir_fd_.get(), name.c_str(), 0700) != 0 && errno != EEXIST) return failed("mkdir");
-  UniqueFd dir(::openat(runtime_dir_fd_.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  // O_PATH: needs no permission on the directory itself, so one its owner
+  // made 0700 can still be repaired.
+  UniqueFd dir(::openat(runtime_dir_fd_.get(), name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dir) {
     if (errno == ELOOP || errno == ENOTDIR) errno = ENOTDIR;
     return failed("open (a non-directory or symlink is in the way of)");

@@ -1,6 +1,7 @@
 // Who may do what, end to end: identity comes from the kernel, so these run
 // the client as the real test users.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sstream>
@@ -66,6 +67,31 @@ TEST_F(AccessTest, UsersCannotSeeOrReleaseEachOthersLeases) {
   EXPECT_EQ(root_release.exit_code, 0) << root_release.describe();
   EXPECT_EQ(lease_count(), 0u) << list_all().dump(1);
   EXPECT_EQ(alice.client.terminate().exit_code, 128 + SIGTERM);
+}
+
+TEST_F(AccessTest, AUserWhoChangesTheirOwnDirectoryFindsItRepairedAtTheNextAcquire) {
+  // The broker skips the check of a directory its inotify watch saw no
+  // change on; a change must still be seen and repaired.
+  start_broker({"--displays=332-333"});
+  const std::string dir = broker_->runtime_dir() + "/" + std::to_string(uid_of(kAlice));
+  const auto mode_of = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(dir.c_str(), &st), 0) << dir;
+    return st.st_mode & 07777;
+  };
+  for (int i = 0; i < 3; ++i) {  // the first acquires check it and start watching it
+    const auto r = broker_->client_as(kAlice, {"exec", "--", "true"});
+    ASSERT_EQ(r.exit_code, 0) << r.describe();
+  }
+  ASSERT_EQ(mode_of(), 0770u);
+  for (const char* mode : {"0700", "0777"}) {
+    const auto chmod = run_as(kAlice, {"chmod", mode, dir});
+    ASSERT_EQ(chmod.exit_code, 0) << chmod.describe();
+    ASSERT_NE(mode_of(), 0770u);
+    const auto r = broker_->client_as(kAlice, {"exec", "--", "true"});
+    ASSERT_EQ(r.exit_code, 0) << r.describe();
+    EXPECT_EQ(mode_of(), 0770u) << "not repaired after alice set " << mode;
+  }
 }
 
 TEST_F(AccessTest, UserOutsideAllowedGroupsIsRefusedWithAReason) {

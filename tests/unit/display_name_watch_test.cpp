@@ -147,6 +147,36 @@ TEST_F(DisplayNameWatchTest, UserDirIsWatchedFromTheFirstQuestionAndAgainAfterIt
   EXPECT_FALSE(watch.user_socket_absent((root_ / "missing").string(), 12));  // cannot watch: no vouching
 }
 
+TEST_F(DisplayNameWatchTest, UserDirIsIntactOnlyFromAVerificationUntilItsModeOrOwnerChanges) {
+  DisplayNameWatch watch(tmp_fd_, shared_fd_, "host");
+  watch.user_dir_verified(user_.string());  // not watched yet: no effect
+  EXPECT_FALSE(watch.user_dir_intact(user_.string()));
+  EXPECT_TRUE(watch.user_socket_absent(user_.string(), 1));  // starts the watch
+  EXPECT_FALSE(watch.user_dir_intact(user_.string())) << "never intact before a verification";
+  watch.user_dir_verified(user_.string());
+  EXPECT_TRUE(watch.user_dir_intact(user_.string()));
+  // Names and their modes inside it do not matter.
+  touch(user_ / "host-2");
+  ASSERT_EQ(::chmod((user_ / "host-2").c_str(), 0600), 0);
+  watch.drain();
+  EXPECT_TRUE(watch.user_dir_intact(user_.string()));
+  // Its own mode does.
+  ASSERT_EQ(::chmod(user_.c_str(), 0777), 0);
+  watch.drain();
+  EXPECT_FALSE(watch.user_dir_intact(user_.string()));
+  watch.user_dir_verified(user_.string());
+  EXPECT_TRUE(watch.user_dir_intact(user_.string()));
+  ASSERT_EQ(::chown(user_.c_str(), 1234, 1234), 0);
+  watch.drain();
+  EXPECT_FALSE(watch.user_dir_intact(user_.string()));
+  watch.user_dir_verified(user_.string());
+  // Removed and made again: a new directory, not known to be intact.
+  fs::remove_all(user_);
+  fs::create_directories(user_);
+  watch.drain();
+  EXPECT_FALSE(watch.user_dir_intact(user_.string()));
+}
+
 TEST_F(DisplayNameWatchTest, QueueOverflowIsRescannedNotLost) {
   DisplayNameWatch watch(tmp_fd_, shared_fd_, "host");
   watch.drain();
