@@ -11,12 +11,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "integration_fixture.h"
 
@@ -293,6 +295,57 @@ TEST_F(HostDisplayTest, LeftoversAreRemovedAndTheirNumbersWorkButServersAreSkipp
   }
   EXPECT_EQ(handed_out.size(), usable);
   for (std::uint32_t d : planted.leftovers()) EXPECT_TRUE(handed_out.count(d)) << ":" << d << " was not reused";
+  EXPECT_TRUE(wait_until([&] { return lease_count() == 0; })) << list_all().dump(1);
+  expect_foreign_servers_untouched();
+}
+
+// The broker answers "free" from its inotify watch of /tmp and
+// /tmp/.X11-unix. Leftovers and servers that appear after it started, while
+// /tmp churns with thousands of unrelated files a second, must be seen all
+// the same.
+TEST_F(HostDisplayTest, WhatAppearsAfterTheBrokerStartedIsSeenDuringAnEventStormInTmp) {
+  start_broker({"--displays=374-383", "--clean-stale=no", "--max-leases-per-user=10", "--recheck-seconds=3600"});
+  const auto first = broker_->client_as(kAlice, {"exec", "--", "true"});
+  ASSERT_EQ(first.exit_code, 0) << first.describe();  // the watch is up and has scanned
+
+  struct Churn {
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> files{0};
+    std::thread thread;
+    Churn()
+        : thread([this] {
+            for (unsigned i = 0; !stop; ++i) {
+              const std::string path = "/tmp/xpb-churn-" + std::to_string(i % 64);
+              const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+              if (fd >= 0) ::close(fd);
+              ::unlink(path.c_str());
+              ++files;
+            }
+          }) {}
+    ~Churn() {
+      stop = true;
+      thread.join();
+    }
+  };
+  std::uint64_t churned = 0;
+  {
+    Churn churn;
+    const PlantedDisplays planted = plant(374, 383);
+    const std::size_t usable = 10 - planted.all().size();
+    start_xvfb_clients(usable);
+    const auto refused = broker_->client_as(kAlice, {"exec", "--", "true"});
+    EXPECT_EQ(refused.exit_code, 75) << refused.describe();
+    auto blocked = blocked_displays();
+    EXPECT_EQ(blocked.size(), planted.all().size()) << "only the planted displays are blocked";
+    std::set<std::uint32_t> handed_out;
+    for (const auto& run : release_xvfb_clients()) {
+      EXPECT_TRUE(handed_out.insert(run.display).second) << ":" << run.display << " handed out twice";
+      EXPECT_FALSE(planted.all().count(run.display)) << "the broker handed out :" << run.display;
+    }
+    EXPECT_EQ(handed_out.size(), usable);
+    churned = churn.files;
+  }
+  EXPECT_GT(churned, 20000u) << "the storm was too weak to mean anything";
   EXPECT_TRUE(wait_until([&] { return lease_count() == 0; })) << list_all().dump(1);
   expect_foreign_servers_untouched();
 }

@@ -56,6 +56,7 @@ constexpr std::uint32_t kChurnDisplay = 61100;
 constexpr std::uint32_t kFdLeakDisplay = 61110;
 constexpr std::uint32_t kRenameDisplay = 61120;
 constexpr std::uint32_t kDirsLaterDisplay = 61130;
+constexpr std::uint32_t kRequestDisplay = 61140;
 
 const char* kind_name(FileKind kind) {
   switch (kind) {
@@ -861,6 +862,32 @@ TEST_F(DisplayProbeTest, DirectoriesMissingAtConstructionCreatedLater) {
   remove_tree(tmp_later);
   remove_tree(shared_later);
   expect_nothing(p.probe(d, user_), d, "both dirs removed again");
+}
+
+// 15. Within one request (begin_request .. end_request, as DisplayBroker
+// brackets each) the watch is drained once, before the request's first
+// answer; outside requests before every answer. A lock that appears in the
+// middle of a request is therefore seen by the next one, and the file system
+// fallback (names the watch has seen) is still asked every time.
+TEST_F(DisplayProbeTest, TheWatchIsDrainedOncePerRequestAndBeforeEveryAnswerOutsideOne) {
+  const std::uint32_t d = kRequestDisplay;
+  DisplayProbe& p = make_probe();
+  p.begin_request();
+  expect_nothing(probe(d), d, "first answer of the request");
+  write_lock(lock_path(d), ::getpid());
+  EXPECT_KIND(probe(d).lock_kind, FileKind::absent);  // as of the request's first answer
+  EXPECT_TRUE(p.x_lock_absent(d));
+  p.end_request();
+  EXPECT_KIND(probe(d).lock_kind, FileKind::regular);
+  EXPECT_FALSE(p.x_lock_absent(d));
+
+  p.begin_request();
+  EXPECT_KIND(probe(d).lock_kind, FileKind::regular);
+  remove_file(lock_path(d));
+  // A name the watch has seen is looked up again, so its removal shows at once.
+  EXPECT_KIND(probe(d).lock_kind, FileKind::absent);
+  p.end_request();
+  expect_nothing(probe(d), d, "after the request");
 }
 
 }  // namespace
