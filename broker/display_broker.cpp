@@ -324,6 +324,8 @@ v1::Response DisplayBroker::status(const Caller& caller, ConnectionId, const v1:
   s->set_uptime_ms(std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - started_).count());
   for (const auto& w : warnings_) s->add_warnings(w);
   s->set_stale_removed(stale_removed_);
+  s->set_watched_directories(static_cast<std::uint32_t>(probe_->watched_directories()));
+  s->set_watch_rescans(static_cast<std::uint32_t>(probe_->watch_rescans()));
   const auto x_servers = x_servers_by_uid();
   const bool admin = policy_.is_admin(caller);
   for (const auto& [uid, pids] : x_servers) {

@@ -38,6 +38,8 @@ class DisplayProbe {
   // The watch's inotify fd (or -1), for the event loop to drain it whenever
   // it is readable, and the drain itself.
   int watch_fd() const { return watch_.fd(); }
+  std::size_t watched_directories() const { return watch_.watched_directories(); }
+  std::size_t watch_rescans() const { return watch_.rescans(); }
   // No X lock file for the display right now (the watch, else one stat).
   bool x_lock_absent(std::uint32_t display) const;
   void drain_watch() const { watch_.drain(); }

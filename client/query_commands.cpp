@@ -132,6 +132,8 @@ int run_status(const GlobalOptions& options, bool json) {
                           {"blocked", blocked},
                           {"x_servers", x_servers},
                           {"stale_removed", s.stale_removed()},
+                          {"watched_directories", s.watched_directories()},
+                          {"watch_rescans", s.watch_rescans()},
                           {"warnings", s.warnings()}};
     std::cout << out.dump(2) << "\n";
     return kExitOk;
@@ -147,6 +149,10 @@ int run_status(const GlobalOptions& options, bool json) {
                   b.reason().c_str());
   }
   std::printf("stale files removed since start: %u\n", s.stale_removed());
+  if (s.watched_directories() > 0)
+    std::printf("name watch    %u directories (inotify), %u rescans\n", s.watched_directories(), s.watch_rescans());
+  else
+    std::printf("name watch    off: every probe looks at the filesystem (see the broker's log)\n");
   if (s.x_servers_size() > 0) {
     std::printf("X servers on the host:\n");
     for (const auto& x : s.x_servers())

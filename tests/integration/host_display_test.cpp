@@ -307,6 +307,11 @@ TEST_F(HostDisplayTest, WhatAppearsAfterTheBrokerStartedIsSeenDuringAnEventStorm
   start_broker({"--displays=374-383", "--clean-stale=no", "--max-leases-per-user=10", "--recheck-seconds=3600"});
   const auto first = broker_->client_as(kAlice, {"exec", "--", "true"});
   ASSERT_EQ(first.exit_code, 0) << first.describe();  // the watch is up and has scanned
+  // /tmp, /tmp/.X11-unix, the runtime dir and alice's dir.
+  const auto status = status_json();
+  EXPECT_EQ(status["watched_directories"].get<unsigned>(), 4u) << status.dump(1);
+  const auto text = broker_->client_as("root", {"status"});
+  EXPECT_NE(text.out.find("name watch    4 directories (inotify)"), std::string::npos) << text.describe();
 
   struct Churn {
     std::atomic<bool> stop{false};
