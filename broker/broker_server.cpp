@@ -45,6 +45,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   }
   // Refuses the connection with one reply, then closes it.
   void refuse(v1::Status status, const std::string& message) { send_and_close(status, message); }
+  // Sends a reply the server held back until its journal records were
+  // written (see BrokerServer::reply_after_commit), then reads on.
+  void send(const v1::Response& response) { write(response, /*then_close=*/false); }
 
  private:
   // A client that starts a frame must finish it in this time; a holder
@@ -99,11 +102,6 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       return server_.reply_after_commit(shared_from_this(), std::move(response));
     write(response, /*then_close=*/false);
   }
-
- public:
-  void send(const v1::Response& response) { write(response, /*then_close=*/false); }
-
- private:
 
   void consume(std::size_t frame_size) {
     in_used_ -= frame_size;

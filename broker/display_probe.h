@@ -15,7 +15,9 @@ namespace xpra_broker {
 // reused, unconnected socket: a refused connect leaves the socket reusable,
 // so the common "nobody there" answer costs one syscall, where a bind probe
 // costs three (socket, bind, close). A name bound by a process that has not
-// yet called listen() reads as free: it is no server yet.
+// yet called listen() reads as free: it is no server yet. A listener sees a
+// connection that closes at once, as with the socket-file probe; the number
+// is then skipped for recheck-seconds, so that happens rarely.
 class AbstractListenerProbe {
  public:
   bool in_use(const std::string& name);
