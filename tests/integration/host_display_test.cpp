@@ -332,9 +332,11 @@ TEST_F(HostDisplayTest, WhatAppearsAfterTheBrokerStartedIsSeenDuringAnEventStorm
       thread.join();
     }
   };
-  std::uint64_t churned = 0;
   {
     Churn churn;
+    // The storm is under way (and stays so) before anything is planted. A
+    // count, not a rate: how fast the churn runs depends on the machine.
+    ASSERT_TRUE(wait_until([&] { return churn.files >= 10000; }, 60s)) << "the /tmp churn did not get going";
     const PlantedDisplays planted = plant(374, 383);
     const std::size_t usable = 10 - planted.all().size();
     start_xvfb_clients(usable);
@@ -348,9 +350,7 @@ TEST_F(HostDisplayTest, WhatAppearsAfterTheBrokerStartedIsSeenDuringAnEventStorm
       EXPECT_FALSE(planted.all().count(run.display)) << "the broker handed out :" << run.display;
     }
     EXPECT_EQ(handed_out.size(), usable);
-    churned = churn.files;
   }
-  EXPECT_GT(churned, 20000u) << "the storm was too weak to mean anything";
   EXPECT_TRUE(wait_until([&] { return lease_count() == 0; })) << list_all().dump(1);
   expect_foreign_servers_untouched();
 }
