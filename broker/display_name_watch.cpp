@@ -150,7 +150,9 @@ void DisplayNameWatch::rescan_all() {
     if (it->second.kind == Kind::tmp || it->second.kind == Kind::shared) return disable();
     forget(wd);
   }
-  if (tmp_wd_ >= 0) reopen_x11_dir();
+  // .X11-unix is rescanned above when it is watched; when it is not (or it
+  // was replaced), it may have appeared during the overflow.
+  if (tmp_wd_ >= 0 && x11_wd_ < 0) reopen_x11_dir();
 }
 
 void DisplayNameWatch::apply(int wd, std::uint32_t mask, const char* name) {
@@ -216,29 +218,28 @@ bool DisplayNameWatch::shared_socket_absent(std::uint32_t display) const {
 
 bool DisplayNameWatch::user_socket_absent(const std::string& user_dir, std::uint32_t display) {
   if (!inotify_) return false;
-  auto [it, inserted] = user_wds_.try_emplace(user_dir, -1);
-  if (inserted) {
-    // Bounded: one watch per user directory the broker hands out.
-    const int wd = watch_dir(AT_FDCWD, user_dir.c_str(), Kind::user, user_dir);
-    user_wds_[user_dir] = wd;
-    if (wd < 0) return false;
-    it = user_wds_.find(user_dir);
-  }
-  const auto dir = dirs_.find(it->second);
-  return dir != dirs_.end() && !dir->second.present.count(display);
+  // Bounded: one watch per user directory the broker hands out; one that
+  // cannot be watched (-1) is not tried again.
+  if (auto [it, inserted] = user_wds_.try_emplace(user_dir, -1); inserted)
+    it->second = watch_dir(AT_FDCWD, user_dir.c_str(), Kind::user, user_dir);
+  const Dir* dir = watched_user_dir(user_dir);
+  return dir && !dir->present.count(display);
 }
 
-bool DisplayNameWatch::user_dir_intact(const std::string& user_dir) const {
+DisplayNameWatch::Dir* DisplayNameWatch::watched_user_dir(const std::string& user_dir) {
   const auto wd = user_wds_.find(user_dir);
-  if (wd == user_wds_.end()) return false;
+  if (wd == user_wds_.end()) return nullptr;
   const auto dir = dirs_.find(wd->second);
-  return dir != dirs_.end() && dir->second.intact;
+  return dir == dirs_.end() ? nullptr : &dir->second;
+}
+
+bool DisplayNameWatch::user_dir_intact(const std::string& user_dir) {
+  const Dir* dir = watched_user_dir(user_dir);
+  return dir && dir->intact;
 }
 
 void DisplayNameWatch::user_dir_verified(const std::string& user_dir) {
-  const auto wd = user_wds_.find(user_dir);
-  if (wd == user_wds_.end()) return;
-  if (auto dir = dirs_.find(wd->second); dir != dirs_.end()) dir->second.intact = true;
+  if (Dir* dir = watched_user_dir(user_dir)) dir->intact = true;
 }
 
 }  // namespace xpra_broker

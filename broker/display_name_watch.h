@@ -57,7 +57,7 @@ class DisplayNameWatch {
   // The user dir's own mode and owner: intact from user_dir_verified() until
   // an IN_ATTRIB on the directory itself (or its removal). A dir not yet
   // watched is never intact.
-  bool user_dir_intact(const std::string& user_dir) const;
+  bool user_dir_intact(const std::string& user_dir);
   void user_dir_verified(const std::string& user_dir);
 
   std::size_t watched_directories() const { return dirs_.size(); }
@@ -94,6 +94,8 @@ class DisplayNameWatch {
   // (Re)evaluates /tmp/.X11-unix after it appeared, vanished or overflowed.
   void reopen_x11_dir();
   void disable();
+  // The watched directory for user_dir, or nullptr.
+  Dir* watched_user_dir(const std::string& user_dir);
 
   UniqueFd inotify_;
   std::string hostname_prefix_;  // "<hostname>-"

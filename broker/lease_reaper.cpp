@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
@@ -83,9 +82,9 @@ pid_t read_lock_pid(const std::string& x11_tmp_dir, std::uint32_t display, bool&
 bool AsioLeaseReaper::nothing_to_reap(const ReapJob& job) const {
   if (!job.processes.empty()) return false;
   if (probe_) return probe_->x_lock_absent(job.display);
-  const std::string lock = x11_tmp_dir_ + "/.X" + std::to_string(job.display) + "-lock";
-  struct stat st {};
-  return ::fstatat(AT_FDCWD, lock.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT;
+  bool lock_exists = false;
+  read_lock_pid(x11_tmp_dir_, job.display, lock_exists);
+  return !lock_exists;
 }
 
 void AsioLeaseReaper::reap(ReapJob job, std::function<void(ReapOutcome)> done) {
