@@ -34,14 +34,15 @@ bool read_peer_identity(int fd, Caller& caller) {
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
  public:
   ClientSession(BrokerServer& server, stream_protocol::socket socket, ConnectionId id, Caller caller)
-      : server_(server), socket_(std::move(socket)), deadline_(socket_.get_executor()), id_(id),
-        caller_(std::move(caller)) {}
+      : server_(server), socket_(std::move(socket)), deadline_(socket_.get_executor()),
+        pace_(socket_.get_executor()), id_(id), caller_(std::move(caller)) {}
 
   void start() { next_frame(); }
   void close() {
     boost::system::error_code ignored;
     socket_.close(ignored);
     deadline_.cancel();
+    pace_.cancel();
   }
   // Refuses the connection with one reply, then closes it.
   void refuse(v1::Status status, const std::string& message) { send_and_close(status, message); }
@@ -50,9 +51,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void send(const v1::Response& response) { write(response, /*then_close=*/false); }
 
  private:
-  // A client that starts a frame must finish it in this time; a holder
-  // idling between frames (an exec client) has no deadline.
+  // A client that starts a frame must finish it in this time. Between
+  // frames, a connection that holds a lease (an exec client waiting on its
+  // command) has no deadline; one that holds none is closed after the idle
+  // timeout, so nobody can park connections forever.
   static constexpr auto kFrameDeadline = std::chrono::seconds(10);
+  enum class Deadline { none, idle, frame };
   // Requests are tens of bytes: one read of this size takes a whole frame
   // (header and body, one recv), and the buffer grows only for a larger one.
   static constexpr std::size_t kSmallBuffer = 512;
@@ -73,7 +77,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       }
       if (in_.size() < frame_size) in_.resize(frame_size);  // at most header + 64 KiB
     }
-    if (in_used_ > 0) arm_deadline();
+    if (in_used_ > 0)
+      arm_deadline(Deadline::frame);
+    else if (!server_.broker().connection_holds_leases(id_))
+      arm_deadline(Deadline::idle);
+    else
+      disarm_deadline();
     read_more();
   }
 
@@ -94,6 +103,23 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     if (!parsed) return protocol_violation("frame is not a valid request");
     if (request.verb_case() == v1::Request::VERB_NOT_SET)
       return protocol_violation("unknown or missing request verb (is the client newer than the broker?)");
+    // Reads are paced per user: over the rate, the answer comes late, and
+    // this connection reads nothing more meanwhile.
+    if (request.verb_case() == v1::Request::kStatus || request.verb_case() == v1::Request::kList) {
+      const auto wait = server_.pace_read(caller_.uid);
+      if (wait.count() > 0) {
+        auto self = shared_from_this();
+        pace_.expires_after(wait);
+        pace_.async_wait([this, self, request = std::move(request)](boost::system::error_code ec) {
+          if (!ec && !finished_) answer(request);
+        });
+        return;
+      }
+    }
+    answer(request);
+  }
+
+  void answer(const v1::Request& request) {
     server_.broker().set_connection_count(server_.connection_count());
     v1::Response response = server_.broker().handle(caller_, id_, request);
     // A reply that announces a change goes out only once the change is in
@@ -114,28 +140,39 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   }
 
   void disarm_deadline() {
-    if (!deadline_armed_) return;
-    deadline_armed_ = false;
+    if (armed_ == Deadline::none) return;
+    armed_ = Deadline::none;
     deadline_.cancel();
   }
 
-  void arm_deadline() {
-    if (deadline_armed_) return;  // the frame's deadline runs from its first byte
-    deadline_armed_ = true;
+  void arm_deadline(Deadline kind) {
+    if (armed_ == kind) return;  // a frame's deadline runs from its first byte
+    armed_ = kind;
     auto self = shared_from_this();
-    deadline_.expires_after(kFrameDeadline);
-    deadline_.async_wait([this, self](boost::system::error_code ec) {
-      // Cancelled, or re-armed for a later frame after this wait completed
-      // (the check of Asio's chat example).
-      if (ec || !deadline_armed_ || deadline_.expiry() > asio::steady_timer::clock_type::now()) return;
-      spdlog::warn("uid={} pid={}: frame not completed within {}s, closing", caller_.uid, caller_.pid,
-                   kFrameDeadline.count());
+    deadline_.expires_after(kind == Deadline::frame ? std::chrono::seconds(kFrameDeadline)
+                                                    : server_.limits().idle_timeout);
+    deadline_.async_wait([this, self, kind](boost::system::error_code ec) {
+      // Cancelled, or re-armed after this wait completed (the check of Asio's
+      // chat example).
+      if (ec || armed_ != kind || deadline_.expiry() > asio::steady_timer::clock_type::now()) return;
+      std::string suffix;
+      if (kind == Deadline::frame) {
+        if (server_.admit_log(caller_.uid, "frame-deadline", suffix))
+          spdlog::warn("uid={} pid={}: frame not completed within {}s, closing{}", caller_.uid, caller_.pid,
+                       kFrameDeadline.count(), suffix);
+      } else if (server_.admit_log(caller_.uid, "idle", suffix)) {
+        spdlog::info("uid={} pid={}: connection idle for {}s without a lease, closing{}", caller_.uid, caller_.pid,
+                     server_.limits().idle_timeout.count(), suffix);
+      }
       close();
     });
   }
 
   void protocol_violation(const std::string& why) {
-    spdlog::warn("uid={} pid={}: protocol violation: {}; closing the connection", caller_.uid, caller_.pid, why);
+    std::string suffix;
+    if (server_.admit_log(caller_.uid, "protocol", suffix))
+      spdlog::warn("uid={} pid={}: protocol violation: {}; closing the connection{}", caller_.uid, caller_.pid, why,
+                   suffix);
     send_and_close(v1::INVALID, why);
   }
 
@@ -177,20 +214,31 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   BrokerServer& server_;
   stream_protocol::socket socket_;
   asio::steady_timer deadline_;
+  asio::steady_timer pace_;  // a paced read waits here
   ConnectionId id_;
   Caller caller_;
   std::vector<std::uint8_t> in_ = std::vector<std::uint8_t>(kSmallBuffer);
   std::size_t in_used_ = 0;
-  bool deadline_armed_ = false;
+  Deadline armed_ = Deadline::none;
   std::string out_;
   bool finished_ = false;
 };
 
-BrokerServer::BrokerServer(asio::io_context& io, DisplayBroker& broker, int listening_fd,
-                           std::uint32_t max_connections_per_user)
-    : io_(io), broker_(broker), acceptor_(io, stream_protocol(), listening_fd), accept_pause_(io),
-      max_connections_per_user_(max_connections_per_user) {
+BrokerServer::BrokerServer(asio::io_context& io, DisplayBroker& broker, int listening_fd, ServerLimits limits)
+    : io_(io), broker_(broker), acceptor_(io, stream_protocol(), listening_fd), accept_pause_(io), limits_(limits),
+      read_pacer_(limits.reads_per_second, limits.read_burst) {
   broker_.set_group_commit(true);
+}
+
+std::chrono::milliseconds BrokerServer::pace_read(uid_t uid) {
+  if (uid == 0) return std::chrono::milliseconds(0);  // root: the admin's own tools
+  return read_pacer_.charge(uid, std::chrono::steady_clock::now());
+}
+
+bool BrokerServer::admit_log(uid_t uid, const char* reason, std::string& suffix) {
+  const auto d = refusal_log_.admit(uid, reason, std::chrono::steady_clock::now());
+  suffix = refusal_log_.suffix(d);
+  return d.log;
 }
 
 void BrokerServer::start() { accept_next(); }
@@ -209,7 +257,8 @@ void BrokerServer::accept_next() {
     if (ec) {
       // EMFILE and friends: retrying at once would spin; pause, keep serving
       // the connections we have, and try again.
-      spdlog::error("accept failed: {}; retrying in 100 ms", ec.message());
+      std::string suffix;
+      if (admit_log(0, "accept", suffix)) spdlog::error("accept failed: {}; retrying in 100 ms{}", ec.message(), suffix);
       accept_pause_.expires_after(std::chrono::milliseconds(100));
       accept_pause_.async_wait([this](boost::system::error_code wait_ec) {
         if (!wait_ec) accept_next();
@@ -227,11 +276,13 @@ void BrokerServer::accept_next() {
     const std::uint32_t count = ++connections_per_uid_[caller.uid];
     if (sessions_.size() > kMaxConnections) {
       session->refuse(v1::EXHAUSTED, "the broker has too many open connections; try again later");
-    } else if (count > max_connections_per_user_ && caller.uid != 0) {
-      spdlog::warn("uid={} pid={}: more than max-connections-per-user={} connections, refusing", caller.uid,
-                   caller.pid, max_connections_per_user_);
+    } else if (count > limits_.max_connections_per_user && caller.uid != 0) {
+      std::string suffix;
+      if (admit_log(caller.uid, "connections", suffix))
+        spdlog::warn("uid={} pid={}: more than max-connections-per-user={} connections, refusing{}", caller.uid,
+                     caller.pid, limits_.max_connections_per_user, suffix);
       session->refuse(v1::EXHAUSTED, "you have too many connections open to the broker (max-connections-per-user=" +
-                                         std::to_string(max_connections_per_user_) + ")");
+                                         std::to_string(limits_.max_connections_per_user) + ")");
     } else {
       session->start();
     }

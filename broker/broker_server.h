@@ -6,6 +6,11 @@
 // Each session strictly alternates read -> handle -> write, so at most one
 // write is ever outstanding and no reply queue can grow without bound when a
 // client stops reading.
+//
+// What one user can cost everyone else is bounded here: connections per user,
+// a deadline per frame, an idle timeout for connections that hold no lease,
+// read verbs paced per user (read_pacer.h), and refusals logged once per
+// interval (log_throttle.h).
 #pragma once
 
 #include <utility>  // Boost 1.74 asio/awaitable.hpp uses std::exchange without it
@@ -15,16 +20,24 @@
 #include <vector>
 
 #include "display_broker.h"
+#include "log_throttle.h"
+#include "read_pacer.h"
 
 namespace xpra_broker {
 
 class ClientSession;
 
+struct ServerLimits {
+  std::uint32_t max_connections_per_user = 64;
+  std::chrono::seconds idle_timeout{30};
+  std::uint32_t reads_per_second = 10;
+  std::uint32_t read_burst = 20;
+};
+
 class BrokerServer {
  public:
   // Takes over an already bound and listening socket (ours or systemd's).
-  BrokerServer(boost::asio::io_context& io, DisplayBroker& broker, int listening_fd,
-               std::uint32_t max_connections_per_user);
+  BrokerServer(boost::asio::io_context& io, DisplayBroker& broker, int listening_fd, ServerLimits limits);
 
   void start();
   void stop();
@@ -34,6 +47,11 @@ class BrokerServer {
   // Sends `response` once the journal records of this turn are written.
   void reply_after_commit(std::shared_ptr<ClientSession> session, v1::Response response);
   DisplayBroker& broker() { return broker_; }
+  const ServerLimits& limits() const { return limits_; }
+  // How long to hold a read verb of `uid` before answering it.
+  std::chrono::milliseconds pace_read(uid_t uid);
+  // Logs a refusal at most once per uid and reason per interval.
+  bool admit_log(uid_t uid, const char* reason, std::string& suffix);
 
   std::size_t connection_count() const { return sessions_.size(); }
 
@@ -47,7 +65,9 @@ class BrokerServer {
   DisplayBroker& broker_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   boost::asio::steady_timer accept_pause_;
-  std::uint32_t max_connections_per_user_;
+  ServerLimits limits_;
+  ReadPacer read_pacer_;
+  LogThrottle refusal_log_;
   ConnectionId next_id_ = 1;
   std::unordered_map<ConnectionId, std::weak_ptr<ClientSession>> sessions_;
   std::unordered_map<uid_t, std::uint32_t> connections_per_uid_;

@@ -26,12 +26,21 @@ struct BrokerConfig {
   std::uint32_t max_leases_per_user = 8;
   std::uint32_t max_leases = 512;
   std::uint32_t max_connections_per_user = 64;
+  // A connection that holds no lease and sends no request for this long is
+  // closed (every user could otherwise park connections forever).
+  std::uint32_t idle_timeout_seconds = 30;
+  // status and list per user: answers a second, and how many at once; over
+  // that they are answered late (0: no pacing).
+  std::uint32_t reads_per_second = 10;
+  std::uint32_t read_burst = 20;
   // Seconds a display found in use by something outside the broker is
   // skipped before it is probed again.
   std::uint32_t recheck_seconds = 30;
   // Lifecycle: reaping, quarantine, restart-loop defence, leak watchdog.
   std::uint32_t reap_grace_ms = 3000;
   std::uint32_t quarantine_seconds = 300;
+  // Quarantines one user's confirmed conflict reports may hold at once.
+  std::uint32_t max_quarantines_per_user = 3;
   std::uint32_t acquire_burst = 10;
   std::uint32_t acquires_per_minute = 60;
   std::uint32_t failures_before_backoff = 3;
@@ -47,7 +56,9 @@ struct BrokerConfig {
   // running with the features that need them degraded.
   bool require_capabilities = false;
   std::uint32_t reattach_grace_seconds = 60;
-  // When started as root: the user and group to switch to.
+  // When started as root: the user and group to switch to. Empty: the
+  // packaged xpra-broker and xpra (start-up refuses if they are missing);
+  // "root" keeps root, and only then does the broker stay root.
   std::string user;
   std::string group;
   std::string log_level = "info";

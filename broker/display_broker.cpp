@@ -8,7 +8,9 @@
 #include <cstring>
 #include <spdlog/spdlog.h>
 
+#include "host_display.h"
 #include "process_inspector.h"
+#include "untrusted_text.h"
 #include "version.h"
 
 namespace xpra_broker {
@@ -30,12 +32,6 @@ std::string describe_caller(const Caller& c, const std::string& name) {
 }
 
 }  // namespace
-
-std::map<uid_t, std::vector<pid_t>> x_servers_by_uid() {
-  std::map<uid_t, std::vector<pid_t>> out;
-  for (const auto& p : list_x_servers()) out[p.uid].push_back(p.pid);
-  return out;
-}
 
 std::string new_lease_id() {
   // Ids are drawn from a buffer refilled 32 ids at a time: one getrandom()
@@ -85,8 +81,8 @@ v1::Response DisplayBroker::handle(const Caller& caller, ConnectionId connection
   const auto decision = check_verb_access(policy_, caller, request.verb_case());
   if (!decision.allowed) {
     if (decision.status == v1::DENIED)
-      spdlog::warn("denied {} for {}", find_verb_rule(request.verb_case())->name,
-                   describe_caller(caller, user_name(caller.uid)));
+      log_refusal(caller.uid, find_verb_rule(request.verb_case())->name, "denied {} for {}",
+                  find_verb_rule(request.verb_case())->name, describe_caller(caller, user_name(caller.uid)));
     return reply(decision.status, decision.message);
   }
   const auto it = handlers().find(request.verb_case());
@@ -107,6 +103,42 @@ v1::Response DisplayBroker::handle(const Caller& caller, ConnectionId connection
     }
   } scope(group_commit_ ? journal_ : nullptr, *probe_);
   return (this->*(it->second))(caller, connection, request);
+}
+
+template <typename... Args>
+void DisplayBroker::log_refusal(uid_t uid, const char* reason, const char* format, Args&&... args) {
+  const auto d = refusal_log_.admit(uid, reason, clock_());
+  if (!d.log) return;
+  spdlog::warn("{}{}", fmt::format(fmt::runtime(format), std::forward<Args>(args)...), refusal_log_.suffix(d));
+}
+
+bool DisplayBroker::connection_holds_leases(ConnectionId connection) const {
+  return !leases_.ids_for_connection(connection).empty();
+}
+
+std::shared_ptr<const XServerSnapshot> DisplayBroker::x_servers_now() {
+  if (census_) return census_->latest();
+  return std::make_shared<const XServerSnapshot>(count_x_servers());
+}
+
+void DisplayBroker::block_display(std::uint32_t display, SteadyTime until, const DisplayVerdict& finding,
+                                  std::string public_reason) {
+  allocator_.block(display, until, finding.reason);
+  host_findings_[display] = finding;
+  public_reasons_[display] = std::move(public_reason);
+}
+
+std::size_t DisplayBroker::quarantines_of(uid_t uid) {
+  std::size_t n = 0;
+  for (auto it = quarantined_by_.begin(); it != quarantined_by_.end();) {
+    if (!allocator_.blocked().count(it->first)) {
+      it = quarantined_by_.erase(it);  // the quarantine ran out
+      continue;
+    }
+    n += it->second == uid;
+    ++it;
+  }
+  return n;
 }
 
 DisplayBroker::CommitOutcome DisplayBroker::commit_journal() {
@@ -160,12 +192,13 @@ std::optional<std::uint32_t> DisplayBroker::pick_free_display(const std::string&
     }
     if (verdict.use == DisplayUse::free) {
       host_findings_.erase(*candidate);
+      public_reasons_.erase(*candidate);
       return candidate;
     }
     spdlog::info("display=:{} skipped: {} (owner uid={}{})", *candidate, verdict.reason, verdict.owner,
                  verdict.pid ? ", pid=" + std::to_string(verdict.pid) : "");
-    allocator_.block(*candidate, now + std::chrono::seconds(config_.recheck_seconds), verdict.reason);
-    host_findings_[*candidate] = verdict;
+    block_display(*candidate, now + std::chrono::seconds(config_.recheck_seconds), verdict,
+                  verdict.use == DisplayUse::stale ? "leftover files on the host" : "in use on the host");
   }
   return std::nullopt;
 }
@@ -174,19 +207,22 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
   const auto& req = request.acquire();
   const std::string name = user_name(caller.uid);
   if (req.purpose().size() > kMaxPurpose) return reply(v1::INVALID, "purpose is longer than 128 bytes");
+  // Others read the purpose (admins in list --all, the log): printable text only.
+  if (!is_printable_text(req.purpose()))
+    return reply(v1::INVALID, "purpose must be printable text (UTF-8, no control characters)");
 
   const std::size_t held = leases_.count_for_uid(caller.uid);
   if (held >= config_.max_leases_per_user) {
-    spdlog::warn("refused acquire for {}: holds {} of max-leases-per-user={}", describe_caller(caller, name), held,
-                 config_.max_leases_per_user);
+    log_refusal(caller.uid, "quota", "refused acquire for {}: holds {} of max-leases-per-user={}",
+                describe_caller(caller, name), held, config_.max_leases_per_user);
     return reply(v1::EXHAUSTED,
                  "you already hold " + std::to_string(held) + " displays (max-leases-per-user=" +
                      std::to_string(config_.max_leases_per_user) +
                      "); release one with 'xpra-request-display release :N' or end a session");
   }
   if (leases_.size() >= config_.max_leases) {
-    spdlog::warn("refused acquire for {}: host-wide max-leases={} reached", describe_caller(caller, name),
-                 config_.max_leases);
+    log_refusal(caller.uid, "max-leases", "refused acquire for {}: host-wide max-leases={} reached",
+                describe_caller(caller, name), config_.max_leases);
     return reply(v1::EXHAUSTED, "the host's limit of " + std::to_string(config_.max_leases) +
                                     " displays (max-leases) is reached; try again later or ask the administrator");
   }
@@ -195,10 +231,11 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
   if (guard.refusal != RestartGuard::Refusal::none) {
     const auto wait_ms = static_cast<std::uint32_t>(guard.retry_after.count());
     const bool backoff = guard.refusal == RestartGuard::Refusal::backing_off;
-    spdlog::warn("refused acquire for {}: {} (retry in {} ms)", describe_caller(caller, name),
-                 backoff ? "back-off after " + std::to_string(guard.consecutive_failures) + " failed sessions"
-                         : std::string("acquire rate limit"),
-                 wait_ms);
+    log_refusal(caller.uid, backoff ? "backoff" : "rate", "refused acquire for {}: {} (retry in {} ms)",
+                describe_caller(caller, name),
+                backoff ? "back-off after " + std::to_string(guard.consecutive_failures) + " failed sessions"
+                        : std::string("acquire rate limit"),
+                wait_ms);
     return reply(v1::RATE_LIMITED,
                  backoff ? "your last " + std::to_string(guard.consecutive_failures) +
                                " sessions failed soon after start; backing off before the next one. Check the "
@@ -225,8 +262,8 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
 
   const auto display = pick_free_display(dir.path);
   if (!display) {
-    spdlog::warn("refused acquire for {}: no free display in {}-{}", describe_caller(caller, name),
-                 config_.display_first, config_.display_last);
+    log_refusal(caller.uid, "no-display", "refused acquire for {}: no free display in {}-{}",
+                describe_caller(caller, name), config_.display_first, config_.display_last);
     return reply(v1::EXHAUSTED,
                  "no free display in " + std::to_string(config_.display_first) + "-" +
                      std::to_string(config_.display_last) +
@@ -258,7 +295,7 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
   fill_lease(lease, r.mutable_acquire()->mutable_lease());
   r.mutable_acquire()->set_reattach_token(lease.reattach_token);
   spdlog::info("lease={} {} display=:{} acquired{}", lease.id, describe_caller(caller, name), lease.display,
-               lease.purpose.empty() ? "" : " purpose=\"" + lease.purpose + "\"");
+               lease.purpose.empty() ? "" : " purpose=\"" + escape_untrusted(lease.purpose) + "\"");
   leases_.add(std::move(lease));
   return r;
 }
@@ -270,7 +307,7 @@ v1::Response DisplayBroker::release(const Caller& caller, ConnectionId, const v1
   switch (req.target_case()) {
     case v1::ReleaseRequest::kLeaseId:
       lease = leases_.find(req.lease_id());
-      what = "lease " + req.lease_id().substr(0, 64);
+      what = "lease " + escape_untrusted(req.lease_id(), 64);
       break;
     case v1::ReleaseRequest::kDisplay:
       lease = leases_.find_by_display(req.display());
@@ -299,13 +336,12 @@ v1::Response DisplayBroker::release(const Caller& caller, ConnectionId, const v1
 v1::Response DisplayBroker::list(const Caller& caller, ConnectionId, const v1::Request& request) {
   v1::Response r = reply(v1::OK, "");
   auto* out = r.mutable_list();
-  if (request.list().all()) {
-    if (!policy_.is_admin(caller))
-      return reply(v1::DENIED, "only root and members of admin-groups may list every user's leases");
-    for (const Lease* lease : leases_.all()) fill_lease(*lease, out->add_leases());
-  } else {
-    for (const Lease* lease : leases_.for_uid(caller.uid)) fill_lease(*lease, out->add_leases());
-  }
+  if (request.list().all() && !policy_.is_admin(caller))
+    return reply(v1::DENIED, "only root and members of admin-groups may list every user's leases");
+  const auto leases = request.list().all() ? leases_.all() : leases_.for_uid(caller.uid);
+  // Capped so the reply fits one frame; the total says what was left out.
+  for (std::size_t i = 0; i < leases.size() && i < kMaxListedLeases; ++i) fill_lease(*leases[i], out->add_leases());
+  out->set_leases_total(static_cast<std::uint32_t>(leases.size()));
   return r;
 }
 
@@ -322,31 +358,55 @@ v1::Response DisplayBroker::status(const Caller& caller, ConnectionId, const v1:
   s->set_free_displays(static_cast<std::uint32_t>(allocator_.free_count()));
   s->set_connections(static_cast<std::uint32_t>(connections_));
   s->set_uptime_ms(std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - started_).count());
-  for (const auto& w : warnings_) s->add_warnings(w);
   s->set_stale_removed(stale_removed_);
   s->set_watched_directories(static_cast<std::uint32_t>(probe_->watched_directories()));
   s->set_watch_rescans(static_cast<std::uint32_t>(probe_->watch_rescans()));
-  const auto x_servers = x_servers_by_uid();
   const bool admin = policy_.is_admin(caller);
-  for (const auto& [uid, pids] : x_servers) {
-    // Users see their own; root and admins see everyone's.
-    if (!admin && uid != caller.uid) continue;
-    auto* x = s->add_x_servers();
-    x->set_uid(uid);
-    x->set_user(user_name(uid));
-    for (pid_t pid : pids) x->add_pids(pid);
-    x->set_leases(static_cast<std::uint32_t>(leases_.count_for_uid(uid)));
-  }
+  // Start-up findings are the admin's business (they may name users).
+  if (admin)
+    for (const auto& w : warnings_) s->add_warnings(w);
+  // Counted off the event loop (x_server_census.h): reading it costs nothing.
+  const auto census = x_servers_now();
+  s->set_x_servers_age_ms(
+      census ? std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                     census->taken_at)
+                   .count()
+             : -1);
+  std::uint32_t x_users = 0;
+  if (census)
+    for (const auto& [uid, pids] : census->by_uid) {
+      // Users see their own; root and admins see everyone's.
+      if (!admin && uid != caller.uid) continue;
+      if (++x_users > kMaxListedXServerUsers) continue;
+      auto* x = s->add_x_servers();
+      x->set_uid(uid);
+      x->set_user(user_name(uid));
+      for (std::size_t i = 0; i < pids.size() && i < kMaxListedPidsPerUser; ++i) x->add_pids(pids[i]);
+      x->set_count(static_cast<std::uint32_t>(pids.size()));
+      x->set_leases(static_cast<std::uint32_t>(leases_.count_for_uid(uid)));
+    }
+  s->set_x_server_users_total(x_users);
+  // Admins see what the broker found (owner, pid, its words); users only
+  // that a number is blocked and a generic reason: never another user's
+  // uid or text.
   for (const auto& [display, block] : allocator_.blocked()) {
+    if (static_cast<std::size_t>(s->blocked_size()) >= kMaxListedBlocked) break;
     auto* b = s->add_blocked();
     b->set_display(display);
-    b->set_reason(block.reason);
-    if (auto f = host_findings_.find(display); f != host_findings_.end()) {
-      b->set_owner_uid(f->second.owner);
-      b->set_pid(f->second.pid);
-      b->set_stale(f->second.use == DisplayUse::stale);
+    const auto f = host_findings_.find(display);
+    if (f != host_findings_.end()) b->set_stale(f->second.use == DisplayUse::stale);
+    if (admin) {
+      b->set_reason(block.reason);
+      if (f != host_findings_.end()) {
+        b->set_owner_uid(f->second.owner);
+        b->set_pid(f->second.pid);
+      }
+    } else {
+      const auto p = public_reasons_.find(display);
+      b->set_reason(p != public_reasons_.end() ? p->second : "not available");
     }
   }
+  s->set_blocked_total(static_cast<std::uint32_t>(allocator_.blocked().size()));
   return r;
 }
 
@@ -446,8 +506,9 @@ void DisplayBroker::finish_lease(const std::string& id, const ReapOutcome& outco
   allocator_.give_back(lease->display);
   if (outcome.unkillable > 0) {
     // Something of it survived SIGKILL: keep the number out of the pool.
-    allocator_.block(lease->display, clock_() + std::chrono::seconds(config_.quarantine_seconds),
-                     "processes of the last lease survived SIGKILL");
+    block_display(lease->display, clock_() + std::chrono::seconds(config_.quarantine_seconds),
+                  DisplayVerdict{DisplayUse::live, "processes of the last lease survived SIGKILL", lease->uid, 0},
+                  "processes of the last session survived SIGKILL");
   }
   spdlog::info("lease={} uid={}({}) display=:{} ended: {} process(es) terminated, {} killed, {} unkillable, "
                "reaped in {} ms",
@@ -464,7 +525,7 @@ Lease* DisplayBroker::own_active_lease(const Caller& caller, const std::string& 
 v1::Response DisplayBroker::report_process(const Caller& caller, ConnectionId, const v1::Request& request) {
   const auto& req = request.report_process();
   Lease* lease = own_active_lease(caller, req.lease_id());
-  if (!lease) return reply(v1::NOT_FOUND, "you hold no active lease " + req.lease_id().substr(0, 64));
+  if (!lease) return reply(v1::NOT_FOUND, "you hold no active lease " + escape_untrusted(req.lease_id(), 64));
   constexpr std::size_t kMaxProcessesPerLease = 16;
   if (lease->processes.size() >= kMaxProcessesPerLease)
     return reply(v1::EXHAUSTED, "a lease tracks at most 16 reported processes");
@@ -473,8 +534,8 @@ v1::Response DisplayBroker::report_process(const Caller& caller, ConnectionId, c
   // A process that is not the lease owner's is refused exactly like a missing
   // one: the broker never acts on, nor reveals, another user's processes.
   if (!pidfd || info.uid != lease->uid) {
-    spdlog::warn("lease={} {} reported pid {} that is not its own; refused", lease->id,
-                 describe_caller(caller, lease->user), req.pid());
+    log_refusal(caller.uid, "report-process", "lease={} {} reported pid {} that is not its own; refused", lease->id,
+                describe_caller(caller, lease->user), req.pid());
     return reply(v1::DENIED, "pid " + std::to_string(req.pid()) + " is not a running process of yours");
   }
   TrackedProcess tracked;
@@ -505,26 +566,50 @@ v1::Response DisplayBroker::report_process(const Caller& caller, ConnectionId, c
 v1::Response DisplayBroker::report_start_failure(const Caller& caller, ConnectionId, const v1::Request& request) {
   const auto& req = request.report_start_failure();
   Lease* lease = own_active_lease(caller, req.lease_id());
-  if (!lease) return reply(v1::NOT_FOUND, "you hold no active lease " + req.lease_id().substr(0, 64));
+  if (!lease)
+    return reply(v1::NOT_FOUND, "you hold no active lease " + escape_untrusted(req.lease_id(), 64));
   const std::uint32_t display = lease->display;
-  std::string detail = req.detail().substr(0, 1024);
-  for (char& c : detail)
-    if (c == '\n' || c == '\r') c = ' ';
-  // A conflict is the host's doing (a race with an X server outside the
-  // broker), not a failing session: the retry must not be held back for it.
-  if (req.failure() != v1::DISPLAY_CONFLICT) guard_.record_start_failure(lease->uid, clock_());
+  const std::string detail = escape_untrusted(req.detail(), 512);
   v1::Response r = reply(v1::OK, "");
-  r.mutable_report_start_failure();
+  auto* out = r.mutable_report_start_failure();
+  // A conflict is a claim about the host: believed only when the broker
+  // itself finds something of another owner on the display. A believed one
+  // is the host's doing (an X server outside the broker), not a failing
+  // session, and must not hold the retry back; one the broker cannot confirm
+  // counts against the reporter like any failed start, so reporting
+  // conflicts cannot take numbers away from other users.
+  std::optional<std::string> evidence;
   if (req.failure() == v1::DISPLAY_CONFLICT) {
-    allocator_.block(display, clock_() + std::chrono::seconds(config_.quarantine_seconds),
-                     "quarantined after a display conflict: " + detail.substr(0, 200));
-    host_findings_[display] = DisplayVerdict{DisplayUse::live, "quarantined after a display conflict", lease->uid, 0};
-    r.mutable_report_start_failure()->set_quarantined_display(display);
-    spdlog::warn("lease={} uid={}({}) display=:{} start failed with a display conflict; quarantined for {} s: {}",
-                 lease->id, lease->uid, lease->user, display, config_.quarantine_seconds, detail);
+    evidence = conflict_with_another_owner(probe_->probe(display, lease->runtime_dir), lease->uid);
+    if (evidence && (evidence->rfind("abstract", 0) == 0) && user_runs_x_server_for(lease->uid, display))
+      evidence.reset();  // the abstract socket is the reporter's own X server's
+  }
+  if (!evidence) {
+    guard_.record_start_failure(lease->uid, clock_());
+    spdlog::warn("lease={} uid={}({}) display=:{} start failed ({}){}: {}", lease->id, lease->uid, lease->user,
+                 display, v1::StartFailure_Name(req.failure()),
+                 req.failure() == v1::DISPLAY_CONFLICT ? ", but the broker finds no conflict on the host; counted "
+                                                         "as a failed start"
+                                                       : "",
+                 detail);
   } else {
-    spdlog::warn("lease={} uid={}({}) display=:{} start failed ({}): {}", lease->id, lease->uid, lease->user, display,
-                 v1::StartFailure_Name(req.failure()), detail);
+    out->set_conflict_confirmed(true);
+    const std::size_t held = quarantines_of(lease->uid);
+    const bool quarantine = held < config_.max_quarantines_per_user;
+    const auto until = clock_() + std::chrono::seconds(quarantine ? config_.quarantine_seconds : config_.recheck_seconds);
+    block_display(display, until, DisplayVerdict{DisplayUse::live, "quarantined after a display conflict: " + *evidence,
+                                                 lease->uid, 0},
+                  "quarantined after a display conflict");
+    if (quarantine) {
+      quarantined_by_[display] = lease->uid;
+      out->set_quarantined_display(display);
+    }
+    spdlog::warn("lease={} uid={}({}) display=:{} start failed with a display conflict ({}); {}: {}", lease->id,
+                 lease->uid, lease->user, display, *evidence,
+                 quarantine ? "quarantined for " + std::to_string(config_.quarantine_seconds) + " s"
+                            : "the user already holds " + std::to_string(held) +
+                                  " quarantines (max-quarantines-per-user); skipped for recheck-seconds only",
+                 detail);
   }
   end_lease(lease->id, "start failed", SessionEnd::neutral);
   return r;
@@ -535,14 +620,17 @@ std::uint32_t DisplayBroker::xserver_warn_threshold() const {
 }
 
 void DisplayBroker::check_for_leaked_x_servers() {
-  for (const auto& [uid, pids] : x_servers_by_uid()) {
+  guard_.forget_idle(clock_());
+  const auto census = x_servers_now();
+  if (!census) return;
+  for (const auto& [uid, pids] : census->by_uid) {
     if (pids.size() <= xserver_warn_threshold()) continue;
     std::string list;
-    for (pid_t pid : pids) list += (list.empty() ? "" : ",") + std::to_string(pid);
+    for (std::size_t i = 0; i < pids.size() && i < 64; ++i) list += (list.empty() ? "" : ",") + std::to_string(pids[i]);
+    if (pids.size() > 64) list += ",...";
     spdlog::warn("uid={}({}) runs {} X servers (threshold {}), {} under broker leases: pids {}", uid, user_name(uid),
                  pids.size(), xserver_warn_threshold(), leases_.count_for_uid(uid), list);
   }
-  guard_.forget_idle(clock_());
 }
 
 std::string DisplayBroker::user_name(uid_t uid) {
@@ -680,9 +768,9 @@ v1::Response DisplayBroker::reattach(const Caller& caller, ConnectionId connecti
   Lease* lease = leases_.find_mutable(req.lease_id());
   // Wrong uid, wrong token and no such lease all look the same to the caller.
   if (!lease || lease->uid != caller.uid || lease->ending || !same_secret(lease->reattach_token, req.reattach_token())) {
-    spdlog::warn("refused reattach of lease {} by {}", req.lease_id().substr(0, 64),
-                 describe_caller(caller, user_name(caller.uid)));
-    return reply(v1::NOT_FOUND, "no lease " + req.lease_id().substr(0, 64) +
+    log_refusal(caller.uid, "reattach", "refused reattach of lease {} by {}", escape_untrusted(req.lease_id(), 64),
+                describe_caller(caller, user_name(caller.uid)));
+    return reply(v1::NOT_FOUND, "no lease " + escape_untrusted(req.lease_id(), 64) +
                                     " of yours to reattach (it ended, or the token does not match)");
   }
   leases_.move_to_connection(lease->id, connection);

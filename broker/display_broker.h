@@ -19,10 +19,12 @@
 #include "lease_journal.h"
 #include "lease_reaper.h"
 #include "lease_table.h"
+#include "log_throttle.h"
 #include "policy.h"
 #include "restart_guard.h"
 #include "stale_artifact_cleaner.h"
 #include "user_directories.h"
+#include "x_server_census.h"
 #include "protocol.h"
 
 namespace xpra_broker {
@@ -73,9 +75,17 @@ class DisplayBroker {
   // periodically by main().
   void expire_detached();
 
-  // Counts X servers per user on the host and warns about users above the
-  // threshold. Run periodically by main().
+  // Warns about users who run more X servers than the threshold. Run
+  // periodically by main().
   void check_for_leaked_x_servers();
+
+  // Where X-server counts come from: a census taken off the event loop.
+  // Without one (unit tests) /proc is walked on the spot.
+  void set_x_server_census(const XServerCensus* census) { census_ = census; }
+
+  // Does this connection hold a lease (an exec holder waiting on it)? A
+  // connection that holds none may be closed when idle.
+  bool connection_holds_leases(ConnectionId connection) const;
 
   // Start-up findings the admin should see in `status` too.
   void set_warnings(std::vector<std::string> warnings) { warnings_ = std::move(warnings); }
@@ -113,6 +123,15 @@ class DisplayBroker {
   std::uint32_t xserver_warn_threshold() const;
   std::string user_name(uid_t uid);
   void fill_lease(const Lease& lease, v1::Lease* out) const;
+  // Blocks a display, remembering what admins and what users are told.
+  void block_display(std::uint32_t display, SteadyTime until, const DisplayVerdict& finding,
+                     std::string public_reason);
+  // Logs a refusal at most once per uid and reason per interval.
+  template <typename... Args>
+  void log_refusal(uid_t uid, const char* reason, const char* format, Args&&... args);
+  std::shared_ptr<const XServerSnapshot> x_servers_now();
+  // Quarantines the reports of `uid` hold right now.
+  std::size_t quarantines_of(uid_t uid);
 
   BrokerConfig config_;
   AccessPolicy policy_;
@@ -124,8 +143,14 @@ class DisplayBroker {
   SteadyTime started_;
   DisplayAllocator allocator_;
   LeaseTable leases_;
-  // What the last probe found on each blocked display, for `status`.
+  // What the last probe found on each blocked display, for admins in
+  // `status`, and the generic reason users see instead.
   std::map<std::uint32_t, DisplayVerdict> host_findings_;
+  std::map<std::uint32_t, std::string> public_reasons_;
+  // Displays quarantined on a user's confirmed report, by reporter.
+  std::map<std::uint32_t, uid_t> quarantined_by_;
+  LogThrottle refusal_log_;
+  const XServerCensus* census_ = nullptr;
   std::unordered_map<uid_t, std::uint32_t> login_sessions_;
   std::unordered_map<uid_t, std::string> user_names_;
   std::size_t connections_ = 0;
@@ -140,7 +165,11 @@ class DisplayBroker {
 journal::JournaledLease to_journaled(const Lease& lease);
 
 std::string new_lease_id();
-// X servers running on the host, per real uid.
-std::map<uid_t, std::vector<pid_t>> x_servers_by_uid();
+
+// Caps that keep every reply inside one frame (64 KiB), whatever the counts.
+inline constexpr std::size_t kMaxListedLeases = 256;
+inline constexpr std::size_t kMaxListedBlocked = 64;
+inline constexpr std::size_t kMaxListedXServerUsers = 64;
+inline constexpr std::size_t kMaxListedPidsPerUser = 32;
 
 }  // namespace xpra_broker

@@ -146,22 +146,6 @@ bool AbstractListenerProbe::in_use(const std::string& name) {
   }
 }
 
-pid_t parse_lock_pid(const char* text, std::size_t size) {
-  const char* p = text;
-  const char* end = text + size;
-  while (p < end && *p == ' ') ++p;
-  pid_t pid = 0;
-  auto [ptr, ec] = std::from_chars(p, end, pid);
-  if (ec != std::errc{} || pid <= 0) return 0;
-  return pid;
-}
-
-bool pid_alive(pid_t pid) {
-  if (pid <= 0) return false;
-  if (::kill(pid, 0) == 0) return true;
-  return errno == EPERM;  // exists, belongs to someone else
-}
-
 std::string local_hostname() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
@@ -176,33 +160,6 @@ DisplayProbe::DisplayProbe(std::string x11_tmp_dir, std::string xpra_shared_dir,
       tmp_dir_fd_(::open(x11_tmp_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)),
       shared_dir_fd_(::open(xpra_shared_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)),
       watch_(tmp_dir_fd_.get(), shared_dir_fd_.get(), hostname_) {}
-
-namespace {
-
-// The X lock file: X writes its pid as 10 characters plus a newline.
-void probe_lock(int dir_fd, const std::string& name, DisplayFacts& f) {
-  if (name_absent(dir_fd, name.c_str())) return;
-  UniqueFd lock(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-  struct stat st {};
-  if (!lock) {
-    if (errno != ENOENT && ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      // A symlink, or unreadable.
-      f.lock_kind = S_ISREG(st.st_mode) ? FileKind::regular : FileKind::other;
-      f.lock_owner = st.st_uid;
-    }
-    return;
-  }
-  if (::fstat(lock.get(), &st) != 0) return;
-  f.lock_kind = kind_of(st);
-  f.lock_owner = st.st_uid;
-  if (f.lock_kind != FileKind::regular) return;
-  char buf[32] = {};
-  const ssize_t got = ::read(lock.get(), buf, sizeof(buf) - 1);
-  if (got > 0) f.lock_pid = parse_lock_pid(buf, static_cast<std::size_t>(got));
-  if (f.lock_pid > 0) f.lock_pid_alive = pid_alive(f.lock_pid);
-}
-
-}  // namespace
 
 void DisplayProbe::refresh() const {
   if (freshness_ == Freshness::drained) return;
@@ -227,33 +184,32 @@ bool DisplayProbe::x_lock_absent(std::uint32_t display) const {
 DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_dir) const {
   DisplayFacts f;
   f.display = display;
-  const std::string n = std::to_string(display);
+  const DisplayNames names(display, x11_tmp_dir_, hostname_);
   const int tmp = tmp_dir_fd_ ? tmp_dir_fd_.get() : AT_FDCWD;
   const std::string tmp_prefix = tmp_dir_fd_ ? "" : x11_tmp_dir_ + "/";
   // The watch answers "absent" for the files it has seen no name of; the
   // filesystem is asked about the rest.
   refresh();
 
-  if (!watch_.lock_absent(display)) probe_lock(tmp, tmp_prefix + ".X" + n + "-lock", f);
+  if (!watch_.lock_absent(display)) f.lock = read_lock_at(tmp, tmp_prefix + names.lock, display);
 
   // .X11-unix is looked up per probe: it may be created (or recreated) by the
   // first X server after the broker started. The stat through it may follow
   // a planted .X11-unix symlink, but it only ever answers "absent"; anything
   // found is looked at again through the directory opened with O_NOFOLLOW.
-  const std::string x11_path = x11_tmp_dir_ + "/.X11-unix/X" + n;
-  if (!watch_.x11_socket_absent(display) && !name_absent(tmp, (tmp_prefix + ".X11-unix/X" + n).c_str())) {
-    UniqueFd x11_dir(::openat(tmp, (tmp_prefix + ".X11-unix").c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (x11_dir) f.x11_socket = probe_socket_file_at(x11_dir.get(), "X" + n, x11_path);
+  const std::string x11_in_tmp = tmp_prefix + names.x11_dir;
+  if (!watch_.x11_socket_absent(display) && !name_absent(tmp, (x11_in_tmp + "/" + names.x11_socket).c_str())) {
+    UniqueFd x11_dir(::openat(tmp, x11_in_tmp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (x11_dir) f.x11_socket = probe_socket_file_at(x11_dir.get(), names.x11_socket, names.x11_abstract);
   }
-  f.x11_abstract_in_use = abstract_probe_.in_use(x11_path);
-  f.xpra_abstract_in_use = abstract_probe_.in_use("xpra/" + n);
-  const std::string xpra_name = hostname_ + "-" + n;
+  f.x11_abstract_in_use = abstract_probe_.in_use(names.x11_abstract);
+  f.xpra_abstract_in_use = abstract_probe_.in_use(names.xpra_abstract);
+  const std::string shared_path = xpra_shared_dir_ + "/" + names.xpra_socket;
   if (!watch_.shared_socket_absent(display))
-    f.xpra_shared_socket = shared_dir_fd_
-                               ? probe_socket_file_at(shared_dir_fd_.get(), xpra_name, xpra_shared_dir_ + "/" + xpra_name)
-                               : probe_socket_file(xpra_shared_dir_ + "/" + xpra_name);
+    f.xpra_shared_socket = shared_dir_fd_ ? probe_socket_file_at(shared_dir_fd_.get(), names.xpra_socket, shared_path)
+                                          : probe_socket_file(shared_path);
   if (!user_dir.empty() && !watch_.user_socket_absent(user_dir, display))
-    f.xpra_user_socket = probe_socket_file(user_dir + "/" + xpra_name);
+    f.xpra_user_socket = probe_socket_file(user_dir + "/" + names.xpra_socket);
   return f;
 }
 

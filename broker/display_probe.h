@@ -82,9 +82,6 @@ bool abstract_socket_in_use(const std::string& name);
 // Does something listen on the socket inode behind an O_PATH fd? `path` is
 // only used for the /proc/net/unix fallback when connect() is not permitted.
 bool socket_fd_has_listener(int path_fd, const std::string& path);
-// Reads the pid from an X lock file's content ("      1234\n").
-pid_t parse_lock_pid(const char* text, std::size_t size);
-bool pid_alive(pid_t pid);
 std::string local_hostname();
 
 }  // namespace xpra_broker

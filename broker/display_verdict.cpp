@@ -3,10 +3,9 @@
 namespace xpra_broker {
 
 DisplayVerdict classify_display(const DisplayFacts& f) {
+  const LockState lock = judge_lock(f.lock);
   // Live users first: any one of them means a server owns the number.
-  if (f.lock_kind == FileKind::regular && f.lock_pid > 0 && f.lock_pid_alive)
-    return {DisplayUse::live, "X server running (lock pid " + std::to_string(f.lock_pid) + ")", f.lock_owner,
-            f.lock_pid};
+  if (lock == LockState::live) return {DisplayUse::live, describe_lock(f.lock), f.lock.owner, f.lock.pid};
   if (f.x11_socket.kind == FileKind::socket && f.x11_socket.listening)
     return {DisplayUse::live, "X11 socket has a listener", f.x11_socket.owner, 0};
   if (f.x11_abstract_in_use) return {DisplayUse::live, "abstract X11 socket in use", 0, 0};
@@ -17,21 +16,31 @@ DisplayVerdict classify_display(const DisplayFacts& f) {
     return {DisplayUse::live, "xpra socket has a listener", f.xpra_user_socket.owner, 0};
 
   // Then leftovers.
-  if (f.lock_kind == FileKind::regular)
+  if (lock == LockState::stale)
+    return {DisplayUse::stale, describe_lock(f.lock), f.lock.owner, f.lock.kind == FileKind::regular ? f.lock.pid : 0};
+  if (socket_file_is_stale(f.x11_socket))
     return {DisplayUse::stale,
-            f.lock_pid > 0 ? "stale lock file (pid " + std::to_string(f.lock_pid) + " is dead)"
-                           : "unreadable lock file",
-            f.lock_owner, f.lock_pid};
-  if (f.lock_kind != FileKind::absent) return {DisplayUse::stale, "lock path is not a regular file", f.lock_owner, 0};
-  if (f.x11_socket.kind == FileKind::socket)
-    return {DisplayUse::stale, "stale X11 socket (no listener)", f.x11_socket.owner, 0};
-  if (f.x11_socket.kind != FileKind::absent)
-    return {DisplayUse::stale, "X11 socket path is not a socket", f.x11_socket.owner, 0};
+            f.x11_socket.kind == FileKind::socket ? "stale X11 socket (no listener)" : "X11 socket path is not a socket",
+            f.x11_socket.owner, 0};
   if (f.xpra_shared_socket.kind != FileKind::absent)
     return {DisplayUse::stale, "stale xpra socket in the shared socket dir", f.xpra_shared_socket.owner, 0};
   // A dead xpra socket in the caller's own directory is not listed: Xpra
   // finds it DEAD and removes it itself, as it is the user's own.
   return {};
+}
+
+std::optional<std::string> conflict_with_another_owner(const DisplayFacts& f, uid_t reporter) {
+  auto foreign = [&](FileKind kind, uid_t owner) { return kind != FileKind::absent && owner != reporter; };
+  if (foreign(f.lock.kind, f.lock.owner))
+    return "X lock file of uid " + std::to_string(f.lock.owner) + ": " + describe_lock(f.lock);
+  if (foreign(f.x11_socket.kind, f.x11_socket.owner))
+    return "X11 socket of uid " + std::to_string(f.x11_socket.owner) +
+           (f.x11_socket.listening ? " with a listener" : " (no listener)");
+  if (foreign(f.xpra_shared_socket.kind, f.xpra_shared_socket.owner))
+    return "xpra socket of uid " + std::to_string(f.xpra_shared_socket.owner) + " in the shared socket dir";
+  if (f.x11_abstract_in_use) return "abstract X11 socket in use";
+  if (f.xpra_abstract_in_use) return "abstract xpra socket in use";
+  return std::nullopt;
 }
 
 }  // namespace xpra_broker

@@ -1,34 +1,27 @@
 // Is a display number really free on this host? The pure half of the check:
 // display_probe.cpp gathers the facts, classify_display() decides.
 //
-// A stale artifact (a lock file whose pid is dead, a socket file nobody
-// listens on, a symlink or other odd file where X puts its lock) is never
-// mistaken for a running server, but it still makes the number unusable for
-// an X server of another user, so the number is skipped and reported.
+// A stale artifact (a lock file whose pid is dead or that names no X server
+// of its owner, a socket file nobody listens on, a symlink or other odd file
+// where X puts its lock) is never mistaken for a running server, but it still
+// makes the number unusable for an X server of another user, so the number is
+// skipped and reported. What counts as stale is decided in host_display.h.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include "host_display.h"
 
 namespace xpra_broker {
 
-enum class FileKind { absent, socket, regular, other };
-
-struct SocketFileFacts {
-  FileKind kind = FileKind::absent;
-  uid_t owner = 0;
-  bool listening = false;  // something accepted a connect()
-};
-
 struct DisplayFacts {
   std::uint32_t display = 0;
-  // /tmp/.X<N>-lock
-  FileKind lock_kind = FileKind::absent;
-  uid_t lock_owner = 0;
-  pid_t lock_pid = 0;  // 0: unreadable or not a number
-  bool lock_pid_alive = false;
+  // /tmp/.X<N>-lock, and what the host says about the pid it names
+  LockFacts lock;
   // /tmp/.X11-unix/X<N>
   SocketFileFacts x11_socket;
   // @/tmp/.X11-unix/X<N> (the only socket of an X server run with -nolisten unix)
@@ -53,5 +46,12 @@ struct DisplayVerdict {
 };
 
 DisplayVerdict classify_display(const DisplayFacts& facts);
+
+// A start on the display failed with a conflict the reporter blames on the
+// host: is there evidence of someone else there? Any lock or socket file of
+// another owner, or an abstract socket in use (whose owner the kernel does
+// not say; the caller rules out the reporter's own X server). Nullopt: no
+// such evidence, and the report is not believed.
+std::optional<std::string> conflict_with_another_owner(const DisplayFacts& facts, uid_t reporter);
 
 }  // namespace xpra_broker

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "display_probe.h"
+#include "host_display.h"
 #include "privileged_ops.h"
 #include "process_inspector.h"
 
@@ -18,14 +19,13 @@ namespace xpra_broker {
 using Clock = std::chrono::steady_clock;
 
 std::vector<pid_t> select_lease_processes(const std::vector<ProcessInfo>& snapshot, uid_t uid,
-                                          const std::vector<TrackedProcess>& tracked, pid_t lock_pid) {
+                                          const std::vector<TrackedProcess>& tracked) {
   std::set<pid_t> roots, groups, sessions;
   for (const auto& t : tracked) {
     roots.insert(t.pid);
     if (t.group_leader > 0) groups.insert(t.group_leader);
     if (t.session_leader > 0) sessions.insert(t.session_leader);
   }
-  if (lock_pid > 0) roots.insert(lock_pid);
 
   std::set<pid_t> chosen;
   for (const auto& p : snapshot) {
@@ -65,16 +65,11 @@ AsioLeaseReaper::AsioLeaseReaper(boost::asio::io_context& io, StaleArtifactClean
 
 namespace {
 
-// The pid in the display's X lock file; `exists` tells whether there is a
-// lock file (or something else) at all.
-pid_t read_lock_pid(const std::string& x11_tmp_dir, std::uint32_t display, bool& exists) {
-  const std::string path = x11_tmp_dir + "/.X" + std::to_string(display) + "-lock";
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
-  exists = fd || errno != ENOENT;
-  if (!fd) return 0;
-  char buf[32] = {};
-  const ssize_t got = ::read(fd.get(), buf, sizeof(buf) - 1);
-  return got > 0 ? parse_lock_pid(buf, static_cast<std::size_t>(got)) : 0;
+// The display's X lock file, read without following a link.
+LockFacts read_display_lock(const std::string& x11_tmp_dir, std::uint32_t display) {
+  const UniqueFd dir(::open(x11_tmp_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return {};
+  return read_lock_at(dir.get(), DisplayNames(display, x11_tmp_dir, "").lock, display);
 }
 
 }  // namespace
@@ -82,9 +77,7 @@ pid_t read_lock_pid(const std::string& x11_tmp_dir, std::uint32_t display, bool&
 bool AsioLeaseReaper::nothing_to_reap(const ReapJob& job) const {
   if (!job.processes.empty()) return false;
   if (probe_) return probe_->x_lock_absent(job.display);
-  bool lock_exists = false;
-  read_lock_pid(x11_tmp_dir_, job.display, lock_exists);
-  return !lock_exists;
+  return read_display_lock(x11_tmp_dir_, job.display).kind == FileKind::absent;
 }
 
 void AsioLeaseReaper::reap(ReapJob job, std::function<void(ReapOutcome)> done) {
@@ -103,23 +96,39 @@ void AsioLeaseReaper::reap(ReapJob job, std::function<void(ReapOutcome)> done) {
 
 void AsioLeaseReaper::collect_and_terminate(Run& run) {
   const ReapJob& job = run.job;
-  bool lock_exists = false;
-  const pid_t lock_pid = read_lock_pid(x11_tmp_dir_, job.display, lock_exists);
+  const LockFacts lock = read_display_lock(x11_tmp_dir_, job.display);
   // A lease that never reported a process and has no X lock ran nothing we
   // could clean up after; allocation-time cleaning remains the backstop.
-  run.anything_ran = !job.processes.empty() || lock_exists;
+  run.anything_ran = !job.processes.empty() || lock.kind != FileKind::absent;
   std::set<pid_t> have;
-  // Nothing reported and no X server on the display: nothing can be selected,
-  // so skip the /proc scan (the common case of a bare acquire/release).
-  if (!job.processes.empty() || lock_pid > 0) {
-    const auto pids = select_lease_processes(list_processes(job.uid), job.uid, job.processes, lock_pid);
-    for (pid_t pid : pids) {
+  auto take = [&](pid_t pid, UniqueFd fd) {
+    have.insert(pid);
+    run.alive.emplace_back(pid, std::move(fd));
+  };
+  // What the holder reported (checked when reported), and what that grew.
+  // Nothing reported: skip the /proc scan (a bare acquire/release).
+  if (!job.processes.empty()) {
+    for (pid_t pid : select_lease_processes(list_processes(job.uid), job.uid, job.processes)) {
       ProcessInfo info;
       UniqueFd fd = open_verified_pidfd(pid, info);
-      if (!fd || info.uid != job.uid) continue;  // gone, or reused by someone else
-      have.insert(pid);
-      run.alive.emplace_back(pid, std::move(fd));
+      if (fd && info.uid == job.uid) take(pid, std::move(fd));  // else gone, or reused by someone else
     }
+  }
+  // The X server a failed start left behind (its parent gone, in a session
+  // of its own) is found through the display's lock, but only on evidence no
+  // other user can forge (host_display.h), and only that one process: a
+  // lock's pid never grows a set of processes to signal.
+  if (lock_names_lease_x_server(lock, job.uid) && !have.count(lock.pid)) {
+    ProcessInfo info;
+    UniqueFd fd = open_verified_pidfd(lock.pid, info);
+    // Checked again behind the pidfd: the same user's X server on this display.
+    if (fd && info.uid == job.uid && is_x_server_command(info.comm) &&
+        process_has_argument(lock.pid, ":" + std::to_string(job.display)) && pidfd_alive(fd.get()))
+      take(lock.pid, std::move(fd));
+  } else if (lock.pid > 0 && !have.count(lock.pid)) {
+    spdlog::info("lease={} uid={} display=:{} X lock names pid {} ({}); not signalled: {}", job.lease_id, job.uid,
+                 job.display, lock.pid, lock.owner == job.uid ? "lock of the lease's user" : "lock of another user",
+                 describe_lock(lock));
   }
   // Reported processes whose /proc entry was not readable still have pidfds.
   for (const auto& t : job.processes)

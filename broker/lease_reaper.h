@@ -1,7 +1,8 @@
 // Ends what ran under a lease: every process of the lease's uid that the
 // holder reported, or that shares a reported process's group or session (when
-// that process leads it), or descends from one, plus the X server named by
-// the display's lock file. TERM, a grace period, KILL; then the display's
+// that process leads it), or descends from one, plus the lease's X server
+// named by the display's lock file when the lock is evidence no other user
+// could forge (lock_names_lease_x_server() in host_display.h). TERM, a grace period, KILL; then the display's
 // stale sockets and lock are removed. Only then does the display go back to
 // the pool.
 //
@@ -56,7 +57,7 @@ class LeaseReaper {
 
 // Which host processes belong to a lease. Pure, over a /proc snapshot.
 std::vector<pid_t> select_lease_processes(const std::vector<ProcessInfo>& snapshot, uid_t uid,
-                                          const std::vector<TrackedProcess>& tracked, pid_t lock_pid);
+                                          const std::vector<TrackedProcess>& tracked);
 
 class AsioLeaseReaper : public LeaseReaper {
  public:

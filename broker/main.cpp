@@ -12,12 +12,16 @@
 #include <iostream>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <google/protobuf/stubs/logging.h>
 
 #include "broker_server.h"
 #include "display_broker.h"
 #include "lease_journal.h"
+#include "log_throttle.h"
 #include "privileged_ops.h"
 #include "startup.h"
+#include "untrusted_text.h"
+#include "x_server_census.h"
 #include "version.h"
 
 using namespace xpra_broker;
@@ -91,12 +95,27 @@ int parse_args(int argc, char** argv, ParsedArgs& out) {
   return -1;
 }
 
+// libprotobuf logs a request it cannot parse (a string that is not UTF-8)
+// on stderr by itself; route that through the broker's logger, escaped and
+// throttled like every other line a client can cause.
+void log_from_protobuf(google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+  static LogThrottle throttle;
+  const auto d = throttle.admit(0, std::string(file ? file : "") + ":" + std::to_string(line),
+                                std::chrono::steady_clock::now());
+  if (!d.log) return;
+  const auto spd_level = level >= google::protobuf::LOGLEVEL_ERROR     ? spdlog::level::warn
+                         : level == google::protobuf::LOGLEVEL_WARNING ? spdlog::level::info
+                                                                       : spdlog::level::debug;
+  spdlog::log(spd_level, "libprotobuf: {}{}", escape_untrusted(message, 512), throttle.suffix(d));
+}
+
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_color_mt("xpra-brokerd");
   // Under systemd, journald adds its own timestamps.
   logger->set_pattern(std::getenv("JOURNAL_STREAM") ? "%l: %v" : "%Y-%m-%d %H:%M:%S.%e %l: %v");
   logger->set_level(spdlog::level::from_str(level));
   spdlog::set_default_logger(logger);
+  google::protobuf::SetLogHandler(&log_from_protobuf);
 }
 
 void raise_fd_limit() {
@@ -120,6 +139,13 @@ int main(int argc, char** argv) {
     std::cerr << "xpra-brokerd: configuration error:\n" << e.what() << "\n";
     return kExitConfig;
   }
+  std::vector<std::string> warnings;
+  try {
+    choose_service_identity(config, warnings);
+  } catch (const ConfigurationError& e) {
+    std::cerr << "xpra-brokerd: configuration error:\n" << e.what() << "\n";
+    return kExitConfig;
+  }
   if (args.check_only) {
     std::cout << "configuration OK\n"
               << "socket = " << config.socket << "\nruntime-dir = " << config.runtime_dir << "\ndisplays = "
@@ -134,7 +160,6 @@ int main(int argc, char** argv) {
   AccessPolicy policy;
   UniqueFd runtime_dir, instance_lock, listener;
   std::unique_ptr<LeaseJournal> journal;
-  std::vector<std::string> warnings;
   bool socket_from_systemd = false;
   try {
     policy.allowed_gids = resolve_groups(config.allowed_groups, "allowed-groups");
@@ -158,9 +183,12 @@ int main(int argc, char** argv) {
                           : m == "cap_fowner" ? "other users' stale X lock and socket files cannot be removed"
                                               : "processes of other users' leases cannot be ended"));
     raise_fd_limit();
-    runtime_dir = open_runtime_dir(config.runtime_dir, warnings);
+    runtime_dir = open_runtime_dir(config.runtime_dir);
     instance_lock = acquire_instance_lock(runtime_dir.get(), config.runtime_dir);
-    if (config.journal) journal = std::make_unique<LeaseJournal>(runtime_dir.get(), config.runtime_dir);
+    if (config.journal) {
+      check_journal_file(runtime_dir.get(), config.runtime_dir);
+      journal = std::make_unique<LeaseJournal>(runtime_dir.get(), config.runtime_dir);
+    }
     listener = open_listening_socket(config.socket, socket_from_systemd);
     const auto members = ordinary_members_of_group(::getegid(), ::geteuid());
     if (!members.empty()) {
@@ -186,6 +214,9 @@ int main(int argc, char** argv) {
   reaper.use_probe(&display_probe);
   DisplayBroker broker(config, policy, std::move(probe), std::move(user_dirs));
   broker.set_lifecycle(&reaper, &cleaner);
+  // X servers per user, counted on a thread of its own (status, watchdog).
+  BackgroundXServerCensus census(std::chrono::seconds(5));
+  broker.set_x_server_census(&census);
   broker.set_warnings(warnings);
   if (journal) {
     const auto& loaded = journal->loaded();
@@ -235,7 +266,9 @@ int main(int argc, char** argv) {
     follow_names();
   }
 
-  BrokerServer server(io, broker, listener.release(), config.max_connections_per_user);
+  BrokerServer server(io, broker, listener.release(),
+                      ServerLimits{config.max_connections_per_user, std::chrono::seconds(config.idle_timeout_seconds),
+                                   config.reads_per_second, config.read_burst});
   server.start();
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);

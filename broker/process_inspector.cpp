@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -54,9 +55,10 @@ bool read_process(pid_t pid, ProcessInfo& out) {
   const std::string status = read_small_file(base + "/status");
   const auto uid_line = status.find("\nUid:");
   if (uid_line == std::string::npos) return false;
-  unsigned real_uid = 0;
-  if (std::sscanf(status.c_str() + uid_line + 5, "%u", &real_uid) != 1) return false;
+  unsigned real_uid = 0, effective_uid = 0;
+  if (std::sscanf(status.c_str() + uid_line + 5, "%u %u", &real_uid, &effective_uid) != 2) return false;
   out.uid = real_uid;
+  out.euid = effective_uid;
   return true;
 }
 
@@ -77,6 +79,22 @@ std::vector<ProcessInfo> list_processes(std::optional<uid_t> only_uid) {
   }
   ::closedir(dir);
   return out;
+}
+
+bool process_has_argument(pid_t pid, const std::string& argument) {
+  const UniqueFd fd(::open(("/proc/" + std::to_string(pid) + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  std::string args;
+  char buf[4096];
+  for (ssize_t n; args.size() < 65536 && (n = ::read(fd.get(), buf, sizeof(buf))) > 0;)
+    args.append(buf, static_cast<std::size_t>(n));
+  // Arguments are NUL-terminated, one after the other.
+  for (std::size_t pos = 0; pos < args.size();) {
+    const std::size_t end = std::min(args.find('\0', pos), args.size());
+    if (args.compare(pos, end - pos, argument) == 0) return true;
+    pos = end + 1;
+  }
+  return false;
 }
 
 std::vector<ProcessInfo> list_x_servers() {

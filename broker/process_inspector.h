@@ -19,7 +19,8 @@ struct ProcessInfo {
   pid_t ppid = 0;
   pid_t pgid = 0;
   pid_t sid = 0;
-  uid_t uid = 0;  // real uid
+  uid_t uid = 0;   // real uid
+  uid_t euid = 0;  // effective uid (differs for a setuid X server such as Xorg.wrap)
   std::string comm;
   char state = '?';
   std::uint64_t start_time = 0;  // clock ticks after boot: tells a reused pid apart
@@ -40,6 +41,10 @@ UniqueFd open_verified_pidfd(pid_t pid, ProcessInfo& info);
 
 // True while the process behind the pidfd has not exited.
 bool pidfd_alive(int pidfd);
+
+// Does the process's command line (/proc/<pid>/cmdline, first 64 KiB) hold
+// `argument` as one whole argument?
+bool process_has_argument(pid_t pid, const std::string& argument);
 
 // X server processes on the host (by command name); reads only the short
 // /proc/<pid>/comm of other processes.

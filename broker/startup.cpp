@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -65,24 +66,80 @@ void prepare_runtime_dir_as_root(const BrokerConfig& config) {
   if (::fchmod(dir.get(), 0755) != 0) fail("chmod " + config.runtime_dir);
 }
 
-UniqueFd open_runtime_dir(const std::string& path, std::vector<std::string>& warnings) {
+namespace {
+
+std::string octal_mode(mode_t mode) {
+  char m[8];
+  std::snprintf(m, sizeof(m), "%04o", static_cast<unsigned>(mode & 07777));
+  return m;
+}
+
+}  // namespace
+
+void choose_service_identity(BrokerConfig& config, std::vector<std::string>& warnings) {
+  if (::geteuid() != 0) return;
+  if (config.user == "root") {
+    config.user.clear();
+    if (config.group.empty() || config.group == "root") config.group.clear();
+    warnings.push_back("running as root because the configuration says user=root; the broker needs only "
+                       "CAP_CHOWN, CAP_FOWNER and CAP_KILL: run it as xpra-broker (see the systemd unit)");
+    return;
+  }
+  if (!config.user.empty()) return;
+  constexpr const char* kUser = "xpra-broker";
+  constexpr const char* kGroup = "xpra";
+  const bool have_user = ::getpwnam(kUser) != nullptr;
+  const bool have_group = config.group.empty() ? ::getgrnam(kGroup) != nullptr : true;
+  if (!have_user || !have_group)
+    throw ConfigurationError(
+        std::string("started as root without user=, and the packaged ") + (have_user ? "group " : "user ") +
+        (have_user ? kGroup : kUser) +
+        " does not exist. Create it (systemd-sysusers, or: useradd --system --gid xpra xpra-broker), or choose "
+        "whom to run as with user=NAME (and group=NAME) in the config or on the command line; user=root keeps "
+        "root (not advised)");
+  config.user = kUser;
+  if (config.group.empty()) config.group = kGroup;
+}
+
+UniqueFd open_runtime_dir(const std::string& path) {
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) fail("cannot create runtime dir " + path);
   UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!dir) fail("cannot open runtime dir " + path + " (it must be a directory, not a symlink)");
   struct stat st {};
   if (::fstat(dir.get(), &st) != 0) fail("fstat " + path);
   if (st.st_uid != ::geteuid())
-    warnings.push_back("runtime dir " + path + " is owned by uid " + std::to_string(st.st_uid) +
-                       ", not by the broker (uid " + std::to_string(::geteuid()) + ")");
+    throw std::runtime_error("unsafe runtime dir " + path + ": owned by uid " + std::to_string(st.st_uid) +
+                             ", not by the broker (uid " + std::to_string(::geteuid()) +
+                             "). Hand it to the broker's user (chown), or start the broker as root with user= so "
+                             "it does that itself");
   if (st.st_mode & (S_IWGRP | S_IWOTH))
-    warnings.push_back("runtime dir " + path + " is writable by group or others (mode " +
-                       [&] {
-                         char m[8];
-                         std::snprintf(m, sizeof(m), "%04o", st.st_mode & 07777);
-                         return std::string(m);
-                       }() +
-                       "); users could plant files next to their directories. Make it 0755 and owned by the broker");
+    throw std::runtime_error("unsafe runtime dir " + path + ": writable by group or others (mode " +
+                             octal_mode(st.st_mode) +
+                             "); users could plant files the broker then trusts. Make it 0755 (chmod 0755 " + path +
+                             ")");
   return dir;
+}
+
+void check_journal_file(int runtime_dir_fd, const std::string& runtime_dir) {
+  const std::string path = runtime_dir + "/leases.journal";
+  struct stat st {};
+  if (::fstatat(runtime_dir_fd, "leases.journal", &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return;
+    fail("cannot inspect " + path);
+  }
+  std::string problem;
+  if (!S_ISREG(st.st_mode))
+    problem = "not a regular file";
+  else if (st.st_uid != ::geteuid())
+    problem = "owned by uid " + std::to_string(st.st_uid) + ", not by the broker (uid " + std::to_string(::geteuid()) + ")";
+  else if (st.st_nlink != 1)
+    problem = "it has " + std::to_string(st.st_nlink) + " links (another name could change it)";
+  else if (st.st_mode & (S_IWGRP | S_IWOTH))
+    problem = "writable by group or others (mode " + octal_mode(st.st_mode) + ")";
+  if (problem.empty()) return;
+  throw std::runtime_error("unsafe lease journal " + path + ": " + problem +
+                           ". The broker acts on the pids and users it holds, so it reads only its own file. "
+                           "Move it away (the leases it held are then forgotten) or fix its owner and mode");
 }
 
 UniqueFd acquire_instance_lock(int runtime_dir_fd, const std::string& runtime_dir) {

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -22,13 +23,31 @@ struct CommandLine {
 };
 BrokerConfig load_config(const CommandLine& cmd);
 
+// A problem with the configuration found at start-up (exit 78, not 71).
+struct ConfigurationError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Started as root: whom to run as. No user= means the packaged xpra-broker
+// and group xpra, and a refusal (ConfigurationError) if they do not exist;
+// user=root is the one way to stay root, and earns a warning. Not root:
+// nothing to choose. Fills config.user/group for the steps below.
+void choose_service_identity(BrokerConfig& config, std::vector<std::string>& warnings);
+
 // When root and about to switch to `user`/`group`: creates the runtime dir if
 // missing and hands it to them, so the unprivileged broker can own it.
 void prepare_runtime_dir_as_root(const BrokerConfig& config);
 
 // Opens the runtime dir without following a symlink, creating it (0755) if
-// the broker may. Returns warnings about its ownership and mode.
-UniqueFd open_runtime_dir(const std::string& path, std::vector<std::string>& warnings);
+// the broker may. Refuses (runtime_error) a directory the broker does not own
+// or that group or others may write: users could plant files in it that the
+// broker then trusts (its journal, per-user directories, sockets).
+UniqueFd open_runtime_dir(const std::string& path);
+
+// The lease journal, if it exists, must be the broker's own: a regular file
+// with one link, owned by the broker's uid, not writable by group or others.
+// Refuses (runtime_error) anything else, before a byte of it is read.
+void check_journal_file(int runtime_dir_fd, const std::string& runtime_dir);
 
 // One broker per runtime dir: an exclusive flock on <runtime-dir>/broker.lock
 // held for the process's lifetime (a lock, not a pid-file check).

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "exit_codes.h"
+#include "untrusted_text.h"
 
 namespace xpra_broker::client {
 
@@ -30,7 +31,7 @@ int call_or_report(BrokerConnection& conn, const GlobalOptions& options, const v
     return kExitUnavailable;
   }
   if (response.status() == v1::OK) return kExitOk;
-  std::cerr << "xpra-request-display: " << v1::Status_Name(response.status()) << ": " << response.message() << "\n";
+  std::cerr << "xpra-request-display: " << v1::Status_Name(response.status()) << ": " << escape_untrusted(response.message(), 1024) << "\n";
   if (response.retry_after_ms() > 0)
     std::cerr << "hint: try again in " << (response.retry_after_ms() + 999) / 1000 << " s\n";
   return exit_code_for(response.status());

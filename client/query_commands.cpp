@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "exit_codes.h"
+#include "untrusted_text.h"
 
 namespace xpra_broker::client {
 
@@ -37,6 +38,16 @@ nlohmann::json lease_json(const v1::Lease& lease) {
           {"processes", lease.process_pids()}};
 }
 
+// Text from the broker may hold what another user typed (a purpose, a
+// reason): escaped before it reaches a terminal.
+std::string safe(const std::string& text, std::size_t max = 256) { return escape_untrusted(text, max); }
+
+// JSON stays JSON: strings are encoded by the JSON library, and anything
+// that is not UTF-8 is replaced rather than aborting the output.
+std::string dump_json(const nlohmann::json& j) {
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string format_time(std::int64_t unix_ms) {
   const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
   std::tm tm{};
@@ -58,7 +69,7 @@ int run_list(const GlobalOptions& options, bool all, bool json) {
   if (json) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& lease : response.list().leases()) out.push_back(lease_json(lease));
-    std::cout << out.dump(2) << "\n";
+    std::cout << dump_json(out) << "\n";
     return kExitOk;
   }
   if (response.list().leases().empty()) {
@@ -68,9 +79,11 @@ int run_list(const GlobalOptions& options, bool all, bool json) {
   std::printf("%-17s %-8s %-9s %-12s %-8s %-19s %-24s %s\n", "LEASE", "DISPLAY", "STATE", "USER", "PID", "SINCE",
               "RUNTIME_DIR", "PURPOSE");
   for (const auto& l : response.list().leases())
-    std::printf("%-17s :%-7u %-9s %-12s %-8d %-19s %-24s %s\n", l.id().c_str(), l.display(), state_name(l.state()),
-                l.user().c_str(), l.pid(), format_time(l.acquired_unix_ms()).c_str(), l.runtime_dir().c_str(),
-                l.purpose().c_str());
+    std::printf("%-17s :%-7u %-9s %-12s %-8d %-19s %-24s %s\n", safe(l.id(), 64).c_str(), l.display(),
+                state_name(l.state()), safe(l.user(), 64).c_str(), l.pid(), format_time(l.acquired_unix_ms()).c_str(),
+                safe(l.runtime_dir()).c_str(), safe(l.purpose()).c_str());
+  if (response.list().leases_total() > static_cast<std::uint32_t>(response.list().leases_size()))
+    std::printf("(%u more not shown)\n", response.list().leases_total() - response.list().leases_size());
   return kExitOk;
 }
 
@@ -97,7 +110,7 @@ int run_release(const GlobalOptions& options, const std::string& target) {
   // the --all list.
   const auto& lease = response.release().lease();
   wait_until_lease_gone(conn, lease.id(), lease.uid() != ::getuid(), std::chrono::seconds(30));
-  std::cout << "released lease " << response.release().lease().id() << " (display :"
+  std::cout << "released lease " << safe(response.release().lease().id(), 64) << " (display :"
             << response.release().lease().display() << ")\n";
   return kExitOk;
 }
@@ -120,7 +133,11 @@ int run_status(const GlobalOptions& options, bool json) {
                          {"stale", b.stale()}});
     nlohmann::json x_servers = nlohmann::json::array();
     for (const auto& x : s.x_servers())
-      x_servers.push_back({{"uid", x.uid()}, {"user", x.user()}, {"pids", x.pids()}, {"leases", x.leases()}});
+      x_servers.push_back({{"uid", x.uid()},
+                           {"user", x.user()},
+                           {"pids", x.pids()},
+                           {"count", x.count()},
+                           {"leases", x.leases()}});
     nlohmann::json out = {{"version", s.version()},
                           {"range", {{"first", s.range_first()}, {"last", s.range_last()}}},
                           {"leases", s.leases()},
@@ -130,12 +147,15 @@ int run_status(const GlobalOptions& options, bool json) {
                           {"connections", s.connections()},
                           {"uptime_ms", s.uptime_ms()},
                           {"blocked", blocked},
+                          {"blocked_total", s.blocked_total()},
                           {"x_servers", x_servers},
+                          {"x_server_users_total", s.x_server_users_total()},
+                          {"x_servers_age_ms", s.x_servers_age_ms()},
                           {"stale_removed", s.stale_removed()},
                           {"watched_directories", s.watched_directories()},
                           {"watch_rescans", s.watch_rescans()},
                           {"warnings", s.warnings()}};
-    std::cout << out.dump(2) << "\n";
+    std::cout << dump_json(out) << "\n";
     return kExitOk;
   }
   std::printf("xpra-brokerd %s, up %lld s\n", s.version().c_str(), static_cast<long long>(s.uptime_ms() / 1000));
@@ -146,7 +166,9 @@ int run_status(const GlobalOptions& options, bool json) {
     std::printf("skipped displays (used outside the broker, or leftovers):\n");
     for (const auto& b : s.blocked())
       std::printf("  :%-6u %-5s uid %-6u %s\n", b.display(), b.stale() ? "stale" : "live", b.owner_uid(),
-                  b.reason().c_str());
+                  safe(b.reason()).c_str());
+    if (s.blocked_total() > static_cast<std::uint32_t>(s.blocked_size()))
+      std::printf("  (%u more not shown)\n", s.blocked_total() - s.blocked_size());
   }
   std::printf("stale files removed since start: %u\n", s.stale_removed());
   if (s.watched_directories() > 0)
@@ -156,10 +178,12 @@ int run_status(const GlobalOptions& options, bool json) {
   if (s.x_servers_size() > 0) {
     std::printf("X servers on the host:\n");
     for (const auto& x : s.x_servers())
-      std::printf("  %-12s uid %-6u %3d X server(s), %u lease(s)\n", x.user().c_str(), x.uid(), x.pids_size(),
-                  x.leases());
+      std::printf("  %-12s uid %-6u %3u X server(s), %u lease(s)\n", safe(x.user(), 64).c_str(), x.uid(),
+                  x.count() ? x.count() : static_cast<std::uint32_t>(x.pids_size()), x.leases());
+    if (s.x_server_users_total() > static_cast<std::uint32_t>(s.x_servers_size()))
+      std::printf("  (%u more users not shown)\n", s.x_server_users_total() - s.x_servers_size());
   }
-  for (const auto& w : s.warnings()) std::printf("warning: %s\n", w.c_str());
+  for (const auto& w : s.warnings()) std::printf("warning: %s\n", safe(w, 1024).c_str());
   return kExitOk;
 }
 

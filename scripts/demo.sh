@@ -25,8 +25,18 @@ trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
-step "Start xpra-brokerd on a temporary runtime dir ($demo_dir), displays 500-509"
-"$brokerd" --runtime-dir="$demo_dir" --socket="$XPRA_BROKER_SOCKET" --displays=500-509 \
+# Started as root, the broker never stays root: it switches to the packaged
+# xpra-broker user, or to whom user= names. A fresh machine has no
+# xpra-broker yet, so the demo names nobody:nogroup (the broker keeps just
+# CAP_CHOWN, CAP_FOWNER and CAP_KILL, and takes the runtime dir over).
+run_as=()
+if [ "$(id -u)" -eq 0 ]; then
+  if id xpra-broker >/dev/null 2>&1 && getent group xpra >/dev/null; then run_as=(--user=xpra-broker --group=xpra)
+  else run_as=(--user=nobody --group=nogroup); fi
+fi
+
+step "Start xpra-brokerd on a temporary runtime dir ($demo_dir), displays 500-509 ${run_as[*]}"
+"$brokerd" "${run_as[@]}" --runtime-dir="$demo_dir" --socket="$XPRA_BROKER_SOCKET" --displays=500-509 \
   --max-leases-per-user=4 2>"$demo_dir/broker.log" &
 broker_pid=$!
 for _ in $(seq 50); do [ -S "$XPRA_BROKER_SOCKET" ] && break; sleep 0.1; done

@@ -41,6 +41,10 @@ const std::vector<NumberKey>& number_keys() {
       {"healthy-after-seconds", &BrokerConfig::healthy_after_seconds, 0, 86400},
       {"xserver-warn-per-user", &BrokerConfig::xserver_warn_per_user, 0, 100000},
       {"reattach-grace-seconds", &BrokerConfig::reattach_grace_seconds, 1, 86400},
+      {"idle-timeout-seconds", &BrokerConfig::idle_timeout_seconds, 1, 86400},
+      {"reads-per-second", &BrokerConfig::reads_per_second, 0, 1000000},
+      {"read-burst", &BrokerConfig::read_burst, 1, 1000000},
+      {"max-quarantines-per-user", &BrokerConfig::max_quarantines_per_user, 0, 100000},
   };
   return keys;
 }

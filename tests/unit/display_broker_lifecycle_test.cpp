@@ -51,15 +51,21 @@ const Caller kAlice = make_caller(4001, kUsersGroup);
 const Caller kBob = make_caller(4002, 4002, {kUsersGroup});
 const Caller kRoot = make_caller(0, 0);
 
-// Nothing runs on the host's displays.
+// Nothing runs on the host's displays, unless a test puts something there
+// (after an acquire: an X server of someone else that raced the lease's own).
 class FreeProbe : public DisplayProbe {
  public:
-  FreeProbe() : DisplayProbe("/nonexistent/x11", "/nonexistent/xpra", "unit-test-host") {}
+  explicit FreeProbe(const std::map<std::uint32_t, DisplayFacts>& host)
+      : DisplayProbe("/nonexistent/x11", "/nonexistent/xpra", "unit-test-host"), host_(host) {}
   DisplayFacts probe(std::uint32_t display, const std::string&) const override {
+    if (auto it = host_.find(display); it != host_.end()) return it->second;
     DisplayFacts f;
     f.display = display;
     return f;
   }
+
+ private:
+  const std::map<std::uint32_t, DisplayFacts>& host_;
 };
 
 // Keeps every job and its `done` until the test finishes it.
@@ -118,7 +124,7 @@ class DisplayBrokerLifecycleTest : public ::testing::Test {
       UniqueFd dir(::open(runtime_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       EXPECT_TRUE(dir);
       broker_ = std::make_unique<DisplayBroker>(
-          config_, policy_, std::make_unique<FreeProbe>(),
+          config_, policy_, std::make_unique<FreeProbe>(host_),
           std::make_unique<UserDirectories>(std::move(dir), runtime_dir_, ::getegid()), [this] { return now_; });
     }
     return *broker_;
@@ -201,6 +207,16 @@ class DisplayBrokerLifecycleTest : public ::testing::Test {
     if (!lease) return {};
     return {lease->process_pids().begin(), lease->process_pids().end()};
   }
+  // Something of another user appears on the display: what makes a start
+  // there fail with a display conflict the broker can confirm.
+  void plant_foreign_x11_socket(std::uint32_t display, uid_t owner = 4999) {
+    DisplayFacts f;
+    f.display = display;
+    f.x11_socket.kind = FileKind::socket;
+    f.x11_socket.owner = owner;
+    f.x11_socket.listening = true;
+    host_[display] = f;
+  }
   void expect_consistent() {
     EXPECT_EQ(broker().leases().size(), broker().allocator().leased_count());
     for (const Lease* l : broker().leases().all())
@@ -213,6 +229,7 @@ class DisplayBrokerLifecycleTest : public ::testing::Test {
   AccessPolicy policy_;
   Caller self_;
   HeldReaper reaper_;
+  std::map<std::uint32_t, DisplayFacts> host_;
   SteadyTime now_ = SteadyTime{} + std::chrono::hours(1000);
   std::unique_ptr<DisplayBroker> broker_;
 };
@@ -365,18 +382,22 @@ TEST_F(DisplayBrokerLifecycleTest, ReapJobCarriesTheLeaseAndItsReportedProcesses
 TEST_F(DisplayBrokerLifecycleTest, DisplayConflictQuarantinesTheDisplay) {
   const auto lease = must_acquire(kAlice);
   ASSERT_EQ(lease.display(), 100u);
+  plant_foreign_x11_socket(100);
   const auto r = start_failed(kAlice, lease.id(), v1::DISPLAY_CONFLICT,
                               "_XSERVTransSocketUNIXCreateListener: ...SocketCreateListener() failed\n"
                               "_XSERVTransMakeAllCOTSServerListeners: server already running\n");
   ASSERT_EQ(r.status(), v1::OK) << r.message();
   EXPECT_EQ(r.report_start_failure().quarantined_display(), 100u);
+  EXPECT_TRUE(r.report_start_failure().conflict_confirmed());
   EXPECT_EQ(broker().leases().find(lease.id()), nullptr) << "the failed start ends the lease";
+  host_.erase(100);  // the other X server is gone again; the quarantine stays
 
   const auto s = status();
   const auto* blocked = find_blocked(s, 100);
   ASSERT_NE(blocked, nullptr) << "status must list the quarantined display";
   EXPECT_TRUE(Contains(blocked->reason(), "quarantined"));
-  EXPECT_EQ(blocked->reason().find('\n'), std::string::npos) << "the detail's newlines end up in one line";
+  EXPECT_TRUE(Contains(blocked->reason(), "uid 4999")) << "root sees the evidence: " << blocked->reason();
+  EXPECT_EQ(blocked->reason().find('\n'), std::string::npos);
   EXPECT_EQ(blocked->owner_uid(), kAlice.uid);
   EXPECT_EQ(s.status_reply().free_displays(), 4u);
 
@@ -416,9 +437,11 @@ TEST_F(DisplayBrokerLifecycleTest, StartFailureOfAnotherUsersLeaseIsNotFound) {
 TEST_F(DisplayBrokerLifecycleTest, DisplayConflictQuarantineOutlastsTheReap) {
   broker_with_reaper();
   const auto lease = must_acquire(kAlice);
+  plant_foreign_x11_socket(100);
   ASSERT_EQ(start_failed(kAlice, lease.id(), v1::DISPLAY_CONFLICT, "server already running").status(), v1::OK);
   ASSERT_EQ(reaper_.jobs_for(lease.id()), 1u);
   reaper_.finish(lease.id());
+  host_.erase(100);
   EXPECT_EQ(broker().leases().find(lease.id()), nullptr);
   EXPECT_FALSE(broker().allocator().is_leased(100));
   EXPECT_NE(find_blocked(status(), 100), nullptr) << "the reap must not end the quarantine";
@@ -432,13 +455,72 @@ TEST_F(DisplayBrokerLifecycleTest, QuarantineThatEndsWhileTheLeaseIsReapingDoesN
   config_.display_last = 100;
   broker_with_reaper();
   const auto lease = must_acquire(kAlice);
+  plant_foreign_x11_socket(100);
   ASSERT_EQ(start_failed(kAlice, lease.id(), v1::DISPLAY_CONFLICT, "x").status(), v1::OK);
+  host_.erase(100);
   now_ += seconds(500);  // the quarantine ends while the reap still runs
   EXPECT_EQ(acquire(kBob).status(), v1::EXHAUSTED) << "the display is still held by the ending lease";
   expect_consistent();
   reaper_.finish(lease.id());
   EXPECT_EQ(must_acquire(kBob).display(), 100u);
   expect_consistent();
+}
+
+TEST_F(DisplayBrokerLifecycleTest, AConflictTheBrokerCannotSeeIsNotBelievedAndCountsAgainstTheReporter) {
+  config_.failures_before_backoff = 2;
+  // Nothing of anyone else on the display, or only the reporter's own files.
+  for (int i = 0; i < 2; ++i) {
+    const auto lease = must_acquire(kAlice);
+    if (i == 1) plant_foreign_x11_socket(lease.display(), kAlice.uid);
+    const auto r = start_failed(kAlice, lease.id(), v1::DISPLAY_CONFLICT, "server already running");
+    host_.erase(lease.display());
+    ASSERT_EQ(r.status(), v1::OK) << r.message();
+    EXPECT_EQ(r.report_start_failure().quarantined_display(), 0u) << "round " << i;
+    EXPECT_FALSE(r.report_start_failure().conflict_confirmed());
+    EXPECT_EQ(find_blocked(status(), lease.display()), nullptr) << "a claim alone must not block a number";
+  }
+  const auto r = acquire(kAlice);
+  EXPECT_EQ(r.status(), v1::RATE_LIMITED) << "two unconfirmed conflicts are two failed starts: back-off";
+  EXPECT_EQ(acquire(kBob).status(), v1::OK) << "and only the reporter pays for them";
+}
+
+TEST_F(DisplayBrokerLifecycleTest, OneUsersConfirmedQuarantinesAreBounded) {
+  config_.max_quarantines_per_user = 2;
+  config_.recheck_seconds = 30;
+  std::vector<std::uint32_t> quarantined, rechecked;
+  for (int i = 0; i < 4; ++i) {
+    const auto lease = must_acquire(kAlice);
+    plant_foreign_x11_socket(lease.display());
+    const auto r = start_failed(kAlice, lease.id(), v1::DISPLAY_CONFLICT, "server already running");
+    host_.erase(lease.display());
+    ASSERT_EQ(r.status(), v1::OK);
+    EXPECT_TRUE(r.report_start_failure().conflict_confirmed());
+    (r.report_start_failure().quarantined_display() ? quarantined : rechecked).push_back(lease.display());
+  }
+  EXPECT_EQ(quarantined.size(), 2u) << "max-quarantines-per-user=2";
+  EXPECT_EQ(rechecked.size(), 2u) << "the rest are only skipped until the next recheck";
+  now_ += seconds(30);
+  const auto lease = must_acquire(kBob);
+  EXPECT_TRUE(lease.display() == rechecked[0] || lease.display() == rechecked[1] || lease.display() == 104u)
+      << lease.display();
+  EXPECT_NE(find_blocked(status(), quarantined[0]), nullptr) << "the bounded quarantines still hold";
+}
+
+TEST_F(DisplayBrokerLifecycleTest, UsersSeeThatANumberIsBlockedButNotWhoseOrWhy) {
+  const auto lease = must_acquire(kAlice);
+  plant_foreign_x11_socket(lease.display());
+  ASSERT_EQ(start_failed(kAlice, lease.id(), v1::DISPLAY_CONFLICT, "\x1b[31mforged\nline").status(), v1::OK);
+  v1::Request r;
+  r.mutable_status();
+  const auto as_bob = broker().handle(kBob, 7, r);
+  const auto* b = find_blocked(as_bob, lease.display());
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->reason(), "quarantined after a display conflict");
+  EXPECT_EQ(b->owner_uid(), 0u);
+  EXPECT_EQ(b->pid(), 0);
+  const auto* as_root = find_blocked(status(), lease.display());
+  ASSERT_NE(as_root, nullptr);
+  EXPECT_EQ(as_root->owner_uid(), kAlice.uid);
 }
 
 TEST_F(DisplayBrokerLifecycleTest, StartFailuresFeedTheBackOff) {
@@ -456,9 +538,11 @@ TEST_F(DisplayBrokerLifecycleTest, StartFailuresFeedTheBackOff) {
   EXPECT_EQ(acquire(kBob).status(), v1::OK) << "back-off is per user";
   now_ += std::chrono::milliseconds(r.retry_after_ms());
   const auto lease = must_acquire(kAlice);
-  // A display conflict is the host's doing, not the session's: it does not
-  // count, so the client's retry on another display is not held back.
+  // A confirmed display conflict is the host's doing, not the session's: it
+  // does not count, so the client's retry on another display is not held back.
+  plant_foreign_x11_socket(lease.display());
   ASSERT_EQ(start_failed(kAlice, lease.id(), v1::DISPLAY_CONFLICT).status(), v1::OK);
+  host_.erase(lease.display());
   const auto retry = must_acquire(kAlice);
   // The third real failure doubles the wait.
   ASSERT_EQ(start_failed(kAlice, retry.id(), v1::EXITED).status(), v1::OK);

@@ -24,6 +24,7 @@
 
 #include <google/protobuf/descriptor.h>
 
+#include "framing.h"
 #include "test_support.h"
 
 namespace xpra_broker {
@@ -79,16 +80,21 @@ class FakeProbe : public DisplayProbe {
 DisplayFacts live_x_server(std::uint32_t display, pid_t pid, uid_t owner) {
   DisplayFacts f;
   f.display = display;
-  f.lock_kind = FileKind::regular;
-  f.lock_pid = pid;
-  f.lock_pid_alive = true;
-  f.lock_owner = owner;
+  f.lock.kind = FileKind::regular;
+  f.lock.links = 1;
+  f.lock.age_seconds = 3600;
+  f.lock.pid = pid;
+  f.lock.pid_alive = true;
+  f.lock.pid_known = true;
+  f.lock.pid_uid = f.lock.pid_euid = owner;
+  f.lock.pid_is_x_server = true;
+  f.lock.owner = owner;
   return f;
 }
 
 DisplayFacts dead_lock(std::uint32_t display, pid_t pid, uid_t owner) {
   DisplayFacts f = live_x_server(display, pid, owner);
-  f.lock_pid_alive = false;
+  f.lock.pid_alive = false;
   return f;
 }
 
@@ -303,7 +309,18 @@ TEST_F(DisplayBrokerTest, LiveAndStaleNumbersAreSkippedAndShownInStatus) {
   probe_.facts[102] = stale_x11_socket(102, 779);
   EXPECT_EQ(must_acquire(kAlice), 103u);
 
-  const auto s = status();
+  // A user sees that the numbers are blocked, not whose or the broker's findings.
+  const auto u = status(kAlice);
+  ASSERT_EQ(u.status(), v1::OK);
+  EXPECT_EQ(u.status_reply().blocked_size(), 3);
+  EXPECT_EQ(u.status_reply().blocked_total(), 3u);
+  for (const auto& b : u.status_reply().blocked()) {
+    EXPECT_EQ(b.owner_uid(), 0u);
+    EXPECT_EQ(b.pid(), 0);
+    EXPECT_TRUE(b.reason() == "in use on the host" || b.reason() == "leftover files on the host") << b.reason();
+  }
+
+  const auto s = status(kAdmin);
   ASSERT_EQ(s.status(), v1::OK);
   EXPECT_EQ(s.status_reply().blocked_size(), 3);
   const auto* live = find_blocked(s, 100);
@@ -652,8 +669,44 @@ TEST_F(DisplayBrokerTest, StatusReportsRangeQuotasCountsWarningsAndUptime) {
   EXPECT_EQ(s.free_displays(), 4u);
   EXPECT_EQ(s.connections(), 7u);
   EXPECT_EQ(s.uptime_ms(), 5000);
-  ASSERT_EQ(s.warnings_size(), 1);
-  EXPECT_EQ(s.warnings(0), "runtime dir is writable by others");
+  EXPECT_EQ(s.warnings_size(), 0) << "start-up findings are for admins";
+  const auto a = status(kAdmin).status_reply();
+  ASSERT_EQ(a.warnings_size(), 1);
+  EXPECT_EQ(a.warnings(0), "runtime dir is writable by others");
+}
+
+TEST_F(DisplayBrokerTest, RepliesStayWithinOneFrameWhateverTheCounts) {
+  // Every number of a large range blocked, and many leases: status and
+  // list --all are capped with totals, so each reply fits the frame limit.
+  config_.display_first = 1000;
+  config_.display_last = 2999;
+  config_.max_leases = 1000;
+  config_.max_leases_per_user = 1000;
+  for (std::uint32_t d = 1000; d < 2500; ++d) probe_.facts[d] = live_x_server(d, 100000 + d, 4000 + d);
+  for (int i = 0; i < 400; ++i) {
+    const std::string purpose(128, 'p');
+    ASSERT_EQ(acquire(kAlice, 1, purpose).status(), v1::OK) << i;
+  }
+  const auto s = status(kAdmin);
+  EXPECT_EQ(s.status_reply().blocked_total(), 1500u);
+  EXPECT_EQ(s.status_reply().blocked_size(), static_cast<int>(kMaxListedBlocked));
+  EXPECT_LE(s.ByteSizeLong(), wire::kMaxFrameSize);
+  v1::Request r;
+  r.mutable_list()->set_all(true);
+  const auto l = broker().handle(kRoot, 1, r);
+  EXPECT_EQ(l.list().leases_total(), 400u);
+  EXPECT_EQ(l.list().leases_size(), static_cast<int>(kMaxListedLeases));
+  EXPECT_LE(l.ByteSizeLong(), wire::kMaxFrameSize);
+}
+
+TEST_F(DisplayBrokerTest, PurposeWithControlCharactersIsRefused) {
+  for (const std::string& purpose : std::vector<std::string>{"a\nlease=forged", "\x1b[2J", std::string("nul\0", 4), "\xff"}) {
+    const auto r = acquire(kAlice, 1, purpose);
+    EXPECT_EQ(r.status(), v1::INVALID);
+    EXPECT_TRUE(Contains(r.message(), "printable")) << r.message();
+  }
+  EXPECT_EQ(broker().leases().size(), 0u);
+  EXPECT_EQ(acquire(kAlice, 1, "Grüße: xpra desktop").status(), v1::OK);
 }
 
 TEST_F(DisplayBrokerTest, DirectoryFailureGivesInternalAndTakesNoDisplay) {

@@ -209,9 +209,9 @@ void expect_socket_absent(const SocketFileFacts& s, const char* what) {
 void expect_nothing(const DisplayFacts& f, std::uint32_t display, const std::string& when) {
   SCOPED_TRACE("expect nothing: " + when);
   EXPECT_EQ(f.display, display);
-  EXPECT_KIND(f.lock_kind, FileKind::absent);
-  EXPECT_EQ(f.lock_pid, 0);
-  EXPECT_FALSE(f.lock_pid_alive);
+  EXPECT_KIND(f.lock.kind, FileKind::absent);
+  EXPECT_EQ(f.lock.pid, 0);
+  EXPECT_FALSE(f.lock.pid_alive);
   expect_socket_absent(f.x11_socket, "x11_socket");
   EXPECT_FALSE(f.x11_abstract_in_use);
   EXPECT_FALSE(f.xpra_abstract_in_use);
@@ -288,10 +288,10 @@ TEST_F(DisplayProbeTest, LockFileAppearsWithLiveThenDeadPid) {
 
   write_lock(lock_path(d), ::getpid());
   DisplayFacts f = probe(d);
-  EXPECT_KIND(f.lock_kind, FileKind::regular);
-  EXPECT_EQ(f.lock_owner, ::geteuid());
-  EXPECT_EQ(f.lock_pid, ::getpid());
-  EXPECT_TRUE(f.lock_pid_alive);
+  EXPECT_KIND(f.lock.kind, FileKind::regular);
+  EXPECT_EQ(f.lock.owner, ::geteuid());
+  EXPECT_EQ(f.lock.pid, ::getpid());
+  EXPECT_TRUE(f.lock.pid_alive);
   expect_socket_absent(f.x11_socket, "x11_socket");
 
   remove_file(lock_path(d));
@@ -300,9 +300,9 @@ TEST_F(DisplayProbeTest, LockFileAppearsWithLiveThenDeadPid) {
   const pid_t dead = reaped_pid();
   write_lock(lock_path(d), dead);
   f = probe(d);
-  EXPECT_KIND(f.lock_kind, FileKind::regular);
-  EXPECT_EQ(f.lock_pid, dead);
-  EXPECT_FALSE(f.lock_pid_alive);
+  EXPECT_KIND(f.lock.kind, FileKind::regular);
+  EXPECT_EQ(f.lock.pid, dead);
+  EXPECT_FALSE(f.lock.pid_alive);
 
   remove_file(lock_path(d));
   expect_nothing(probe(d), d, "after the dead lock is removed");
@@ -310,9 +310,9 @@ TEST_F(DisplayProbeTest, LockFileAppearsWithLiveThenDeadPid) {
   // Not a number: a regular lock without a pid.
   write_file(lock_path(d), "garbage\n");
   f = probe(d);
-  EXPECT_KIND(f.lock_kind, FileKind::regular);
-  EXPECT_EQ(f.lock_pid, 0);
-  EXPECT_FALSE(f.lock_pid_alive);
+  EXPECT_KIND(f.lock.kind, FileKind::regular);
+  EXPECT_EQ(f.lock.pid, 0);
+  EXPECT_FALSE(f.lock.pid_alive);
   remove_file(lock_path(d));
   expect_nothing(probe(d), d, "after the garbage lock is removed");
 }
@@ -328,11 +328,11 @@ TEST_F(DisplayProbeTest, LockSymlinkIsNotFollowed) {
   write_lock(target, ::getpid());
   ASSERT_EQ(::symlink(target.c_str(), lock_path(d).c_str()), 0) << errno_text();
   DisplayFacts f = probe(d);
-  EXPECT_NE(f.lock_kind, FileKind::absent);
-  EXPECT_NE(f.lock_kind, FileKind::regular);
-  EXPECT_KIND(f.lock_kind, FileKind::other);
-  EXPECT_EQ(f.lock_pid, 0);
-  EXPECT_FALSE(f.lock_pid_alive);
+  EXPECT_NE(f.lock.kind, FileKind::absent);
+  EXPECT_NE(f.lock.kind, FileKind::regular);
+  EXPECT_KIND(f.lock.kind, FileKind::other);
+  EXPECT_EQ(f.lock.pid, 0);
+  EXPECT_FALSE(f.lock.pid_alive);
 
   remove_file(lock_path(d));
   expect_nothing(probe(d), d, "after the symlink is removed");
@@ -340,8 +340,8 @@ TEST_F(DisplayProbeTest, LockSymlinkIsNotFollowed) {
   // A dangling symlink is there too.
   ASSERT_EQ(::symlink((root_ + "/nowhere").c_str(), lock_path(d).c_str()), 0) << errno_text();
   f = probe(d);
-  EXPECT_KIND(f.lock_kind, FileKind::other);
-  EXPECT_EQ(f.lock_pid, 0);
+  EXPECT_KIND(f.lock.kind, FileKind::other);
+  EXPECT_EQ(f.lock.pid, 0);
   remove_file(lock_path(d));
   expect_nothing(probe(d), d, "after the dangling symlink is removed");
 }
@@ -359,7 +359,7 @@ TEST_F(DisplayProbeTest, X11SocketListeningThenStale) {
     ASSERT_TRUE(listener);
     const DisplayFacts f = probe(d);
     expect_listening_socket(f.x11_socket, "x11_socket");
-    EXPECT_KIND(f.lock_kind, FileKind::absent);
+    EXPECT_KIND(f.lock.kind, FileKind::absent);
     EXPECT_FALSE(f.x11_abstract_in_use);  // a filesystem name is not the abstract one
     // A second probe of a listener it already connected to.
     expect_listening_socket(probe(d).x11_socket, "x11_socket, again");
@@ -671,9 +671,9 @@ TEST_F(DisplayProbeTest, ManyChangesBetweenProbesDoNotHideNewArtifacts) {
   ASSERT_TRUE(x11 && shared);
 
   DisplayFacts f = probe(d);
-  EXPECT_KIND(f.lock_kind, FileKind::regular);
-  EXPECT_EQ(f.lock_pid, ::getpid());
-  EXPECT_TRUE(f.lock_pid_alive);
+  EXPECT_KIND(f.lock.kind, FileKind::regular);
+  EXPECT_EQ(f.lock.pid, ::getpid());
+  EXPECT_TRUE(f.lock.pid_alive);
   expect_listening_socket(f.x11_socket, "x11_socket after the churn");
   expect_listening_socket(f.xpra_shared_socket, "xpra_shared_socket after the churn");
 
@@ -695,8 +695,8 @@ TEST_F(DisplayProbeTest, ManyChangesBetweenProbesDoNotHideNewArtifacts) {
   // Appearing once more after all that.
   write_lock(lock_path(d), ::getpid());
   f = probe(d);
-  EXPECT_KIND(f.lock_kind, FileKind::regular);
-  EXPECT_TRUE(f.lock_pid_alive);
+  EXPECT_KIND(f.lock.kind, FileKind::regular);
+  EXPECT_TRUE(f.lock.pid_alive);
   remove_file(lock_path(d));
   expect_nothing(probe(d), d, "at the end");
 }
@@ -722,8 +722,8 @@ TEST_F(DisplayProbeTest, RepeatedProbesDoNotLeakFds) {
   const std::uint32_t stale = absent + 1;
 
   auto check_present = [&](const DisplayFacts& f) {
-    EXPECT_KIND(f.lock_kind, FileKind::regular);
-    EXPECT_TRUE(f.lock_pid_alive);
+    EXPECT_KIND(f.lock.kind, FileKind::regular);
+    EXPECT_TRUE(f.lock.pid_alive);
     EXPECT_TRUE(f.x11_socket.listening);
     EXPECT_TRUE(f.xpra_shared_socket.listening);
     EXPECT_TRUE(f.xpra_user_socket.listening);
@@ -751,7 +751,7 @@ TEST_F(DisplayProbeTest, RepeatedProbesDoNotLeakFds) {
   for (int i = 0; i < 200; ++i) {
     write_lock(lock_path(absent), ::getpid());
     const DisplayFacts f = probe(absent);
-    EXPECT_KIND(f.lock_kind, FileKind::regular);
+    EXPECT_KIND(f.lock.kind, FileKind::regular);
     remove_file(lock_path(absent));
     expect_nothing(probe(absent), absent, "come-and-go " + std::to_string(i));
     if (::testing::Test::HasFailure()) FAIL() << "come-and-go " << i;
@@ -782,9 +782,9 @@ TEST_F(DisplayProbeTest, ArtifactsLinkedOrRenamedIntoAndOutOfPlace) {
   ASSERT_EQ(::link(temp_lock.c_str(), lock_path(d).c_str()), 0) << errno_text();
   remove_file(temp_lock);
   DisplayFacts f = probe(d);
-  EXPECT_KIND(f.lock_kind, FileKind::regular);
-  EXPECT_EQ(f.lock_pid, ::getpid());
-  EXPECT_TRUE(f.lock_pid_alive);
+  EXPECT_KIND(f.lock.kind, FileKind::regular);
+  EXPECT_EQ(f.lock.pid, ::getpid());
+  EXPECT_TRUE(f.lock.pid_alive);
 
   // Renamed away.
   ASSERT_EQ(::rename(lock_path(d).c_str(), temp_lock.c_str()), 0) << errno_text();
@@ -794,8 +794,8 @@ TEST_F(DisplayProbeTest, ArtifactsLinkedOrRenamedIntoAndOutOfPlace) {
   ASSERT_EQ(::rename(temp_lock.c_str(), outside.c_str()), 0) << errno_text();
   ASSERT_EQ(::rename(outside.c_str(), lock_path(d).c_str()), 0) << errno_text();
   f = probe(d);
-  EXPECT_KIND(f.lock_kind, FileKind::regular);
-  EXPECT_EQ(f.lock_pid, ::getpid());
+  EXPECT_KIND(f.lock.kind, FileKind::regular);
+  EXPECT_EQ(f.lock.pid, ::getpid());
   remove_file(lock_path(d));
   expect_nothing(probe(d), d, "lock removed");
 
@@ -849,9 +849,9 @@ TEST_F(DisplayProbeTest, DirectoriesMissingAtConstructionCreatedLater) {
   UniqueFd x11_abstract = listen_abstract(tmp_later + "/.X11-unix/X" + std::to_string(d));
   ASSERT_TRUE(x11 && shared && x11_abstract);
   const DisplayFacts f = p.probe(d, user_);
-  EXPECT_KIND(f.lock_kind, FileKind::regular);
-  EXPECT_EQ(f.lock_pid, ::getpid());
-  EXPECT_TRUE(f.lock_pid_alive);
+  EXPECT_KIND(f.lock.kind, FileKind::regular);
+  EXPECT_EQ(f.lock.pid, ::getpid());
+  EXPECT_TRUE(f.lock.pid_alive);
   expect_listening_socket(f.x11_socket, "x11_socket");
   expect_listening_socket(f.xpra_shared_socket, "xpra_shared_socket");
   EXPECT_TRUE(f.x11_abstract_in_use);
@@ -875,17 +875,17 @@ TEST_F(DisplayProbeTest, TheWatchIsDrainedOncePerRequestAndBeforeEveryAnswerOuts
   p.begin_request();
   expect_nothing(probe(d), d, "first answer of the request");
   write_lock(lock_path(d), ::getpid());
-  EXPECT_KIND(probe(d).lock_kind, FileKind::absent);  // as of the request's first answer
+  EXPECT_KIND(probe(d).lock.kind, FileKind::absent);  // as of the request's first answer
   EXPECT_TRUE(p.x_lock_absent(d));
   p.end_request();
-  EXPECT_KIND(probe(d).lock_kind, FileKind::regular);
+  EXPECT_KIND(probe(d).lock.kind, FileKind::regular);
   EXPECT_FALSE(p.x_lock_absent(d));
 
   p.begin_request();
-  EXPECT_KIND(probe(d).lock_kind, FileKind::regular);
+  EXPECT_KIND(probe(d).lock.kind, FileKind::regular);
   remove_file(lock_path(d));
   // A name the watch has seen is looked up again, so its removal shows at once.
-  EXPECT_KIND(probe(d).lock_kind, FileKind::absent);
+  EXPECT_KIND(probe(d).lock.kind, FileKind::absent);
   p.end_request();
   expect_nothing(probe(d), d, "after the request");
 }

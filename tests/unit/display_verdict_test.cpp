@@ -27,7 +27,18 @@ SocketFileFacts socket_file(FileKind kind, bool listening, uid_t owner = kBob) {
 DisplayFacts nothing(std::uint32_t display = 7) {
   DisplayFacts f;
   f.display = display;
+  f.lock.age_seconds = 3600;  // not one an X server is still writing
+  f.lock.links = 1;
   return f;
+}
+
+// What read_lock_at() says of a real X server of `owner` behind the lock.
+void backed_by_x_server(LockFacts& l, uid_t owner) {
+  l.pid_alive = true;
+  l.pid_known = true;
+  l.pid_uid = l.pid_euid = owner;
+  l.pid_is_x_server = true;
+  l.pid_serves_display = true;
 }
 
 TEST(DisplayVerdictTest, NothingOnTheHostIsFree) {
@@ -40,10 +51,10 @@ TEST(DisplayVerdictTest, NothingOnTheHostIsFree) {
 
 TEST(DisplayVerdictTest, LockWithLivePidIsLive) {
   auto f = nothing();
-  f.lock_kind = FileKind::regular;
-  f.lock_owner = kBob;
-  f.lock_pid = 4321;
-  f.lock_pid_alive = true;
+  f.lock.kind = FileKind::regular;
+  f.lock.owner = kBob;
+  f.lock.pid = 4321;
+  backed_by_x_server(f.lock, kBob);
   const auto v = classify_display(f);
   EXPECT_EQ(v.use, DisplayUse::live);
   EXPECT_TRUE(Contains(v.reason, "X server running"));
@@ -54,10 +65,10 @@ TEST(DisplayVerdictTest, LockWithLivePidIsLive) {
 
 TEST(DisplayVerdictTest, LockWithDeadPidIsStale) {
   auto f = nothing();
-  f.lock_kind = FileKind::regular;
-  f.lock_owner = kBob;
-  f.lock_pid = 4321;
-  f.lock_pid_alive = false;
+  f.lock.kind = FileKind::regular;
+  f.lock.owner = kBob;
+  f.lock.pid = 4321;
+  f.lock.pid_alive = false;
   const auto v = classify_display(f);
   EXPECT_EQ(v.use, DisplayUse::stale);
   EXPECT_TRUE(Contains(v.reason, "stale lock file"));
@@ -71,10 +82,10 @@ TEST(DisplayVerdictTest, UnreadableLockIsStaleNeverLive) {
   for (bool alive : {false, true}) {
     SCOPED_TRACE(alive ? "alive flag set" : "alive flag clear");
     auto f = nothing();
-    f.lock_kind = FileKind::regular;
-    f.lock_owner = kBob;
-    f.lock_pid = 0;  // unreadable or not a number
-    f.lock_pid_alive = alive;
+    f.lock.kind = FileKind::regular;
+    f.lock.owner = kBob;
+    f.lock.pid = 0;  // unreadable or not a number
+    f.lock.pid_alive = alive;
     const auto v = classify_display(f);
     EXPECT_EQ(v.use, DisplayUse::stale);
     EXPECT_TRUE(Contains(v.reason, "unreadable lock file"));
@@ -83,11 +94,33 @@ TEST(DisplayVerdictTest, UnreadableLockIsStaleNeverLive) {
   }
 }
 
+TEST(DisplayVerdictTest, LockNamingALiveProcessThatIsNoXServerOfItsOwnerIsAForgery) {
+  for (int how = 0; how < 2; ++how) {
+    auto f = nothing();
+    f.lock.kind = FileKind::regular;
+    f.lock.owner = kBob;
+    f.lock.pid = 1;
+    backed_by_x_server(f.lock, kBob);
+    if (how == 0) f.lock.pid_is_x_server = false;  // e.g. pid 1, a shell
+    if (how == 1) f.lock.pid_uid = f.lock.pid_euid = 0;  // somebody else's X server
+    const auto v = classify_display(f);
+    EXPECT_EQ(v.use, DisplayUse::stale) << how;
+    EXPECT_TRUE(Contains(v.reason, "forged lock file")) << v.reason;
+  }
+}
+
+TEST(DisplayVerdictTest, YoungUnreadableLockIsBeingWritten) {
+  auto f = nothing();
+  f.lock.kind = FileKind::regular;
+  f.lock.age_seconds = 2;
+  EXPECT_EQ(classify_display(f).use, DisplayUse::live) << "an X server may be writing it; skip, do not remove";
+}
+
 TEST(DisplayVerdictTest, NegativeLockPidIsNotLive) {
   auto f = nothing();
-  f.lock_kind = FileKind::regular;
-  f.lock_pid = -1;
-  f.lock_pid_alive = true;
+  f.lock.kind = FileKind::regular;
+  f.lock.pid = -1;
+  f.lock.pid_alive = true;
   EXPECT_NE(classify_display(f).use, DisplayUse::live);
 }
 
@@ -95,11 +128,11 @@ TEST(DisplayVerdictTest, LockPathThatIsNotARegularFileIsStale) {
   // A symlink (CVE-2011-4029 style), a directory, a socket where the lock goes.
   for (FileKind kind : {FileKind::other, FileKind::socket}) {
     auto f = nothing();
-    f.lock_kind = kind;
-    f.lock_owner = kBob;
+    f.lock.kind = kind;
+    f.lock.owner = kBob;
     // Whatever pid was "read" through it must not make it live.
-    f.lock_pid = 4321;
-    f.lock_pid_alive = true;
+    f.lock.pid = 4321;
+    f.lock.pid_alive = true;
     const auto v = classify_display(f);
     EXPECT_EQ(v.use, DisplayUse::stale);
     EXPECT_TRUE(Contains(v.reason, "not a regular file"));
@@ -198,9 +231,9 @@ TEST(DisplayVerdictTest, LiveEvidenceWinsOverLeftovers) {
   // A dead lock, a stale socket and a stale shared xpra socket, but the X
   // server listens on the abstract socket: it is live.
   auto f = nothing();
-  f.lock_kind = FileKind::regular;
-  f.lock_pid = 99;
-  f.lock_pid_alive = false;
+  f.lock.kind = FileKind::regular;
+  f.lock.pid = 99;
+  f.lock.pid_alive = false;
   f.x11_socket = socket_file(FileKind::socket, false);
   f.xpra_shared_socket = socket_file(FileKind::socket, false);
   f.x11_abstract_in_use = true;
@@ -211,10 +244,10 @@ TEST(DisplayVerdictTest, LiveEvidenceWinsOverLeftovers) {
 
 TEST(DisplayVerdictTest, LiveLockIsReportedWithItsPidBeforeOtherEvidence) {
   auto f = nothing();
-  f.lock_kind = FileKind::regular;
-  f.lock_owner = kBob;
-  f.lock_pid = 555;
-  f.lock_pid_alive = true;
+  f.lock.kind = FileKind::regular;
+  f.lock.owner = kBob;
+  f.lock.pid = 555;
+  f.lock.pid_alive = true;
   f.x11_socket = socket_file(FileKind::socket, true, 1001);
   f.x11_abstract_in_use = true;
   const auto v = classify_display(f);
@@ -249,13 +282,16 @@ TEST(DisplayVerdictTest, EveryCombinationMatchesTheRule) {
             for (Sock user : socks) {
               ++combinations;
               DisplayFacts f = nothing();
-              f.lock_owner = 2001;
+              f.lock.owner = 2001;
               switch (lock) {
                 case Lock::absent: break;
-                case Lock::live: f.lock_kind = FileKind::regular, f.lock_pid = 10, f.lock_pid_alive = true; break;
-                case Lock::dead: f.lock_kind = FileKind::regular, f.lock_pid = 10; break;
-                case Lock::unreadable: f.lock_kind = FileKind::regular; break;
-                case Lock::odd: f.lock_kind = FileKind::other; break;
+                case Lock::live:
+                  f.lock.kind = FileKind::regular, f.lock.pid = 10;
+                  backed_by_x_server(f.lock, 2001);
+                  break;
+                case Lock::dead: f.lock.kind = FileKind::regular, f.lock.pid = 10; break;
+                case Lock::unreadable: f.lock.kind = FileKind::regular; break;
+                case Lock::odd: f.lock.kind = FileKind::other; break;
               }
               f.x11_socket = apply(x11, 2002);
               f.x11_abstract_in_use = x11_abstract;

@@ -61,9 +61,8 @@ TrackedProcess tracked(pid_t pid, pid_t group_leader = 0, pid_t session_leader =
   return t;
 }
 
-std::vector<pid_t> select(const std::vector<ProcessInfo>& snapshot, uid_t uid, const std::vector<TrackedProcess>& t,
-                          pid_t lock_pid = 0) {
-  return select_lease_processes(snapshot, uid, t, lock_pid);
+std::vector<pid_t> select(const std::vector<ProcessInfo>& snapshot, uid_t uid, const std::vector<TrackedProcess>& t) {
+  return select_lease_processes(snapshot, uid, t);
 }
 
 using Pids = std::vector<pid_t>;
@@ -73,19 +72,15 @@ using Pids = std::vector<pid_t>;
 TEST(SelectLeaseProcessesTest, NothingTrackedAndNoLockSelectsNothing) {
   const std::vector<ProcessInfo> snapshot = {proc(10, 1, 10, 10, kUser), proc(11, 10, 10, 10, kUser)};
   EXPECT_TRUE(select(snapshot, kUser, {}).empty());
-  EXPECT_TRUE(select(snapshot, kUser, {}, 0).empty());
-  EXPECT_TRUE(select(snapshot, kUser, {}, -1).empty());
-  EXPECT_TRUE(select({}, kUser, {tracked(10, 10, 10)}, 10).empty()) << "an empty snapshot";
+  EXPECT_TRUE(select({}, kUser, {tracked(10, 10, 10)}).empty()) << "an empty snapshot";
 }
 
-TEST(SelectLeaseProcessesTest, SelectsTrackedPidsAndTheLockPid) {
+TEST(SelectLeaseProcessesTest, SelectsTrackedPids) {
   const std::vector<ProcessInfo> snapshot = {proc(10, 1, 10, 10, kUser), proc(20, 1, 20, 20, kUser),
                                              proc(30, 1, 30, 30, kUser), proc(40, 1, 40, 40, kUser)};
   EXPECT_EQ(select(snapshot, kUser, {tracked(10)}), (Pids{10}));
   EXPECT_EQ(select(snapshot, kUser, {tracked(30), tracked(10)}), (Pids{10, 30})) << "sorted";
-  EXPECT_EQ(select(snapshot, kUser, {}, 40), (Pids{40}));
-  EXPECT_EQ(select(snapshot, kUser, {tracked(20)}, 40), (Pids{20, 40}));
-  EXPECT_EQ(select(snapshot, kUser, {tracked(20), tracked(20)}, 20), (Pids{20})) << "no duplicates";
+  EXPECT_EQ(select(snapshot, kUser, {tracked(20), tracked(20)}), (Pids{20})) << "no duplicates";
   EXPECT_TRUE(select(snapshot, kUser, {tracked(99)}).empty()) << "a tracked pid that is gone";
 }
 
@@ -101,23 +96,20 @@ TEST(SelectLeaseProcessesTest, NeverSelectsAnotherUidsProcess) {
   const struct {
     const char* how;
     std::vector<TrackedProcess> t;
-    pid_t lock;
   } cases[] = {
-      {"member of a tracked group, session, child of a tracked pid", {tracked(10, 10, 10)}, 0},
-      {"tracked itself", {tracked(50), tracked(60, 60, 60)}, 0},
-      {"the lock pid", {}, 50},
-      {"the lock pid, leading a group", {}, 60},
-      {"everything at once", {tracked(10, 10, 10), tracked(50, 10, 10), tracked(60, 60, 60)}, 60},
+      {"member of a tracked group, session, child of a tracked pid", {tracked(10, 10, 10)}},
+      {"tracked itself", {tracked(50), tracked(60, 60, 60)}},
+      {"everything at once", {tracked(10, 10, 10), tracked(50, 10, 10), tracked(60, 60, 60)}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.how);
-    const auto chosen = select(snapshot, kUser, c.t, c.lock);
+    const auto chosen = select(snapshot, kUser, c.t);
     EXPECT_EQ(std::count(chosen.begin(), chosen.end(), 50), 0);
     EXPECT_EQ(std::count(chosen.begin(), chosen.end(), 60), 0);
     EXPECT_EQ(std::count(chosen.begin(), chosen.end(), 1), 0);
   }
   // And the other way round: kOther's lease never reaches kUser's processes.
-  const auto theirs = select(snapshot, kOther, {tracked(10, 10, 10), tracked(60, 60, 60)}, 61);
+  const auto theirs = select(snapshot, kOther, {tracked(10, 10, 10), tracked(60, 60, 60)});
   EXPECT_EQ(theirs, (Pids{50, 60}));
 }
 
@@ -142,9 +134,7 @@ TEST(SelectLeaseProcessesTest, TrackedProcessThatDoesNotLeadItsGroupDoesNotPullI
       proc(203, 201, 200, 200, kUser),
   };
   EXPECT_EQ(select(snapshot, kUser, {tracked(201)}), (Pids{201, 203})) << "itself and its descendants only";
-  EXPECT_EQ(select(snapshot, kUser, {tracked(201, 0, 0)}, 0), (Pids{201, 203}));
-  // The lock pid never pulls in a group or session either.
-  EXPECT_EQ(select(snapshot, kUser, {}, 201), (Pids{201, 203}));
+  EXPECT_EQ(select(snapshot, kUser, {tracked(201, 0, 0)}), (Pids{201, 203}));
 }
 
 TEST(SelectLeaseProcessesTest, TrackedSessionLeaderPullsInItsSession) {
@@ -215,18 +205,17 @@ TEST(SelectLeaseProcessesTest, CyclesInParentLinksTerminate) {
   EXPECT_EQ(select(snapshot, kUser, {tracked(11)}), (Pids{10, 11, 12}));
   EXPECT_EQ(select(snapshot, kUser, {tracked(20)}), (Pids{20, 21}));
   EXPECT_EQ(select(snapshot, kUser, {tracked(21)}), (Pids{21}));
-  EXPECT_EQ(select(snapshot, kUser, {tracked(11), tracked(20)}, 12), (Pids{10, 11, 12, 20, 21}));
+  EXPECT_EQ(select(snapshot, kUser, {tracked(11), tracked(20)}), (Pids{10, 11, 12, 20, 21}));
   EXPECT_EQ(select(snapshot, kUser, {tracked(40)}), (Pids{40}));
   EXPECT_EQ(select(snapshot, kUser, {tracked(30)}), (Pids{30, 31}));
 }
 
 // The plain definition: a process of the uid is selected when it is tracked,
-// the lock pid, in a tracked leader's group or session, or its parent is
-// selected. Computed as a naive fixed point.
+// in a tracked leader's group or session, or its parent is selected.
+// Computed as a naive fixed point.
 std::set<pid_t> model_select(const std::vector<ProcessInfo>& snapshot, uid_t uid,
-                             const std::vector<TrackedProcess>& tracked, pid_t lock_pid) {
+                             const std::vector<TrackedProcess>& tracked) {
   auto direct = [&](const ProcessInfo& p) {
-    if (lock_pid > 0 && p.pid == lock_pid) return true;
     for (const auto& t : tracked) {
       if (t.pid == p.pid) return true;
       if (t.group_leader > 0 && t.group_leader == p.pgid) return true;
@@ -279,10 +268,9 @@ TEST(SelectLeaseProcessesTest, RandomSnapshotsMatchThePlainDefinition) {
       const int kind = rng() % 3;
       t.push_back(tracked(pid, kind >= 1 ? pid : 0, kind == 2 ? pid : 0));
     }
-    const pid_t lock = rng() % 3 == 0 ? any_pid() : 0;
     for (uid_t uid : {kUser, kOther}) {
-      const auto got = select(snapshot, uid, t, lock);
-      const auto want = model_select(snapshot, uid, t, lock);
+      const auto got = select(snapshot, uid, t);
+      const auto want = model_select(snapshot, uid, t);
       ASSERT_EQ(std::set<pid_t>(got.begin(), got.end()), want) << "uid " << uid;
       ASSERT_EQ(got.size(), want.size()) << "duplicates in the result";
       for (pid_t pid : got) {
@@ -421,21 +409,80 @@ TEST_F(AsioLeaseReaperTest, TreeThatHonoursTermIsTerminated) {
   for (const auto& [pid, fd] : watched) EXPECT_FALSE(pidfd_alive(fd.get())) << "pid " << pid << " survived";
 }
 
-TEST_F(AsioLeaseReaperTest, LockFilePidAndItsDescendantsAreReaped) {
-  ScopedChild server = testing::spawn_shell_group("sleep 1000 & sleep 1000 & wait");
+TEST_F(AsioLeaseReaperTest, TheLeasesXServerNamedByItsLockIsReapedButNothingItStarted) {
+  // A stand-in X server: a script named Xvfb (its command name is then
+  // "Xvfb") with ":77" on its command line, and a child of its own.
+  const std::string xvfb = tmp_.path() + "/Xvfb";
+  write_file(xvfb, "#!/bin/sh\nsleep 1000 &\necho $! > " + tmp_.path() + "/child.pid\nwait\n");
+  ASSERT_EQ(::chmod(xvfb.c_str(), 0755), 0);
+  ScopedChild server = testing::spawn_shell_group("exec " + xvfb + " :" + std::to_string(kDisplay));
   ASSERT_TRUE(server);
-  ASSERT_TRUE(eventually([&] { return sleeps_in_group(server.pid()) == 2; }));
-  const auto watched = watch_group(server.pid());
-  ASSERT_EQ(watched.size(), 3u);
+  pid_t child = 0;
+  ASSERT_TRUE(eventually([&] {
+    std::ifstream in(tmp_.path() + "/child.pid");
+    return static_cast<bool>(in >> child) && child > 0;
+  }));
+  ProcessInfo info;
+  UniqueFd server_fd = open_verified_pidfd(server.pid(), info);
+  ASSERT_EQ(info.comm, "Xvfb");
+  UniqueFd child_fd = open_verified_pidfd(child, info);
+  ASSERT_TRUE(server_fd && child_fd);
   char lock[16];
   std::snprintf(lock, sizeof(lock), "%10d\n", server.pid());
   write_file(x11_dir_ + "/.X" + std::to_string(kDisplay) + "-lock", lock);
 
-  // Nothing reported: the X server is found through the display's lock.
+  // Nothing reported: the X server is found through the display's lock, a
+  // file of the lease's user naming that user's X server of this display.
   const Run run = reap(job_for({}), std::chrono::seconds(60));
   EXPECT_EQ(run.calls, 1);
-  EXPECT_EQ(run.outcome.terminated + run.outcome.killed, 3u);
-  for (const auto& [pid, fd] : watched) EXPECT_FALSE(pidfd_alive(fd.get())) << "pid " << pid << " survived";
+  EXPECT_EQ(run.outcome.terminated + run.outcome.killed, 1u);
+  EXPECT_TRUE(eventually([&] { return !pidfd_alive(server_fd.get()); })) << "the X server survived";
+  EXPECT_TRUE(pidfd_alive(child_fd.get())) << "a lock's pid must never grow a set of processes to signal";
+  ::kill(child, SIGKILL);
+}
+
+TEST_F(AsioLeaseReaperTest, ALockThatIsNoEvidenceGivesNothingToSignal) {
+  // The same user's processes, named by a lock, each failing one check.
+  const std::string lock_path = x11_dir_ + "/.X" + std::to_string(kDisplay) + "-lock";
+  const std::string xvfb = tmp_.path() + "/Xvfb";
+  write_file(xvfb, "#!/bin/sh\nexec sleep 1000\n");
+  write_file(tmp_.path() + "/Xvfb-wait", "#!/bin/sh\nsleep 1000 & wait\n");
+  ASSERT_EQ(::chmod((tmp_.path() + "/Xvfb-wait").c_str(), 0755), 0);
+  struct Case {
+    const char* why;
+    std::string command;
+    int links;  // extra hard links to the lock
+  } cases[] = {
+      {"not an X server (a plain sleep)", "exec sleep 1000", 0},
+      {"an X server of another display", "exec " + tmp_.path() + "/Xvfb-wait :78", 0},
+      {"a lock with two links", "exec " + tmp_.path() + "/Xvfb-wait :77", 1},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.why);
+    ScopedChild victim = testing::spawn_shell_group(c.command);
+    ASSERT_TRUE(victim);
+    ASSERT_TRUE(eventually([&] {
+      ProcessInfo i;
+      return read_process(victim.pid(), i) && i.comm != "sh";
+    }));
+    ProcessInfo info;
+    UniqueFd fd = open_verified_pidfd(victim.pid(), info);
+    ASSERT_TRUE(fd);
+    char lock[16];
+    std::snprintf(lock, sizeof(lock), "%10d\n", victim.pid());
+    ::unlink(lock_path.c_str());
+    write_file(lock_path, lock);
+    const std::string extra = tmp_.path() + "/extra-link";
+    ::unlink(extra.c_str());
+    if (c.links) {
+      ASSERT_EQ(::link(lock_path.c_str(), extra.c_str()), 0);
+    }
+    const Run run = reap(job_for({}), std::chrono::seconds(60));
+    EXPECT_EQ(run.calls, 1);
+    EXPECT_EQ(run.outcome.terminated + run.outcome.killed, 0u);
+    EXPECT_TRUE(pidfd_alive(fd.get())) << "signalled on a lock that proves nothing";
+    ::unlink(extra.c_str());
+  }
 }
 
 TEST_F(AsioLeaseReaperTest, AnotherUidsProcessesInTheGroupOrLockSurvive) {

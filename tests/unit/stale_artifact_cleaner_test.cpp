@@ -4,6 +4,7 @@
 //
 // Runs as root (like CI) so artifacts can be handed to other uids.
 #include "stale_artifact_cleaner.h"
+#include "process_inspector.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -138,16 +139,34 @@ TEST_F(StaleArtifactCleanerTest, RemovesALockFileWhosePidIsDead) {
   EXPECT_FALSE(exists(lock_path()));
 }
 
-TEST_F(StaleArtifactCleanerTest, KeepsALockFileWhosePidIsAlive) {
-  write_lock(lock_path(), ::getpid(), 4321);
+TEST_F(StaleArtifactCleanerTest, KeepsTheLockOfALiveXServerOfItsOwner) {
+  // A stand-in X server: a script named Xvfb, so its command name is Xvfb.
+  const std::string xvfb = tmp_.path() + "/Xvfb";
+  write_file(xvfb, "#!/bin/sh\nwhile :; do sleep 1; done\n");
+  ASSERT_EQ(::chmod(xvfb.c_str(), 0755), 0);
+  testing::ScopedChild server = testing::spawn_shell_group("exec " + xvfb + " :7");
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(testing::eventually([&] {
+    ProcessInfo info;
+    return read_process(server.pid(), info) && info.comm == "Xvfb";
+  }));
+  write_lock(lock_path(), server.pid(), ::getuid());
   EXPECT_TRUE(clean().empty());
   EXPECT_TRUE(exists(lock_path()));
-  // Also when the live process is another user's (kill(pid, 0) may say EPERM).
+}
+
+TEST_F(StaleArtifactCleanerTest, RemovesAForgedLockNamingALiveProcessThatIsNoXServerOfTheFileOwner) {
+  // Planted by uid 4321, naming this (root's) test process: alive, but no
+  // X server and not 4321's. Kept, it would make the number look taken.
+  write_lock(lock_path(), ::getpid(), 4321);
+  EXPECT_EQ(paths(clean()), std::set<std::string>{lock_path()});
+  EXPECT_FALSE(exists(lock_path()));
+  // Naming a live process of another uid than the file's owner.
   testing::ScopedChild other = testing::spawn_sleeper(testing::SleeperOptions().as_uid(4321));
   ASSERT_TRUE(other);
-  write_lock(lock_path(), other.pid(), 4321);
-  EXPECT_TRUE(clean().empty());
-  EXPECT_TRUE(exists(lock_path()));
+  write_lock(lock_path(), other.pid(), 4322);
+  EXPECT_EQ(paths(clean()), std::set<std::string>{lock_path()});
+  EXPECT_FALSE(exists(lock_path()));
 }
 
 TEST_F(StaleArtifactCleanerTest, EmptyOrGarbledLockIsRemovedOnlyOnceItIsOld) {

@@ -1,0 +1,134 @@
+#include "host_display.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <ctime>
+
+#include "process_inspector.h"
+#include "unique_fd.h"
+
+namespace xpra_broker {
+
+DisplayNames::DisplayNames(std::uint32_t display, const std::string& x11_tmp_dir, const std::string& hostname) {
+  const std::string n = std::to_string(display);
+  lock = ".X" + n + "-lock";
+  x11_dir = ".X11-unix";
+  x11_socket = "X" + n;
+  x11_abstract = x11_tmp_dir + "/.X11-unix/X" + n;
+  xpra_abstract = "xpra/" + n;
+  xpra_socket = hostname + "-" + n;
+  display_argument = ":" + n;
+}
+
+namespace {
+
+bool owned_by_process(const LockFacts& l) { return l.owner == l.pid_uid || l.owner == l.pid_euid; }
+
+// A young lock may be one an X server is still putting in place.
+bool settling(const LockFacts& l) { return l.age_seconds <= kLockSettleSeconds; }
+
+}  // namespace
+
+LockState judge_lock(const LockFacts& l) {
+  if (l.kind == FileKind::absent) return LockState::absent;
+  if (l.kind != FileKind::regular) return LockState::stale;  // a link or FIFO where X wants its lock
+  if (l.pid <= 0) return settling(l) ? LockState::live : LockState::stale;
+  if (!l.pid_alive) return LockState::stale;
+  // Alive but /proc will not say whose (hidepid): it cannot be proved a
+  // forgery, so it is not removed.
+  if (!l.pid_known) return LockState::live;
+  const bool links_ok = l.links == 1 || (l.links == 2 && settling(l));
+  if (l.pid_is_x_server && owned_by_process(l) && links_ok) return LockState::live;
+  return LockState::stale;
+}
+
+std::string describe_lock(const LockFacts& l) {
+  const std::string pid = std::to_string(l.pid);
+  switch (judge_lock(l)) {
+    case LockState::absent: return "no lock file";
+    case LockState::live:
+      if (l.pid <= 0) return "lock file being written";
+      return l.pid_known ? "X server running (lock pid " + pid + ")"
+                         : "lock pid " + pid + " is alive (its owner cannot be read from /proc)";
+    case LockState::stale: break;
+  }
+  if (l.kind != FileKind::regular) return "lock path is not a regular file";
+  if (l.pid <= 0) return "unreadable lock file";
+  if (!l.pid_alive) return "stale lock file (pid " + pid + " is dead)";
+  if (!l.pid_is_x_server) return "forged lock file (pid " + pid + " is not an X server)";
+  if (!owned_by_process(l)) return "forged lock file (pid " + pid + " belongs to another user than the file)";
+  return "forged lock file (" + std::to_string(l.links) + " links)";
+}
+
+bool lock_names_lease_x_server(const LockFacts& l, uid_t lease_uid) {
+  return l.kind == FileKind::regular && l.links == 1 && l.owner == lease_uid && l.pid > 1 && l.pid_alive &&
+         l.pid_known && l.pid_uid == lease_uid && l.pid_is_x_server && l.pid_serves_display;
+}
+
+bool socket_file_is_stale(const SocketFileFacts& s) {
+  if (s.kind == FileKind::absent) return false;
+  if (s.kind == FileKind::socket) return !s.listening;
+  return true;
+}
+
+pid_t parse_lock_pid(const char* text, std::size_t size) {
+  const char* p = text;
+  const char* end = text + size;
+  while (p < end && *p == ' ') ++p;
+  pid_t pid = 0;
+  auto [ptr, ec] = std::from_chars(p, end, pid);
+  if (ec != std::errc{} || pid <= 0) return 0;
+  return pid;
+}
+
+bool pid_alive(pid_t pid) {
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) == 0) return true;
+  return errno == EPERM;  // exists, belongs to someone else
+}
+
+LockFacts read_lock_at(int dir_fd, const std::string& name, std::uint32_t display) {
+  LockFacts l;
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+  struct stat st {};
+  if (!fd) {
+    // A symlink (ELOOP), or a file we may not read: describe the entry itself.
+    if (errno == ENOENT || ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return l;
+  } else if (::fstat(fd.get(), &st) != 0) {
+    return l;
+  }
+  l.kind = S_ISREG(st.st_mode) ? FileKind::regular : S_ISSOCK(st.st_mode) ? FileKind::socket : FileKind::other;
+  l.owner = st.st_uid;
+  l.links = st.st_nlink;
+  l.device = st.st_dev;
+  l.inode = st.st_ino;
+  l.age_seconds = static_cast<std::int64_t>(std::time(nullptr) - st.st_mtime);
+  if (!fd || l.kind != FileKind::regular) return l;
+  char buf[32] = {};
+  const ssize_t got = ::read(fd.get(), buf, sizeof(buf) - 1);
+  if (got > 0) l.pid = parse_lock_pid(buf, static_cast<std::size_t>(got));
+  if (l.pid <= 0) return l;
+  l.pid_alive = pid_alive(l.pid);
+  ProcessInfo info;
+  if (!l.pid_alive || !read_process(l.pid, info) || info.state == 'Z') return l;
+  l.pid_known = true;
+  l.pid_uid = info.uid;
+  l.pid_euid = info.euid;
+  l.pid_is_x_server = is_x_server_command(info.comm);
+  if (l.pid_is_x_server) l.pid_serves_display = process_has_argument(l.pid, ":" + std::to_string(display));
+  return l;
+}
+
+bool user_runs_x_server_for(uid_t uid, std::uint32_t display) {
+  const std::string argument = ":" + std::to_string(display);
+  for (const auto& p : list_processes(uid))
+    if (p.uid == uid && is_x_server_command(p.comm) && process_has_argument(p.pid, argument)) return true;
+  return false;
+}
+
+}  // namespace xpra_broker

@@ -1,0 +1,99 @@
+// Display N on this host: the names X and Xpra give its files and sockets,
+// what an X lock file claims and whether the host backs that claim, and the
+// one rule for what is stale. The probe (is N free?), the stale-file cleaner
+// (may this file go?) and the reaper (which X server belongs to this lease?)
+// all ask here, so they cannot disagree.
+//
+// Trust: /tmp and /tmp/.X11-unix are writable by every user, so everything
+// found there is a claim. A lock file's pid is believed only when the host
+// backs it (see judge_lock() and lock_names_lease_x_server()); see
+// docs/security.md for the whole model.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+namespace xpra_broker {
+
+struct DisplayNames {
+  DisplayNames(std::uint32_t display, const std::string& x11_tmp_dir, const std::string& hostname);
+  std::string lock;              // in the X tmp dir: ".X<N>-lock"
+  std::string x11_dir;           // in the X tmp dir: ".X11-unix"
+  std::string x11_socket;        // in .X11-unix: "X<N>"
+  std::string x11_abstract;      // abstract name "<x11 tmp dir>/.X11-unix/X<N>"
+  std::string xpra_abstract;     // abstract name "xpra/<N>"
+  std::string xpra_socket;       // in Xpra's socket dirs: "<hostname>-<N>"
+  std::string display_argument;  // ":<N>", as an X server's command line names its display
+};
+
+enum class FileKind { absent, socket, regular, other };
+
+struct SocketFileFacts {
+  FileKind kind = FileKind::absent;
+  uid_t owner = 0;
+  bool listening = false;  // something accepted a connect()
+};
+
+// What an X lock file says, and what the host says about the process it
+// names. Gathered by read_lock_at(); judged by the pure functions below.
+struct LockFacts {
+  FileKind kind = FileKind::absent;
+  uid_t owner = 0;
+  std::uint64_t links = 0;
+  std::uint64_t device = 0, inode = 0;  // which file was read (the cleaner removes only that one)
+  std::int64_t age_seconds = 0;         // since its last change
+  pid_t pid = 0;                 // 0: empty, unreadable or not a number
+  bool pid_alive = false;
+  bool pid_known = false;  // /proc answered for it (not so under hidepid)
+  uid_t pid_uid = 0;       // real and effective uid, when known
+  uid_t pid_euid = 0;
+  bool pid_is_x_server = false;     // its command name is an X server's
+  bool pid_serves_display = false;  // its command line holds ":<N>"
+};
+
+// An X server writes its lock in a temporary file and link()s it into place:
+// for that moment the lock has two links, and a lock being written may still
+// be empty. Younger than this, such a lock is not yet judged stale.
+inline constexpr std::int64_t kLockSettleSeconds = 10;
+
+enum class LockState {
+  absent,
+  live,   // an X server of the file's owner runs under that pid
+  stale,  // anything else: dead pid, garbled, not a regular file, or a
+          // forgery (a pid that is no X server, or not the file owner's)
+};
+
+// The one rule for lock files.
+LockState judge_lock(const LockFacts& lock);
+// Why, in words, for logs and for admins.
+std::string describe_lock(const LockFacts& lock);
+
+// May the reaper signal the lock's pid as the X server of a lease of
+// `lease_uid`? Only when nobody else could have forged the evidence: a
+// regular file with one link, owned by the lease's user (no other user can
+// create such a file in /tmp), naming a live process of that user that is an
+// X server with ":<N>" on its command line.
+bool lock_names_lease_x_server(const LockFacts& lock, uid_t lease_uid);
+
+// The rule for socket files: one nobody listens on is stale, and so is
+// anything that is not a socket where X or Xpra put theirs (a planted file or
+// link); a directory is left alone.
+bool socket_file_is_stale(const SocketFileFacts& facts);
+
+// Reads the lock `name` in `dir_fd` without following a link, and asks /proc
+// about the pid it names. `display` is what the pid's command line should
+// name.
+LockFacts read_lock_at(int dir_fd, const std::string& name, std::uint32_t display);
+
+// Reads the pid from an X lock file's content ("      1234\n").
+pid_t parse_lock_pid(const char* text, std::size_t size);
+// The pid exists (kill(pid, 0) succeeds or says EPERM).
+bool pid_alive(pid_t pid);
+
+// Does `uid` run an X server with ":<display>" on its command line? (A scan of
+// that user's processes in /proc.)
+bool user_runs_x_server_for(uid_t uid, std::uint32_t display);
+
+}  // namespace xpra_broker

@@ -1,0 +1,207 @@
+// host_display.h: the one rule for X lock files (judge_lock), the reaper's
+// rule (lock_names_lease_x_server) for every combination of facts, and
+// read_lock_at() on real files naming real processes.
+#include "host_display.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <string>
+
+#include "test_processes.h"
+#include "test_support.h"
+#include "unique_fd.h"
+
+namespace xpra_broker {
+namespace {
+
+constexpr uid_t kBob = 1002;
+constexpr uid_t kEve = 1003;
+
+// A lock of bob's naming bob's running X server of the display: the real thing.
+LockFacts real_lock() {
+  LockFacts l;
+  l.kind = FileKind::regular;
+  l.owner = kBob;
+  l.links = 1;
+  l.age_seconds = 3600;
+  l.pid = 4321;
+  l.pid_alive = true;
+  l.pid_known = true;
+  l.pid_uid = kBob;
+  l.pid_euid = kBob;
+  l.pid_is_x_server = true;
+  l.pid_serves_display = true;
+  return l;
+}
+
+TEST(JudgeLockTest, TheRealThingIsLiveAndNamesTheLeasesXServer) {
+  EXPECT_EQ(judge_lock(real_lock()), LockState::live);
+  EXPECT_TRUE(lock_names_lease_x_server(real_lock(), kBob));
+  EXPECT_FALSE(lock_names_lease_x_server(real_lock(), kEve)) << "never for another user's lease";
+  EXPECT_EQ(judge_lock(LockFacts{}), LockState::absent);
+}
+
+TEST(JudgeLockTest, ForgeriesAreStaleAndNameNobody) {
+  struct Case {
+    const char* what;
+    void (*change)(LockFacts&);
+  } cases[] = {
+      {"names pid 1 (init, root's)", [](LockFacts& l) { l.pid = 1, l.pid_uid = l.pid_euid = 0, l.pid_is_x_server = false; }},
+      {"names a process of bob's that is no X server", [](LockFacts& l) { l.pid_is_x_server = false; }},
+      {"eve's file naming bob's X server", [](LockFacts& l) { l.owner = kEve; }},
+      {"a hard link (three names)", [](LockFacts& l) { l.links = 3; }},
+      {"two links, long after an X server would have unlinked its temporary", [](LockFacts& l) { l.links = 2; }},
+      {"the pid is dead", [](LockFacts& l) { l.pid_alive = false; }},
+      {"a symlink", [](LockFacts& l) { l.kind = FileKind::other; }},
+      {"garbage, old", [](LockFacts& l) { l.pid = 0; }},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    LockFacts l = real_lock();
+    c.change(l);
+    EXPECT_EQ(judge_lock(l), LockState::stale) << describe_lock(l);
+    EXPECT_FALSE(lock_names_lease_x_server(l, kBob));
+    EXPECT_FALSE(lock_names_lease_x_server(l, kEve));
+  }
+}
+
+TEST(JudgeLockTest, WhatAnXServerLeavesWhileStartingIsNotJudgedStale) {
+  LockFacts linking = real_lock();
+  linking.links = 2;  // link() done, temporary not yet unlinked
+  linking.age_seconds = 0;
+  EXPECT_EQ(judge_lock(linking), LockState::live);
+  EXPECT_FALSE(lock_names_lease_x_server(linking, kBob)) << "the reaper wants one link, always";
+  LockFacts empty = real_lock();
+  empty.pid = 0;
+  empty.age_seconds = 1;
+  EXPECT_EQ(judge_lock(empty), LockState::live) << "being written";
+}
+
+TEST(JudgeLockTest, ASetuidXServerOwnsItsLockThroughItsEffectiveUid) {
+  LockFacts l = real_lock();
+  l.owner = 0;  // Xorg.wrap: created as root, runs for bob
+  l.pid_euid = 0;
+  EXPECT_EQ(judge_lock(l), LockState::live);
+  EXPECT_FALSE(lock_names_lease_x_server(l, kBob)) << "a root-owned lock is no evidence for bob's lease";
+}
+
+TEST(JudgeLockTest, ALivePidProcCannotDescribeIsNeitherRemovedNorSignalled) {
+  LockFacts l = real_lock();
+  l.pid_known = false;  // hidepid
+  l.pid_is_x_server = false;
+  l.pid_serves_display = false;
+  EXPECT_EQ(judge_lock(l), LockState::live);
+  EXPECT_FALSE(lock_names_lease_x_server(l, kBob));
+}
+
+TEST(JudgeLockTest, TheReaperWantsEveryPieceOfEvidence) {
+  // Each field on its own breaks the evidence.
+  for (int field = 0; field < 9; ++field) {
+    LockFacts l = real_lock();
+    switch (field) {
+      case 0: l.kind = FileKind::other; break;
+      case 1: l.links = 2; break;
+      case 2: l.owner = kEve; break;
+      case 3: l.pid = 1; break;
+      case 4: l.pid_alive = false; break;
+      case 5: l.pid_known = false; break;
+      case 6: l.pid_uid = kEve; break;
+      case 7: l.pid_is_x_server = false; break;
+      case 8: l.pid_serves_display = false; break;
+    }
+    EXPECT_FALSE(lock_names_lease_x_server(l, kBob)) << "field " << field;
+  }
+}
+
+TEST(SocketFileRuleTest, OnlyASocketSomebodyListensOnIsNotStale) {
+  SocketFileFacts s;
+  EXPECT_FALSE(socket_file_is_stale(s)) << "absent";
+  s.kind = FileKind::socket;
+  EXPECT_TRUE(socket_file_is_stale(s));
+  s.listening = true;
+  EXPECT_FALSE(socket_file_is_stale(s));
+  s.kind = FileKind::regular;
+  EXPECT_TRUE(socket_file_is_stale(s)) << "a planted file where a socket belongs";
+}
+
+TEST(DisplayNamesTest, NamesAsXAndXpraWriteThem) {
+  const DisplayNames n(105, "/tmp", "host.example");
+  EXPECT_EQ(n.lock, ".X105-lock");
+  EXPECT_EQ(n.x11_dir, ".X11-unix");
+  EXPECT_EQ(n.x11_socket, "X105");
+  EXPECT_EQ(n.x11_abstract, "/tmp/.X11-unix/X105");
+  EXPECT_EQ(n.xpra_abstract, "xpra/105");
+  EXPECT_EQ(n.xpra_socket, "host.example-105");
+  EXPECT_EQ(n.display_argument, ":105");
+}
+
+// ---- read_lock_at on real files and processes -------------------------------
+
+class ReadLockTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = UniqueFd(::open(tmp_.path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)); }
+  void write_lock(pid_t pid) {
+    char text[16];
+    std::snprintf(text, sizeof(text), "%10d\n", pid);
+    std::ofstream(tmp_.path() + "/.X77-lock") << text;
+  }
+  testing::TempDir tmp_;
+  UniqueFd dir_;
+};
+
+TEST_F(ReadLockTest, AStandInXServerOfTheDisplayIsBackedByTheHost) {
+  // "Xvfb :77": a script named Xvfb has the command name Xvfb.
+  const std::string xvfb = tmp_.path() + "/Xvfb";
+  std::ofstream(xvfb) << "#!/bin/sh\nwhile :; do sleep 1; done\n";
+  ASSERT_EQ(::chmod(xvfb.c_str(), 0755), 0);
+  testing::ScopedChild server = testing::spawn_shell_group("exec " + xvfb + " :77");
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(testing::eventually([&] {
+    write_lock(server.pid());
+    return read_lock_at(dir_.get(), ".X77-lock", 77).pid_is_x_server;
+  }));
+  const LockFacts l = read_lock_at(dir_.get(), ".X77-lock", 77);
+  EXPECT_EQ(l.kind, FileKind::regular);
+  EXPECT_EQ(l.links, 1u);
+  EXPECT_EQ(l.owner, ::geteuid());
+  EXPECT_EQ(l.pid, server.pid());
+  EXPECT_TRUE(l.pid_alive && l.pid_known);
+  EXPECT_EQ(l.pid_uid, ::getuid());
+  EXPECT_TRUE(l.pid_serves_display);
+  EXPECT_EQ(judge_lock(l), LockState::live);
+  EXPECT_TRUE(lock_names_lease_x_server(l, ::getuid()));
+  EXPECT_FALSE(read_lock_at(dir_.get(), ".X77-lock", 78).pid_serves_display) << "another display's number";
+}
+
+TEST_F(ReadLockTest, ALockNamingThisTestProcessIsAForgery) {
+  write_lock(::getpid());  // alive, ours, but no X server
+  const LockFacts l = read_lock_at(dir_.get(), ".X77-lock", 77);
+  EXPECT_TRUE(l.pid_alive && l.pid_known);
+  EXPECT_FALSE(l.pid_is_x_server);
+  EXPECT_EQ(judge_lock(l), LockState::stale);
+  EXPECT_TRUE(testing::Contains(describe_lock(l), "not an X server"));
+}
+
+TEST_F(ReadLockTest, ASymlinkIsNotFollowed) {
+  ASSERT_EQ(::symlink("/etc/passwd", (tmp_.path() + "/.X77-lock").c_str()), 0);
+  const LockFacts l = read_lock_at(dir_.get(), ".X77-lock", 77);
+  EXPECT_EQ(l.kind, FileKind::other);
+  EXPECT_EQ(l.pid, 0);
+  EXPECT_EQ(judge_lock(l), LockState::stale);
+}
+
+TEST_F(ReadLockTest, AHardLinkIsCounted) {
+  write_lock(::getpid());
+  ASSERT_EQ(::link((tmp_.path() + "/.X77-lock").c_str(), (tmp_.path() + "/other").c_str()), 0);
+  EXPECT_EQ(read_lock_at(dir_.get(), ".X77-lock", 77).links, 2u);
+}
+
+}  // namespace
+}  // namespace xpra_broker
