@@ -17,5 +17,8 @@ struct LatencySummary {
 
 // Nearest-rank percentiles; sorts `samples_ns` in place.
 LatencySummary summarize(std::vector<std::uint32_t>& samples_ns);
+// The same for samples that may exceed the 4.29 s a uint32 of ns can hold
+// (a request stuck behind a stalled broker).
+LatencySummary summarize(std::vector<std::uint64_t>& samples_ns);
 
 }  // namespace xpra_broker::bench
