@@ -163,7 +163,7 @@ int run(int iterations) {
 
   std::vector<Measured> rows;
   rows.push_back(time_each("DisplayProbe::probe", 1, iterations, [&](int i) {
-    volatile auto facts = probe.probe(display(i), user_dir).lock_kind;
+    volatile auto facts = probe.probe(display(i), user_dir).lock.kind;
     (void)facts;
   }));
   rows.push_back(time_each("  name watch drain (no events)", 1, iterations, [&](int) { probe.drain_watch(); }));

@@ -734,8 +734,12 @@ DisplayBroker::RestoreSummary DisplayBroker::restore(const std::vector<journal::
       UniqueFd fd = open_verified_pidfd(jp.pid(), info);
       // Same pid, same uid, same start time: the very process reported then.
       if (!fd || info.uid != lease.uid || info.start_time != jp.start_time()) continue;
-      lease.processes.push_back({jp.pid(), jp.role(), std::make_shared<UniqueFd>(std::move(fd)), jp.group_leader(),
-                                 jp.session_leader(), jp.start_time()});
+      // A leader pulls its group or session into the reap: believed only for
+      // a process that leads it now, as when it was reported.
+      const pid_t group_leader = jp.group_leader() == jp.pid() && info.pgid == info.pid ? info.pid : 0;
+      const pid_t session_leader = jp.session_leader() == jp.pid() && info.sid == info.pid ? info.pid : 0;
+      lease.processes.push_back({jp.pid(), jp.role(), std::make_shared<UniqueFd>(std::move(fd)), group_leader,
+                                 session_leader, jp.start_time()});
     }
     const bool holder_alive = !j.ending() && pid_alive(lease.holder_pid);
     lease.detached = true;

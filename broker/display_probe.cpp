@@ -177,7 +177,7 @@ void DisplayProbe::user_dir_verified(const std::string& user_dir) const { watch_
 bool DisplayProbe::x_lock_absent(std::uint32_t display) const {
   refresh();
   if (watch_.lock_absent(display)) return true;
-  const std::string lock_name = (tmp_dir_fd_ ? "" : x11_tmp_dir_ + "/") + ".X" + std::to_string(display) + "-lock";
+  const std::string lock_name = (tmp_dir_fd_ ? "" : x11_tmp_dir_ + "/") + DisplayNames(display, x11_tmp_dir_, "").lock;
   return name_absent(tmp_dir_fd_ ? tmp_dir_fd_.get() : AT_FDCWD, lock_name.c_str());
 }
 

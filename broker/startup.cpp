@@ -61,7 +61,19 @@ void prepare_runtime_dir_as_root(const BrokerConfig& config) {
   }
   if (::mkdir(config.runtime_dir.c_str(), 0755) != 0 && errno != EEXIST) fail("mkdir " + config.runtime_dir);
   UniqueFd dir(::open(config.runtime_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!dir && (errno == ELOOP || errno == ENOTDIR))
+    throw std::runtime_error("unsafe runtime dir " + config.runtime_dir +
+                             ": not a directory (a symlink or a file); the broker follows no link there. Remove "
+                             "it, or point runtime-dir at a real directory");
   if (!dir) fail("open " + config.runtime_dir);
+  // Root's dir (e.g. made by tmpfiles) or the broker's own is taken over;
+  // one another user made is not: whatever they put in it would be trusted.
+  struct stat st {};
+  if (::fstat(dir.get(), &st) != 0) fail("fstat " + config.runtime_dir);
+  if (st.st_uid != 0 && st.st_uid != pw->pw_uid)
+    throw std::runtime_error("unsafe runtime dir " + config.runtime_dir + ": owned by uid " +
+                             std::to_string(st.st_uid) + ", neither root nor " + config.user +
+                             ". Remove it (the broker creates it) or hand it to root first");
   if (::fchown(dir.get(), pw->pw_uid, gid) != 0) fail("chown " + config.runtime_dir);
   if (::fchmod(dir.get(), 0755) != 0) fail("chmod " + config.runtime_dir);
 }
@@ -104,7 +116,10 @@ void choose_service_identity(BrokerConfig& config, std::vector<std::string>& war
 UniqueFd open_runtime_dir(const std::string& path) {
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) fail("cannot create runtime dir " + path);
   UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!dir) fail("cannot open runtime dir " + path + " (it must be a directory, not a symlink)");
+  if (!dir && (errno == ELOOP || errno == ENOTDIR))
+    throw std::runtime_error("unsafe runtime dir " + path + ": not a directory (a symlink or a file); the broker " +
+                             "follows no link there. Remove it, or point runtime-dir at a real directory");
+  if (!dir) fail("cannot open runtime dir " + path);
   struct stat st {};
   if (::fstat(dir.get(), &st) != 0) fail("fstat " + path);
   if (st.st_uid != ::geteuid())

@@ -15,6 +15,7 @@
 #include <iostream>
 
 #include "exit_codes.h"
+#include "untrusted_text.h"
 #include "unique_fd.h"
 #include "x_server_launcher.h"
 
@@ -103,7 +104,9 @@ void report_start_failure(BrokerConnection& conn, const v1::Lease& lease, v1::St
   auto* r = request.mutable_report_start_failure();
   r->set_lease_id(lease.id());
   r->set_failure(failure);
-  r->set_detail(detail.size() > 1024 ? detail.substr(detail.size() - 1024) : detail);
+  // The X server's own words, in whatever encoding its locale had: escaped
+  // into valid UTF-8 (a protobuf string must be), the last 1 KiB.
+  r->set_detail(escape_untrusted(detail.size() > 1024 ? detail.substr(detail.size() - 1024) : detail, 1024));
   v1::Response response;
   conn.call(request, response);
 }
@@ -375,15 +378,28 @@ int run_exec(const GlobalOptions& options, const ExecOptions& exec) {
   // Orphans of the command are reparented to us, so we can see and reap all.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
+  // The purpose is shown to admins and logged: the broker takes printable
+  // UTF-8 only, at most 128 bytes.
+  if (!is_printable_text(exec.purpose)) {
+    std::cerr << "xpra-request-display: --purpose must be printable text (UTF-8, no control characters)\n";
+    return kExitUsage;
+  }
   std::string purpose = exec.purpose;
   if (purpose.empty()) {
     purpose = exec.command.front();
     if (auto slash = purpose.rfind('/'); slash != std::string::npos) purpose = purpose.substr(slash + 1);
+    purpose = escape_untrusted(purpose, 100);
+  }
+  // Cut at 128 bytes, never inside a UTF-8 sequence.
+  if (purpose.size() > 128) {
+    std::size_t cut = 128;
+    while (cut > 0 && (static_cast<unsigned char>(purpose[cut]) & 0xC0) == 0x80) --cut;
+    purpose.resize(cut);
   }
   const int attempts = std::max(1, exec.max_attempts);
   for (int attempt = 1;; ++attempt) {
     v1::Request request;
-    request.mutable_acquire()->set_purpose(purpose.substr(0, 128));
+    request.mutable_acquire()->set_purpose(purpose);
     v1::Response response;
     if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
     const v1::Lease lease = response.acquire().lease();
