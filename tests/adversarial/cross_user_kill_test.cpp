@@ -5,10 +5,12 @@
 // for a lease of root's). When the lease ends the broker must not signal
 // that process: a lock owned by somebody else never gives a pid to signal.
 //
-// What must keep working is covered elsewhere: the X server left behind by a
-// failed `xpra start` (parent gone, a session of its own) is still reaped
-// (tests/lifecycle/xpra_session_test.cpp), and a lease's own reported
-// processes and X server end with it (tests/lifecycle/reaping_test.cpp).
+// What must keep working is covered elsewhere, not repeated here: the X
+// server that `xpra start` leaves behind when its holder goes (parent gone,
+// a session of its own, found through its own lock file) is still reaped
+// (lifecycle.XpraSessionTest.XpraStartEndedBySigtermOrKillNineLeavesNothing),
+// and a lease's reported processes and X server end with it
+// (tests/lifecycle/reaping_test.cpp).
 #include <signal.h>
 #include <sys/stat.h>
 

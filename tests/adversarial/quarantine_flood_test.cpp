@@ -44,7 +44,6 @@ TEST_F(QuarantineFloodTest, OneUserCannotQuarantineMoreThanHerShareOrLeakHerText
                 "--quarantine-seconds=300"});
   const uid_t alice = integration::uid_of(kAlice);
   UserAgent flooder(kAlice, broker().socket_path());
-  UserAgent other(kBob, broker().socket_path());
 
   int rounds = 0, acquired = 0, quarantined_replies = 0, planted = 0;
   std::map<std::string, int> refusals;
@@ -94,6 +93,7 @@ TEST_F(QuarantineFloodTest, OneUserCannotQuarantineMoreThanHerShareOrLeakHerText
   EXPECT_LE(quarantined_replies, 3) << summary.str();
 
   // Another user still gets a display, and learns nothing about the flooder.
+  UserAgent other(kBob, broker().socket_path());
   const auto b = other.call(acquire_request("bob-after-flood"));
   EXPECT_EQ(b.status_name(), "OK") << "bob cannot get a display after alice's flood: " << b.response.message();
   const auto s = other.call(status_request());
@@ -150,11 +150,11 @@ TEST_F(QuarantineFloodTest, StatusWithThousandsOfBlockedNumbersStillAnswers) {
   start_broker({"--displays=" + std::to_string(kFirst) + "-" + std::to_string(kLast), "--x11-tmp-dir=" + x11,
                 "--allowed-groups=" + std::string(kAllowedGroup), "--recheck-seconds=600"});
   UserAgent alice(kAlice, broker().socket_path());
-  UserAgent bob(kBob, broker().socket_path());
   // One acquire looks at every number up to the free ones at the end.
   const auto a = alice.call(acquire_request("past-the-squatter"), 0, 120s);
   ASSERT_EQ(a.status_name(), "OK") << a.response.message();
   EXPECT_GE(a.response.acquire().lease().display(), kFirst + kListening);
+  UserAgent bob(kBob, broker().socket_path());
 
   const auto root_status = broker().call(status_request());
   EXPECT_EQ(v1::Status_Name(root_status.status()), "OK") << "root's status: " << root_status.message();
