@@ -594,21 +594,23 @@ v1::Response DisplayBroker::report_start_failure(const Caller& caller, Connectio
                  detail);
   } else {
     out->set_conflict_confirmed(true);
+    // Bounded per reporter: beyond that the number is not blocked at all;
+    // the next probe judges it like any other (a live server skipped, a
+    // leftover cleaned).
     const std::size_t held = quarantines_of(lease->uid);
-    const bool quarantine = held < config_.max_quarantines_per_user;
-    const auto until = clock_() + std::chrono::seconds(quarantine ? config_.quarantine_seconds : config_.recheck_seconds);
-    block_display(display, until, DisplayVerdict{DisplayUse::live, "quarantined after a display conflict: " + *evidence,
-                                                 lease->uid, 0},
-                  "quarantined after a display conflict");
-    if (quarantine) {
+    if (held < config_.max_quarantines_per_user) {
+      block_display(display, clock_() + std::chrono::seconds(config_.quarantine_seconds),
+                    DisplayVerdict{DisplayUse::live, "quarantined after a display conflict: " + *evidence, lease->uid, 0},
+                    "quarantined after a display conflict");
       quarantined_by_[display] = lease->uid;
       out->set_quarantined_display(display);
     }
     spdlog::warn("lease={} uid={}({}) display=:{} start failed with a display conflict ({}); {}: {}", lease->id,
                  lease->uid, lease->user, display, *evidence,
-                 quarantine ? "quarantined for " + std::to_string(config_.quarantine_seconds) + " s"
-                            : "the user already holds " + std::to_string(held) +
-                                  " quarantines (max-quarantines-per-user); skipped for recheck-seconds only",
+                 held < config_.max_quarantines_per_user
+                     ? "quarantined for " + std::to_string(config_.quarantine_seconds) + " s"
+                     : "not quarantined: the user's reports already hold " + std::to_string(held) +
+                           " (max-quarantines-per-user)",
                  detail);
   }
   end_lease(lease->id, "start failed", SessionEnd::neutral);

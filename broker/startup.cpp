@@ -1,5 +1,6 @@
 #include "startup.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -49,6 +50,29 @@ BrokerConfig load_config(const CommandLine& cmd) {
   return config;
 }
 
+namespace {
+
+std::string octal_mode(mode_t mode) {
+  char m[8];
+  std::snprintf(m, sizeof(m), "%04o", static_cast<unsigned>(mode & 07777));
+  return m;
+}
+
+bool directory_is_empty(int dir_fd) {
+  DIR* d = ::fdopendir(::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0));
+  if (!d) return false;
+  bool empty = true;
+  while (const dirent* e = ::readdir(d))
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
+      empty = false;
+      break;
+    }
+  ::closedir(d);
+  return empty;
+}
+
+}  // namespace
+
 void prepare_runtime_dir_as_root(const BrokerConfig& config) {
   if (::geteuid() != 0 || config.user.empty()) return;
   const passwd* pw = ::getpwnam(config.user.c_str());
@@ -74,19 +98,17 @@ void prepare_runtime_dir_as_root(const BrokerConfig& config) {
     throw std::runtime_error("unsafe runtime dir " + config.runtime_dir + ": owned by uid " +
                              std::to_string(st.st_uid) + ", neither root nor " + config.user +
                              ". Remove it (the broker creates it) or hand it to root first");
+  // One that others could write (Xpra's own tmpfiles rule makes it 1775
+  // root:xpra) is fixed only while it is empty: once anything is in it, it
+  // may have been planted, and is not trusted.
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !directory_is_empty(dir.get()))
+    throw std::runtime_error("unsafe runtime dir " + config.runtime_dir + ": writable by group or others (mode " +
+                             octal_mode(st.st_mode) +
+                             ") and not empty, so its files may have been planted by other users. Remove it (the "
+                             "broker creates it) or empty it and chmod 0755");
   if (::fchown(dir.get(), pw->pw_uid, gid) != 0) fail("chown " + config.runtime_dir);
   if (::fchmod(dir.get(), 0755) != 0) fail("chmod " + config.runtime_dir);
 }
-
-namespace {
-
-std::string octal_mode(mode_t mode) {
-  char m[8];
-  std::snprintf(m, sizeof(m), "%04o", static_cast<unsigned>(mode & 07777));
-  return m;
-}
-
-}  // namespace
 
 void choose_service_identity(BrokerConfig& config, std::vector<std::string>& warnings) {
   if (::geteuid() != 0) return;

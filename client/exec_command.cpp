@@ -98,6 +98,8 @@ void report_process(BrokerConnection& conn, const v1::Lease& lease, pid_t pid, v
          response.message());
 }
 
+// Reports a failed start; for a display conflict, says when the broker could
+// not confirm it (then it counts as a failed start of the user's own).
 void report_start_failure(BrokerConnection& conn, const v1::Lease& lease, v1::StartFailure failure,
                           const std::string& detail) {
   v1::Request request;
@@ -108,7 +110,10 @@ void report_start_failure(BrokerConnection& conn, const v1::Lease& lease, v1::St
   // into valid UTF-8 (a protobuf string must be), the last 1 KiB.
   r->set_detail(escape_untrusted(detail.size() > 1024 ? detail.substr(detail.size() - 1024) : detail, 1024));
   v1::Response response;
-  conn.call(request, response);
+  if (conn.call(request, response) == BrokerConnection::Error::none && response.status() == v1::OK &&
+      failure == v1::DISPLAY_CONFLICT && !response.report_start_failure().conflict_confirmed())
+    warn("the broker found nothing of another user on :" + std::to_string(lease.display()) +
+         ", so it counts this as a failed start of yours (see the command's own errors)");
 }
 
 struct AttemptResult {

@@ -1,5 +1,7 @@
 #include "lifecycle_support.h"
 
+#include <fstream>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -325,6 +327,36 @@ ChildProcess LifecycleTest::spawn_client(const std::string& user, const std::vec
 ProcessResult LifecycleTest::run_client(const std::string& user, const std::vector<std::string>& args,
                                         std::chrono::milliseconds timeout, std::map<std::string, std::string> env) {
   return spawn_client(user, args, std::move(env)).wait(timeout);
+}
+
+ProcessResult LifecycleTest::run_client_racing(const std::string& user, const std::vector<std::string>& exec_options,
+                                               const std::function<void(std::uint32_t display)>& race,
+                                               std::chrono::milliseconds timeout) {
+  static int round = 0;
+  const std::string flag = scratch("race-" + std::to_string(++round));
+  std::vector<std::string> args = {"exec"};
+  args.insert(args.end(), exec_options.begin(), exec_options.end());
+  args.insert(args.end(),
+              {"--", "sh", "-c",
+               "if mkdir \"$0\" 2>/dev/null; then echo \"${DISPLAY#:}\" > \"$0/display.tmp\"; "
+               "mv \"$0/display.tmp\" \"$0/display\"; while [ ! -e \"$0/go\" ]; do sleep 0.05; done; "
+               "echo '_XSERVTransSocketUNIXCreateListener: ...SocketCreateListener() failed' >&2; exit 1; fi; "
+               "echo \"ran on $DISPLAY\"",
+               flag});
+  ChildProcess client = spawn_client(user, args);
+  std::string display;
+  if (integration::wait_until(
+          [&] {
+            display = integration::read_file(flag + "/display");
+            return !display.empty();
+          },
+          30s)) {
+    race(static_cast<std::uint32_t>(std::stoul(display)));
+  } else {
+    ADD_FAILURE() << "the command never reported its display";
+  }
+  std::ofstream(flag + "/go") << "go\n";
+  return client.wait(timeout);
 }
 
 ChildProcess LifecycleTest::spawn_marked(const std::string& user, const std::vector<std::string>& argv) {

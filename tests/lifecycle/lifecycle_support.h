@@ -118,6 +118,13 @@ class LifecycleTest : public ::testing::Test {
                             std::map<std::string, std::string> env = {});
   ProcessResult run_client(const std::string& user, const std::vector<std::string>& args,
                            std::chrono::milliseconds timeout = 90s, std::map<std::string, std::string> env = {});
+  // `exec` as `user` (with `exec_options` before the command) of a command
+  // that, the first time, waits until `race(display)` has put something on
+  // its display (a race with a server outside the broker) and then fails with
+  // the X server's conflict message; later attempts print "ran on :N".
+  ProcessResult run_client_racing(const std::string& user, const std::vector<std::string>& exec_options,
+                                  const std::function<void(std::uint32_t display)>& race,
+                                  std::chrono::milliseconds timeout = 90s);
   // Any command as `user`, marked.
   ChildProcess spawn_marked(const std::string& user, const std::vector<std::string>& argv);
   // Xvfb on `display` as `user`, outside the broker; waits until it listens.
