@@ -16,7 +16,8 @@
 //
 // After every step it checks what must always hold: no reply above the frame
 // limit, no user sees another user's lease or X servers, no user above
-// max-leases-per-user, the host above max-leases, a lease outside the range.
+// max-leases-per-user, the host above max-leases, a lease outside the range;
+// and at the end, with every connection closed and every reap done, no lease.
 //
 // The host it touches is private: the X11 dir, the Xpra dir and the runtime
 // dir are temporary directories, the display range is one no test uses, and
@@ -221,6 +222,9 @@ class Run {
     for (std::size_t i = 0; i < kCallerCount; ++i)
       for (std::size_t j = 0; j < kSlotsPerCaller; ++j) broker_->connection_closed(connection_[i][j]);
     reaper_.finish_all(false);
+    // Every lease here belongs to a connection: none may outlive them all.
+    if (broker_->leases().size() != 0) fail("a lease outlived every connection and its reap");
+    if (reaper_.pending() != 0) fail("a reap was started after every lease ended");
   }
 
   void execute(const Step& step) {
