@@ -4,7 +4,10 @@
 set -euo pipefail
 
 build_packages=(cmake g++ make pkg-config libboost-dev libcap-dev libprotobuf-dev protobuf-compiler
-                libspdlog-dev libfmt-dev nlohmann-json3-dev libsystemd-dev zlib1g-dev libpam0g-dev libgtest-dev libgmock-dev)
+                libspdlog-dev libfmt-dev nlohmann-json3-dev libsystemd-dev zlib1g-dev libpam0g-dev libgtest-dev libgmock-dev
+                # The fuzzers (scripts/fuzz.sh): clang, libFuzzer and the sanitizer
+                # runtimes (only recommended by clang, so named here).
+                clang libfuzzer-14-dev libclang-rt-14-dev)
 # Real components the tests and the demo run: X servers, Xpra, a PAM driver,
 # systemd-analyze for the unit files, dpkg-dev for the .deb.
 runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux passwd systemd dpkg-dev file strace rpm)
