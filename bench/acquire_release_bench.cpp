@@ -14,19 +14,14 @@
 //
 // A program, not a test: it prints figures and exits 0 whenever it could
 // measure, whether or not the goals are met (the JSON says which).
-#include <fcntl.h>
 #include <signal.h>
-#include <dirent.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -42,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "bench_temp_dir.h"
 #include "broker_connection.h"
 #include "frame_echo_server.h"
@@ -99,13 +95,6 @@ void print_help() {
                "Goals: broker p50 within 3x of the epoll floor's p50; at least 20000\n"
                "pairs/s with 64 clients. Exit status: 0 measured, 1 could not measure,\n"
                "64 bad usage.\n";
-}
-
-std::optional<double> parse_number(const std::string& text) {
-  double value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
-  return value;
 }
 
 std::vector<std::string> split_commas(const std::string& text) {
@@ -179,83 +168,7 @@ int parse_args(int argc, char** argv, Options& options) {
   return -1;
 }
 
-// ---- temporary directory and child processes ------------------------------
-
-
-// A child we started; killed and reaped when it goes out of scope.
-class ChildProcess {
- public:
-  ChildProcess() = default;
-  explicit ChildProcess(pid_t pid) : pid_(pid) {}
-  ChildProcess(ChildProcess&& other) noexcept : pid_(std::exchange(other.pid_, -1)) {}
-  ChildProcess& operator=(ChildProcess&& other) noexcept {
-    if (this != &other) {
-      stop();
-      pid_ = std::exchange(other.pid_, -1);
-    }
-    return *this;
-  }
-  ~ChildProcess() { stop(); }
-
-  pid_t pid() const { return pid_; }
-  bool exited() {
-    if (pid_ <= 0) return true;
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return true;
-    }
-    return false;
-  }
-  // SIGTERM, then SIGKILL if it has not gone within two seconds.
-  void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    const auto give_up = Clock::now() + std::chrono::seconds(2);
-    while (!exited() && Clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-ChildProcess spawn_broker(const std::string& path, const std::vector<std::string>& args, const std::string& log_path) {
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(path.c_str()));
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(127);
-    const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (log >= 0) {
-      ::dup2(log, STDOUT_FILENO);
-      ::dup2(log, STDERR_FILENO);
-    }
-    ::execv(path.c_str(), argv.data());
-    // Single-threaded here (the broker starts before any client thread).
-    const std::string why = "cannot execute " + path + ": " + std::strerror(errno) + "\n";
-    if (::write(STDERR_FILENO, why.data(), why.size()) < 0) {
-    }
-    ::_exit(127);
-  }
-  return ChildProcess(pid);
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+// ---- /proc figures ------------------------------------------------------------
 
 // VmRSS and VmHWM in kB from /proc/<pid>/status; -1 when unreadable.
 struct MemoryUse {
@@ -279,30 +192,6 @@ double load_average() {
   return one;
 }
 
-// CPU time a process has run and has waited runnable for a CPU, summed over
-// its threads (/proc/<pid>/task/*/schedstat, nanoseconds).
-struct SchedTime {
-  std::uint64_t run_ns = 0;
-  std::uint64_t wait_ns = 0;
-};
-SchedTime sched_time_of(pid_t pid) {
-  SchedTime total;
-  const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
-  DIR* dir = ::opendir(tasks.c_str());
-  if (!dir) return total;
-  while (const dirent* e = ::readdir(dir)) {
-    if (e->d_name[0] == '.') continue;
-    std::istringstream in(read_file(tasks + "/" + e->d_name + "/schedstat"));
-    std::uint64_t run = 0, wait = 0;
-    if (in >> run >> wait) {
-      total.run_ns += run;
-      total.wait_ns += wait;
-    }
-  }
-  ::closedir(dir);
-  return total;
-}
-
 // CPU time of this process (every client thread, finished ones included).
 std::uint64_t own_cpu_ns() {
   rusage use{};
@@ -319,14 +208,7 @@ void wait_for_broker(ChildProcess& broker, const std::string& socket, const std:
   while (Clock::now() < give_up) {
     if (broker.exited())
       throw std::runtime_error("xpra-brokerd exited during start-up; its log:\n" + read_file(log_path));
-    auto conn = BrokerConnection::connect(socket, std::chrono::milliseconds(1000));
-    if (conn.connected()) {
-      conn.set_timeout(std::chrono::seconds(30));
-      v1::Request request;
-      request.mutable_status();
-      v1::Response response;
-      if (conn.call(request, response) == BrokerConnection::Error::none && response.status() == v1::OK) return;
-    }
+    if (status_reply(socket, std::chrono::seconds(30))) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   throw std::runtime_error("xpra-brokerd did not answer within 120 s; its log:\n" + read_file(log_path));
@@ -590,7 +472,9 @@ int run(const Options& options) {
     if (broker_knows_key(options.broker, key)) relaxed.push_back(std::string("--") + key + "=" + value);
   broker_args.insert(broker_args.end(), relaxed.begin(), relaxed.end());
   broker_args.insert(broker_args.end(), options.broker_args.begin(), options.broker_args.end());
-  ChildProcess broker = spawn_broker(options.broker, broker_args, log_path);
+  // Dies with SIGTERM if this process dies; says in its log if it cannot run.
+  ChildProcess broker(spawn_logged(options.broker, broker_args, log_path,
+                                    {.death_signal = SIGTERM, .log_exec_failure = true}));
   wait_for_broker(broker, broker_socket, log_path);
   const MemoryUse before = memory_of(broker.pid());
   const double load_before = load_average();
@@ -638,12 +522,7 @@ int run(const Options& options) {
                   return list;
                 }().c_str());
     std::printf("broker: %s (pid %d)\n", options.broker.c_str(), broker.pid());
-    std::string args;
-    for (const auto& a : broker_args)
-      if (a.rfind("--config=", 0) && a.rfind("--socket=", 0) && a.rfind("--runtime-dir=", 0) &&
-          a.rfind("--x11-tmp-dir=", 0))
-        args += " " + a;
-    std::printf("broker args:%s\n", args.c_str());
+    std::printf("broker args:%s\n", shown_broker_args(broker_args).c_str());
     std::printf("clients: %s\n", ::geteuid() == 0 && !options.same_user
                                       ? "each thread a user of its own (uid 2000000+i), one connection each"
                                       : "all as this process's uid, one connection each");

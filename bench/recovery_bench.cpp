@@ -15,13 +15,9 @@
 // Each broker runs on a private temporary runtime dir, socket and X11 dir,
 // so nothing on the host is touched. A program, not a test: it prints figures
 // and exits 0 whenever it could measure (1 if it could not, 64 bad usage).
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <linux/magic.h>
 #include <unistd.h>
 
@@ -44,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "bench_temp_dir.h"
 #include "broker_connection.h"
 #include "latency_stats.h"
@@ -138,14 +135,6 @@ int parse_args(int argc, char** argv, Options& options) {
   return -1;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-
 // One broker on a private runtime dir that can be killed and started again
 // on the same dir and socket. Never leaves a broker running behind it.
 class Broker {
@@ -171,32 +160,14 @@ class Broker {
              "--reattach-grace-seconds=3600"};
     args_.insert(args_.end(), extra_args.begin(), extra_args.end());
   }
-  ~Broker() { stop(); }
   Broker(const Broker&) = delete;
   Broker& operator=(const Broker&) = delete;
 
   // Forks and execs the broker (call only while this process has no other
   // threads); returns the moment just before the fork.
   Clock::time_point spawn() {
-    std::vector<char*> argv{const_cast<char*>(program_.c_str())};
-    for (auto& a : args_) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
     const auto t0 = Clock::now();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      const int log = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-      if (log >= 0) {
-        ::dup2(log, STDOUT_FILENO);
-        ::dup2(log, STDERR_FILENO);
-      }
-      ::execv(program_.c_str(), argv.data());
-      ::_exit(127);
-    }
-    pid_ = pid;
+    process_ = ChildProcess(spawn_logged(program_, args_, log_path_));
     return t0;
   }
 
@@ -205,52 +176,25 @@ class Broker {
   // takes longer than two minutes.
   std::pair<Clock::time_point, std::uint32_t> wait_until_serving() {
     const auto give_up = Clock::now() + std::chrono::seconds(120);
-    v1::Request request;
-    request.mutable_status();
     while (Clock::now() < give_up) {
-      if (exited()) throw std::runtime_error("xpra-brokerd exited during start-up; its log:\n" + log());
-      auto conn = BrokerConnection::connect(socket_, std::chrono::milliseconds(1000));
-      if (conn.connected()) {
-        conn.set_timeout(std::chrono::seconds(60));
-        v1::Response response;
-        if (conn.call(request, response) == BrokerConnection::Error::none && response.status() == v1::OK)
-          return {Clock::now(), response.status_reply().leases()};
-      }
+      if (process_.exited()) throw std::runtime_error("xpra-brokerd exited during start-up; its log:\n" + log());
+      if (const auto response = status_reply(socket_, std::chrono::seconds(60)))
+        return {Clock::now(), response->status_reply().leases()};
       std::this_thread::sleep_for(std::chrono::microseconds(500));
     }
     throw std::runtime_error("xpra-brokerd did not answer within 120 s; its log:\n" + log());
   }
 
-  void kill9() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 200 && !exited(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    kill9();
-  }
+  void kill9() { process_.kill_now(); }
+  void stop() { process_.stop(); }
 
   // CPU time the broker has run, and has waited runnable for a CPU, summed
-  // over its threads (/proc/<pid>/task/*/schedstat), in milliseconds: on a
-  // busy host the wall time to serving is mostly the second.
+  // over its threads, in milliseconds: on a busy host the wall time to
+  // serving is mostly the second.
   std::pair<double, double> sched_ms() const {
-    double run = 0, wait = 0;
-    if (pid_ <= 0) return {run, wait};
-    const std::string tasks = "/proc/" + std::to_string(pid_) + "/task";
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(tasks, ec)) {
-      std::istringstream in(read_file(entry.path().string() + "/schedstat"));
-      double r = 0, w = 0;
-      if (in >> r >> w) {
-        run += r / 1e6;
-        wait += w / 1e6;
-      }
-    }
-    return {run, wait};
+    if (process_.pid() <= 0) return {0, 0};
+    const SchedTime t = sched_time_of(process_.pid());
+    return {static_cast<double>(t.run_ns) / 1e6, static_cast<double>(t.wait_ns) / 1e6};
   }
 
   const std::string& socket() const { return socket_; }
@@ -270,20 +214,11 @@ class Broker {
   }
 
  private:
-  bool exited() {
-    if (pid_ <= 0) return true;
-    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-      pid_ = -1;
-      return true;
-    }
-    return false;
-  }
-
   TempDir dir_{"xpra-broker-recovery-bench", 0755};  // 0755: client threads run as other uids
   std::string program_;
   std::string run_dir_, socket_, log_path_;
   std::vector<std::string> args_;
-  pid_t pid_ = -1;
+  ChildProcess process_;  // after dir_: stopped before the dir is removed
 };
 
 // Takes another identity for the calling thread only (raw syscalls: glibc's

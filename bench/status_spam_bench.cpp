@@ -35,7 +35,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -51,6 +50,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "bench_temp_dir.h"
 #include "broker_connection.h"
 #include "framing.h"
@@ -117,13 +117,6 @@ void print_help() {
                "\n"
                "Goal (issue 10): acquire+release p99 in C within 2x of B. Exit status: 0\n"
                "measured (goal met or not), 1 could not measure, 64 bad usage.\n";
-}
-
-std::optional<double> parse_number(const std::string& text) {
-  double value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
-  return value;
 }
 
 // Returns an exit code to stop with, or -1 to go on.
@@ -205,13 +198,6 @@ int parse_args(int argc, char** argv, Options& options) {
   return -1;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -261,65 +247,24 @@ bool become_on_this_thread(const Account& account) {
 
 // ---- the broker -----------------------------------------------------------------
 
-// The broker as our child; SIGTERM, then SIGKILL, and reaped when it goes.
+// The broker as our child; SIGTERM, then SIGKILL after 5 s, and reaped when
+// it goes. In a process group of its own: a ^C on the terminal reaches the
+// benchmark, which then stops the broker itself, after the clients.
 class BrokerProcess {
  public:
   BrokerProcess(const std::string& path, const std::vector<std::string>& args, const std::string& log_path)
-      : log_path_(log_path) {
-    std::vector<char*> argv{const_cast<char*>(path.c_str())};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-      const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-      if (null >= 0) ::dup2(null, STDIN_FILENO);
-      if (log >= 0) {
-        ::dup2(log, STDOUT_FILENO);
-        ::dup2(log, STDERR_FILENO);
-      }
-      // Its own process group: a ^C on the terminal reaches the benchmark,
-      // which then stops the broker itself, after the clients.
-      ::setpgid(0, 0);
-      ::execv(path.c_str(), argv.data());
-      ::_exit(127);
-    }
-    pid_ = pid;
-  }
-  ~BrokerProcess() { stop(); }
-  BrokerProcess(const BrokerProcess&) = delete;
-  BrokerProcess& operator=(const BrokerProcess&) = delete;
+      : log_path_(log_path),
+        process_(spawn_logged(path, args, log_path, {.own_process_group = true}), std::chrono::seconds(5)) {}
 
-  pid_t pid() const { return pid_; }
-  bool exited() {
-    if (pid_ <= 0) return true;
-    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-      pid_ = -1;
-      return true;
-    }
-    return false;
-  }
-  void stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    const auto give_up = Clock::now() + std::chrono::seconds(5);
-    while (!exited() && Clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
+  pid_t pid() const { return process_.pid(); }
+  bool exited() { return process_.exited(); }
+  void stop() { process_.stop(); }
   std::string log() const { return read_file(log_path_); }
 
   // utime + stime of every thread, in seconds (/proc/<pid>/stat).
   double cpu_seconds() const {
-    if (pid_ <= 0) return 0;
-    const std::string stat = read_file("/proc/" + std::to_string(pid_) + "/stat");
+    if (pid() <= 0) return 0;
+    const std::string stat = read_file("/proc/" + std::to_string(pid()) + "/stat");
     const auto paren = stat.rfind(')');  // comm may hold spaces
     if (paren == std::string::npos) return 0;
     std::istringstream in(stat.substr(paren + 2));
@@ -335,16 +280,9 @@ class BrokerProcess {
   // Waits until a status request (as root: never paced) is answered.
   void wait_until_serving(const std::string& socket, std::chrono::seconds timeout) {
     const auto give_up = Clock::now() + timeout;
-    v1::Request request;
-    request.mutable_status();
     while (Clock::now() < give_up && !g_interrupted.load()) {
       if (exited()) throw std::runtime_error("xpra-brokerd exited; its log:\n" + log());
-      auto conn = BrokerConnection::connect(socket, std::chrono::milliseconds(1000));
-      if (conn.connected()) {
-        conn.set_timeout(std::chrono::seconds(60));
-        v1::Response response;
-        if (conn.call(request, response) == BrokerConnection::Error::none && response.status() == v1::OK) return;
-      }
+      if (status_reply(socket, std::chrono::seconds(60))) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     if (g_interrupted.load()) throw std::runtime_error("interrupted");
@@ -353,7 +291,7 @@ class BrokerProcess {
 
  private:
   std::string log_path_;
-  pid_t pid_ = -1;
+  ChildProcess process_;
 };
 
 // ---- the process farm ------------------------------------------------------------
@@ -948,12 +886,7 @@ int run(const Options& options) {
                 victim.name.c_str(), options.reconnect ? "a new connection per pair" : "on one connection");
     std::printf("broker: %s (pid %d); victim call timeout %.0f s\n", options.broker.c_str(), broker.pid(),
                 options.call_timeout_seconds);
-    std::string args;
-    for (const auto& a : broker_args)
-      if (a.rfind("--config=", 0) && a.rfind("--socket=", 0) && a.rfind("--runtime-dir=", 0) &&
-          a.rfind("--x11-tmp-dir=", 0))
-        args += " " + a;
-    std::printf("broker args:%s\n", args.c_str());
+    std::printf("broker args:%s\n", shown_broker_args(broker_args).c_str());
     std::printf("host: %u CPUs, load average %s", std::thread::hardware_concurrency(),
                 read_file("/proc/loadavg").c_str());
     if (limits)
@@ -1097,6 +1030,9 @@ int run(const Options& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Output into a closed pipe (| head) must not kill the bench before it
+  // has stopped its broker and reaped its processes.
+  ::signal(SIGPIPE, SIG_IGN);
   Options options;
   if (int rc = parse_args(argc, argv, options); rc >= 0) return rc;
   try {

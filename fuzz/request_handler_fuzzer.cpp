@@ -313,9 +313,13 @@ class Run {
     if (resp.has_acquire()) own(resp.acquire().lease(), "acquire");
     if (resp.has_release()) own(resp.release().lease(), "release");
     if (resp.has_reattach()) own(resp.reattach().lease(), "reattach");
-    if (resp.has_status_reply() && !admin)
+    if (resp.has_status_reply() && !admin) {
       for (const auto& x : resp.status_reply().x_servers())
         if (x.uid() != caller.uid) fail("status shows a user another user's X servers");
+      // Users learn that a number is blocked, never whose it is.
+      for (const auto& b : resp.status_reply().blocked())
+        if (b.owner_uid() != 0 || b.pid() != 0) fail("status shows a user who blocks :" + std::to_string(b.display()));
+    }
     if (resp.status() == v1::OK && !admin && (req.has_open_login() || req.has_close_login()))
       fail("a user other than root opened or closed a login session");
     if (resp.status() == v1::OK && !caller.is_root() && caller.gid != kUsersGroup &&

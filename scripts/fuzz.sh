@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (fuzz/) with clang, ASan and UBSan in their own
-# build tree (./build-fuzz, or $FUZZ_BUILD_DIR) and runs each for SECONDS
+# Builds the libFuzzer targets (fuzz/) with clang, ASan and UBSan in the
+# sanitized build tree (./build-fuzz, or $FUZZ_BUILD_DIR; see sanitized-tree.sh) and runs each for SECONDS
 # (default 60) on a copy of its seed corpus (fuzz/corpus/<target>/). Prints
 # the executions run per target; exits non-zero if any target crashed, and
 # keeps what crashed in <build dir>/fuzz-crashes/<target>/.
@@ -13,12 +13,9 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(frame_decoder_fuzzer request_handler_fuzzer)
-build_dir=${FUZZ_BUILD_DIR:-build-fuzz}
-
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-CC=clang CXX=clang++ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXPRA_BROKER_FUZZ=ON \
-  -DBUILD_TESTING=OFF "${launcher[@]}" >/dev/null
+source "$(dirname "$0")/sanitized-tree.sh"
+build_dir=$sanitized_build_dir
+configure_sanitized_tree
 cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]}"
 
 # Frames go up to 64 KiB plus a header; a handler scenario needs far less.

@@ -522,7 +522,8 @@ TEST_F(DisplayBrokerLifecycleTest, UsersSeeThatANumberIsBlockedButNotWhoseOrWhy)
   EXPECT_EQ(b->reason(), "quarantined after a display conflict");
   EXPECT_EQ(b->owner_uid(), 0u);
   EXPECT_EQ(b->pid(), 0);
-  const auto* as_root = find_blocked(status(), lease.display());
+  const auto root_status = status();
+  const auto* as_root = find_blocked(root_status, lease.display());
   ASSERT_NE(as_root, nullptr);
   EXPECT_EQ(as_root->owner_uid(), kAlice.uid);
 }
