@@ -12,4 +12,6 @@ cmake --build "$sanitized_build_dir" -j "$(nproc)" --target unit_tests
 cd "$sanitized_build_dir"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
-ctest --output-on-failure --timeout 600 -L unit "$@"
+# The unit tests share nothing between them (each works in its own temporary
+# directory), so both cores run them.
+ctest --output-on-failure --timeout 600 -j "$(nproc)" -L unit "$@"

@@ -5,7 +5,7 @@
 # (CI does). Extra arguments go to ctest, e.g. ./scripts/test.sh -R unit;
 # then only those tests run. Without them the unit tests also run under
 # ASan+UBSan (scripts/test-sanitized.sh) and each fuzzer runs for
-# $FUZZ_SECONDS (default 30) on its seeds (scripts/fuzz.sh), each in a build
+# $FUZZ_SECONDS (default 20) on its seeds (scripts/fuzz.sh), each in a build
 # tree of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,5 +14,5 @@ cd "$(dirname "$0")/.."
 (cd "${BUILD_DIR:-build}" && ctest --output-on-failure --timeout 600 "$@")
 if [ $# -eq 0 ]; then
   ./scripts/test-sanitized.sh
-  ./scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+  ./scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 fi
