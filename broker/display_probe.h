@@ -11,21 +11,6 @@
 
 namespace xpra_broker {
 
-// Is something listening on an abstract Unix socket name? connect() on one
-// reused, unconnected socket: a refused connect leaves the socket reusable,
-// so the common "nobody there" answer costs one syscall, where a bind probe
-// costs three (socket, bind, close). A name bound by a process that has not
-// yet called listen() reads as free: it is no server yet. A listener sees a
-// connection that closes at once, as with the socket-file probe; the number
-// is then skipped for recheck-seconds, so that happens rarely.
-class AbstractListenerProbe {
- public:
-  bool in_use(const std::string& name);
-
- private:
-  UniqueFd socket_;
-};
-
 class DisplayProbe {
  public:
   // x11_tmp_dir: where .X<N>-lock and .X11-unix live (/tmp).
@@ -72,16 +57,6 @@ class DisplayProbe {
   mutable AbstractListenerProbe abstract_probe_;
 };
 
-// Helpers also used by the lifecycle code and tests.
-SocketFileFacts probe_socket_file(const std::string& path);
-// The same for `name` in an open directory; `path` is for messages and the
-// /proc/net/unix fallback.
-SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const std::string& path);
-// Is the abstract name bound at all (listening or not)? A bind probe.
-bool abstract_socket_in_use(const std::string& name);
-// Does something listen on the socket inode behind an O_PATH fd? `path` is
-// only used for the /proc/net/unix fallback when connect() is not permitted.
-bool socket_fd_has_listener(int path_fd, const std::string& path);
 std::string local_hostname();
 
 }  // namespace xpra_broker

@@ -1,11 +1,17 @@
 #include "host_display.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
 #include <charconv>
 #include <ctime>
 
@@ -129,6 +135,133 @@ bool user_runs_x_server_for(uid_t uid, std::uint32_t display) {
   for (const auto& p : list_processes(uid))
     if (p.uid == uid && is_x_server_command(p.comm) && process_has_argument(p.pid, argument)) return true;
   return false;
+}
+
+// ---- sockets: is anybody listening? -------------------------------------------
+
+namespace {
+
+FileKind kind_of(const struct stat& st) {
+  if (S_ISSOCK(st.st_mode)) return FileKind::socket;
+  if (S_ISREG(st.st_mode)) return FileKind::regular;
+  return FileKind::other;
+}
+
+// Slow path (reads /proc/net/unix, O(sockets on the host)): is a listening
+// socket bound to `path`? Only used when connect() is not permitted.
+bool listener_bound_to(const std::string& path) {
+  UniqueFd fd(::open("/proc/net/unix", O_RDONLY | O_CLOEXEC));
+  if (!fd) return true;  // cannot tell: assume live, the safe side
+  std::string table;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(fd.get(), buf, sizeof(buf))) > 0;) table.append(buf, static_cast<std::size_t>(n));
+  // Columns: Num RefCount Protocol Flags Type St Inode Path; Flags 00010000
+  // is __SO_ACCEPTCON, i.e. listen() was called.
+  std::size_t pos = 0;
+  while (pos < table.size()) {
+    std::size_t end = table.find('\n', pos);
+    if (end == std::string::npos) end = table.size();
+    const std::string_view line(table.data() + pos, end - pos);
+    pos = end + 1;
+    if (line.size() > path.size() && line.substr(line.size() - path.size()) == path &&
+        line[line.size() - path.size() - 1] == ' ' && line.find(" 00010000 ") != std::string_view::npos)
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// connect() to the socket inode behind an O_PATH fd: the kernel resolves
+// /proc/self/fd/N to that inode, so a symlink swapped in after lstat() is
+// never followed.
+bool socket_fd_has_listener(int path_fd, const std::string& path) {
+  UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!s) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "/proc/self/fd/%d", path_fd);
+  if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) return true;
+  // EAGAIN: the listener's backlog is full, so there is a listener.
+  if (errno == EAGAIN || errno == EINPROGRESS) return true;
+  // EACCES: a socket we may not connect to (Xpra's are 0600); ask the kernel's
+  // socket table instead.
+  if (errno == EACCES) return listener_bound_to(path);
+  return false;
+}
+
+// The common answer of every probe is "nothing there". fstatat() says so
+// without allocating a struct file (a failing openat() allocates one before
+// it looks the name up), so it goes first and the careful, fd-based look is
+// kept for names that exist.
+bool name_absent(int dir_fd, const char* name) {
+  struct stat st {};
+  return ::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 && (errno == ENOENT || errno == ENOTDIR);
+}
+
+SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const std::string& path) {
+  SocketFileFacts facts;
+  if (name_absent(dir_fd, name.c_str())) return facts;
+  // O_PATH|O_NOFOLLOW opens even a symlink itself, so failing means absent
+  // (ENOENT) or a directory we cannot search; only the latter needs a stat.
+  UniqueFd fd(::openat(dir_fd, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
+  if (!fd) {
+    if (errno != ENOENT && ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      facts.kind = kind_of(st);
+      facts.owner = st.st_uid;
+    }
+    return facts;
+  }
+  if (::fstat(fd.get(), &st) != 0) return facts;
+  facts.kind = kind_of(st);
+  facts.owner = st.st_uid;
+  if (facts.kind == FileKind::socket) facts.listening = socket_fd_has_listener(fd.get(), path);
+  return facts;
+}
+
+SocketFileFacts probe_socket_file(const std::string& path) {
+  return probe_socket_file_at(AT_FDCWD, path, path);
+}
+
+namespace {
+
+socklen_t abstract_address(const std::string& name, sockaddr_un& addr) {
+  addr = sockaddr_un{};
+  addr.sun_family = AF_UNIX;
+  const std::size_t len = std::min(name.size(), sizeof(addr.sun_path) - 1);
+  std::memcpy(addr.sun_path + 1, name.data(), len);
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + len);
+}
+
+}  // namespace
+
+bool abstract_socket_in_use(const std::string& name) {
+  // Binding the name ourselves is the one atomic, O(1) test: if the bind
+  // works nobody holds it (and closing releases it at once).
+  UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s) return false;
+  sockaddr_un addr;
+  const socklen_t addr_len = abstract_address(name, addr);
+  if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), addr_len) == 0) return false;
+  return errno == EADDRINUSE;
+}
+
+bool AbstractListenerProbe::in_use(const std::string& name) {
+  sockaddr_un addr;
+  const socklen_t addr_len = abstract_address(name, addr);
+  if (!socket_) socket_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!socket_) return abstract_socket_in_use(name);
+  if (::connect(socket_.get(), reinterpret_cast<sockaddr*>(&addr), addr_len) == 0) {
+    socket_.reset();  // connected to the listener: this socket is spent
+    return true;
+  }
+  switch (errno) {
+    case ECONNREFUSED: return false;  // no listener; the socket stays unconnected and reusable
+    case EAGAIN:                      // a listener whose backlog is full
+    case EINPROGRESS: socket_.reset(); return true;
+    default: socket_.reset(); return abstract_socket_in_use(name);  // cannot tell: ask with bind
+  }
 }
 
 }  // namespace xpra_broker

@@ -1,6 +1,6 @@
 // Display N on this host: the names X and Xpra give its files and sockets,
-// what an X lock file claims and whether the host backs that claim, and the
-// one rule for what is stale. The probe (is N free?), the stale-file cleaner
+// what an X lock file claims and whether the host backs that claim, whether
+// anybody listens on a socket, and the one rule for what is stale. The probe (is N free?), the stale-file cleaner
 // (may this file go?) and the reaper (which X server belongs to this lease?)
 // all ask here, so they cannot disagree.
 //
@@ -14,6 +14,8 @@
 
 #include <cstdint>
 #include <string>
+
+#include "unique_fd.h"
 
 namespace xpra_broker {
 
@@ -95,5 +97,37 @@ bool pid_alive(pid_t pid);
 // Does `uid` run an X server with ":<display>" on its command line? (A scan of
 // that user's processes in /proc.)
 bool user_runs_x_server_for(uid_t uid, std::uint32_t display);
+
+// ---- sockets: is anybody listening? -------------------------------------------
+
+// Is something listening on an abstract Unix socket name? connect() on one
+// reused, unconnected socket: a refused connect leaves the socket reusable,
+// so the common "nobody there" answer costs one syscall, where a bind probe
+// costs three (socket, bind, close). A name bound by a process that has not
+// yet called listen() reads as free: it is no server yet. A listener sees a
+// connection that closes at once, as with the socket-file probe; the number
+// is then skipped for recheck-seconds, so that happens rarely.
+class AbstractListenerProbe {
+ public:
+  bool in_use(const std::string& name);
+
+ private:
+  UniqueFd socket_;
+};
+
+// A socket file's kind, owner and whether anybody listens on it, never
+// through a link.
+SocketFileFacts probe_socket_file(const std::string& path);
+// The same for `name` in an open directory; `path` is for messages and the
+// /proc/net/unix fallback.
+SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const std::string& path);
+// Is the abstract name bound at all (listening or not)? A bind probe.
+bool abstract_socket_in_use(const std::string& name);
+// Does something listen on the socket inode behind an O_PATH fd? `path` is
+// only used for the /proc/net/unix fallback when connect() is not permitted.
+bool socket_fd_has_listener(int path_fd, const std::string& path);
+// No entry `name` in `dir_fd` (fstatat without following a link): the cheap
+// common answer, before any careful fd-based look.
+bool name_absent(int dir_fd, const char* name);
 
 }  // namespace xpra_broker

@@ -6,7 +6,6 @@
 
 #include <ctime>
 
-#include "display_probe.h"
 #include "host_display.h"
 #include "privileged_ops.h"
 #include "unique_fd.h"
