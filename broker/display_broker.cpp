@@ -578,10 +578,10 @@ v1::Response DisplayBroker::report_start_failure(const Caller& caller, Connectio
   // session, and must not hold the retry back; one the broker cannot confirm
   // counts against the reporter like any failed start, so reporting
   // conflicts cannot take numbers away from other users.
-  std::optional<std::string> evidence;
+  std::optional<ConflictEvidence> evidence;
   if (req.failure() == v1::DISPLAY_CONFLICT) {
     evidence = conflict_with_another_owner(probe_->probe(display, lease->runtime_dir), lease->uid);
-    if (evidence && (evidence->rfind("abstract", 0) == 0) && user_runs_x_server_for(lease->uid, display))
+    if (evidence && evidence->owner_unknown && user_runs_x_server_for(lease->uid, display))
       evidence.reset();  // the abstract socket is the reporter's own X server's
   }
   if (!evidence) {
@@ -600,13 +600,13 @@ v1::Response DisplayBroker::report_start_failure(const Caller& caller, Connectio
     const std::size_t held = quarantines_of(lease->uid);
     if (held < config_.max_quarantines_per_user) {
       block_display(display, clock_() + std::chrono::seconds(config_.quarantine_seconds),
-                    DisplayVerdict{DisplayUse::live, "quarantined after a display conflict: " + *evidence, lease->uid, 0},
+                    DisplayVerdict{DisplayUse::live, "quarantined after a display conflict: " + evidence->what, lease->uid, 0},
                     "quarantined after a display conflict");
       quarantined_by_[display] = lease->uid;
       out->set_quarantined_display(display);
     }
     spdlog::warn("lease={} uid={}({}) display=:{} start failed with a display conflict ({}); {}: {}", lease->id,
-                 lease->uid, lease->user, display, *evidence,
+                 lease->uid, lease->user, display, evidence->what,
                  held < config_.max_quarantines_per_user
                      ? "quarantined for " + std::to_string(config_.quarantine_seconds) + " s"
                      : "not quarantined: the user's reports already hold " + std::to_string(held) +

@@ -29,17 +29,18 @@ DisplayVerdict classify_display(const DisplayFacts& f) {
   return {};
 }
 
-std::optional<std::string> conflict_with_another_owner(const DisplayFacts& f, uid_t reporter) {
+std::optional<ConflictEvidence> conflict_with_another_owner(const DisplayFacts& f, uid_t reporter) {
   auto foreign = [&](FileKind kind, uid_t owner) { return kind != FileKind::absent && owner != reporter; };
   if (foreign(f.lock.kind, f.lock.owner))
-    return "X lock file of uid " + std::to_string(f.lock.owner) + ": " + describe_lock(f.lock);
+    return ConflictEvidence{"X lock file of uid " + std::to_string(f.lock.owner) + ": " + describe_lock(f.lock)};
   if (foreign(f.x11_socket.kind, f.x11_socket.owner))
-    return "X11 socket of uid " + std::to_string(f.x11_socket.owner) +
-           (f.x11_socket.listening ? " with a listener" : " (no listener)");
+    return ConflictEvidence{"X11 socket of uid " + std::to_string(f.x11_socket.owner) +
+                            (f.x11_socket.listening ? " with a listener" : " (no listener)")};
   if (foreign(f.xpra_shared_socket.kind, f.xpra_shared_socket.owner))
-    return "xpra socket of uid " + std::to_string(f.xpra_shared_socket.owner) + " in the shared socket dir";
-  if (f.x11_abstract_in_use) return "abstract X11 socket in use";
-  if (f.xpra_abstract_in_use) return "abstract xpra socket in use";
+    return ConflictEvidence{"xpra socket of uid " + std::to_string(f.xpra_shared_socket.owner) +
+                            " in the shared socket dir"};
+  if (f.x11_abstract_in_use) return ConflictEvidence{"abstract X11 socket in use", true};
+  if (f.xpra_abstract_in_use) return ConflictEvidence{"abstract xpra socket in use", true};
   return std::nullopt;
 }
 

@@ -50,8 +50,12 @@ DisplayVerdict classify_display(const DisplayFacts& facts);
 // A start on the display failed with a conflict the reporter blames on the
 // host: is there evidence of someone else there? Any lock or socket file of
 // another owner, or an abstract socket in use (whose owner the kernel does
-// not say; the caller rules out the reporter's own X server). Nullopt: no
-// such evidence, and the report is not believed.
-std::optional<std::string> conflict_with_another_owner(const DisplayFacts& facts, uid_t reporter);
+// not say: owner_unknown, and the caller rules out the reporter's own X
+// server). Nullopt: no such evidence, and the report is not believed.
+struct ConflictEvidence {
+  std::string what;
+  bool owner_unknown = false;
+};
+std::optional<ConflictEvidence> conflict_with_another_owner(const DisplayFacts& facts, uid_t reporter);
 
 }  // namespace xpra_broker

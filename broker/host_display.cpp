@@ -40,6 +40,12 @@ bool settling(const LockFacts& l) { return l.age_seconds <= kLockSettleSeconds; 
 
 }  // namespace
 
+FileKind file_kind(mode_t mode) {
+  if (S_ISSOCK(mode)) return FileKind::socket;
+  if (S_ISREG(mode)) return FileKind::regular;
+  return FileKind::other;
+}
+
 LockState judge_lock(const LockFacts& l) {
   if (l.kind == FileKind::absent) return LockState::absent;
   if (l.kind != FileKind::regular) return LockState::stale;  // a link or FIFO where X wants its lock
@@ -108,7 +114,7 @@ LockFacts read_lock_at(int dir_fd, const std::string& name, std::uint32_t displa
   } else if (::fstat(fd.get(), &st) != 0) {
     return l;
   }
-  l.kind = S_ISREG(st.st_mode) ? FileKind::regular : S_ISSOCK(st.st_mode) ? FileKind::socket : FileKind::other;
+  l.kind = file_kind(st.st_mode);
   l.owner = st.st_uid;
   l.links = st.st_nlink;
   l.device = st.st_dev;
@@ -141,11 +147,6 @@ bool user_runs_x_server_for(uid_t uid, std::uint32_t display) {
 
 namespace {
 
-FileKind kind_of(const struct stat& st) {
-  if (S_ISSOCK(st.st_mode)) return FileKind::socket;
-  if (S_ISREG(st.st_mode)) return FileKind::regular;
-  return FileKind::other;
-}
 
 // Slow path (reads /proc/net/unix, O(sockets on the host)): is a listening
 // socket bound to `path`? Only used when connect() is not permitted.
@@ -208,13 +209,13 @@ SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const 
   struct stat st {};
   if (!fd) {
     if (errno != ENOENT && ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-      facts.kind = kind_of(st);
+      facts.kind = file_kind(st.st_mode);
       facts.owner = st.st_uid;
     }
     return facts;
   }
   if (::fstat(fd.get(), &st) != 0) return facts;
-  facts.kind = kind_of(st);
+  facts.kind = file_kind(st.st_mode);
   facts.owner = st.st_uid;
   if (facts.kind == FileKind::socket) facts.listening = socket_fd_has_listener(fd.get(), path);
   return facts;

@@ -32,6 +32,9 @@ struct DisplayNames {
 
 enum class FileKind { absent, socket, regular, other };
 
+// What lstat()/fstat() says an entry is.
+FileKind file_kind(mode_t mode);
+
 struct SocketFileFacts {
   FileKind kind = FileKind::absent;
   uid_t owner = 0;

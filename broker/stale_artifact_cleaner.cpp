@@ -34,7 +34,7 @@ void remove_socket_if_stale(int dir, const std::string& dir_path, const std::str
   if (::fstat(entry.get(), &st) != 0) return;
   SocketFileFacts facts;
   facts.owner = st.st_uid;
-  facts.kind = S_ISSOCK(st.st_mode) ? FileKind::socket : S_ISREG(st.st_mode) ? FileKind::regular : FileKind::other;
+  facts.kind = file_kind(st.st_mode);
   if (S_ISDIR(st.st_mode)) return;  // never a directory
   const std::string path = dir_path + "/" + name;
   if (facts.kind == FileKind::socket) facts.listening = socket_fd_has_listener(entry.get(), path);
