@@ -223,16 +223,19 @@ int main(int argc, char** argv) {
     if (loaded.dropped_bytes > 0)
       spdlog::warn("lease journal: dropped {} bytes at its end: {}", loaded.dropped_bytes, loaded.problem);
     broker.set_journal(journal.get());
+    broker.restore_logins(loaded.login_sessions);
     const auto summary = broker.restore(loaded.leases, std::chrono::seconds(config.reattach_grace_seconds));
     if (!loaded.leases.empty())
       spdlog::info("lease journal: {} record(s), {} lease(s): {} waiting for their holder, {} being reaped, {} dropped",
                    loaded.records, loaded.leases.size(), summary.waiting, summary.reaping, summary.dropped);
   }
 
-  // Recovered leases whose holder does not come back in time are reaped.
+  // Recovered leases whose holder does not come back in time are reaped;
+  // a journal that could not be written is tried again.
   boost::asio::steady_timer reattach_timer(io);
   std::function<void()> expire = [&] {
     broker.expire_detached();
+    broker.retry_journal();
     reattach_timer.expires_after(std::chrono::seconds(1));
     reattach_timer.async_wait([&](boost::system::error_code ec) {
       if (!ec) expire();
