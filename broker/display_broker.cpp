@@ -172,7 +172,18 @@ v1::Response DisplayBroker::reply_after_failed_commit(v1::Response response, con
   if (response.has_report_process()) return journal_refused("process");
   if (response.has_reattach()) return journal_refused("reattach");
   if (response.has_open_login()) return journal_refused("login session");
+  // Ends are never undone, but not acknowledged either until recorded: a
+  // restart before that brings the lease back (and reaps it then).
+  if (response.has_release() || response.has_report_start_failure() || response.has_close_login())
+    return end_not_recorded();
   return response;
+}
+
+v1::Response DisplayBroker::end_not_recorded() {
+  return reply(v1::INTERNAL,
+               "the lease is ending (what ran under it is being stopped), but the broker cannot record that in its "
+               "lease journal yet (disk full?); its display stays reserved until it can. Ask the administrator to "
+               "free space in the broker's runtime dir");
 }
 
 v1::Response DisplayBroker::journal_refused(const char* what) {
@@ -415,6 +426,8 @@ v1::Response DisplayBroker::release(const Caller& caller, ConnectionId, const v1
   std::string why = "released by " + describe_caller(caller, user_name(caller.uid));
   if (req.has_exit_status()) why += ", session exit status " + std::to_string(req.exit_status());
   end_lease(lease->id, why, how);
+  // Without group commit the end was written (or refused) at once.
+  if (journal_ && !group_commit_ && journal_->owed_records() > 0) return end_not_recorded();
   return r;
 }
 

@@ -131,6 +131,7 @@ class DisplayBroker {
   // fails (written: an earlier write outside the batch carried the record).
   bool journaled_or_undone(bool appended, std::string lease_id, std::function<void(bool written)> undo);
   static v1::Response journal_refused(const char* what);
+  static v1::Response end_not_recorded();
   void withdraw_lease(const std::string& id, bool written);
   void untrack_process(const std::string& lease_id, pid_t pid, bool written);
   // A number whose lease ended goes back once the end is in the journal.

@@ -1244,8 +1244,12 @@ TEST_F(BrokerRestoreTest, ALeaseEndTheJournalCannotRecordKeepsItsNumberUntilItIs
     const std::uint32_t held = first.acquire().lease().display();
     cap_journal_growth(runtime_dir_ + "/" + kJournalName);
     const auto rel = release(kAlice, 1, first.acquire().lease().id());
-    if (rel.status() != v1::OK) std::_Exit(11);  // an end is never refused
-    if (broker_->commit_journal().ok) std::_Exit(12);
+    if (rel.status() != v1::OK) std::_Exit(11);  // an end is never refused...
+    const auto rel_outcome = broker_->commit_journal();
+    if (rel_outcome.ok) std::_Exit(12);
+    // ...nor acknowledged before it is recorded.
+    if (broker_->reply_after_failed_commit(rel, rel_outcome).status() != v1::INTERNAL) std::_Exit(25);
+    if (broker_->leases().find(first.acquire().lease().id())) std::_Exit(26);  // but it did end
     if (!broker_->allocator().is_leased(held)) std::_Exit(13);  // held until recorded
     const auto status = call(kAlice, 3, [](v1::Request& r) { r.mutable_status(); });
     if (status.status_reply().journal_problem().empty()) std::_Exit(14);
