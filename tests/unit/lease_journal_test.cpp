@@ -645,10 +645,47 @@ TEST_F(LeaseJournalFileTest, CompactionThatCannotCreateItsFileKeepsAppendingToTh
   ASSERT_TRUE(journal->lease_removed("A"));
   EXPECT_FALSE(journal->compact({{make_lease("B", 101)}, {}}));
   EXPECT_TRUE(journal->compaction_failed()) << "reported, and retried later";
+  EXPECT_TRUE(journal->degraded());
   EXPECT_EQ(journal->records(), 3u);
   ASSERT_TRUE(journal->lease_added(make_lease("C", 102)));
+  // Once the obstacle is gone, the retry compacts and the journal is healthy.
+  ASSERT_EQ(::rmdir(path(kCompactName).c_str()), 0);
+  EXPECT_TRUE(journal->compact({{make_lease("B", 101), make_lease("C", 102)}, {{4101, 2}}}));
+  EXPECT_FALSE(journal->compaction_failed());
+  EXPECT_FALSE(journal->degraded());
   journal.reset();
-  EXPECT_EQ(ids_of(open()->loaded().leases), (std::vector<std::string>{"B", "C"}));
+  auto again = open();
+  EXPECT_EQ(ids_of(again->loaded().leases), (std::vector<std::string>{"B", "C"}));
+  EXPECT_EQ(again->loaded().login_sessions, (std::map<std::uint32_t, std::uint32_t>{{4101, 2}}))
+      << "login counts are part of a compacted journal";
+}
+
+TEST_F(LeaseJournalFileTest, AnOwedRecordThatCannotBeWrittenStaysQueuedAheadOfNewerOnes) {
+  const auto sequence = [&] {
+    ::signal(SIGXFSZ, SIG_IGN);
+    auto journal = open();
+    if (!journal->lease_added(make_lease("A", 100))) std::_Exit(10);
+    struct stat st {};
+    ::stat(path().c_str(), &st);
+    rlimit cap{};
+    ::getrlimit(RLIMIT_FSIZE, &cap);
+    const rlim_t hard = cap.rlim_max;
+    cap.rlim_cur = static_cast<rlim_t>(st.st_size);
+    if (::setrlimit(RLIMIT_FSIZE, &cap) != 0) std::_Exit(11);
+    if (journal->lease_removed("A")) std::_Exit(12);  // refused now...
+    const auto seq = journal->last_seq();
+    if (journal->is_written(seq) || journal->owed_records() != 1 || !journal->degraded()) std::_Exit(13);
+    if (journal->lease_added(make_lease("B", 101))) std::_Exit(14);  // a withdrawable one is dropped
+    if (journal->owed_records() != 1) std::_Exit(15);
+    cap.rlim_cur = hard;
+    ::setrlimit(RLIMIT_FSIZE, &cap);
+    if (!journal->retry() || !journal->is_written(seq) || journal->degraded()) std::_Exit(16);  // ...written later
+    if (!journal->lease_added(make_lease("C", 102))) std::_Exit(17);
+    journal.reset();
+    if (ids_of(open()->loaded().leases) != std::vector<std::string>{"C"}) std::_Exit(18);
+    std::_Exit(0);
+  };
+  EXPECT_EXIT(sequence(), ::testing::ExitedWithCode(0), "");
 }
 
 // ---------------------------------------------------------------- the broker
