@@ -17,6 +17,7 @@
 #include "broker_server.h"
 #include "display_broker.h"
 #include "lease_journal.h"
+#include "log_sink.h"
 #include "log_throttle.h"
 #include "privileged_ops.h"
 #include "startup.h"
@@ -47,8 +48,11 @@ void print_help() {
                "\n"
                "Every config key can also be given as --KEY=VALUE (overrides the file):\n";
   for (const auto& key : config_keys()) std::printf("  %-26s %s\n", key.key, key.help);
-  std::cout << "\nExit codes: 0 clean shutdown, 64 bad usage, 71 operating-system error\n"
-               "(socket, runtime dir, privileges), 78 bad configuration.\n";
+  std::cout << "\nExit codes: 0 clean shutdown (or --check-config found no problem), 64 bad usage,\n"
+               "71 operating-system error (a transient one: another broker holds the runtime dir,\n"
+               "a failed system call), 78 a configuration problem a restart cannot fix (unknown\n"
+               "user or group, unsafe runtime dir or journal, a non-socket at the socket path,\n"
+               "capabilities require-capabilities=yes demands); --check-config finds the same.\n";
 }
 
 struct ParsedArgs {
@@ -106,13 +110,19 @@ void log_from_protobuf(google::protobuf::LogLevel level, const char* file, int l
   const auto spd_level = level >= google::protobuf::LOGLEVEL_ERROR     ? spdlog::level::warn
                          : level == google::protobuf::LOGLEVEL_WARNING ? spdlog::level::info
                                                                        : spdlog::level::debug;
-  spdlog::log(spd_level, "libprotobuf: {}{}", escape_untrusted(message, 512), throttle.suffix(d));
+  spdlog::log(spd_level, "libprotobuf: \"{}\"{}", escape_untrusted(message, 512), throttle.suffix(d));
 }
 
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("xpra-brokerd");
-  // Under systemd, journald adds its own timestamps.
-  logger->set_pattern(std::getenv("JOURNAL_STREAM") ? "%l: %v" : "%Y-%m-%d %H:%M:%S.%e %l: %v");
+void setup_logging(const std::string& level, const std::string& target) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (target == "journal" || (target == "auto" && stderr_is_journal())) {
+    // Priorities and fields (log_sink.h); journald adds time and pid.
+    logger = std::make_shared<spdlog::logger>("xpra-brokerd", make_journal_sink());
+    logger->set_pattern("%v");
+  } else {
+    logger = spdlog::stderr_color_mt("xpra-brokerd");
+    logger->set_pattern(std::getenv("JOURNAL_STREAM") ? "%l: %v" : "%Y-%m-%d %H:%M:%S.%e %l: %v");
+  }
   logger->set_level(spdlog::level::from_str(level));
   spdlog::set_default_logger(logger);
   google::protobuf::SetLogHandler(&log_from_protobuf);
@@ -146,15 +156,24 @@ int main(int argc, char** argv) {
     std::cerr << "xpra-brokerd: configuration error:\n" << e.what() << "\n";
     return kExitConfig;
   }
+  // What the start would refuse for good (exit 78: RestartPreventExitStatus=
+  // in the unit), checked the same way by --check-config and by the start.
+  const auto problems = configuration_problems(config);
   if (args.check_only) {
-    std::cout << "configuration OK\n"
-              << "socket = " << config.socket << "\nruntime-dir = " << config.runtime_dir << "\ndisplays = "
-              << config.display_first << "-" << config.display_last
-              << "\nmax-leases-per-user = " << config.max_leases_per_user << "\nmax-leases = " << config.max_leases
-              << "\n";
-    return 0;
+    for (const auto& p : problems) std::cout << "problem: " << p << "\n";
+    std::cout << (problems.empty() ? "configuration OK" : "configuration NOT OK") << " (" << args.cmd.config_path
+              << (args.cmd.config_explicit ? "" : ", the default") << ", and the command line)\n"
+              << "# effective configuration:\n";
+    for (const auto& [key, value] : effective_config(config)) std::cout << key << " = " << value << "\n";
+    return problems.empty() ? 0 : kExitConfig;
   }
-  setup_logging(config.log_level);
+  if (!problems.empty()) {
+    std::cerr << "xpra-brokerd: configuration error:\n";
+    for (const auto& p : problems) std::cerr << p << "\n";
+    std::cerr << "(xpra-brokerd --check-config shows the whole configuration)\n";
+    return kExitConfig;
+  }
+  setup_logging(config.log_level, config.log_target);
 
   const auto start_time = std::chrono::steady_clock::now();
   AccessPolicy policy;
@@ -173,7 +192,7 @@ int main(int argc, char** argv) {
     if (config.require_capabilities && !privileges.missing.empty()) {
       std::string missing;
       for (const auto& m : privileges.missing) missing += (missing.empty() ? "" : ",") + m;
-      throw std::runtime_error("missing capabilities " + missing +
+      throw ConfigurationError("missing capabilities " + missing +
                                " and require-capabilities=yes; start it as root with user=/group=, or with "
                                "AmbientCapabilities=CAP_CHOWN CAP_FOWNER CAP_KILL (see the systemd unit)");
     }
@@ -198,6 +217,9 @@ int main(int argc, char** argv) {
                          " are members of the broker's group; with the broker they need not be, and as members "
                          "they can enter every user's directory. Remove them from the group");
     }
+  } catch (const ConfigurationError& e) {
+    spdlog::critical("cannot start: {}", e.what());
+    return kExitConfig;
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());
     return kExitOsError;
@@ -233,9 +255,20 @@ int main(int argc, char** argv) {
   // Recovered leases whose holder does not come back in time are reaped;
   // a journal that could not be written is tried again.
   boost::asio::steady_timer reattach_timer(io);
+  // Under systemd: the watchdog is fed from the event loop (a hung loop
+  // stops feeding it) and STATUS= says what the broker holds.
+  std::string last_status;
+  const bool watchdog_on = sd_watchdog_enabled(0, nullptr) > 0;
   std::function<void()> expire = [&] {
     broker.expire_detached();
     broker.retry_journal();
+    std::string status = "serving: " + std::to_string(broker.leases().size()) + " lease(s), " +
+                         std::to_string(broker.allocator().free_count()) + " free display(s)" +
+                         (journal && journal->degraded() ? "; lease journal DEGRADED (disk full?)" : "");
+    if (status != last_status || watchdog_on) {
+      sd_notify(0, ((watchdog_on ? "WATCHDOG=1\n" : "") + std::string("STATUS=") + status).c_str());
+      last_status = std::move(status);
+    }
     reattach_timer.expires_after(std::chrono::seconds(1));
     reattach_timer.async_wait([&](boost::system::error_code ec) {
       if (!ec) expire();
@@ -247,7 +280,7 @@ int main(int argc, char** argv) {
   boost::asio::steady_timer watchdog(io);
   std::function<void()> watch = [&] {
     broker.check_for_leaked_x_servers();
-    watchdog.expires_after(std::chrono::seconds(30));
+    watchdog.expires_after(std::chrono::seconds(config.leak_check_seconds));
     watchdog.async_wait([&](boost::system::error_code ec) {
       if (!ec) watch();
     });
@@ -274,6 +307,31 @@ int main(int argc, char** argv) {
                                    config.reads_per_second, config.read_burst});
   server.start();
 
+  // SIGHUP re-reads the configuration: log-level applies at once; every
+  // other key needs a restart (leases survive it through the journal), and
+  // the log says which changed. A file that does not parse changes nothing.
+  boost::asio::signal_set hangup(io, SIGHUP);
+  std::function<void()> reload = [&] {
+    hangup.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) return;
+      try {
+        const BrokerConfig fresh = load_config(args.cmd);
+        spdlog::set_level(spdlog::level::from_str(fresh.log_level));
+        std::string pending;
+        const auto now = effective_config(fresh), running = effective_config(config);
+        for (std::size_t i = 0; i < now.size() && i < running.size(); ++i)
+          if (now[i].second != running[i].second && now[i].first != "log-level")
+            pending += (pending.empty() ? "" : ", ") + now[i].first;
+        spdlog::info("SIGHUP: configuration re-read; log-level={} applied{}", fresh.log_level,
+                     pending.empty() ? "" : "; changed but applied only by a restart: " + pending);
+      } catch (const std::exception& e) {
+        spdlog::error("SIGHUP: the configuration does not load; the running one is kept: {}", e.what());
+      }
+      reload();
+    });
+  };
+  reload();
+
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signo) {
     if (ec) return;
@@ -282,6 +340,7 @@ int main(int argc, char** argv) {
     server.stop();
     watchdog.cancel();
     reattach_timer.cancel();
+    hangup.cancel();
     name_events.close();
     io.stop();
   });
