@@ -13,6 +13,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <google/protobuf/stubs/logging.h>
+#include <CLI/CLI.hpp>
 
 #include "broker_server.h"
 #include "display_broker.h"
@@ -60,42 +61,37 @@ struct ParsedArgs {
   bool check_only = false;
 };
 
-// Returns an exit code to stop with, or -1 to go on.
+// Returns an exit code to stop with, or -1 to go on. CLI11 parses; the help
+// text is our own (print_help), because it lists every config key with its
+// meaning the way the example config and the man page do.
 int parse_args(int argc, char** argv, ParsedArgs& out) {
+  CLI::App app{"xpra-brokerd"};
+  app.set_help_flag();
+  bool help = false, version = false;
+  app.add_flag("-h,--help", help);
+  app.add_flag("-V,--version", version);
+  app.add_flag("--check-config", out.check_only);
   out.cmd.config_path = "/etc/xpra/broker.conf";
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") return print_help(), 0;
-    if (arg == "-V" || arg == "--version") return std::cout << "xpra-brokerd " XPRA_BROKER_VERSION "\n", 0;
-    if (arg == "--check-config") {
-      out.check_only = true;
-      continue;
-    }
-    if (arg == "-c" || arg == "--config") {
-      if (i + 1 >= argc) return std::cerr << "xpra-brokerd: " << arg << " needs a file\n", kExitUsage;
-      out.cmd.config_path = argv[++i];
-      out.cmd.config_explicit = true;
-      continue;
-    }
-    if (arg.rfind("--config=", 0) == 0) {
-      out.cmd.config_path = arg.substr(9);
-      out.cmd.config_explicit = true;
-      continue;
-    }
-    if (arg.rfind("--", 0) == 0 && arg.size() > 2) {
-      const auto eq = arg.find('=');
-      if (eq != std::string::npos) {
-        out.cmd.overrides.emplace_back(arg.substr(2, eq - 2), arg.substr(eq + 1));
-      } else if (i + 1 < argc) {
-        out.cmd.overrides.emplace_back(arg.substr(2), argv[++i]);
-      } else {
-        return std::cerr << "xpra-brokerd: " << arg << " needs a value (--KEY=VALUE)\n", kExitUsage;
-      }
-      continue;
-    }
-    std::cerr << "xpra-brokerd: unexpected argument '" << arg << "'; see xpra-brokerd --help\n";
+  auto* config = app.add_option("-c,--config", out.cmd.config_path);
+  // Every config key as --KEY=VALUE (or --KEY VALUE); the last one wins.
+  std::vector<std::pair<std::string, std::string>> values;
+  values.reserve(config_keys().size());
+  for (const auto& key : config_keys()) {
+    values.emplace_back(key.key, std::string());
+    app.add_option(std::string("--") + key.key, values.back().second)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "xpra-brokerd: " << e.what() << "\nhint: see 'xpra-brokerd --help'\n";
     return kExitUsage;
   }
+  if (help) return print_help(), 0;
+  if (version) return std::cout << "xpra-brokerd " XPRA_BROKER_VERSION "\n", 0;
+  out.cmd.config_explicit = config->count() > 0;
+  for (std::size_t i = 0; i < values.size(); ++i)
+    if (app.get_option(std::string("--") + values[i].first)->count() > 0) out.cmd.overrides.push_back(values[i]);
   return -1;
 }
 
