@@ -38,7 +38,7 @@ rc=0
 out=$("$XPB_BROKERD" --config=/dev/null "${common[@]}" --check-config 2>&1) || rc=$?
 expect_eq "a good configuration: --check-config exit code" 0 "$rc"
 check "it says OK" grep -q "^configuration OK" <<<"$out"
-keys=$("$XPB_BROKERD" --help | awk '/^Every config key/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { exit }')
+keys=$("$XPB_BROKERD" --help | awk '/^Every config key/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { on = 0 }')
 missing=""
 for key in $keys; do grep -q "^$key = " <<<"$out" || missing+=" $key"; done
 expect_eq "keys of --help missing from --check-config's output" "" "$missing"

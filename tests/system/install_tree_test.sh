@@ -75,7 +75,7 @@ fi
 # The example config: valid, every key of `xpra-brokerd --help` present, and
 # each commented default is the real default.
 check "example config passes --check-config" "$XPB_BROKERD" --config="$config" --check-config
-keys=$("$XPB_BROKERD" --help | awk '/^Every config key/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { exit }')
+keys=$("$XPB_BROKERD" --help | awk '/^Every config key/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { on = 0 }')
 check "xpra-brokerd --help lists config keys" test -n "$keys"
 for key in $keys; do
   check "example config documents '$key'" grep -Eq "^#$key =" "$config"
