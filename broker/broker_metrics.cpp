@@ -89,6 +89,7 @@ std::string escape_label_value(std::string_view value) {
       if (c == '\\') out += "\\\\";
       else if (c == '"') out += "\\\"";
       else if (c == '\n') out += "\\n";
+      else if (c < 0x20 || c == 0x7F) out += "\xEF\xBF\xBD";  // nothing that drives a terminal
       else out += static_cast<char>(c);
       ++i;
       continue;
@@ -106,7 +107,8 @@ std::string escape_label_value(std::string_view value) {
       ok = (cc & 0xC0) == 0x80;
       cp = (cp << 6) | (cc & 0x3F);
     }
-    ok = ok && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    // C1 controls (U+0080..U+009F) are valid UTF-8 but drive terminals too.
+    ok = ok && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF) && !(cp >= 0x80 && cp <= 0x9F);
     if (ok) {
       out.append(value.substr(i, len));
       i += len;

@@ -135,7 +135,8 @@ std::string render_metrics(const BrokerCounters& counters, const MetricsSnapshot
 
 // A label value as the text format requires: backslash, double quote and
 // line feed escaped; bytes that are not UTF-8 become U+FFFD (the format is
-// UTF-8, and so is the Protobuf string that carries it).
+// UTF-8, and so is the Protobuf string that carries it), and so do other
+// control characters (the text is also printed on an admin's terminal).
 std::string escape_label_value(std::string_view value);
 
 // The latency buckets, in seconds.
