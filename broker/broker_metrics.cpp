@@ -28,28 +28,33 @@ std::vector<double> journal_commit_duration_buckets() {
   return {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1};
 }
 
+namespace {
+
+// One row per BlockReason, in its order: the metric's label and what users
+// read in `status`.
+struct BlockReasonNames {
+  const char* label;
+  const char* text;
+};
+constexpr std::array<BlockReasonNames, kBlockReasons> kBlockReasonNames = {{
+    {"in_use", "in use on the host"},
+    {"leftovers", "leftover files on the host"},
+    {"quarantined", "quarantined after a display conflict"},
+    {"reap_survivors", "processes of the last session survived SIGKILL"},
+    {"awaiting_journal", "waiting for the lease journal"},
+    {"orphan_reap", "processes of an earlier lease are being ended"},
+}};
+
+}  // namespace
+
 const char* block_reason_label(BlockReason reason) {
-  switch (reason) {
-    case BlockReason::in_use: return "in_use";
-    case BlockReason::leftovers: return "leftovers";
-    case BlockReason::quarantined: return "quarantined";
-    case BlockReason::reap_survivors: return "reap_survivors";
-    case BlockReason::awaiting_journal: return "awaiting_journal";
-    case BlockReason::orphan_reap: return "orphan_reap";
-  }
-  return "unknown";
+  const auto i = static_cast<std::size_t>(reason);
+  return i < kBlockReasons ? kBlockReasonNames[i].label : "unknown";
 }
 
 const char* block_reason_text(BlockReason reason) {
-  switch (reason) {
-    case BlockReason::in_use: return "in use on the host";
-    case BlockReason::leftovers: return "leftover files on the host";
-    case BlockReason::quarantined: return "quarantined after a display conflict";
-    case BlockReason::reap_survivors: return "processes of the last session survived SIGKILL";
-    case BlockReason::awaiting_journal: return "waiting for the lease journal";
-    case BlockReason::orphan_reap: return "processes of an earlier lease are being ended";
-  }
-  return "not available";
+  const auto i = static_cast<std::size_t>(reason);
+  return i < kBlockReasons ? kBlockReasonNames[i].text : "not available";
 }
 
 const char* acquire_refusal_label(AcquireRefusal reason) {
