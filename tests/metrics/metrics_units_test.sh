@@ -18,7 +18,7 @@ timer=$(find "$scratch/dest" -name xpra-broker-metrics.timer)
 [[ -f $service && -f $timer ]] || { echo "FAIL: units not installed: '$service' '$timer'" >&2; exit 1; }
 [[ $(dirname "$service") == $(dirname "$(find "$scratch/dest" -name xpra-brokerd.service)") ]] ||
   fail "metrics units not installed beside xpra-brokerd.service"
-find "$scratch/dest" -path '*/examples/xpra-broker.rules.yml' | grep -q . || fail "example alert rules not installed"
+find "$scratch/dest" -path '*/doc/*/xpra-broker.rules.yml' | grep -q . || fail "example alert rules not installed"
 find "$scratch/dest" -name monitoring.md | grep -q . || fail "docs/monitoring.md not installed"
 
 exec_start=$(grep '^ExecStart=' "$service")
