@@ -243,7 +243,7 @@ TEST_F(MetricsTest, OnlyRootAndAdminGroupsMayAskWithoutOutputItIsStdout) {
 // answered late, at reads-per-second after the burst; root is not paced.
 TEST_F(MetricsTest, MetricsAreReadPacedPerUserLikeStatus) {
   start_broker({"--displays=1112-1113", "--allowed-groups=xpb-users", "--admin-groups=xpb-bob", "--read-burst=2",
-                "--reads-per-second=4"});
+                "--reads-per-second=2"});
   const std::string loop = "i=0; while [ $i -lt 10 ]; do \"$1\" --socket \"$2\" metrics >/dev/null 2>&1; "
                            "[ $? -eq \"$3\" ] || exit 1; i=$((i+1)); done";
   const auto timed = [&](const std::string& user, int expected_exit) {
@@ -253,15 +253,17 @@ TEST_F(MetricsTest, MetricsAreReadPacedPerUserLikeStatus) {
     EXPECT_EQ(r.exit_code, 0) << user << " got another exit code than " << expected_exit << ": " << r.describe();
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  // 10 requests, a burst of 2, then 4 a second: at least 8/4 = 2 s.
+  // 10 requests, a burst of 2, then 2 a second: at least 8/2 = 4 s when
+  // paced. Root's bound is loose (10 client runs take ~0.1 s), so a loaded
+  // host does not fail it.
   const double denied = timed(kAlice, 77);
   const double admin = timed(kBob, 0);
   const double root = timed("root", 0);
   std::cout << "10 metrics requests: alice (denied) " << denied << " s, bob (admin) " << admin << " s, root " << root
             << " s\n";
-  EXPECT_GE(denied, 1.8);
-  EXPECT_GE(admin, 1.8);
-  EXPECT_LT(root, 1.5);
+  EXPECT_GE(denied, 3.8);
+  EXPECT_GE(admin, 3.8);
+  EXPECT_LT(root, 3.0);
 }
 
 }  // namespace
