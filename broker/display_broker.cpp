@@ -1,5 +1,7 @@
 #include "display_broker.h"
 
+#include "log_sink.h"
+
 #include <pwd.h>
 #include <signal.h>
 #include <sys/random.h>
@@ -257,6 +259,7 @@ void DisplayBroker::settle_journal() {
     return true;
   });
   const bool degraded = journal_->degraded();
+  ScopedLogEvent event(LogEvent::journal_degraded);
   if (degraded && !journal_degraded_)
     spdlog::error("lease journal: cannot be written ({}): running degraded. New leases, process reports, reattaches "
                   "and logins are refused (INTERNAL) until space is freed; running sessions keep running; ended "
@@ -331,6 +334,7 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
     const auto wait_ms = static_cast<std::uint32_t>(guard.retry_after.count());
     const bool backoff = guard.refusal == RestartGuard::Refusal::backing_off;
     ++counters_.acquire_refusals[static_cast<std::size_t>(backoff ? AcquireRefusal::backoff : AcquireRefusal::rate_limit)];
+    ScopedLogEvent event(backoff ? LogEvent::backoff : LogEvent::none);
     log_refusal(caller.uid, backoff ? "backoff" : "rate", "refused acquire for {}: {} (retry in {} ms)",
                 describe_caller(caller, name),
                 backoff ? "back-off after " + std::to_string(guard.consecutive_failures) + " failed sessions"
@@ -708,6 +712,10 @@ void DisplayBroker::finish_lease(const std::string& id, const ReapOutcome& outco
   settle_journal();
   if (outcome.unkillable > 0) {
     // Something of it survived SIGKILL: keep the number out of the pool.
+    ScopedLogEvent event(LogEvent::reaped_with_survivors);
+    spdlog::error("lease={} uid={}({}) display=:{} reaped with {} process(es) surviving SIGKILL; the display is "
+                  "quarantined for {} s",
+                  lease->id, lease->uid, lease->user, lease->display, outcome.unkillable, config_.quarantine_seconds);
     block_display(lease->display, clock_() + std::chrono::seconds(config_.quarantine_seconds),
                   DisplayVerdict{DisplayUse::live, "processes of the last lease survived SIGKILL", lease->uid, 0},
                   BlockReason::reap_survivors);
@@ -797,7 +805,7 @@ v1::Response DisplayBroker::report_start_failure(const Caller& caller, Connectio
   }
   if (!evidence) {
     guard_.record_start_failure(lease->uid, clock_());
-    spdlog::warn("lease={} uid={}({}) display=:{} start failed ({}){}: {}", lease->id, lease->uid, lease->user,
+    spdlog::warn("lease={} uid={}({}) display=:{} start failed ({}){}: \"{}\"", lease->id, lease->uid, lease->user,
                  display, v1::StartFailure_Name(req.failure()),
                  req.failure() == v1::DISPLAY_CONFLICT ? ", but the broker finds no conflict on the host; counted "
                                                          "as a failed start"
@@ -817,7 +825,8 @@ v1::Response DisplayBroker::report_start_failure(const Caller& caller, Connectio
       ++counters_.quarantines;
       out->set_quarantined_display(display);
     }
-    spdlog::warn("lease={} uid={}({}) display=:{} start failed with a display conflict ({}); {}: {}", lease->id,
+    ScopedLogEvent event(held < config_.max_quarantines_per_user ? LogEvent::quarantine : LogEvent::none);
+    spdlog::warn("lease={} uid={}({}) display=:{} start failed with a display conflict ({}); {}: \"{}\"", lease->id,
                  lease->uid, lease->user, display, evidence->what,
                  held < config_.max_quarantines_per_user
                      ? "quarantined for " + std::to_string(config_.quarantine_seconds) + " s"
@@ -842,6 +851,7 @@ void DisplayBroker::check_for_leaked_x_servers() {
     std::string list;
     for (std::size_t i = 0; i < pids.size() && i < 64; ++i) list += (list.empty() ? "" : ",") + std::to_string(pids[i]);
     if (pids.size() > 64) list += ",...";
+    ScopedLogEvent event(LogEvent::leak_watchdog);
     spdlog::warn("uid={}({}) runs {} X servers (threshold {}), {} under broker leases: pids {}", uid, user_name(uid),
                  pids.size(), xserver_warn_threshold(), leases_.count_for_uid(uid), list);
   }
@@ -1028,8 +1038,8 @@ v1::Response DisplayBroker::reattach(const Caller& caller, ConnectionId connecti
   Lease* lease = leases_.find_mutable(req.lease_id());
   // Wrong uid, wrong token and no such lease all look the same to the caller.
   if (!lease || lease->uid != caller.uid || lease->ending || !same_secret(lease->reattach_token, req.reattach_token())) {
-    log_refusal(caller.uid, "reattach", "refused reattach of lease {} by {}", escape_untrusted(req.lease_id(), 64),
-                describe_caller(caller, user_name(caller.uid)));
+    log_refusal(caller.uid, "reattach", "refused reattach by {}: lease \"{}\"",
+                describe_caller(caller, user_name(caller.uid)), escape_untrusted(req.lease_id(), 64));
     return reply(v1::NOT_FOUND, "no lease " + escape_untrusted(req.lease_id(), 64) +
                                     " of yours to reattach (it ended, or the token does not match)");
   }
