@@ -105,7 +105,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       return protocol_violation("unknown or missing request verb (is the client newer than the broker?)");
     // Reads are paced per user: over the rate, the answer comes late, and
     // this connection reads nothing more meanwhile.
-    if (request.verb_case() == v1::Request::kStatus || request.verb_case() == v1::Request::kList) {
+    if (const VerbRule* rule = find_verb_rule(request.verb_case()); rule && rule->paced) {
       const auto wait = server_.pace_read(caller_.uid);
       if (wait.count() > 0) {
         auto self = shared_from_this();
@@ -274,9 +274,12 @@ void BrokerServer::accept_next() {
     auto session = std::make_shared<ClientSession>(*this, std::move(socket), id, caller);
     sessions_.emplace(id, session);
     const std::uint32_t count = ++connections_per_uid_[caller.uid];
+    auto& counters = broker_.counters();
     if (sessions_.size() > kMaxConnections) {
+      ++counters.connections_refused;
       session->refuse(v1::EXHAUSTED, "the broker has too many open connections; try again later");
     } else if (count > limits_.max_connections_per_user && caller.uid != 0) {
+      ++counters.connections_refused;
       std::string suffix;
       if (admit_log(caller.uid, "connections", suffix))
         spdlog::warn("uid={} pid={}: more than max-connections-per-user={} connections, refusing{}", caller.uid,
@@ -284,6 +287,7 @@ void BrokerServer::accept_next() {
       session->refuse(v1::EXHAUSTED, "you have too many connections open to the broker (max-connections-per-user=" +
                                          std::to_string(limits_.max_connections_per_user) + ")");
     } else {
+      ++counters.connections_accepted;
       session->start();
     }
     accept_next();
@@ -298,7 +302,10 @@ void BrokerServer::reply_after_commit(std::shared_ptr<ClientSession> session, v1
 }
 
 void BrokerServer::commit_and_reply() {
+  const auto started = std::chrono::steady_clock::now();
   const auto outcome = broker_.commit_journal();
+  broker_.counters().journal_commit_duration.observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   auto waiting = std::move(awaiting_commit_);
   awaiting_commit_.clear();
   for (auto& [session, response] : waiting)

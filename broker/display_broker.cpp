@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 #include <spdlog/spdlog.h>
 
 #include "host_display.h"
@@ -75,6 +76,7 @@ const std::unordered_map<int, DisplayBroker::Handler>& DisplayBroker::handlers()
       {V::kReportProcess, &DisplayBroker::report_process},
       {V::kReportStartFailure, &DisplayBroker::report_start_failure},
       {V::kReattach, &DisplayBroker::reattach},
+      {V::kMetrics, &DisplayBroker::metrics},
   };
   return table;
 }
@@ -85,6 +87,7 @@ v1::Response DisplayBroker::handle(const Caller& caller, ConnectionId connection
     if (decision.status == v1::DENIED)
       log_refusal(caller.uid, find_verb_rule(request.verb_case())->name, "denied {} for {}",
                   find_verb_rule(request.verb_case())->name, describe_caller(caller, user_name(caller.uid)));
+    counters_.count_request(request.verb_case(), decision.status);
     return reply(decision.status, decision.message);
   }
   const auto it = handlers().find(request.verb_case());
@@ -104,7 +107,9 @@ v1::Response DisplayBroker::handle(const Caller& caller, ConnectionId connection
       probe.end_request();
     }
   } scope(group_commit_ ? journal_ : nullptr, *probe_);
-  return (this->*(it->second))(caller, connection, request);
+  v1::Response response = (this->*(it->second))(caller, connection, request);
+  counters_.count_request(request.verb_case(), response.status());
+  return response;
 }
 
 template <typename... Args>
@@ -124,10 +129,10 @@ std::shared_ptr<const XServerSnapshot> DisplayBroker::x_servers_now() {
 }
 
 void DisplayBroker::block_display(std::uint32_t display, SteadyTime until, const DisplayVerdict& finding,
-                                  std::string public_reason) {
+                                  BlockReason reason) {
   allocator_.block(display, until, finding.reason);
   host_findings_[display] = finding;
-  public_reasons_[display] = std::move(public_reason);
+  block_reasons_[display] = reason;
 }
 
 std::size_t DisplayBroker::quarantines_of(uid_t uid) {
@@ -164,20 +169,30 @@ DisplayBroker::CommitOutcome DisplayBroker::commit_journal() {
   return outcome;
 }
 
-v1::Response DisplayBroker::reply_after_failed_commit(v1::Response response, const CommitOutcome& outcome) const {
+v1::Response DisplayBroker::reply_after_failed_commit(v1::Response response, const CommitOutcome& outcome) {
   if (response.status() != v1::OK) return response;
+  // The request was counted OK when it was handled; it is answered INTERNAL.
+  // (A reply's result has the field number of its request's verb.)
+  const auto recount = [&](v1::Response changed) {
+    const auto verb = static_cast<v1::Request::VerbCase>(response.result_case());
+    if (auto& ok = counters_.requests_by_verb[static_cast<std::size_t>(verb)][v1::OK]; ok > 0) --ok;
+    counters_.count_request(verb, changed.status());
+    return changed;
+  };
   if (response.has_acquire() && std::find(outcome.withdrawn.begin(), outcome.withdrawn.end(),
-                                          response.acquire().lease().id()) != outcome.withdrawn.end())
-    return journal_refused("lease");
+                                          response.acquire().lease().id()) != outcome.withdrawn.end()) {
+    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::journal)];
+    return recount(journal_refused("lease"));
+  }
   // Every other announcing reply of the batch had its record in the failed
   // write (a reply waits for the commit after its own request).
-  if (response.has_report_process()) return journal_refused("process");
-  if (response.has_reattach()) return journal_refused("reattach");
-  if (response.has_open_login()) return journal_refused("login session");
+  if (response.has_report_process()) return recount(journal_refused("process"));
+  if (response.has_reattach()) return recount(journal_refused("reattach"));
+  if (response.has_open_login()) return recount(journal_refused("login session"));
   // Ends are never undone, but not acknowledged either until recorded: a
   // restart before that brings the lease back (and reaps it then).
   if (response.has_release() || response.has_report_start_failure() || response.has_close_login())
-    return end_not_recorded();
+    return recount(end_not_recorded());
   return response;
 }
 
@@ -269,7 +284,7 @@ std::optional<std::uint32_t> DisplayBroker::pick_free_display(const std::string&
       // Leftovers of someone else (a crashed session, a stale socket in the
       // sticky /tmp/.X11-unix): remove them and look again.
       for (const auto& removed : cleaner_->clean_display(*candidate, user_dir)) {
-        ++stale_removed_;
+        ++counters_.stale_files_removed;
         spdlog::info("display=:{} removed {} {} (owner uid={}, {} s old)", *candidate, removed.what, removed.path,
                      removed.owner, removed.age_seconds);
       }
@@ -277,13 +292,13 @@ std::optional<std::uint32_t> DisplayBroker::pick_free_display(const std::string&
     }
     if (verdict.use == DisplayUse::free) {
       host_findings_.erase(*candidate);
-      public_reasons_.erase(*candidate);
+      block_reasons_.erase(*candidate);
       return candidate;
     }
     spdlog::info("display=:{} skipped: {} (owner uid={}{})", *candidate, verdict.reason, verdict.owner,
                  verdict.pid ? ", pid=" + std::to_string(verdict.pid) : "");
     block_display(*candidate, now + std::chrono::seconds(config_.recheck_seconds), verdict,
-                  verdict.use == DisplayUse::stale ? "leftover files on the host" : "in use on the host");
+                  verdict.use == DisplayUse::stale ? BlockReason::leftovers : BlockReason::in_use);
   }
   return std::nullopt;
 }
@@ -298,6 +313,7 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
 
   const std::size_t held = leases_.count_for_uid(caller.uid);
   if (held >= config_.max_leases_per_user) {
+    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::user_quota)];
     log_refusal(caller.uid, "quota", "refused acquire for {}: holds {} of max-leases-per-user={}",
                 describe_caller(caller, name), held, config_.max_leases_per_user);
     return reply(v1::EXHAUSTED,
@@ -306,6 +322,7 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
                      "); release one with 'xpra-request-display release :N' or end a session");
   }
   if (leases_.size() >= config_.max_leases) {
+    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::host_limit)];
     log_refusal(caller.uid, "max-leases", "refused acquire for {}: host-wide max-leases={} reached",
                 describe_caller(caller, name), config_.max_leases);
     return reply(v1::EXHAUSTED, "the host's limit of " + std::to_string(config_.max_leases) +
@@ -316,6 +333,7 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
   if (guard.refusal != RestartGuard::Refusal::none) {
     const auto wait_ms = static_cast<std::uint32_t>(guard.retry_after.count());
     const bool backoff = guard.refusal == RestartGuard::Refusal::backing_off;
+    ++counters_.acquire_refusals[static_cast<std::size_t>(backoff ? AcquireRefusal::backoff : AcquireRefusal::rate_limit)];
     ScopedLogEvent event(backoff ? LogEvent::backoff : LogEvent::none);
     log_refusal(caller.uid, backoff ? "backoff" : "rate", "refused acquire for {}: {} (retry in {} ms)",
                 describe_caller(caller, name),
@@ -348,6 +366,7 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
 
   const auto display = pick_free_display(dir.path);
   if (!display) {
+    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::no_free_display)];
     log_refusal(caller.uid, "no-display", "refused acquire for {}: no free display in {}-{}",
                 describe_caller(caller, name), config_.display_first, config_.display_last);
     return reply(v1::EXHAUSTED,
@@ -378,8 +397,10 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
   allocator_.take(*display);
   leases_.add(std::move(lease));
   if (journal_ && !journaled_or_undone(journal_->lease_added(to_journaled(*leases_.find(id))), id,
-                                       [this, id](bool written) { withdraw_lease(id, written); }))
+                                       [this, id](bool written) { withdraw_lease(id, written); })) {
+    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::journal)];
     return journal_refused("lease");
+  }
   spdlog::info("lease={} {} display=:{} acquired{}", id, describe_caller(caller, name), *display,
                purpose.empty() ? "" : " purpose=\"" + escape_untrusted(purpose) + "\"");
   return r;
@@ -460,7 +481,7 @@ v1::Response DisplayBroker::status(const Caller& caller, ConnectionId, const v1:
   s->set_free_displays(static_cast<std::uint32_t>(allocator_.free_count()));
   s->set_connections(static_cast<std::uint32_t>(connections_));
   s->set_uptime_ms(std::chrono::duration_cast<std::chrono::milliseconds>(clock_() - started_).count());
-  s->set_stale_removed(stale_removed_);
+  s->set_stale_removed(static_cast<std::uint32_t>(counters_.stale_files_removed));
   s->set_watched_directories(static_cast<std::uint32_t>(probe_->watched_directories()));
   s->set_watch_rescans(static_cast<std::uint32_t>(probe_->watch_rescans()));
   const bool admin = policy_.is_admin(caller);
@@ -504,8 +525,8 @@ v1::Response DisplayBroker::status(const Caller& caller, ConnectionId, const v1:
         b->set_pid(f->second.pid);
       }
     } else {
-      const auto p = public_reasons_.find(display);
-      b->set_reason(p != public_reasons_.end() ? p->second : "not available");
+      const auto p = block_reasons_.find(display);
+      b->set_reason(p != block_reasons_.end() ? block_reason_text(p->second) : "not available");
     }
   }
   s->set_blocked_total(static_cast<std::uint32_t>(allocator_.blocked().size()));
@@ -520,6 +541,60 @@ v1::Response DisplayBroker::status(const Caller& caller, ConnectionId, const v1:
   for (const auto& held : held_for_journal_)
     if (static_cast<std::size_t>(s->displays_awaiting_journal_size()) < kMaxListedBlocked)
       s->add_displays_awaiting_journal(held.display);
+  return r;
+}
+
+MetricsSnapshot DisplayBroker::metrics_snapshot() {
+  const SteadyTime now = clock_();
+  allocator_.expire_blocks(now);
+  MetricsSnapshot m;
+  m.version = XPRA_BROKER_VERSION;
+  m.start_time_unix_seconds = std::chrono::duration<double>(started_wall_.time_since_epoch()).count();
+  m.uptime_seconds = std::chrono::duration<double>(now - started_).count();
+  std::map<uid_t, UserMetrics> users;
+  for (const Lease* lease : leases_.all()) {
+    ++(lease->ending ? m.leases_ending : lease->detached ? m.leases_detached : m.leases_active);
+    ++users[lease->uid].leases;
+  }
+  m.max_leases = config_.max_leases;
+  m.max_leases_per_user = config_.max_leases_per_user;
+  m.x_server_warn_threshold = xserver_warn_threshold();
+  m.range_size = config_.display_last - config_.display_first + 1;
+  m.free_displays = static_cast<std::uint32_t>(allocator_.free_count());
+  for (const auto& [display, block] : allocator_.blocked()) {
+    const auto r = block_reasons_.find(display);
+    ++m.blocked[static_cast<std::size_t>(r != block_reasons_.end() ? r->second : BlockReason::in_use)];
+  }
+  // Leased in the allocator without a lease: held for the journal, or for
+  // an orphan's reap (a number can wait for both; counted once, as the
+  // journal's).
+  std::set<std::uint32_t> awaiting;
+  for (const auto& held : held_for_journal_)
+    if (!allocator_.blocked().count(held.display)) awaiting.insert(held.display);
+  m.blocked[static_cast<std::size_t>(BlockReason::awaiting_journal)] = static_cast<std::uint32_t>(awaiting.size());
+  for (const auto& [display, reaps] : orphan_reaps_)
+    if (!awaiting.count(display) && !allocator_.blocked().count(display))
+      ++m.blocked[static_cast<std::size_t>(BlockReason::orphan_reap)];
+  m.connections = static_cast<std::uint32_t>(connections_);
+  if (const auto census = x_servers_now()) {
+    m.x_server_census_age_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - census->taken_at).count();
+    for (const auto& [uid, pids] : census->by_uid) users[uid].x_servers = static_cast<std::uint32_t>(pids.size());
+  }
+  m.users.reserve(users.size());
+  for (auto& [uid, row] : users) {
+    row.uid = uid;
+    row.name = user_name(uid);
+    m.users.push_back(std::move(row));
+  }
+  if (journal_)
+    m.journal = JournalMetrics{journal_->bytes(), journal_->records(), journal_->degraded(), journal_->owed_records()};
+  return m;
+}
+
+v1::Response DisplayBroker::metrics(const Caller&, ConnectionId, const v1::Request&) {
+  v1::Response r = reply(v1::OK, "");
+  r.mutable_metrics()->set_exposition(render_metrics(counters_, metrics_snapshot()));
   return r;
 }
 
@@ -601,12 +676,23 @@ void DisplayBroker::end_lease(std::string id, const std::string& why, SessionEnd
   // Recorded, so that a broker restarted mid-reap finishes the reaping
   // instead of handing the lease back to a holder that gave it up.
   if (journal_) journal_->lease_ending(lease->id);  // owed if the disk is full
-  reaper_->reap(std::move(job), [this, id](ReapOutcome outcome) { finish_lease(id, outcome); });
+  reaper_->reap(std::move(job), [this, id](ReapOutcome outcome) {
+    count_reap(outcome);
+    finish_lease(id, outcome);
+  });
+}
+
+void DisplayBroker::count_reap(const ReapOutcome& outcome) {
+  counters_.processes_terminated += outcome.terminated;
+  counters_.processes_killed += outcome.killed;
+  counters_.processes_unkillable += outcome.unkillable;
+  counters_.reap_duration.observe(std::chrono::duration<double>(outcome.took).count());
 }
 
 void DisplayBroker::finish_lease(const std::string& id, const ReapOutcome& outcome) {
   auto lease = leases_.remove(id);
   if (!lease) return;
+  ++counters_.leases_ended;
   if (journal_) {
     // Only now, with nothing of it running, is the lease forgotten: a crash
     // while reaping finds it again and finishes the job. If the disk is
@@ -618,7 +704,7 @@ void DisplayBroker::finish_lease(const std::string& id, const ReapOutcome& outco
     journal_->compact_if_needed(leases_.size(), [this] { return journal_snapshot(); });
   }
   for (const auto& removed : outcome.removed) {
-    ++stale_removed_;
+    ++counters_.stale_files_removed;
     spdlog::info("lease={} display=:{} removed {} {} (owner uid={})", lease->id, lease->display, removed.what,
                  removed.path, removed.owner);
   }
@@ -632,7 +718,7 @@ void DisplayBroker::finish_lease(const std::string& id, const ReapOutcome& outco
                   lease->id, lease->uid, lease->user, lease->display, outcome.unkillable, config_.quarantine_seconds);
     block_display(lease->display, clock_() + std::chrono::seconds(config_.quarantine_seconds),
                   DisplayVerdict{DisplayUse::live, "processes of the last lease survived SIGKILL", lease->uid, 0},
-                  "processes of the last session survived SIGKILL");
+                  BlockReason::reap_survivors);
   }
   spdlog::info("lease={} uid={}({}) display=:{} ended: {} process(es) terminated, {} killed, {} unkillable, "
                "reaped in {} ms",
@@ -734,8 +820,9 @@ v1::Response DisplayBroker::report_start_failure(const Caller& caller, Connectio
     if (held < config_.max_quarantines_per_user) {
       block_display(display, clock_() + std::chrono::seconds(config_.quarantine_seconds),
                     DisplayVerdict{DisplayUse::live, "quarantined after a display conflict: " + evidence->what, lease->uid, 0},
-                    "quarantined after a display conflict");
+                    BlockReason::quarantined);
       quarantined_by_[display] = lease->uid;
+      ++counters_.quarantines;
       out->set_quarantined_display(display);
     }
     ScopedLogEvent event(held < config_.max_quarantines_per_user ? LogEvent::quarantine : LogEvent::none);
@@ -868,6 +955,7 @@ void DisplayBroker::reap_orphan(const journal::JournaledLease& j, const char* wh
   const bool holds_number = allocator_.in_range(j.display());
   if (holds_number) ++orphan_reaps_[j.display()];
   reaper_->reap(std::move(job), [this, id = j.id(), display = j.display(), holds_number](ReapOutcome outcome) {
+    count_reap(outcome);
     spdlog::info("lease={} display=:{} (superseded) reaped: {} terminated, {} killed, {} unkillable", id, display,
                  outcome.terminated, outcome.killed, outcome.unkillable);
     if (journal_) journal_->lease_removed(id);

@@ -13,6 +13,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "broker_metrics.h"
 #include "config.h"
 #include "display_allocator.h"
 #include "display_probe.h"
@@ -68,8 +69,9 @@ class DisplayBroker {
     std::vector<std::string> withdrawn;  // leases taken back: their acquire is answered INTERNAL
   };
   CommitOutcome commit_journal();
-  // What to answer instead of `response` when the commit it waited for failed.
-  v1::Response reply_after_failed_commit(v1::Response response, const CommitOutcome& outcome) const;
+  // What to answer instead of `response` when the commit it waited for
+  // failed (and counts it so in the metrics).
+  v1::Response reply_after_failed_commit(v1::Response response, const CommitOutcome& outcome);
   struct RestoreSummary {
     std::size_t waiting = 0, reaping = 0, dropped = 0;
   };
@@ -100,6 +102,13 @@ class DisplayBroker {
   // Numbers of connections the server has open, for `status`.
   void set_connection_count(std::size_t count) { connections_ = count; }
 
+  // The counters of the `metrics` verb; the server adds what only it sees
+  // (connections, journal commit time).
+  BrokerCounters& counters() { return counters_; }
+  const BrokerCounters& counters() const { return counters_; }
+  // The gauges of the `metrics` verb, read now.
+  MetricsSnapshot metrics_snapshot();
+
   const LeaseTable& leases() const { return leases_; }
   const DisplayAllocator& allocator() const { return allocator_; }
 
@@ -111,6 +120,7 @@ class DisplayBroker {
   v1::Response report_process(const Caller&, ConnectionId, const v1::Request&);
   v1::Response report_start_failure(const Caller&, ConnectionId, const v1::Request&);
   v1::Response reattach(const Caller&, ConnectionId, const v1::Request&);
+  v1::Response metrics(const Caller&, ConnectionId, const v1::Request&);
   v1::Response open_login(const Caller&, ConnectionId, const v1::Request&);
   v1::Response close_login(const Caller&, ConnectionId, const v1::Request&);
 
@@ -125,6 +135,8 @@ class DisplayBroker {
   // display back. The one way a lease ends.
   void end_lease(std::string id, const std::string& why, SessionEnd how);
   void finish_lease(const std::string& id, const ReapOutcome& outcome);
+  // Counts what a reap that ran did and how long it took.
+  void count_reap(const ReapOutcome& outcome);
   // The one place the rule is applied: `appended` is what the journal's
   // append said. Refused at once: `undo(false)` runs now and the caller
   // answers journal_refused(). Batched: `undo(written)` runs if the commit
@@ -149,9 +161,9 @@ class DisplayBroker {
   std::uint32_t xserver_warn_threshold() const;
   std::string user_name(uid_t uid);
   void fill_lease(const Lease& lease, v1::Lease* out) const;
-  // Blocks a display, remembering what admins and what users are told.
-  void block_display(std::uint32_t display, SteadyTime until, const DisplayVerdict& finding,
-                     std::string public_reason);
+  // Blocks a display, remembering what admins are told (the finding) and
+  // why in the fixed set of reasons users and the metrics see.
+  void block_display(std::uint32_t display, SteadyTime until, const DisplayVerdict& finding, BlockReason reason);
   // Logs a refusal at most once per uid and reason per interval.
   template <typename... Args>
   void log_refusal(uid_t uid, const char* reason, const char* format, Args&&... args);
@@ -184,12 +196,13 @@ class DisplayBroker {
   std::unique_ptr<UserDirectories> user_dirs_;
   SteadyClock clock_;
   SteadyTime started_;
+  std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
   DisplayAllocator allocator_;
   LeaseTable leases_;
   // What the last probe found on each blocked display, for admins in
-  // `status`, and the generic reason users see instead.
+  // `status`, and the generic reason users (and the metrics) see instead.
   std::map<std::uint32_t, DisplayVerdict> host_findings_;
-  std::map<std::uint32_t, std::string> public_reasons_;
+  std::map<std::uint32_t, BlockReason> block_reasons_;
   // Displays quarantined on a user's confirmed report, by reporter.
   std::map<std::uint32_t, uid_t> quarantined_by_;
   LogThrottle refusal_log_;
@@ -201,7 +214,7 @@ class DisplayBroker {
   LeaseReaper* reaper_ = nullptr;
   StaleArtifactCleaner* cleaner_ = nullptr;
   RestartGuard guard_;
-  std::uint32_t stale_removed_ = 0;
+  BrokerCounters counters_;
   LeaseJournal* journal_ = nullptr;
 };
 

@@ -148,6 +148,7 @@ void LeaseJournal::load() {
   std::size_t valid = 0;
   loaded_ = replay_journal(data, valid);
   records_ = loaded_.records;
+  bytes_ = valid;
   if (valid < data.size()) {
     loaded_.dropped_bytes = data.size() - valid;
     if (::ftruncate(fd_.get(), static_cast<off_t>(valid)) != 0)
@@ -187,6 +188,7 @@ bool LeaseJournal::write_queue() {
     return false;
   }
   records_ += queue_.size();
+  bytes_ += bytes.size();
   written_through_ = queue_.back().seq;
   queue_.clear();
   write_failing_ = false;
@@ -296,6 +298,7 @@ bool LeaseJournal::compact(const Snapshot& snapshot) {
   ::fcntl(fresh.get(), F_SETFL, O_APPEND);
   fd_ = std::move(fresh);
   records_ = snapshot.leases.size() + snapshot.login_sessions.size();
+  bytes_ = data.size();
   // Everything queued is in the snapshot: the leases, processes, reattaches
   // and logins it announces are held in memory; the ends it owes are there
   // as the absence of their lease.

@@ -121,6 +121,8 @@ class LeaseJournal {
   std::size_t owed_records() const;
 
   std::size_t records() const { return records_; }
+  // Size of the file: what was loaded, written and compacted.
+  std::uint64_t bytes() const { return bytes_; }
   static constexpr std::size_t kCompactMinRecords = 1024;
   static constexpr std::uint32_t kMaxRecordSize = 64 * 1024;
 
@@ -141,6 +143,7 @@ class LeaseJournal {
   std::string path_;
   UniqueFd fd_;
   std::size_t records_ = 0;
+  std::uint64_t bytes_ = 0;
   std::vector<Queued> queue_;  // not yet written, in order
   Seq next_seq_ = 1;
   Seq written_through_ = 0;  // every record up to here was written or dropped, unless still queued

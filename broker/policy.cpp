@@ -30,8 +30,9 @@ const std::vector<VerbRule>& verb_rules() {
   static const std::vector<VerbRule> rules = {
       {V::kAcquire, "acquire", VerbAudience::allowed_users},
       {V::kRelease, "release", VerbAudience::any_user},
-      {V::kList, "list", VerbAudience::any_user},
-      {V::kStatus, "status", VerbAudience::any_user},
+      {V::kList, "list", VerbAudience::any_user, /*paced=*/true},
+      {V::kStatus, "status", VerbAudience::any_user, /*paced=*/true},
+      {V::kMetrics, "metrics", VerbAudience::admins, /*paced=*/true},
       {V::kReportProcess, "report_process", VerbAudience::allowed_users},
       {V::kReportStartFailure, "report_start_failure", VerbAudience::allowed_users},
       {V::kReattach, "reattach", VerbAudience::any_user},
@@ -60,6 +61,10 @@ AccessDecision check_verb_access(const AccessPolicy& policy, const Caller& calle
     case VerbAudience::root_only:
       if (caller.is_root()) return {true, v1::OK, {}};
       return {false, v1::DENIED, std::string(rule->name) + " is for root (the PAM module) only"};
+    case VerbAudience::admins:
+      if (policy.is_admin(caller)) return {true, v1::OK, {}};
+      return {false, v1::DENIED,
+              std::string(rule->name) + " is for root and members of admin-groups only (it names every user)"};
   }
   return {false, v1::INTERNAL, "unhandled audience"};
 }

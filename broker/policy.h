@@ -40,12 +40,17 @@ enum class VerbAudience {
   allowed_users,  // may_use_broker()
   any_user,       // anyone who can connect (status, list of own leases)
   root_only,      // the PAM module
+  admins,         // root and admin-groups: what names every user (metrics)
 };
 
 struct VerbRule {
   v1::Request::VerbCase verb;
   const char* name;
   VerbAudience audience;
+  // A read that any loop could ask for as fast as the broker answers:
+  // paced per user by the server (read_pacer.h), before the access check,
+  // so a refused one costs the same wait.
+  bool paced = false;
 };
 
 // The table; a verb not in it is INVALID.

@@ -14,6 +14,7 @@ inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: broker unreachab
 inline constexpr int kExitInternal = 70;     // EX_SOFTWARE: the broker (or this client) failed
 inline constexpr int kExitOsError = 71;      // EX_OSERR: fork/exec plumbing failed
 inline constexpr int kExitXServerFailed = 73;  // exec --xvfb: the X server did not start (EX_CANTCREAT)
+inline constexpr int kExitIoError = 74;      // EX_IOERR: metrics --output: the file cannot be written
 inline constexpr int kExitTempFail = 75;     // EX_TEMPFAIL: refused for now (quota, rate limit, back-off)
 inline constexpr int kExitDenied = 77;       // EX_NOPERM: not allowed
 inline constexpr int kExitCannotExecute = 126;

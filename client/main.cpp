@@ -41,6 +41,9 @@ const char* kUsage =
     "  list [--all] [--json]     your leases (root and admin-groups: --all for everyone's)\n"
     "  release LEASE_ID|:N       end one of your leases\n"
     "  status [--json]           the broker's state: range, free displays, skipped displays\n"
+    "  metrics [--output FILE]   the broker's Prometheus metrics (root and admin-groups); FILE\n"
+    "                            is replaced atomically, mode 0644, for node-exporter's textfile\n"
+    "                            collector (e.g. /var/lib/prometheus/node-exporter/xpra_broker.prom)\n"
     "\n"
     "Options:\n"
     "  --socket PATH     broker socket (default $XPRA_BROKER_SOCKET, else /run/xpra/broker.sock)\n"
@@ -51,6 +54,7 @@ const char* kUsage =
     "Exit codes: 0 success (exec: CMD's status), 1 no such lease, 64 bad usage,\n"
     "65 request rejected as malformed, 69 broker unreachable, 70 broker error,\n"
     "71 cannot start CMD (fork/pipe), 73 the X server did not start (--xvfb),\n"
+    "74 metrics --output FILE cannot be written,\n"
     "75 refused for now (quota, no free display,\n"
     "rate limit; retry later), 77 permission denied, 126 CMD not executable,\n"
     "127 CMD not found.\n";
@@ -101,7 +105,7 @@ int main(int argc, char** argv) {
     break;
   }
   options.socket = resolve_socket_path(socket_flag);
-  if (i >= argc) return usage_error("no command given (exec, list, release or status)");
+  if (i >= argc) return usage_error("no command given (exec, list, release, status or metrics)");
   const std::string command = argv[i++];
 
   if (command == "exec") {
@@ -166,5 +170,16 @@ int main(int argc, char** argv) {
     }
     return run_status(options, json);
   }
-  return usage_error("unknown command '" + command + "' (exec, list, release or status)");
+  if (command == "metrics") {
+    std::string output;
+    for (; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg == "--output" && i + 1 < argc) output = argv[++i];
+      else if (arg.rfind("--output=", 0) == 0) output = arg.substr(9);
+      else return usage_error("metrics takes only --output FILE ('" + arg + "')");
+      if (output.empty()) return usage_error("--output needs a file name");
+    }
+    return run_metrics(options, output);
+  }
+  return usage_error("unknown command '" + command + "' (exec, list, release, status or metrics)");
 }

@@ -1,14 +1,19 @@
 #include "query_commands.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "exit_codes.h"
+#include "unique_fd.h"
 #include "untrusted_text.h"
 
 namespace xpra_broker::client {
@@ -198,6 +203,57 @@ int run_status(const GlobalOptions& options, bool json) {
       std::printf("  (%u more users not shown)\n", s.x_server_users_total() - s.x_servers_size());
   }
   for (const auto& w : s.warnings()) std::printf("warning: %s\n", safe(w, 1024).c_str());
+  return kExitOk;
+}
+
+std::string write_file_atomically(const std::string& path, std::string_view content, mode_t mode) {
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+  if (base.empty()) return path + ": not a file name";
+  // Same directory, so the rename cannot cross filesystems.
+  std::string temp = dir + "/." + base + ".XXXXXX";
+  UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
+  if (!fd) return "cannot create a temporary file in " + dir + ": " + std::strerror(errno);
+  const auto fail = [&](const std::string& what) {
+    const std::string why = what + ": " + std::strerror(errno);
+    ::unlink(temp.c_str());
+    return why;
+  };
+  // mkostemp makes 0600; the collector may run as another user. fchmod is
+  // not masked by the umask.
+  if (::fchmod(fd.get(), mode) != 0) return fail("cannot set the mode of " + temp);
+  for (std::size_t done = 0; done < content.size();) {
+    const ssize_t n = ::write(fd.get(), content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail("cannot write " + temp);
+    done += static_cast<std::size_t>(n);
+  }
+  // No fsync: readers only need the rename to be atomic, and a file lost in
+  // a crash is written again by the next run of the timer.
+  if (::close(fd.release()) != 0) return fail("cannot write " + temp);
+  if (::rename(temp.c_str(), path.c_str()) != 0) return fail("cannot rename " + temp + " to " + path);
+  return {};
+}
+
+int run_metrics(const GlobalOptions& options, const std::string& output) {
+  auto conn = connect_or_report(options);
+  if (!conn.connected()) return kExitUnavailable;
+  v1::Request request;
+  request.mutable_metrics();
+  v1::Response response;
+  if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
+  const std::string& text = response.metrics().exposition();
+  if (output.empty()) {
+    // The broker escaped what the format requires (user names in labels);
+    // the text is printed as it will be scraped.
+    std::cout << text << std::flush;
+    return std::cout ? kExitOk : kExitIoError;
+  }
+  if (const std::string error = write_file_atomically(output, text, 0644); !error.empty()) {
+    std::cerr << "xpra-request-display: " << error << "\n";
+    return kExitIoError;
+  }
   return kExitOk;
 }
 

@@ -76,6 +76,9 @@ std::vector<std::pair<std::string, v1::Request>> every_verb() {
   r.mutable_reattach()->set_lease_id("0123456789abcdef");
   r.mutable_reattach()->set_reattach_token("0123456789abcdef0123456789abcdef");
   out.emplace_back("reattach", r);
+  r.Clear();
+  r.mutable_metrics();
+  out.emplace_back("metrics", r);
   return out;
 }
 

@@ -10,7 +10,12 @@ build_packages=(cmake g++ make pkg-config libboost-dev libcap-dev libprotobuf-de
                 clang libfuzzer-14-dev libclang-rt-14-dev)
 # Real components the tests and the demo run: X servers, Xpra, a PAM driver,
 # systemd-analyze for the unit files, dpkg-dev for the .deb.
-runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux passwd systemd dpkg-dev file strace rpm)
+runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux passwd systemd dpkg-dev file strace rpm
+                  # The metrics suite: the real textfile collector it scrapes, and
+                  # promtool (in prometheus) for the exposition and the alert rules.
+                  # On a host with systemd as PID 1 their packages start
+                  # node-exporter (:9100) and Prometheus (:9090) on localhost.
+                  prometheus-node-exporter prometheus)
 
 missing=()
 for p in "${build_packages[@]}" "${runtime_packages[@]}"; do

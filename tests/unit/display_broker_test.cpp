@@ -616,6 +616,59 @@ TEST_F(DisplayBrokerTest, EveryProtocolVerbIsEitherHandledOrInvalid) {
   }
 }
 
+// The metrics verb: admins get the exposition; what it counts follows what
+// the handlers did (the renderer's format is broker_metrics_test's).
+TEST_F(DisplayBrokerTest, MetricsAreForRootAndAdminsAndCountWhatHappened) {
+  v1::Request m;
+  m.mutable_metrics();
+  const auto denied = broker().handle(kAlice, 1, m);
+  EXPECT_EQ(denied.status(), v1::DENIED);
+  EXPECT_FALSE(denied.has_metrics());
+  EXPECT_TRUE(Contains(denied.message(), "admin-groups"));
+
+  must_acquire(kAlice);
+  must_acquire(kAlice);
+  const std::string bobs = must_acquire_id(kBob);
+  for (int i = 0; i < 1; ++i) must_acquire(kAlice);
+  EXPECT_EQ(acquire(kAlice).status(), v1::EXHAUSTED);  // her quota of 3
+  ASSERT_EQ(release_id(kBob, bobs).status(), v1::OK);
+
+  for (const Caller& admin : {kRoot, kAdmin}) {
+    const auto r = broker().handle(admin, 1, m);
+    ASSERT_EQ(r.status(), v1::OK) << r.message();
+    const std::string& text = r.metrics().exposition();
+    EXPECT_TRUE(Contains(text, "xpra_broker_leases{state=\"active\"} 3\n"));
+    EXPECT_TRUE(Contains(text, "xpra_broker_user_leases{user=\"4001\",uid=\"4001\"} 3\n"))
+        << "uids without a passwd entry are named by number";
+    EXPECT_TRUE(Contains(text, "xpra_broker_requests_total{verb=\"acquire\",status=\"OK\"} 4\n"));
+    EXPECT_TRUE(Contains(text, "xpra_broker_requests_total{verb=\"acquire\",status=\"EXHAUSTED\"} 1\n"));
+    EXPECT_TRUE(Contains(text, "xpra_broker_requests_total{verb=\"release\",status=\"OK\"} 1\n"));
+    EXPECT_TRUE(Contains(text, "xpra_broker_requests_total{verb=\"metrics\",status=\"DENIED\"} 1\n"));
+    EXPECT_TRUE(Contains(text, "xpra_broker_acquire_refusals_total{reason=\"user_quota\"} 1\n"));
+    EXPECT_TRUE(Contains(text, "xpra_broker_leases_ended_total 1\n"));
+    EXPECT_TRUE(Contains(text, "xpra_broker_free_displays 2\n"));
+    EXPECT_TRUE(Contains(text, "xpra_broker_displays 5\n"));
+    EXPECT_TRUE(Contains(text, "xpra_broker_x_server_warn_threshold 4\n"));
+  }
+  EXPECT_EQ(broker().counters().requests(v1::Request::kMetrics, v1::OK), 2u);
+}
+
+TEST_F(DisplayBrokerTest, MetricsCountBlockedDisplaysByReason) {
+  probe_.facts[100] = live_x_server(100, 1234, 777);
+  probe_.facts[101] = dead_lock(101, 4321, 778);  // stale, but no cleaner here: a leftover
+  EXPECT_EQ(must_acquire(kAlice), 102u);
+  const auto snapshot = broker().metrics_snapshot();
+  EXPECT_EQ(snapshot.blocked[static_cast<std::size_t>(BlockReason::in_use)], 1u);
+  EXPECT_EQ(snapshot.blocked[static_cast<std::size_t>(BlockReason::leftovers)], 1u);
+  EXPECT_EQ(snapshot.free_displays, 2u);
+  EXPECT_EQ(snapshot.leases_active, 1u);
+  // The reason users read in status is the same fact.
+  const auto user_status = status(kAlice);
+  const auto* live = find_blocked(user_status, 100);
+  ASSERT_NE(live, nullptr);
+  EXPECT_EQ(live->reason(), block_reason_text(BlockReason::in_use));
+}
+
 TEST_F(DisplayBrokerTest, PurposeOfAtMost128BytesIsAccepted) {
   const auto ok = acquire(kAlice, 1, std::string(128, 'p'));
   ASSERT_EQ(ok.status(), v1::OK) << ok.message();

@@ -70,6 +70,7 @@ TEST(PolicyTest, TableHasTheDocumentedVerbsWithTheirAudiences) {
       {V::kRelease, "release", VerbAudience::any_user},
       {V::kList, "list", VerbAudience::any_user},
       {V::kStatus, "status", VerbAudience::any_user},
+      {V::kMetrics, "metrics", VerbAudience::admins},
       {V::kOpenLogin, "open_login", VerbAudience::root_only},
       {V::kCloseLogin, "close_login", VerbAudience::root_only},
   };
@@ -107,6 +108,7 @@ TEST(PolicyTest, EveryVerbInTheTableForEveryKindOfCaller) {
         case VerbAudience::any_user: expect_allowed = true; break;
         case VerbAudience::allowed_users: expect_allowed = named.allowed_user; break;
         case VerbAudience::root_only: expect_allowed = named.caller.is_root(); break;
+        case VerbAudience::admins: expect_allowed = policy.is_admin(named.caller); break;
       }
       EXPECT_EQ(d.allowed, expect_allowed);
       if (expect_allowed) {
@@ -118,6 +120,30 @@ TEST(PolicyTest, EveryVerbInTheTableForEveryKindOfCaller) {
       }
     }
   }
+}
+
+// The reads any loop could ask for as fast as the broker answers are paced
+// (read_pacer.h); nothing else is, so a lease holder is never held back.
+TEST(PolicyTest, ExactlyTheReadVerbsArePaced) {
+  std::set<std::string> paced;
+  for (const auto& rule : verb_rules())
+    if (rule.paced) paced.insert(rule.name);
+  EXPECT_EQ(paced, (std::set<std::string>{"list", "metrics", "status"}));
+}
+
+// Metrics name every user: root and admin-groups only, like list --all.
+TEST(PolicyTest, MetricsAreForRootAndAdminsOnly) {
+  const AccessPolicy policy = restricted_policy();
+  EXPECT_TRUE(check_verb_access(policy, kRoot, V::kMetrics).allowed);
+  EXPECT_TRUE(check_verb_access(policy, kAdmin, V::kMetrics).allowed);
+  for (const Caller& c : {kAllowedByPrimary, kAllowedBySupplementary, kOutsider}) {
+    const auto d = check_verb_access(policy, c, V::kMetrics);
+    EXPECT_EQ(d.status, v1::DENIED);
+    EXPECT_TRUE(Contains(d.message, "metrics"));
+    EXPECT_TRUE(Contains(d.message, "admin-groups"));
+  }
+  // No admin-groups configured: root only.
+  EXPECT_FALSE(check_verb_access(AccessPolicy{}, kAllowedByPrimary, V::kMetrics).allowed);
 }
 
 TEST(PolicyTest, DeniedAcquireSaysWhyAndWhatToDo) {
