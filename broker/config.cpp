@@ -99,6 +99,21 @@ Setter single_name(std::string BrokerConfig::*field) {
   };
 }
 
+// Comma-separated absolute directories; `fixed` refuses what Xpra would
+// expand per user ($UID, ~): the broker checks one directory for everyone.
+Setter dir_list(std::vector<std::string> BrokerConfig::*field, bool fixed) {
+  return [=](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+    auto dirs = split_list(v);
+    for (const auto& d : dirs) {
+      if (d[0] != '/') return "'" + d + "' is not an absolute path";
+      if (fixed && d.find('$') != std::string::npos)
+        return "'" + d + "' depends on the user ($...): a per-user directory is the user's own business";
+    }
+    c.*field = std::move(dirs);
+    return std::nullopt;
+  };
+}
+
 // Display numbers above 65535 are not usable by X (TCP port 6000+N).
 constexpr std::uint32_t kMaxDisplay = 59535;
 
@@ -178,6 +193,12 @@ const std::vector<KeyEntry>& key_table() {
          c.log_level = v;
          return std::nullopt;
        }},
+      {{"xpra-config-dirs", "Xpra's system config dirs, read in Xpra's order for its socket-dirs (default /etc/xpra, "
+                            "/usr/local/etc/xpra, /etc/xdg/xpra; empty: do not read Xpra's config)"},
+       dir_list(&BrokerConfig::xpra_config_dirs, false)},
+      {{"xpra-socket-dirs", "shared Xpra socket dirs to check and clean besides those of Xpra's config (comma-separated; "
+                            "with xpra-config-dirs empty, the only ones)"},
+       dir_list(&BrokerConfig::xpra_socket_dirs, true)},
       {{"x11-tmp-dir", "where X keeps .X<N>-lock and .X11-unix (default /tmp; change only for tests)"},
        absolute_path(&BrokerConfig::x11_tmp_dir)},
   };
