@@ -1,0 +1,278 @@
+// The seed's own trigger (issue 15), exactly, with real users and real Xpra.
+//
+// The host's Xpra config lists a shared socket dir (sticky, mode 1777, like
+// /tmp). bob leaves inaccessible "<host>-N" sockets there (mode 0755, bound
+// by a process that exited: nobody listens) on every number of the broker's
+// range. Xpra 3.1 checks every socket dir before it starts display N and
+// refuses with "An xpra server is already running at <dir>/<host>-N"; the
+// broker must not hand such numbers out, or clean them first. alice's
+// supervisor then restarts `xpra-request-display exec --xpra -- xpra start`
+// 20 times: every start must reach LIVE (`xpra version` against its socket
+// answers), bob's stale socket of that number must be gone, bob's live Xpra
+// server and bob's bare live listener in the shared dir keep their numbers,
+// and no X server of alice's is left after each session ends.
+//
+// Xpra's config without touching /etc/xpra (the host is shared): Xpra 3.1
+// reads $XDG_CONFIG_DIRS/xpra/conf.d/*.conf after /etc/xpra
+// (xpra/platform/xposix/paths.py do_get_system_conf_dirs()), and a later
+// file's socket-dirs replaces the earlier ones. Every xpra here runs with
+// XDG_CONFIG_DIRS=<test dir>/xdg; the broker reads the same dirs in the same
+// order (--xpra-config-dirs).
+//
+// Displays 950-959 (the suite's range is 950-999).
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "lifecycle_support.h"
+
+namespace xpra_broker::lifecycle {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint32_t kFirst = 950, kLast = 959;
+constexpr std::uint32_t kBobsXpra = 950;      // a real xpra server of bob's
+constexpr std::uint32_t kBobsListener = 951;  // a bare listening socket of bob's
+constexpr int kRestarts = 20;
+
+std::string host_name() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+// What xpra 3.1.3 needs to start headless and quickly (no mDNS, audio, dbus,
+// systemd scope, OpenGL probe, HTML server, tray).
+std::vector<std::string> quick_xpra_options() {
+  return {"--start=",          "--mdns=no",         "--pulseaudio=no",    "--notifications=no", "--webcam=no",
+          "--speaker=off",     "--microphone=off",  "--systemd-run=no",   "--dbus-launch=",     "--dbus-proxy=no",
+          "--dbus-control=no", "--html=off",        "--opengl=no",        "--printing=no",      "--file-transfer=no",
+          "--bell=no",         "--system-tray=no",  "--tray=no"};
+}
+
+struct Entry {
+  bool exists = false;
+  uid_t owner = 0;
+  mode_t mode = 0;
+};
+Entry entry_at(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return {};
+  return {true, st.st_uid, st.st_mode};
+}
+
+class XpraSharedSocketDirTest : public LifecycleTest {
+ protected:
+  void SetUp() override {
+    for (std::uint32_t d = kFirst; d <= kLast; ++d)
+      ASSERT_FALSE(path_exists(x_lock_path(d)) || path_exists(x_socket_path(d))) << ":" << d << " in use before";
+    conf_dir_ = dir_.path() + "/xdg/xpra";
+    integration::make_directory(dir_.path() + "/xdg", 0755);
+    integration::make_directory(conf_dir_, 0755);
+    integration::make_directory(conf_dir_ + "/conf.d", 0755);
+    shared_ = dir_.path() + "/shared";
+    integration::make_directory(shared_, 01777);
+    // As a site writes it: the shared dir, and each user's ~/.xpra (which
+    // the broker leaves to the users).
+    conf_file_ = conf_dir_ + "/conf.d/zz-xpra-broker-test.conf";
+    std::ofstream(conf_file_) << "# installed by tests/xpra: a shared socket dir, like socket-dirs = /tmp\n"
+                              << "socket-dirs = " << shared_ << "\n"
+                              << "socket-dirs = ~/.xpra\n";
+    ASSERT_EQ(::chmod(conf_file_.c_str(), 0644), 0);
+  }
+
+  std::string xpra_socket(std::uint32_t display) const {
+    return shared_ + "/" + host_name() + "-" + std::to_string(display);
+  }
+  std::map<std::string, std::string> xpra_env() const { return {{"XDG_CONFIG_DIRS", dir_.path() + "/xdg"}}; }
+  integration::SpawnOptions marked_xpra_env() const {
+    integration::SpawnOptions options;
+    options.env = xpra_env();
+    options.env[kMarkVariable] = mark();
+    return options;
+  }
+
+  // bob's socket of `display` in the shared dir as a crashed session of his
+  // leaves it, and inaccessible to alice: 0755 (connect() needs write).
+  void plant_bobs_dead_socket(std::uint32_t display) {
+    plant_dead_socket(kBob, xpra_socket(display), std::chrono::hours(1));
+    ASSERT_EQ(::chmod(xpra_socket(display).c_str(), 0755), 0);
+    remove_at_end(xpra_socket(display));
+  }
+
+  // Does `xpra version` against the socket answer (as `user`)?
+  bool xpra_answers(const std::string& user, const std::string& socket) {
+    return integration::run_as(user, {"xpra", "version", "socket://" + socket}, {}, 30s).exit_code == 0;
+  }
+
+  // Ends every marked process of `uid` (TERM, then KILL) and waits.
+  void end_marked_processes_of(uid_t uid) {
+    auto of_uid = [&] {
+      std::vector<HostProcess> out;
+      for (const auto& p : marked_processes(mark()))
+        if (p.uid == uid) out.push_back(p);
+      return out;
+    };
+    for (const auto& p : of_uid()) ::kill(p.pid, SIGTERM);
+    if (!integration::wait_until([&] { return of_uid().empty(); }, 10s))
+      for (const auto& p : of_uid()) ::kill(p.pid, SIGKILL);
+    integration::wait_until([&] { return of_uid().empty(); }, 10s);
+  }
+
+  integration::TempDir dir_{"xpb-xpra", 0755};
+  std::string conf_dir_, conf_file_, shared_;
+};
+
+TEST_F(XpraSharedSocketDirTest, BobsStaleSocketsInASharedXpraSocketDirDoNotStopAlicesRestarts) {
+  const uid_t alice = integration::uid_of(kAlice);
+  const uid_t bob = integration::uid_of(kBob);
+
+  // 0. The trigger is real on this host: xpra itself, outside the broker,
+  // refuses a number where bob's dead socket is in the shared dir.
+  plant_bobs_dead_socket(kLast);
+  {
+    std::vector<std::string> argv = {"xpra", "start", ":" + std::to_string(kLast), "--daemon=no"};
+    for (const auto& o : quick_xpra_options()) argv.push_back(o);
+    auto xpra = integration::spawn_as(kAlice, argv, marked_xpra_env());
+    const auto r = xpra.wait(60s);
+    EXPECT_NE(r.exit_code, 0) << r.describe();
+    EXPECT_NE(r.err.find("An xpra server is already running at " + xpra_socket(kLast)), std::string::npos)
+        << "xpra no longer refuses another user's dead socket as in the incident:\n"
+        << r.describe();
+    // Xpra 3.1 leaves the X server it started behind (upstream issue 4250).
+    end_marked_processes_of(alice);
+    ASSERT_TRUE(integration::wait_until([&] { return !path_exists(x_lock_path(kLast)); }, 10s));
+  }
+
+  // 1. bob: a live xpra server, a bare live listener, and dead 0755 sockets
+  // on every other number of the range.
+  std::vector<std::string> bobs_argv = {"xpra", "start", ":" + std::to_string(kBobsXpra), "--daemon=no",
+                                        "--socket-dir=" + shared_};
+  for (const auto& o : quick_xpra_options()) bobs_argv.push_back(o);
+  auto bobs_xpra = integration::spawn_as(kBob, bobs_argv, marked_xpra_env());
+  auto bobs_listener = integration::spawn_as(
+      kBob,
+      {"/usr/bin/python3", "-c",
+       "import os, socket, sys, time\n"
+       "s = socket.socket(socket.AF_UNIX)\n"
+       "s.bind(sys.argv[1])\n"
+       "os.chmod(sys.argv[1], 0o600)\n"
+       "s.listen(4)\n"
+       "time.sleep(3600)\n",
+       xpra_socket(kBobsListener)},
+      marked_xpra_env());
+  remove_at_end(xpra_socket(kBobsListener));
+  for (std::uint32_t d = kFirst; d <= kLast; ++d)
+    if (d != kBobsXpra && d != kBobsListener && d != kLast) plant_bobs_dead_socket(d);
+  ASSERT_TRUE(integration::wait_until([&] { return entry_at(xpra_socket(kBobsListener)).exists; }, 30s));
+  ASSERT_TRUE(integration::wait_until(
+      [&] { return xpra_answers(kBob, xpra_socket(kBobsXpra)) || !bobs_xpra.running(); }, 90s, 500ms))
+      << "bob's xpra did not come up: " << bobs_xpra.terminate().describe();
+  ASSERT_TRUE(bobs_xpra.running());
+  for (std::uint32_t d = kFirst; d <= kLast; ++d) {
+    const Entry e = entry_at(xpra_socket(d));
+    ASSERT_TRUE(e.exists && S_ISSOCK(e.mode) && e.owner == bob) << xpra_socket(d);
+  }
+
+  // 2. The broker reads the same Xpra config dirs as the users' xpra.
+  start_broker({"--displays=" + std::to_string(kFirst) + "-" + std::to_string(kLast),
+                "--xpra-config-dirs=/etc/xpra,/usr/local/etc/xpra," + conf_dir_, "--failures-before-backoff=1000",
+                "--acquire-burst=1000"});
+  bool listed = false;
+  const v1::StatusReply reply = raw_status();
+  for (const auto& d : reply.xpra_socket_dirs())
+    if (d.path() == shared_) {
+      listed = true;
+      EXPECT_TRUE(d.shared());
+      EXPECT_EQ(d.source(), conf_file_);
+      EXPECT_EQ(d.state(), "checked; stale sockets removed");
+    }
+  EXPECT_TRUE(listed) << "status does not list the shared dir";
+  const auto status = run_client(kAlice, {"status"});
+  EXPECT_NE(status.out.find(shared_ + " "), std::string::npos) << status.describe();
+  report("status as alice:\n" + status.out);
+
+  // 3. alice's supervisor: 20 restarts.
+  TimingSamples live_after{"exec --xpra start to LIVE", {}}, gone_after{"SIGTERM to everything gone", {}};
+  std::set<std::uint32_t> used;
+  const std::string alice_dir = broker().runtime_dir() + "/" + std::to_string(alice);
+  for (int round = 1; round <= kRestarts; ++round) {
+    SCOPED_TRACE("restart " + std::to_string(round));
+    const auto started = Clock::now();
+    std::vector<std::string> args = {"exec", "--xpra", "--purpose", "xpra start", "--", "xpra", "start"};
+    for (const auto& o : quick_xpra_options()) args.push_back(o);
+    auto env = xpra_env();
+    env["XDG_RUNTIME_DIR"] = alice_dir;
+    auto client = spawn_client(kAlice, args, env);
+    std::optional<v1::Lease> lease;
+    integration::wait_until(
+        [&] {
+          for (const auto& l : leases())
+            if (l.pid() == client.pid()) lease = l;
+          return lease.has_value() || !client.running();
+        },
+        60s);
+    ASSERT_TRUE(lease) << client.terminate().describe();
+    const std::uint32_t display = lease->display();
+    used.insert(display);
+    EXPECT_NE(display, kBobsXpra) << "bob's live xpra server's number was handed out";
+    EXPECT_NE(display, kBobsListener) << "the number of bob's live listener was handed out";
+    const std::string own_socket = lease->runtime_dir() + "/" + host_name() + "-" + std::to_string(display);
+    const bool up = integration::wait_until(
+        [&] { return xpra_answers(kAlice, own_socket) || !client.running(); }, 90s, 200ms);
+    ASSERT_TRUE(up && client.running()) << "xpra did not come up LIVE on :" << display
+                                        << "\nholder: " << client.terminate().describe();
+    live_after.add(Clock::now() - started);
+    // bob's dead socket of that number is gone; what is there now is
+    // alice's own (xpra binds one in every socket dir).
+    const Entry there = entry_at(xpra_socket(display));
+    EXPECT_TRUE(!there.exists || there.owner == alice) << xpra_socket(display) << " still bob's";
+
+    const auto ending = Clock::now();
+    client.send_signal(SIGTERM);
+    const auto r = client.wait(60s);
+    EXPECT_FALSE(r.timed_out) << r.describe();
+    EXPECT_EQ(r.err.find("turned out to be taken"), std::string::npos) << "a start hit a conflict:\n" << r.describe();
+    bool clean = integration::wait_until(
+        [&] { return leases().empty() && x_servers_of(alice, kFirst, kLast).empty(); }, 30s, 20ms);
+    gone_after.add(Clock::now() - ending);
+    EXPECT_TRUE(clean) << "lease or X server of alice's left after the session ended";
+    for (const auto& x : x_servers_of(alice, kFirst, kLast))
+      ADD_FAILURE() << "alice's X server pid " << x.pid << " on :" << x.display << " left running";
+    if (HasFailure()) {
+      std::cout << "---- holder output ----\n" << r.describe() << "\n";
+      break;
+    }
+  }
+  report(live_after.summary());
+  report(gone_after.summary());
+
+  // 4. bob's live ones kept their numbers and their sockets, untouched.
+  EXPECT_TRUE(bobs_xpra.running());
+  EXPECT_TRUE(bobs_listener.running());
+  EXPECT_TRUE(xpra_answers(kBob, xpra_socket(kBobsXpra)));
+  const Entry listener = entry_at(xpra_socket(kBobsListener));
+  EXPECT_TRUE(listener.exists && listener.owner == bob);
+  EXPECT_FALSE(used.count(kBobsXpra) || used.count(kBobsListener));
+  // Numbers never handed out keep bob's dead sockets: the broker cleans only
+  // what it is about to hand out.
+  for (std::uint32_t d = kFirst; d <= kLast; ++d) {
+    if (d == kBobsXpra || d == kBobsListener || used.count(d)) continue;
+    EXPECT_EQ(entry_at(xpra_socket(d)).owner, bob) << xpra_socket(d);
+  }
+  EXPECT_GE(raw_status().stale_removed(), used.size());
+  EXPECT_NE(broker().log().find("removed stale xpra socket " + xpra_socket(*used.begin()) + " (owner uid=" +
+                                std::to_string(bob)),
+            std::string::npos)
+      << "the removal is logged with its owner";
+  bobs_xpra.terminate(10s);
+  bobs_listener.terminate();
+}
+
+}  // namespace
+}  // namespace xpra_broker::lifecycle
