@@ -40,8 +40,15 @@ void XpraSharedDirs::open(Dir& dir) {
 
 int XpraSharedDirs::fd(std::size_t i) {
   Dir& dir = dirs_[i];
-  if (!dir.fd && std::chrono::steady_clock::now() >= dir.next_open) open(dir);
-  return dir.fd ? dir.fd.get() : -1;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < dir.next_open) return dir.fd ? dir.fd.get() : -1;
+  // Once a second: the open fd holds back inotify's IN_DELETE_SELF of a
+  // removed directory, so removal is seen here (no links left).
+  struct stat st {};
+  if (dir.fd && (::fstat(dir.fd.get(), &st) != 0 || st.st_nlink == 0)) dir.fd.reset();
+  if (!dir.fd) return open(dir), dir.fd ? dir.fd.get() : -1;
+  dir.next_open = now + std::chrono::seconds(1);
+  return dir.fd.get();
 }
 
 void XpraSharedDirs::lost(std::size_t i) {

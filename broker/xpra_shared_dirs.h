@@ -4,8 +4,9 @@
 // and the cleaner removes stale sockets there, both through these fds, so a
 // directory swapped or linked in after the broker opened it is never used.
 //
-// A directory that is absent (or was removed: the probe's name watch says
-// so) is opened again at the next use, at most once a second. Whether stale
+// A directory that is absent, was moved away (the probe's name watch says
+// so) or was removed (no links left) is opened again at the next use; both
+// are looked at no more than once a second. Whether stale
 // entries may be removed is judged on the open directory each time the
 // cleaner asks (shared_dir_refuses_removal()); a refusal is logged once per
 // directory and reason.
@@ -56,7 +57,7 @@ class XpraSharedDirs {
     UniqueFd fd;
     std::uint64_t generation = 0;
     std::string problem;  // why it is not open, when it is not
-    std::chrono::steady_clock::time_point next_open{};
+    std::chrono::steady_clock::time_point next_open{};  // when to look at it again
     std::string logged;  // the last refusal logged, so each is logged once
   };
   void open(Dir& dir);

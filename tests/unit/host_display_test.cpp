@@ -7,6 +7,9 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/capability.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -277,6 +280,45 @@ TEST_F(OpenDirWithoutUserLinksTest, ALinkAUserCouldHavePlantedIsNotFollowed) {
   symlink(root_ + "/loop-b", root_ + "/loop-a");
   symlink(root_ + "/loop-a", root_ + "/loop-b");
   refusal(root_ + "/loop-a", ELOOP);
+}
+
+// When connect() is refused (EACCES: another user's 0600 socket, as the
+// broker, without CAP_DAC_OVERRIDE, meets Xpra's), /proc/net/unix decides by
+// the path the listener bound. In a shared Xpra dir that path may be spelled
+// another way than the broker's (a link, "//"): by name, it still counts.
+TEST(ListenerFallbackTest, AListenerBoundThroughAnotherSpellingOfASharedDirStillCounts) {
+  ASSERT_EQ(::geteuid(), 0u) << "the socket is handed to another uid: run as root, as CI does";
+  ASSERT_TRUE(testing::restore_effective_capabilities());
+  testing::TempDir tmp;
+  const std::string real = tmp.path() + "/real", link = tmp.path() + "/link";
+  ASSERT_EQ(::mkdir(real.c_str(), 0755), 0);
+  ASSERT_EQ(::symlink(real.c_str(), link.c_str()), 0);
+  const std::string name = "fallback-host-77";
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", (link + "/" + name).c_str());
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  ASSERT_EQ(::chown((real + "/" + name).c_str(), 4321, 4321), 0);
+  ASSERT_EQ(::chmod((real + "/" + name).c_str(), 0600), 0);
+  UniqueFd entry(::open((real + "/" + name).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  ASSERT_TRUE(entry);
+
+  cap_t caps = cap_get_proc();
+  ASSERT_NE(caps, nullptr);
+  const cap_value_t dac[] = {CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH};
+  ASSERT_EQ(cap_set_flag(caps, CAP_EFFECTIVE, 2, dac, CAP_CLEAR), 0);
+  ASSERT_EQ(cap_set_proc(caps), 0);
+  cap_free(caps);
+  const bool by_path = socket_fd_has_listener(entry.get(), real + "/" + name, BoundPathMatch::exact_path);
+  const bool by_name = socket_fd_has_listener(entry.get(), real + "/" + name, BoundPathMatch::name_in_any_dir);
+  listener.reset();
+  const bool after_close = socket_fd_has_listener(entry.get(), real + "/" + name, BoundPathMatch::name_in_any_dir);
+  ASSERT_TRUE(testing::restore_effective_capabilities());
+  EXPECT_FALSE(by_path) << "the broker's own spelling is not the one bound";
+  EXPECT_TRUE(by_name);
+  EXPECT_FALSE(after_close) << "no listener once it closed";
 }
 
 // ---- read_lock_at on real files and processes -------------------------------
