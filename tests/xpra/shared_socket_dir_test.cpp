@@ -40,21 +40,6 @@ constexpr std::uint32_t kBobsXpra = 950;      // a real xpra server of bob's
 constexpr std::uint32_t kBobsListener = 951;  // a bare listening socket of bob's
 constexpr int kRestarts = 20;
 
-std::string host_name() {
-  char buf[256] = {};
-  ::gethostname(buf, sizeof(buf) - 1);
-  return buf;
-}
-
-// What xpra 3.1.3 needs to start headless and quickly (no mDNS, audio, dbus,
-// systemd scope, OpenGL probe, HTML server, tray).
-std::vector<std::string> quick_xpra_options() {
-  return {"--start=",          "--mdns=no",         "--pulseaudio=no",    "--notifications=no", "--webcam=no",
-          "--speaker=off",     "--microphone=off",  "--systemd-run=no",   "--dbus-launch=",     "--dbus-proxy=no",
-          "--dbus-control=no", "--html=off",        "--opengl=no",        "--printing=no",      "--file-transfer=no",
-          "--bell=no",         "--system-tray=no",  "--tray=no"};
-}
-
 struct Entry {
   bool exists = false;
   uid_t owner = 0;
@@ -209,14 +194,7 @@ TEST_F(XpraSharedSocketDirTest, BobsStaleSocketsInASharedXpraSocketDirDoNotStopA
     auto env = xpra_env();
     env["XDG_RUNTIME_DIR"] = alice_dir;
     auto client = spawn_client(kAlice, args, env);
-    std::optional<v1::Lease> lease;
-    integration::wait_until(
-        [&] {
-          for (const auto& l : leases())
-            if (l.pid() == client.pid()) lease = l;
-          return lease.has_value() || !client.running();
-        },
-        60s);
+    const std::optional<v1::Lease> lease = lease_held_by(client);
     ASSERT_TRUE(lease) << client.terminate().describe();
     const std::uint32_t display = lease->display();
     used.insert(display);
