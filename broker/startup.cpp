@@ -253,9 +253,13 @@ std::vector<std::string> ordinary_members_of_group(gid_t gid, uid_t broker_uid) 
 
 XpraSocketDirPlan plan_xpra_socket_dirs(const BrokerConfig& config) {
   XpraSocketDirPlan plan;
-  const auto files = read_xpra_config_files(config.xpra_config_dirs, plan.problems);
-  const XpraSocketSettings settings = merge_xpra_conf(files);
-  plan.problems.insert(plan.problems.end(), settings.notes.begin(), settings.notes.end());
+  // No config dirs: not even Xpra's built-in list; xpra-socket-dirs alone
+  // says where to look (the override).
+  XpraSocketSettings settings;
+  if (!config.xpra_config_dirs.empty()) {
+    settings = merge_xpra_conf(read_xpra_config_files(config.xpra_config_dirs, plan.problems));
+    plan.problems.insert(plan.problems.end(), settings.notes.begin(), settings.notes.end());
+  }
   const std::string runtime_dir = tidy_dir_path(config.runtime_dir);
   for (const auto& dir : xpra_socket_dirs(settings, config.xpra_socket_dirs)) {
     if (dir.per_user)

@@ -46,9 +46,11 @@ int XpraSharedDirs::fd(std::size_t i) {
   // removed directory, so removal is seen here (no links left).
   struct stat st {};
   if (dir.fd && (::fstat(dir.fd.get(), &st) != 0 || st.st_nlink == 0)) dir.fd.reset();
-  if (!dir.fd) return open(dir), dir.fd ? dir.fd.get() : -1;
-  dir.next_open = now + std::chrono::seconds(1);
-  return dir.fd.get();
+  if (dir.fd)
+    dir.next_open = now + std::chrono::seconds(1);
+  else
+    open(dir);
+  return dir.fd ? dir.fd.get() : -1;
 }
 
 void XpraSharedDirs::lost(std::size_t i) {

@@ -19,7 +19,12 @@
 // XDG_CONFIG_DIRS=<test dir>/xdg; the broker reads the same dirs in the same
 // order (--xpra-config-dirs).
 //
-// Displays 950-959 (the suite's range is 950-999).
+// A second test plants what a hostile user may write into such a directory
+// (files, links, FIFOs, directories, a live socket bound through another
+// spelling of the path, a dead socket in a directory others may rename
+// entries in): the broker skips those numbers and removes none of them.
+//
+// Displays 950-959 and 960-969 (the suite's range is 950-999).
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,6 +32,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "lifecycle_support.h"
 
@@ -39,6 +45,7 @@ constexpr std::uint32_t kFirst = 950, kLast = 959;
 constexpr std::uint32_t kBobsXpra = 950;      // a real xpra server of bob's
 constexpr std::uint32_t kBobsListener = 951;  // a bare listening socket of bob's
 constexpr int kRestarts = 20;
+constexpr std::uint32_t kHostileFirst = 960, kHostileLast = 969;
 
 struct Entry {
   bool exists = false;
@@ -54,7 +61,7 @@ Entry entry_at(const std::string& path) {
 class XpraSharedSocketDirTest : public LifecycleTest {
  protected:
   void SetUp() override {
-    for (std::uint32_t d = kFirst; d <= kLast; ++d)
+    for (std::uint32_t d = kFirst; d <= kHostileLast; ++d)
       ASSERT_FALSE(path_exists(x_lock_path(d)) || path_exists(x_socket_path(d))) << ":" << d << " in use before";
     conf_dir_ = dir_.path() + "/xdg/xpra";
     integration::make_directory(dir_.path() + "/xdg", 0755);
@@ -237,11 +244,13 @@ TEST_F(XpraSharedSocketDirTest, BobsStaleSocketsInASharedXpraSocketDirDoNotStopA
   const Entry listener = entry_at(xpra_socket(kBobsListener));
   EXPECT_TRUE(listener.exists && listener.owner == bob);
   EXPECT_FALSE(used.count(kBobsXpra) || used.count(kBobsListener));
-  // Numbers never handed out keep bob's dead sockets: the broker cleans only
-  // what it is about to hand out.
+  // Round robin took the restarts through every other number: bob's dead
+  // sockets are gone from all of them.
   for (std::uint32_t d = kFirst; d <= kLast; ++d) {
-    if (d == kBobsXpra || d == kBobsListener || used.count(d)) continue;
-    EXPECT_EQ(entry_at(xpra_socket(d)).owner, bob) << xpra_socket(d);
+    if (d == kBobsXpra || d == kBobsListener) continue;
+    EXPECT_TRUE(used.count(d)) << ":" << d << " never handed out";
+    const Entry e = entry_at(xpra_socket(d));
+    EXPECT_TRUE(!e.exists || e.owner != bob) << xpra_socket(d) << " is still bob's";
   }
   EXPECT_GE(raw_status().stale_removed(), used.size());
   EXPECT_NE(broker().log().find("removed stale xpra socket " + xpra_socket(*used.begin()) + " (owner uid=" +
@@ -250,6 +259,98 @@ TEST_F(XpraSharedSocketDirTest, BobsStaleSocketsInASharedXpraSocketDirDoNotStopA
       << "the removal is logged with its owner";
   bobs_xpra.terminate(10s);
   bobs_listener.terminate();
+}
+
+TEST_F(XpraSharedSocketDirTest, WhatAHostileUserPutsInTheSharedDirIsSkippedAndNeverRemoved) {
+  const uid_t bob = integration::uid_of(kBob);
+  const uid_t mallory = integration::uid_of("xpb-mallory");
+  // A second shared dir others may rename entries in: 0777 without the
+  // sticky bit. Nothing may be removed there.
+  const std::string loose = dir_.path() + "/loose";
+  integration::make_directory(loose, 0777);
+  std::ofstream(conf_file_) << "socket-dirs = " << shared_ << ":" << loose << "\n";
+  auto name = [](std::uint32_t d) { return host_name() + "-" + std::to_string(d); };
+  auto as = [](const char* user, const std::string& script, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {"/bin/sh", "-c", script, "sh"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto r = integration::run_as(user, argv);
+    if (r.exit_code != 0) ADD_FAILURE() << script << ": " << r.describe();
+  };
+
+  // mallory: a file, a link to a live socket of bob's, a FIFO, a directory.
+  const std::string bobs_dir = dir_.path() + "/bobs";
+  integration::make_directory(bobs_dir, 0755);
+  ASSERT_EQ(::chown(bobs_dir.c_str(), bob, bob), 0);
+  auto bobs_elsewhere = integration::spawn_as(
+      kBob, {"/usr/bin/python3", "-c",
+             "import socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(4)\n"
+             "time.sleep(3600)\n",
+             bobs_dir + "/live"},
+      marked_xpra_env());
+  as("xpb-mallory", "echo planted > \"$1/$2\"", {shared_, name(960)});
+  as("xpb-mallory", "ln -s \"$3\" \"$1/$2\"", {shared_, name(961), bobs_dir + "/live"});
+  as("xpb-mallory", "mkfifo \"$1/$2\"", {shared_, name(962)});
+  as("xpb-mallory", "mkdir \"$1/$2\"", {shared_, name(963)});
+  // bob: a live 0600 listener bound through another spelling of the shared
+  // dir (a link to it), so /proc/net/unix names it by that path.
+  const std::string alias = dir_.path() + "/alias";
+  ASSERT_EQ(::symlink(shared_.c_str(), alias.c_str()), 0);
+  auto bobs_aliased = integration::spawn_as(
+      kBob, {"/usr/bin/python3", "-c",
+             "import os, socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\n"
+             "os.chmod(sys.argv[1], 0o600)\ns.listen(4)\ntime.sleep(3600)\n",
+             alias + "/" + name(964)},
+      marked_xpra_env());
+  // bob's dead sockets: one in the loose dir, one in the shared dir.
+  plant_dead_socket(kBob, loose + "/" + name(965), std::chrono::hours(1));
+  plant_dead_socket(kBob, shared_ + "/" + name(966), std::chrono::hours(1));
+  ASSERT_TRUE(integration::wait_until(
+      [&] { return entry_at(bobs_dir + "/live").exists && entry_at(shared_ + "/" + name(964)).exists; }, 30s));
+  const std::map<std::string, Entry> before = [&] {
+    std::map<std::string, Entry> m;
+    for (std::uint32_t d = 960; d <= 964; ++d) m[shared_ + "/" + name(d)] = entry_at(shared_ + "/" + name(d));
+    m[loose + "/" + name(965)] = entry_at(loose + "/" + name(965));
+    m[bobs_dir + "/live"] = entry_at(bobs_dir + "/live");
+    return m;
+  }();
+  for (const auto& [path, e] : before) ASSERT_TRUE(e.exists) << path;
+
+  start_broker({"--displays=" + std::to_string(kHostileFirst) + "-" + std::to_string(kHostileLast),
+                "--xpra-config-dirs=" + conf_dir_, "--recheck-seconds=2", "--failures-before-backoff=1000",
+                "--acquire-burst=1000"});
+  // Numbers are handed out round robin: 966 (the first nothing live or
+  // planted holds), 967, 968, 969, then around again, where every plant is
+  // judged a second time (their recheck ran out meanwhile).
+  for (const std::uint32_t expected : {966u, 967u, 968u, 969u, 966u}) {
+    ::usleep(2100 * 1000);
+    const auto r = run_client(kAlice, {"exec", "--", "sh", "-c", "echo ran on $DISPLAY"});
+    ASSERT_EQ(r.exit_code, 0) << r.describe();
+    EXPECT_NE(r.out.find("ran on :" + std::to_string(expected)), std::string::npos) << r.describe();
+  }
+  ASSERT_TRUE(broker().alive());
+  for (const auto& [path, e] : before) {
+    const Entry now = entry_at(path);
+    EXPECT_TRUE(now.exists && now.owner == e.owner && (now.mode & S_IFMT) == (e.mode & S_IFMT)) << path << " changed";
+  }
+  EXPECT_EQ(entry_at(shared_ + "/" + name(960)).owner, mallory);
+  EXPECT_FALSE(entry_at(shared_ + "/" + name(966)).exists) << "bob's dead socket in the sticky dir is removed";
+  const v1::StatusReply status = raw_status();
+  std::set<std::uint32_t> skipped;
+  for (const auto& b : status.blocked()) skipped.insert(b.display());
+  EXPECT_EQ(skipped, (std::set<std::uint32_t>{960, 961, 962, 963, 964, 965}));
+  for (const auto& d : status.xpra_socket_dirs()) {
+    if (d.path() != loose) continue;
+    EXPECT_NE(d.state().find("nothing removed"), std::string::npos) << d.state();
+  }
+  // The refusal for the loose dir is logged once, not per probe.
+  std::istringstream log(broker().log());
+  int refusals = 0;
+  for (std::string line; std::getline(log, line);)
+    refusals += line.find("xpra socket dir " + loose) != std::string::npos &&
+                line.find("nothing is removed there") != std::string::npos;
+  EXPECT_EQ(refusals, 1) << broker().log();
+  bobs_elsewhere.terminate();
+  bobs_aliased.terminate();
 }
 
 }  // namespace
