@@ -512,8 +512,8 @@ void DisplayBroker::finish_lease(const std::string& id, const ReapOutcome& outco
   }
   for (const auto& removed : outcome.removed) {
     ++stale_removed_;
-    spdlog::info("lease={} display=:{} removed {} {} (owner uid={})", lease->id, lease->display, removed.what,
-                 removed.path, removed.owner);
+    spdlog::info("lease={} display=:{} removed {} {} (owner uid={}, {} s old)", lease->id, lease->display,
+                 removed.what, removed.path, removed.owner, removed.age_seconds);
   }
   allocator_.give_back(lease->display);
   if (outcome.unkillable > 0) {
