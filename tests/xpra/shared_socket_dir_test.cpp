@@ -97,6 +97,22 @@ class XpraSharedSocketDirTest : public LifecycleTest {
     remove_at_end(xpra_socket(display));
   }
 
+  // A bare listener of `user`'s on the socket file `path`, mode 0600 as
+  // Xpra's (others' connect() is refused: the broker must ask
+  // /proc/net/unix).
+  ChildProcess spawn_listener(const std::string& user, const std::string& path) const {
+    return integration::spawn_as(user,
+                                 {"/usr/bin/python3", "-c",
+                                  "import os, socket, sys, time\n"
+                                  "s = socket.socket(socket.AF_UNIX)\n"
+                                  "s.bind(sys.argv[1])\n"
+                                  "os.chmod(sys.argv[1], 0o600)\n"
+                                  "s.listen(4)\n"
+                                  "time.sleep(3600)\n",
+                                  path},
+                                 marked_xpra_env());
+  }
+
   // Does `xpra version` against the socket answer (as `user`)?
   bool xpra_answers(const std::string& user, const std::string& socket) {
     return integration::run_as(user, {"xpra", "version", "socket://" + socket}, {}, 30s).exit_code == 0;
@@ -147,17 +163,7 @@ TEST_F(XpraSharedSocketDirTest, BobsStaleSocketsInASharedXpraSocketDirDoNotStopA
                                         "--socket-dir=" + shared_};
   for (const auto& o : quick_xpra_options()) bobs_argv.push_back(o);
   auto bobs_xpra = integration::spawn_as(kBob, bobs_argv, marked_xpra_env());
-  auto bobs_listener = integration::spawn_as(
-      kBob,
-      {"/usr/bin/python3", "-c",
-       "import os, socket, sys, time\n"
-       "s = socket.socket(socket.AF_UNIX)\n"
-       "s.bind(sys.argv[1])\n"
-       "os.chmod(sys.argv[1], 0o600)\n"
-       "s.listen(4)\n"
-       "time.sleep(3600)\n",
-       xpra_socket(kBobsListener)},
-      marked_xpra_env());
+  auto bobs_listener = spawn_listener(kBob, xpra_socket(kBobsListener));
   remove_at_end(xpra_socket(kBobsListener));
   for (std::uint32_t d = kFirst; d <= kLast; ++d)
     if (d != kBobsXpra && d != kBobsListener && d != kLast) plant_bobs_dead_socket(d);
@@ -281,12 +287,7 @@ TEST_F(XpraSharedSocketDirTest, WhatAHostileUserPutsInTheSharedDirIsSkippedAndNe
   const std::string bobs_dir = dir_.path() + "/bobs";
   integration::make_directory(bobs_dir, 0755);
   ASSERT_EQ(::chown(bobs_dir.c_str(), bob, bob), 0);
-  auto bobs_elsewhere = integration::spawn_as(
-      kBob, {"/usr/bin/python3", "-c",
-             "import socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(4)\n"
-             "time.sleep(3600)\n",
-             bobs_dir + "/live"},
-      marked_xpra_env());
+  auto bobs_elsewhere = spawn_listener(kBob, bobs_dir + "/live");
   as("xpb-mallory", "echo planted > \"$1/$2\"", {shared_, name(960)});
   as("xpb-mallory", "ln -s \"$3\" \"$1/$2\"", {shared_, name(961), bobs_dir + "/live"});
   as("xpb-mallory", "mkfifo \"$1/$2\"", {shared_, name(962)});
@@ -295,12 +296,7 @@ TEST_F(XpraSharedSocketDirTest, WhatAHostileUserPutsInTheSharedDirIsSkippedAndNe
   // dir (a link to it), so /proc/net/unix names it by that path.
   const std::string alias = dir_.path() + "/alias";
   ASSERT_EQ(::symlink(shared_.c_str(), alias.c_str()), 0);
-  auto bobs_aliased = integration::spawn_as(
-      kBob, {"/usr/bin/python3", "-c",
-             "import os, socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\n"
-             "os.chmod(sys.argv[1], 0o600)\ns.listen(4)\ntime.sleep(3600)\n",
-             alias + "/" + name(964)},
-      marked_xpra_env());
+  auto bobs_aliased = spawn_listener(kBob, alias + "/" + name(964));
   // bob's dead sockets: one in the loose dir, one in the shared dir.
   plant_dead_socket(kBob, loose + "/" + name(965), std::chrono::hours(1));
   plant_dead_socket(kBob, shared_ + "/" + name(966), std::chrono::hours(1));
