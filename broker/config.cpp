@@ -130,6 +130,22 @@ Accessor single_name(std::string BrokerConfig::*field) {
           field_text(field)};
 }
 
+// Comma-separated absolute directories; `fixed` refuses what Xpra would
+// expand per user ($UID, ~): the broker checks one directory for everyone.
+Accessor dir_list(std::vector<std::string> BrokerConfig::*field, bool fixed) {
+  return {[=](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+            auto dirs = split_list(v);
+            for (const auto& d : dirs) {
+              if (d[0] != '/') return "'" + d + "' is not an absolute path";
+              if (fixed && d.find('$') != std::string::npos)
+                return "'" + d + "' depends on the user ($...): a per-user directory is the user's own business";
+            }
+            c.*field = std::move(dirs);
+            return std::nullopt;
+          },
+          field_text(field)};
+}
+
 // Display numbers above 65535 are not usable by X (TCP port 6000+N).
 constexpr std::uint32_t kMaxDisplay = 59535;
 
@@ -221,6 +237,12 @@ const std::vector<KeyEntry>& key_table() {
         field_text(&BrokerConfig::log_target)}},
       {{"leak-check-seconds", "how often the leak watchdog counts each user's X servers (default 30)"},
        bounded_uint(&BrokerConfig::leak_check_seconds, 1, 86400)},
+      {{"xpra-config-dirs", "Xpra's system config dirs, read in Xpra's order for its socket-dirs (default /etc/xpra, "
+                            "/usr/local/etc/xpra, /etc/xdg/xpra; empty: do not read Xpra's config)"},
+       dir_list(&BrokerConfig::xpra_config_dirs, false)},
+      {{"xpra-socket-dirs", "shared Xpra socket dirs to check and clean besides those of Xpra's config (comma-separated; "
+                            "with xpra-config-dirs empty, the only ones)"},
+       dir_list(&BrokerConfig::xpra_socket_dirs, true)},
       {{"x11-tmp-dir", "where X keeps .X<N>-lock and .X11-unix (default /tmp; change only for tests)"},
        absolute_path(&BrokerConfig::x11_tmp_dir)},
   };

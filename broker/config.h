@@ -69,6 +69,12 @@ struct BrokerConfig {
   std::string log_target = "auto";
   // How often the leak watchdog counts each user's X servers.
   std::uint32_t leak_check_seconds = 30;
+  // Xpra's system config dirs, read in this order for its socket-dirs and
+  // socket-dir the way Xpra 3.1 reads them (xpra_config.h); empty: Xpra's
+  // config is not read. The shared ones of those dirs, plus
+  // xpra_socket_dirs, are checked for "<host>-<N>" like the runtime dir.
+  std::vector<std::string> xpra_config_dirs = {"/etc/xpra", "/usr/local/etc/xpra", "/etc/xdg/xpra"};
+  std::vector<std::string> xpra_socket_dirs;
   // Directory holding X's lock files and the X11-unix socket directory.
   // Only tests point this elsewhere; X servers always use /tmp.
   std::string x11_tmp_dir = "/tmp";

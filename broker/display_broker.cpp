@@ -530,6 +530,18 @@ v1::Response DisplayBroker::status(const Caller& caller, ConnectionId, const v1:
     }
   }
   s->set_blocked_total(static_cast<std::uint32_t>(allocator_.blocked().size()));
+  // Where Xpra looks: system configuration, the same for every caller.
+  s->set_xpra_socket_hostname(probe_->hostname());
+  auto xpra_dirs = probe_->xpra_dir_reports();
+  xpra_dirs.insert(xpra_dirs.end(), xpra_dir_notes_.begin(), xpra_dir_notes_.end());
+  for (std::size_t i = 0; i < xpra_dirs.size() && i < kMaxListedXpraSocketDirs; ++i) {
+    auto* d = s->add_xpra_socket_dirs();
+    // Root's config, but a protobuf string must be UTF-8 whatever it holds.
+    d->set_path(escape_untrusted(xpra_dirs[i].path, 512));
+    d->set_source(escape_untrusted(xpra_dirs[i].source, 512));
+    d->set_shared(xpra_dirs[i].shared);
+    d->set_state(escape_untrusted(xpra_dirs[i].state, 512));
+  }
   if (journal_ && journal_->degraded())
     s->set_journal_problem(std::string(journal_->compaction_failed() && !journal_->owed_records()
                                            ? "compaction failed: "
@@ -705,8 +717,8 @@ void DisplayBroker::finish_lease(const std::string& id, const ReapOutcome& outco
   }
   for (const auto& removed : outcome.removed) {
     ++counters_.stale_files_removed;
-    spdlog::info("lease={} display=:{} removed {} {} (owner uid={})", lease->id, lease->display, removed.what,
-                 removed.path, removed.owner);
+    spdlog::info("lease={} display=:{} removed {} {} (owner uid={}, {} s old)", lease->id, lease->display,
+                 removed.what, removed.path, removed.owner, removed.age_seconds);
   }
   give_back_when_recorded(lease->display, lease->id);
   settle_journal();

@@ -99,6 +99,10 @@ class DisplayBroker {
   // Start-up findings the admin should see in `status` too.
   void set_warnings(std::vector<std::string> warnings) { warnings_ = std::move(warnings); }
 
+  // Where else Xpra looks for display sockets (the runtime dir, per-user
+  // dirs), for `status` next to the probe's shared Xpra dirs.
+  void set_xpra_socket_dir_notes(std::vector<XpraSharedDirs::Report> notes) { xpra_dir_notes_ = std::move(notes); }
+
   // Numbers of connections the server has open, for `status`.
   void set_connection_count(std::size_t count) { connections_ = count; }
 
@@ -211,6 +215,7 @@ class DisplayBroker {
   std::unordered_map<uid_t, std::string> user_names_;
   std::size_t connections_ = 0;
   std::vector<std::string> warnings_;
+  std::vector<XpraSharedDirs::Report> xpra_dir_notes_;
   LeaseReaper* reaper_ = nullptr;
   StaleArtifactCleaner* cleaner_ = nullptr;
   RestartGuard guard_;
@@ -227,5 +232,6 @@ inline constexpr std::size_t kMaxListedLeases = 256;
 inline constexpr std::size_t kMaxListedBlocked = 64;
 inline constexpr std::size_t kMaxListedXServerUsers = 64;
 inline constexpr std::size_t kMaxListedPidsPerUser = 32;
+inline constexpr std::size_t kMaxListedXpraSocketDirs = 32;
 
 }  // namespace xpra_broker

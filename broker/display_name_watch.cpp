@@ -65,6 +65,7 @@ int DisplayNameWatch::watch_dir(int parent_fd, const char* name, Kind kind, cons
   }
   Dir& dir = dirs_[wd];
   dir.kind = kind;
+  dir.xpra_names = kind == Kind::xpra;
   dir.parent_fd = parent_fd;
   dir.name = name;
   dir.dev = st.st_dev;
@@ -80,11 +81,15 @@ int DisplayNameWatch::watch_dir(int parent_fd, const char* name, Kind kind, cons
 
 void DisplayNameWatch::scan(Dir& dir, UniqueFd dir_fd) {
   dir.present.clear();
+  dir.xpra_present.clear();
   DIR* stream = ::fdopendir(dir_fd.get());
   if (!stream) return;
   dir_fd.release();
-  while (const dirent* entry = ::readdir(stream))
+  while (const dirent* entry = ::readdir(stream)) {
     if (auto display = display_of(dir.kind, entry->d_name)) dir.present.insert(*display);
+    if (dir.xpra_names)
+      if (auto display = display_in_name(entry->d_name, hostname_prefix_, {})) dir.xpra_present.insert(*display);
+  }
   ::closedir(stream);
 }
 
@@ -104,6 +109,7 @@ std::optional<std::uint32_t> DisplayNameWatch::display_of(Kind kind, const char*
     case Kind::x11: return display_in_name(name, x11_prefix, none);
     case Kind::shared:
     case Kind::user: return display_in_name(name, hostname_prefix_, none);
+    case Kind::xpra: return std::nullopt;  // its names are xpra_present's
   }
   return std::nullopt;
 }
@@ -113,6 +119,8 @@ void DisplayNameWatch::forget(int wd) {
   if (it == dirs_.end()) return;
   ::inotify_rm_watch(inotify_.get(), wd);  // fails harmlessly if the kernel dropped it already
   if (it->second.kind == Kind::user) user_wds_.erase(it->second.user_dir);  // watched again when next asked about
+  for (auto& xpra : xpra_watches_)
+    if (xpra.wd == wd) xpra = {-1, true};  // opened and watched again by the probe
   dirs_.erase(it);
   if (wd == x11_wd_) x11_wd_ = -1;
 }
@@ -134,6 +142,7 @@ void DisplayNameWatch::disable() {
   for (auto& [wd, dir] : dirs_) ::inotify_rm_watch(inotify_.get(), wd);
   dirs_.clear();
   user_wds_.clear();
+  xpra_watches_.clear();
   tmp_wd_ = shared_wd_ = x11_wd_ = -1;
   x11_missing_ = false;
   inotify_.reset();
@@ -176,10 +185,13 @@ void DisplayNameWatch::apply(int wd, std::uint32_t mask, const char* name) {
     return;
   }
   if (dir.kind == Kind::tmp && std::strcmp(name, kX11Dir) == 0) return reopen_x11_dir();
-  const auto display = display_of(dir.kind, name);
-  if (!display) return;
-  if (mask & (IN_CREATE | IN_MOVED_TO)) dir.present.insert(*display);
-  if (mask & (IN_DELETE | IN_MOVED_FROM)) dir.present.erase(*display);
+  auto note = [mask](std::set<std::uint32_t>& present, std::optional<std::uint32_t> display) {
+    if (!display) return;
+    if (mask & (IN_CREATE | IN_MOVED_TO)) present.insert(*display);
+    if (mask & (IN_DELETE | IN_MOVED_FROM)) present.erase(*display);
+  };
+  note(dir.present, display_of(dir.kind, name));
+  if (dir.xpra_names) note(dir.xpra_present, display_in_name(name, hostname_prefix_, {}));
 }
 
 void DisplayNameWatch::drain() {
@@ -224,6 +236,44 @@ bool DisplayNameWatch::user_socket_absent(const std::string& user_dir, std::uint
     it->second = watch_dir(AT_FDCWD, user_dir.c_str(), Kind::user, user_dir);
   const Dir* dir = watched_user_dir(user_dir);
   return dir && !dir->present.count(display);
+}
+
+void DisplayNameWatch::watch_xpra_dir(std::size_t index, int dir_fd) {
+  if (!inotify_) return;
+  if (xpra_watches_.size() <= index) xpra_watches_.resize(index + 1);
+  XpraWatch& watch = xpra_watches_[index];
+  if (watch.wd >= 0) {
+    const auto old = dirs_.find(watch.wd);
+    if (old != dirs_.end() && old->second.kind == Kind::xpra) forget(watch.wd);
+  }
+  watch = {};
+  struct stat st {};
+  if (dir_fd < 0 || ::fstat(dir_fd, &st) != 0) return;
+  // inotify keeps one watch per inode: a directory already watched (the
+  // Xpra config may name /tmp or the runtime dir) gets the Xpra names
+  // tracked on its existing watch rather than a second one.
+  for (auto& [wd, dir] : dirs_)
+    if (dir.dev == st.st_dev && dir.ino == st.st_ino) {
+      if (!dir.xpra_names) {
+        dir.xpra_names = true;
+        if (!rescan(dir)) return;
+      }
+      watch.wd = wd;
+      return;
+    }
+  watch.wd = watch_dir(dir_fd, ".", Kind::xpra, {});
+}
+
+bool DisplayNameWatch::xpra_socket_absent(std::size_t index, std::uint32_t display) const {
+  if (index >= xpra_watches_.size()) return false;
+  const auto dir = dirs_.find(xpra_watches_[index].wd);
+  return dir != dirs_.end() && dir->second.xpra_names && !dir->second.xpra_present.count(display);
+}
+
+bool DisplayNameWatch::take_xpra_dir_lost(std::size_t index) {
+  if (index >= xpra_watches_.size() || !xpra_watches_[index].lost) return false;
+  xpra_watches_[index].lost = false;
+  return true;
 }
 
 DisplayNameWatch::Dir* DisplayNameWatch::watched_user_dir(const std::string& user_dir) {

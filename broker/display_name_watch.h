@@ -1,6 +1,7 @@
 // Which display numbers have a file on the host: an X lock (.X<N>-lock in
 // /tmp), an X11 socket (/tmp/.X11-unix/X<N>) or an Xpra socket
-// (<hostname>-<N> in the shared runtime dir or a user's dir). Kept current by
+// (<hostname>-<N> in the shared runtime dir, a user's dir or a shared socket
+// dir of the host's Xpra config, which may be /tmp itself). Kept current by
 // inotify, so the probe of a display that has none of them skips four file
 // lookups: the usual case, and the one that made each acquire cost a stat per
 // file.
@@ -30,6 +31,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "unique_fd.h"
 
@@ -54,6 +56,15 @@ class DisplayNameWatch {
   bool shared_socket_absent(std::uint32_t display) const;
   // Starts watching user_dir the first time it is asked about.
   bool user_socket_absent(const std::string& user_dir, std::uint32_t display);
+
+  // Shared Xpra socket dirs, by the caller's index: watches the directory
+  // behind `dir_fd` (which must outlive the watch, or be replaced by calling
+  // this again), replacing what index was watching before.
+  void watch_xpra_dir(std::size_t index, int dir_fd);
+  bool xpra_socket_absent(std::size_t index, std::uint32_t display) const;
+  // The directory was removed or moved (or its watch dropped): true once,
+  // then the caller opens it again and calls watch_xpra_dir().
+  bool take_xpra_dir_lost(std::size_t index);
   // The user dir's own mode and owner: intact from user_dir_verified() until
   // an IN_ATTRIB on the directory itself (or its removal). A dir not yet
   // watched is never intact.
@@ -69,7 +80,7 @@ class DisplayNameWatch {
                                                       const std::string& suffix);
 
  private:
-  enum class Kind { tmp, x11, shared, user };
+  enum class Kind { tmp, x11, shared, user, xpra };
   struct Dir {
     Kind kind;
     int parent_fd;     // with `name`: where to reopen it for a rescan
@@ -79,6 +90,15 @@ class DisplayNameWatch {
     std::string user_dir;  // Kind::user only
     bool intact = false;   // Kind::user: no IN_ATTRIB since verified
     std::set<std::uint32_t> present;
+    // Also a shared Xpra socket dir (Kind::xpra, or a directory watched for
+    // its own kind that the Xpra config names too, such as /tmp): the
+    // displays with a "<hostname>-<N>" in it.
+    bool xpra_names = false;
+    std::set<std::uint32_t> xpra_present;
+  };
+  struct XpraWatch {
+    int wd = -1;
+    bool lost = false;
   };
 
   // Opens `name` in `parent_fd` (no symlink followed), watches and scans it.
@@ -105,6 +125,7 @@ class DisplayNameWatch {
   int x11_wd_ = -1;
   bool x11_missing_ = false;  // /tmp is watched and has no .X11-unix
   std::map<std::string, int> user_wds_;  // -1: cannot be watched
+  std::vector<XpraWatch> xpra_watches_;  // by the caller's index
   std::size_t rescans_ = 0;
 };
 

@@ -23,14 +23,16 @@ std::string local_hostname() {
   return buf;
 }
 
-DisplayProbe::DisplayProbe(std::string x11_tmp_dir, std::string xpra_shared_dir, std::string hostname)
+DisplayProbe::DisplayProbe(std::string x11_tmp_dir, std::string xpra_shared_dir, std::string hostname,
+                           std::shared_ptr<XpraSharedDirs> xpra_dirs)
     : x11_tmp_dir_(std::move(x11_tmp_dir)), xpra_shared_dir_(std::move(xpra_shared_dir)),
       hostname_(std::move(hostname)),
       // Opened once: every probe works relative to these, which saves a path
       // walk per file and never follows a link in the last component.
       tmp_dir_fd_(::open(x11_tmp_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)),
       shared_dir_fd_(::open(xpra_shared_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)),
-      watch_(tmp_dir_fd_.get(), shared_dir_fd_.get(), hostname_) {}
+      watch_(tmp_dir_fd_.get(), shared_dir_fd_.get(), hostname_), xpra_dirs_(std::move(xpra_dirs)),
+      xpra_watched_generation_(xpra_dirs_ ? xpra_dirs_->size() : 0, 0) {}
 
 void DisplayProbe::refresh() const {
   if (freshness_ == Freshness::drained) return;
@@ -81,7 +83,25 @@ DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_
                                           : probe_socket_file(shared_path);
   if (!user_dir.empty() && !watch_.user_socket_absent(user_dir, display))
     f.xpra_user_socket = probe_socket_file(user_dir + "/" + names.xpra_socket);
+  if (xpra_dirs_)
+    for (std::size_t i = 0; i < xpra_dirs_->size(); ++i) probe_xpra_dir(i, names, f);
   return f;
+}
+
+void DisplayProbe::probe_xpra_dir(std::size_t index, const DisplayNames& names, DisplayFacts& f) const {
+  if (watch_.take_xpra_dir_lost(index)) xpra_dirs_->lost(index);
+  const int dir = xpra_dirs_->fd(index);
+  if (dir < 0) return;
+  // A directory opened anew (it appeared, or was replaced) is watched anew.
+  if (xpra_watched_generation_[index] != xpra_dirs_->generation(index)) {
+    watch_.watch_xpra_dir(index, dir);
+    xpra_watched_generation_[index] = xpra_dirs_->generation(index);
+  }
+  if (watch_.xpra_socket_absent(index, f.display)) return;
+  const std::string& path = xpra_dirs_->path(index);
+  const SocketFileFacts entry =
+      probe_socket_file_at(dir, names.xpra_socket, path + "/" + names.xpra_socket, BoundPathMatch::name_in_any_dir);
+  if (entry.kind != FileKind::absent) f.xpra_dir_entries.push_back({path, entry});
 }
 
 }  // namespace xpra_broker

@@ -3,11 +3,14 @@
 // symlink (lstat, O_NOFOLLOW, connect through an O_PATH fd).
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "display_name_watch.h"
 #include "display_verdict.h"
 #include "unique_fd.h"
+#include "xpra_shared_dirs.h"
 
 namespace xpra_broker {
 
@@ -15,13 +18,20 @@ class DisplayProbe {
  public:
   // x11_tmp_dir: where .X<N>-lock and .X11-unix live (/tmp).
   // xpra_shared_dir: the shared Xpra socket dir (the runtime dir).
-  DisplayProbe(std::string x11_tmp_dir, std::string xpra_shared_dir, std::string hostname);
+  // xpra_dirs: the shared socket dirs of the host's Xpra config (shared
+  // with the cleaner), or null.
+  DisplayProbe(std::string x11_tmp_dir, std::string xpra_shared_dir, std::string hostname,
+               std::shared_ptr<XpraSharedDirs> xpra_dirs = nullptr);
   virtual ~DisplayProbe() = default;
 
   // user_dir: the caller's own socket dir, or empty.
   virtual DisplayFacts probe(std::uint32_t display, const std::string& user_dir) const;
 
   const std::string& hostname() const { return hostname_; }
+  // The shared Xpra socket dirs it checks, and their state now.
+  std::vector<XpraSharedDirs::Report> xpra_dir_reports() const {
+    return xpra_dirs_ ? xpra_dirs_->report() : std::vector<XpraSharedDirs::Report>{};
+  }
   // The watch's inotify fd (or -1), for the event loop to drain it whenever
   // it is readable, and the drain itself.
   int watch_fd() const { return watch_.fd(); }
@@ -51,10 +61,15 @@ class DisplayProbe {
   UniqueFd tmp_dir_fd_;
   UniqueFd shared_dir_fd_;
   void refresh() const;
+  // "<hostname>-<N>" in the Xpra config's shared dir `index`, into `f`.
+  void probe_xpra_dir(std::size_t index, const DisplayNames& names, DisplayFacts& f) const;
   mutable DisplayNameWatch watch_;
   enum class Freshness { idle, in_request, drained };
   mutable Freshness freshness_ = Freshness::idle;
   mutable AbstractListenerProbe abstract_probe_;
+  std::shared_ptr<XpraSharedDirs> xpra_dirs_;
+  // The generation of each Xpra dir's fd the watch follows.
+  mutable std::vector<std::uint64_t> xpra_watched_generation_;
 };
 
 std::string local_hostname();

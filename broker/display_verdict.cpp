@@ -14,6 +14,9 @@ DisplayVerdict classify_display(const DisplayFacts& f) {
     return {DisplayUse::live, "xpra socket has a listener", f.xpra_shared_socket.owner, 0};
   if (f.xpra_user_socket.kind == FileKind::socket && f.xpra_user_socket.listening)
     return {DisplayUse::live, "xpra socket has a listener", f.xpra_user_socket.owner, 0};
+  for (const auto& x : f.xpra_dir_entries)
+    if (judge_shared_xpra_entry(x.entry) == SharedXpraEntry::live)
+      return {DisplayUse::live, "xpra socket in " + x.dir + " has a listener", x.entry.owner, 0};
 
   // Then leftovers.
   if (lock == LockState::stale)
@@ -24,6 +27,15 @@ DisplayVerdict classify_display(const DisplayFacts& f) {
             f.x11_socket.owner, 0};
   if (f.xpra_shared_socket.kind != FileKind::absent)
     return {DisplayUse::stale, "stale xpra socket in the shared socket dir", f.xpra_shared_socket.owner, 0};
+  // Xpra refuses the number while any of these is there.
+  for (const auto& x : f.xpra_dir_entries) {
+    const SharedXpraEntry entry = judge_shared_xpra_entry(x.entry);
+    if (entry == SharedXpraEntry::stale)
+      return {DisplayUse::stale, "stale xpra socket in " + x.dir + " (no listener)", x.entry.owner, 0};
+    if (entry == SharedXpraEntry::planted)
+      return {DisplayUse::stale, "not a socket where xpra puts the display's socket in " + x.dir + " (left alone)",
+              x.entry.owner, 0};
+  }
   // A dead xpra socket in the caller's own directory is not listed: Xpra
   // finds it DEAD and removes it itself, as it is the user's own.
   return {};
@@ -39,6 +51,11 @@ std::optional<ConflictEvidence> conflict_with_another_owner(const DisplayFacts& 
   if (foreign(f.xpra_shared_socket.kind, f.xpra_shared_socket.owner))
     return ConflictEvidence{"xpra socket of uid " + std::to_string(f.xpra_shared_socket.owner) +
                             " in the shared socket dir"};
+  for (const auto& x : f.xpra_dir_entries)
+    if (foreign(x.entry.kind, x.entry.owner))
+      return ConflictEvidence{(x.entry.kind == FileKind::socket ? "xpra socket of uid " : "non-socket of uid ") +
+                              std::to_string(x.entry.owner) + " in xpra socket dir " + x.dir +
+                              (x.entry.listening ? " with a listener" : "")};
   if (f.x11_abstract_in_use) return ConflictEvidence{"abstract X11 socket in use", true};
   if (f.xpra_abstract_in_use) return ConflictEvidence{"abstract xpra socket in use", true};
   return std::nullopt;

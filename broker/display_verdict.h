@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "host_display.h"
 
@@ -30,6 +31,13 @@ struct DisplayFacts {
   bool xpra_abstract_in_use = false;
   SocketFileFacts xpra_shared_socket;
   SocketFileFacts xpra_user_socket;
+  // <hostname>-<N> in the shared socket dirs of the host's Xpra config
+  // (judged by judge_shared_xpra_entry()); only the dirs that hold one.
+  struct XpraDirEntry {
+    std::string dir;
+    SocketFileFacts entry;
+  };
+  std::vector<XpraDirEntry> xpra_dir_entries;
 };
 
 enum class DisplayUse {
@@ -49,7 +57,7 @@ DisplayVerdict classify_display(const DisplayFacts& facts);
 
 // A start on the display failed with a conflict the reporter blames on the
 // host: is there evidence of someone else there? Any lock or socket file of
-// another owner, or an abstract socket in use (whose owner the kernel does
+// another owner (in the shared Xpra socket dirs too), or an abstract socket in use (whose owner the kernel does
 // not say: owner_unknown, and the caller rules out the reporter's own X
 // server). Nullopt: no such evidence, and the report is not believed.
 struct ConflictEvidence {

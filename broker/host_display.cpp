@@ -88,6 +88,96 @@ bool socket_file_is_stale(const SocketFileFacts& s) {
   return true;
 }
 
+SharedXpraEntry judge_shared_xpra_entry(const SocketFileFacts& entry) {
+  switch (entry.kind) {
+    case FileKind::absent: return SharedXpraEntry::absent;
+    case FileKind::socket: return entry.listening ? SharedXpraEntry::live : SharedXpraEntry::stale;
+    default: return SharedXpraEntry::planted;
+  }
+}
+
+std::optional<std::string> shared_dir_refuses_removal(uid_t owner, mode_t mode, uid_t broker_uid) {
+  if (!S_ISDIR(mode)) return "not a directory";
+  // Its owner may rename any entry, sticky or not.
+  if (owner != 0 && owner != broker_uid)
+    return "owned by uid " + std::to_string(owner) + ", who could swap entries under the broker";
+  // Without the sticky bit, everyone who may write it may rename anyone's
+  // entry, a live socket onto the name just judged stale included.
+  if (!(mode & S_ISVTX) && (mode & (S_IWGRP | S_IWOTH))) {
+    char octal[8];
+    std::snprintf(octal, sizeof(octal), "%04o", static_cast<unsigned>(mode & 07777));
+    return std::string("writable by others without the sticky bit (mode ") + octal + ")";
+  }
+  return std::nullopt;
+}
+
+UniqueFd open_dir_without_user_links(const std::string& path, std::string& why) {
+  if (path.empty() || path[0] != '/') {
+    why = "not an absolute path";
+    errno = EINVAL;
+    return {};
+  }
+  // Components still to walk, front first; a followed link puts its
+  // target's components in front.
+  std::vector<std::string> todo;
+  auto push_front = [&todo](const std::string& p) {
+    std::vector<std::string> parts;
+    std::size_t at = 0;
+    while (at <= p.size()) {
+      const std::size_t slash = std::min(p.find('/', at), p.size());
+      if (slash > at) parts.push_back(p.substr(at, slash - at));
+      at = slash + 1;
+    }
+    todo.insert(todo.end(), parts.rbegin(), parts.rend());  // `todo` is a stack: back is next
+  };
+  push_front(path);
+  UniqueFd dir(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  std::string walked;  // for messages
+  int links = 0;
+  while (dir && !todo.empty()) {
+    const std::string part = todo.back();
+    todo.pop_back();
+    if (part == ".") continue;
+    UniqueFd next(::openat(dir.get(), part.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st {}, parent {};
+    if (!next || ::fstat(next.get(), &st) != 0) {
+      const int error = errno;
+      why = walked + "/" + part + ": " + std::strerror(error);
+      errno = error;
+      return {};
+    }
+    if (S_ISLNK(st.st_mode)) {
+      // Believed only when no user could have planted or changed it.
+      const bool roots = ::fstat(dir.get(), &parent) == 0 && st.st_uid == 0 && parent.st_uid == 0 &&
+                         !(parent.st_mode & (S_IWGRP | S_IWOTH));
+      char target[4096];
+      const ssize_t len = roots ? ::readlinkat(next.get(), "", target, sizeof(target) - 1) : -1;
+      if (!roots || len <= 0 || ++links > 16) {
+        why = walked + "/" + part + (roots ? ": too many or unreadable symbolic links"
+                                           : " is a symbolic link another user could have planted; not followed");
+        errno = ELOOP;
+        return {};
+      }
+      target[len] = '\0';
+      if (target[0] == '/') {
+        dir = UniqueFd(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+        walked.clear();
+      }
+      push_front(target);
+      continue;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+      why = walked + "/" + part + " is not a directory";
+      errno = ENOTDIR;
+      return {};
+    }
+    walked += part == ".." ? "/.." : "/" + part;
+    dir = std::move(next);
+  }
+  if (!dir) why = std::string("cannot open /: ") + std::strerror(errno);
+  return dir;
+}
+
 pid_t parse_lock_pid(const char* text, std::size_t size) {
   const char* p = text;
   const char* end = text + size;
@@ -149,8 +239,11 @@ namespace {
 
 
 // Slow path (reads /proc/net/unix, O(sockets on the host)): is a listening
-// socket bound to `path`? Only used when connect() is not permitted.
-bool listener_bound_to(const std::string& path) {
+// socket bound to `path` (or, name_in_any_dir, to a file of its name)? Only
+// used when connect() is not permitted.
+bool listener_bound_to(const std::string& path, BoundPathMatch match) {
+  const bool any_dir = match == BoundPathMatch::name_in_any_dir;
+  const std::string wanted = any_dir ? path.substr(path.rfind('/') + 1) : path;
   UniqueFd fd(::open("/proc/net/unix", O_RDONLY | O_CLOEXEC));
   if (!fd) return true;  // cannot tell: assume live, the safe side
   std::string table;
@@ -164,8 +257,9 @@ bool listener_bound_to(const std::string& path) {
     if (end == std::string::npos) end = table.size();
     const std::string_view line(table.data() + pos, end - pos);
     pos = end + 1;
-    if (line.size() > path.size() && line.substr(line.size() - path.size()) == path &&
-        line[line.size() - path.size() - 1] == ' ' && line.find(" 00010000 ") != std::string_view::npos)
+    if (line.size() <= wanted.size() || line.substr(line.size() - wanted.size()) != wanted) continue;
+    const char before = line[line.size() - wanted.size() - 1];
+    if ((before == ' ' || (any_dir && before == '/')) && line.find(" 00010000 ") != std::string_view::npos)
       return true;
   }
   return false;
@@ -176,7 +270,7 @@ bool listener_bound_to(const std::string& path) {
 // connect() to the socket inode behind an O_PATH fd: the kernel resolves
 // /proc/self/fd/N to that inode, so a symlink swapped in after lstat() is
 // never followed.
-bool socket_fd_has_listener(int path_fd, const std::string& path) {
+bool socket_fd_has_listener(int path_fd, const std::string& path, BoundPathMatch match) {
   UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!s) return false;
   sockaddr_un addr{};
@@ -187,7 +281,7 @@ bool socket_fd_has_listener(int path_fd, const std::string& path) {
   if (errno == EAGAIN || errno == EINPROGRESS) return true;
   // EACCES: a socket we may not connect to (Xpra's are 0600); ask the kernel's
   // socket table instead.
-  if (errno == EACCES) return listener_bound_to(path);
+  if (errno == EACCES) return listener_bound_to(path, match);
   return false;
 }
 
@@ -200,7 +294,8 @@ bool name_absent(int dir_fd, const char* name) {
   return ::fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 && (errno == ENOENT || errno == ENOTDIR);
 }
 
-SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const std::string& path) {
+SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const std::string& path,
+                                     BoundPathMatch match) {
   SocketFileFacts facts;
   if (name_absent(dir_fd, name.c_str())) return facts;
   // O_PATH|O_NOFOLLOW opens even a symlink itself, so failing means absent
@@ -217,7 +312,7 @@ SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const 
   if (::fstat(fd.get(), &st) != 0) return facts;
   facts.kind = file_kind(st.st_mode);
   facts.owner = st.st_uid;
-  if (facts.kind == FileKind::socket) facts.listening = socket_fd_has_listener(fd.get(), path);
+  if (facts.kind == FileKind::socket) facts.listening = socket_fd_has_listener(fd.get(), path, match);
   return facts;
 }
 

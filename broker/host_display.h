@@ -6,13 +6,16 @@
 //
 // Trust: /tmp and /tmp/.X11-unix are writable by every user, so everything
 // found there is a claim. A lock file's pid is believed only when the host
-// backs it (see judge_lock() and lock_names_lease_x_server()); see
-// docs/security.md for the whole model.
+// backs it (see judge_lock() and lock_names_lease_x_server()). The shared
+// socket dirs of the host's Xpra config (xpra_config.h) are the same kind
+// of place, and the directory itself may be hostile too (see
+// shared_dir_refuses_removal()); see docs/security.md for the whole model.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "unique_fd.h"
@@ -87,6 +90,39 @@ bool lock_names_lease_x_server(const LockFacts& lock, uid_t lease_uid);
 // link); a directory is left alone.
 bool socket_file_is_stale(const SocketFileFacts& facts);
 
+// ---- shared Xpra socket dirs -------------------------------------------------
+//
+// Xpra refuses to start display N while any entry "<host>-<N>" is in one of
+// its socket dirs that it cannot remove: a live socket ("You already have
+// ..."), another user's socket ("An xpra server is already running at
+// ..."), or anything else its bind() then collides with.
+
+enum class SharedXpraEntry {
+  absent,
+  live,     // a socket with a listener: N is taken
+  stale,    // a socket nobody listens on: removed where the dir allows it
+  planted,  // not a socket (file, link, FIFO, directory): N is skipped, the
+            // entry never removed (it is no leftover of Xpra's)
+};
+
+// The one rule for "<host>-<N>" in a shared Xpra socket dir.
+SharedXpraEntry judge_shared_xpra_entry(const SocketFileFacts& entry);
+
+// May the broker remove a stale socket from a shared dir owned by `owner`
+// with `mode`? Only where nobody but an entry's own owner can rename or
+// replace entries between the broker's check and its unlinkat(): a dir owned
+// by root (or the broker itself) that is sticky or writable by its owner
+// alone. Nullopt: allowed; else why not, for the log and `status`.
+std::optional<std::string> shared_dir_refuses_removal(uid_t owner, mode_t mode, uid_t broker_uid);
+
+// Opens the absolute `path` as an O_PATH directory fd without following a
+// link any user could have planted: component by component with O_NOFOLLOW;
+// a symlink is followed only when root owns it and the directory holding it
+// is root's and writable by root alone (as /var/run -> /run). On failure
+// returns an empty fd, with `why` set and errno that of the failing step
+// (ENOENT: the directory does not exist).
+UniqueFd open_dir_without_user_links(const std::string& path, std::string& why);
+
 // Reads the lock `name` in `dir_fd` without following a link, and asks /proc
 // about the pid it names. `display` is what the pid's command line should
 // name.
@@ -118,17 +154,27 @@ class AbstractListenerProbe {
   UniqueFd socket_;
 };
 
+// When connect() is not permitted (EACCES), /proc/net/unix says whether a
+// listener is bound, by the path it was bound with. In a directory only the
+// broker names (its runtime dir, /tmp/.X11-unix) that is the broker's own
+// path; a shared Xpra dir may be reached through other spellings (a link, a
+// config written "/srv//x"), so there any listener bound to a file of that
+// name counts: it errs towards "listening", never removing a live socket.
+enum class BoundPathMatch { exact_path, name_in_any_dir };
+
 // A socket file's kind, owner and whether anybody listens on it, never
 // through a link.
 SocketFileFacts probe_socket_file(const std::string& path);
 // The same for `name` in an open directory; `path` is for messages and the
 // /proc/net/unix fallback.
-SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const std::string& path);
+SocketFileFacts probe_socket_file_at(int dir_fd, const std::string& name, const std::string& path,
+                                     BoundPathMatch match = BoundPathMatch::exact_path);
 // Is the abstract name bound at all (listening or not)? A bind probe.
 bool abstract_socket_in_use(const std::string& name);
 // Does something listen on the socket inode behind an O_PATH fd? `path` is
 // only used for the /proc/net/unix fallback when connect() is not permitted.
-bool socket_fd_has_listener(int path_fd, const std::string& path);
+bool socket_fd_has_listener(int path_fd, const std::string& path,
+                            BoundPathMatch match = BoundPathMatch::exact_path);
 // No entry `name` in `dir_fd` (fstatat without following a link): the cheap
 // common answer, before any careful fd-based look.
 bool name_absent(int dir_fd, const char* name);

@@ -56,6 +56,18 @@ void print_help() {
                "capabilities require-capabilities=yes demands); --check-config finds the same.\n";
 }
 
+// --check-config: where Xpra looks for display sockets and what the broker
+// does about each directory.
+void print_xpra_socket_dirs(const XpraSocketDirPlan& plan, const std::vector<XpraSharedDirs::Report>& shared,
+                            const std::string& hostname) {
+  std::cout << "xpra socket dirs (Xpra names display N's socket " << hostname << "-N):\n";
+  auto print = [](const XpraSharedDirs::Report& d) {
+    std::cout << "  " << d.path << "\n      " << d.state << " (from " << d.source << ")\n";
+  };
+  for (const auto& d : shared) print(d);
+  for (const auto& d : plan.notes) print(d);
+}
+
 struct ParsedArgs {
   CommandLine cmd;
   bool check_only = false;
@@ -152,6 +164,10 @@ int main(int argc, char** argv) {
     std::cerr << "xpra-brokerd: configuration error:\n" << e.what() << "\n";
     return kExitConfig;
   }
+  // Where Xpra looks for display sockets: read now, as root may still be
+  // needed to read Xpra's config.
+  const XpraSocketDirPlan xpra_plan = plan_xpra_socket_dirs(config);
+  for (const auto& p : xpra_plan.problems) warnings.push_back("xpra config: " + p);
   // What the start would refuse for good (exit 78: RestartPreventExitStatus=
   // in the unit), checked the same way by --check-config and by the start.
   const auto problems = configuration_problems(config);
@@ -161,6 +177,8 @@ int main(int argc, char** argv) {
               << (args.cmd.config_explicit ? "" : ", the default") << ", and the command line)\n"
               << "# effective configuration:\n";
     for (const auto& [key, value] : effective_config(config)) std::cout << key << " = " << value << "\n";
+    print_xpra_socket_dirs(xpra_plan, XpraSharedDirs(xpra_plan.shared, ::geteuid()).report(), local_hostname());
+    for (const auto& w : warnings) std::cout << "warning: " << w << "\n";
     return problems.empty() ? 0 : kExitConfig;
   }
   if (!problems.empty()) {
@@ -224,10 +242,15 @@ int main(int argc, char** argv) {
 
   boost::asio::io_context io(1);
   const std::string hostname = local_hostname();
-  auto probe = std::make_unique<DisplayProbe>(config.x11_tmp_dir, config.runtime_dir, hostname);
+  // Opened as the broker's own user, with its capabilities settled: the
+  // probe and the cleaner share these fds.
+  auto xpra_dirs = std::make_shared<XpraSharedDirs>(xpra_plan.shared, ::geteuid());
+  for (const auto& d : xpra_dirs->report())
+    spdlog::info("xpra socket dir {} (from {}): {}", d.path, d.source, d.state);
+  auto probe = std::make_unique<DisplayProbe>(config.x11_tmp_dir, config.runtime_dir, hostname, xpra_dirs);
   const DisplayProbe& display_probe = *probe;
   auto user_dirs = std::make_unique<UserDirectories>(std::move(runtime_dir), config.runtime_dir, ::getegid());
-  StaleArtifactCleaner cleaner(config.x11_tmp_dir, config.runtime_dir, hostname);
+  StaleArtifactCleaner cleaner(config.x11_tmp_dir, config.runtime_dir, hostname, xpra_dirs);
   AsioLeaseReaper reaper(io, cleaner, config.x11_tmp_dir, std::chrono::milliseconds(config.reap_grace_ms));
   reaper.use_probe(&display_probe);
   DisplayBroker broker(config, policy, std::move(probe), std::move(user_dirs));
@@ -236,6 +259,7 @@ int main(int argc, char** argv) {
   BackgroundXServerCensus census(std::chrono::seconds(5));
   broker.set_x_server_census(&census);
   broker.set_warnings(warnings);
+  broker.set_xpra_socket_dir_notes(xpra_plan.notes);
   if (journal) {
     const auto& loaded = journal->loaded();
     if (loaded.dropped_bytes > 0)

@@ -26,21 +26,48 @@ void remove_judged(int dir, const std::string& dir_path, const std::string& name
   removed.push_back({dir_path + "/" + name, owner, static_cast<long>(age), what});
 }
 
+// The entry `name` of `dir` as the rules see it, looked at through an
+// O_PATH|O_NOFOLLOW fd (no link followed), with the inode it is.
+struct Entry {
+  struct stat st {};
+  SocketFileFacts facts;
+};
+
+bool look_at(int dir, const std::string& dir_path, const std::string& name, BoundPathMatch match, Entry& out) {
+  UniqueFd entry(::openat(dir, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!entry || ::fstat(entry.get(), &out.st) != 0) return false;
+  out.facts.owner = out.st.st_uid;
+  out.facts.kind = file_kind(out.st.st_mode);
+  if (out.facts.kind == FileKind::socket)
+    out.facts.listening = socket_fd_has_listener(entry.get(), dir_path + "/" + name, match);
+  return true;
+}
+
+void remove_entry(int dir, const std::string& dir_path, const std::string& name, const Entry& e, const char* what,
+                  std::vector<RemovedArtifact>& removed) {
+  remove_judged(dir, dir_path, name, e.st.st_dev, e.st.st_ino, e.st.st_uid, std::time(nullptr) - e.st.st_mtime, what,
+                removed);
+}
+
 void remove_socket_if_stale(int dir, const std::string& dir_path, const std::string& name, const char* what,
                             std::vector<RemovedArtifact>& removed) {
-  UniqueFd entry(::openat(dir, name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-  if (!entry) return;
-  struct stat st {};
-  if (::fstat(entry.get(), &st) != 0) return;
-  SocketFileFacts facts;
-  facts.owner = st.st_uid;
-  facts.kind = file_kind(st.st_mode);
-  if (S_ISDIR(st.st_mode)) return;  // never a directory
-  const std::string path = dir_path + "/" + name;
-  if (facts.kind == FileKind::socket) facts.listening = socket_fd_has_listener(entry.get(), path);
-  if (!socket_file_is_stale(facts)) return;
-  remove_judged(dir, dir_path, name, st.st_dev, st.st_ino, st.st_uid, std::time(nullptr) - st.st_mtime, what,
-                removed);
+  Entry e;
+  if (!look_at(dir, dir_path, name, BoundPathMatch::exact_path, e)) return;
+  if (S_ISDIR(e.st.st_mode) || !socket_file_is_stale(e.facts)) return;  // never a directory
+  remove_entry(dir, dir_path, name, e, what, removed);
+}
+
+// In a shared Xpra socket dir: a stale socket only, and only where the
+// directory allows removal; anything else there stays (the number is
+// skipped instead).
+void remove_shared_xpra_socket_if_stale(XpraSharedDirs& dirs, std::size_t index, const std::string& name,
+                                        std::vector<RemovedArtifact>& removed) {
+  const int dir = dirs.fd(index);
+  if (dir < 0 || name_absent(dir, name.c_str())) return;
+  Entry e;
+  if (!look_at(dir, dirs.path(index), name, BoundPathMatch::name_in_any_dir, e)) return;
+  if (judge_shared_xpra_entry(e.facts) != SharedXpraEntry::stale || !dirs.allows_removal(index)) return;
+  remove_entry(dir, dirs.path(index), name, e, "stale xpra socket", removed);
 }
 
 UniqueFd open_dir(const std::string& path) {
@@ -49,8 +76,10 @@ UniqueFd open_dir(const std::string& path) {
 
 }  // namespace
 
-StaleArtifactCleaner::StaleArtifactCleaner(std::string x11_tmp_dir, std::string runtime_dir, std::string hostname)
-    : x11_tmp_dir_(std::move(x11_tmp_dir)), runtime_dir_(std::move(runtime_dir)), hostname_(std::move(hostname)) {}
+StaleArtifactCleaner::StaleArtifactCleaner(std::string x11_tmp_dir, std::string runtime_dir, std::string hostname,
+                                           std::shared_ptr<XpraSharedDirs> xpra_dirs)
+    : x11_tmp_dir_(std::move(x11_tmp_dir)), runtime_dir_(std::move(runtime_dir)), hostname_(std::move(hostname)),
+      xpra_dirs_(std::move(xpra_dirs)) {}
 
 std::vector<RemovedArtifact> StaleArtifactCleaner::clean_display(std::uint32_t display, const std::string& user_dir) {
   std::vector<RemovedArtifact> removed;
@@ -74,6 +103,9 @@ std::vector<RemovedArtifact> StaleArtifactCleaner::clean_display(std::uint32_t d
   if (!user_dir.empty())
     if (UniqueFd own = open_dir(user_dir))
       remove_socket_if_stale(own.get(), user_dir, names.xpra_socket, "stale xpra socket", removed);
+  if (xpra_dirs_)
+    for (std::size_t i = 0; i < xpra_dirs_->size(); ++i)
+      remove_shared_xpra_socket_if_stale(*xpra_dirs_, i, names.xpra_socket, removed);
   return removed;
 }
 

@@ -1,7 +1,9 @@
 // Removes the leftovers that make a free display look taken: X lock files
 // whose pid is dead, X11 and Xpra socket files nobody listens on, whoever
-// left them. Another user's file in the sticky /tmp dirs needs CAP_FOWNER
-// (privileged_ops.h).
+// left them. Another user's file in the sticky /tmp dirs (and in the shared
+// socket dirs of the host's Xpra config) needs CAP_FOWNER
+// (privileged_ops.h). In those Xpra dirs only sockets are removed, and only
+// where the directory allows it (XpraSharedDirs::allows_removal()).
 //
 // Each removal re-checks the entry right before unlinkat(), through
 // directory fds and O_NOFOLLOW, and only removes the very inode it checked:
@@ -11,8 +13,11 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "xpra_shared_dirs.h"
 
 namespace xpra_broker {
 
@@ -25,7 +30,10 @@ struct RemovedArtifact {
 
 class StaleArtifactCleaner {
  public:
-  StaleArtifactCleaner(std::string x11_tmp_dir, std::string runtime_dir, std::string hostname);
+  // xpra_dirs: the shared socket dirs of the host's Xpra config (the
+  // probe's), or null.
+  StaleArtifactCleaner(std::string x11_tmp_dir, std::string runtime_dir, std::string hostname,
+                       std::shared_ptr<XpraSharedDirs> xpra_dirs = nullptr);
   virtual ~StaleArtifactCleaner() = default;
 
   // Removes every stale artifact of `display`; user_dir (may be empty) is the
@@ -36,6 +44,7 @@ class StaleArtifactCleaner {
   std::string x11_tmp_dir_;
   std::string runtime_dir_;
   std::string hostname_;
+  std::shared_ptr<XpraSharedDirs> xpra_dirs_;
 };
 
 }  // namespace xpra_broker

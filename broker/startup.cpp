@@ -19,6 +19,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "xpra_config.h"
+
 namespace xpra_broker {
 
 namespace {
@@ -324,6 +326,27 @@ std::vector<std::string> ordinary_members_of_group(gid_t gid, uid_t broker_uid) 
   for (char** m = gr->gr_mem; m && *m; ++m)
     if (!self || std::strcmp(*m, self->pw_name) != 0) members.emplace_back(*m);
   return members;
+}
+
+XpraSocketDirPlan plan_xpra_socket_dirs(const BrokerConfig& config) {
+  XpraSocketDirPlan plan;
+  // No config dirs: not even Xpra's built-in list; xpra-socket-dirs alone
+  // says where to look (the override).
+  XpraSocketSettings settings;
+  if (!config.xpra_config_dirs.empty()) {
+    settings = merge_xpra_conf(read_xpra_config_files(config.xpra_config_dirs, plan.problems));
+    plan.problems.insert(plan.problems.end(), settings.notes.begin(), settings.notes.end());
+  }
+  const std::string runtime_dir = tidy_dir_path(config.runtime_dir);
+  for (const auto& dir : xpra_socket_dirs(settings, config.xpra_socket_dirs)) {
+    if (dir.per_user)
+      plan.notes.push_back({dir.path, dir.source, "not checked: per-user, each user's own", false});
+    else if (dir.path == runtime_dir)
+      plan.notes.push_back({dir.path, dir.source, "checked: the broker's runtime dir", true});
+    else
+      plan.shared.push_back({dir.path, dir.source});
+  }
+  return plan;
 }
 
 }  // namespace xpra_broker

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "unique_fd.h"
+#include "xpra_shared_dirs.h"
 
 namespace xpra_broker {
 
@@ -79,6 +80,17 @@ UniqueFd acquire_instance_lock(int runtime_dir_fd, const std::string& runtime_di
 // The listening socket: systemd's (socket activation) if passed, otherwise
 // bound here, replacing a stale socket file of a dead broker.
 UniqueFd open_listening_socket(const std::string& path, bool& from_systemd);
+
+// Where Xpra on this host looks for display sockets: its config read from
+// config.xpra_config_dirs (xpra_config.h) plus xpra-socket-dirs. The shared
+// dirs other than the runtime dir are the broker's to check and clean; the
+// runtime dir is checked anyway; per-user dirs are noted, not checked.
+struct XpraSocketDirPlan {
+  std::vector<XpraSharedDirs::Spec> shared;
+  std::vector<XpraSharedDirs::Report> notes;  // the runtime dir and per-user dirs
+  std::vector<std::string> problems;         // unreadable files, what Xpra would warn about
+};
+XpraSocketDirPlan plan_xpra_socket_dirs(const BrokerConfig& config);
 
 // Group names to gids; unknown names are an error.
 std::vector<gid_t> resolve_groups(const std::vector<std::string>& names, const char* key);

@@ -143,6 +143,9 @@ int run_status(const GlobalOptions& options, bool json) {
                            {"pids", x.pids()},
                            {"count", x.count()},
                            {"leases", x.leases()}});
+    nlohmann::json xpra_dirs = nlohmann::json::array();
+    for (const auto& d : s.xpra_socket_dirs())
+      xpra_dirs.push_back({{"path", d.path()}, {"source", d.source()}, {"shared", d.shared()}, {"state", d.state()}});
     nlohmann::json out = {{"version", s.version()},
                           {"range", {{"first", s.range_first()}, {"last", s.range_last()}}},
                           {"leases", s.leases()},
@@ -164,6 +167,8 @@ int run_status(const GlobalOptions& options, bool json) {
                             {"problem", s.journal_problem()},
                             {"owed_records", s.journal_owed_records()},
                             {"displays_awaiting_journal", s.displays_awaiting_journal()}}},
+                          {"xpra_socket_hostname", s.xpra_socket_hostname()},
+                          {"xpra_socket_dirs", xpra_dirs},
                           {"warnings", s.warnings()}};
     std::cout << dump_json(out) << "\n";
     return kExitOk;
@@ -194,6 +199,12 @@ int run_status(const GlobalOptions& options, bool json) {
     std::printf("name watch    %u directories (inotify), %u rescans\n", s.watched_directories(), s.watch_rescans());
   else
     std::printf("name watch    off: every probe looks at the filesystem (see the broker's log)\n");
+  if (s.xpra_socket_dirs_size() > 0) {
+    std::printf("xpra socket dirs (display N's socket: %s-N):\n", safe(s.xpra_socket_hostname(), 64).c_str());
+    for (const auto& d : s.xpra_socket_dirs())
+      std::printf("  %-24s %s (from %s)\n", safe(d.path()).c_str(), safe(d.state()).c_str(),
+                  safe(d.source()).c_str());
+  }
   if (s.x_servers_size() > 0) {
     std::printf("X servers on the host:\n");
     for (const auto& x : s.x_servers())

@@ -192,6 +192,19 @@ bool x_socket_listening(std::uint32_t display) {
   return ok;
 }
 
+std::string host_name() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof(buf) - 1);
+  return buf;
+}
+
+std::vector<std::string> quick_xpra_options() {
+  return {"--start=",         "--mdns=no",         "--pulseaudio=no", "--notifications=no", "--webcam=no",
+          "--speaker=off",    "--microphone=off",  "--systemd-run=no", "--dbus-launch=",    "--dbus-proxy=no",
+          "--dbus-control=no", "--html=off",       "--opengl=no",      "--printing=no",     "--file-transfer=no",
+          "--bell=no",        "--system-tray=no",  "--tray=no"};
+}
+
 pid_t unused_pid() {
   const std::string text = read_proc_file("/proc/sys/kernel/pid_max");
   const long pid_max = text.empty() ? 32768 : std::stol(text);
@@ -381,6 +394,18 @@ std::vector<v1::Lease> LifecycleTest::leases() {
   const v1::Response response = broker_->call(request);
   if (response.status() != v1::OK) throw std::runtime_error("list --all failed: " + response.message());
   return {response.list().leases().begin(), response.list().leases().end()};
+}
+
+std::optional<v1::Lease> LifecycleTest::lease_held_by(ChildProcess& holder, std::chrono::milliseconds timeout) {
+  std::optional<v1::Lease> lease;
+  integration::wait_until(
+      [&] {
+        for (const auto& l : leases())
+          if (l.pid() == holder.pid()) lease = l;
+        return lease.has_value() || !holder.running();
+      },
+      timeout);
+  return lease;
 }
 
 v1::StatusReply LifecycleTest::raw_status() {

@@ -79,6 +79,12 @@ bool x_socket_listening(std::uint32_t display);
 // A pid that no process has now.
 pid_t unused_pid();
 
+// This host's name as Xpra puts it in socket names ("<host>-<N>").
+std::string host_name();
+// What xpra 3.1.3 needs to start headless and quickly: no mDNS, audio, dbus,
+// systemd scope, OpenGL probe, HTML server or tray; no --start command.
+std::vector<std::string> quick_xpra_options();
+
 // Files planted as another user, as a crashed session of that user leaves
 // them; mtime set `age` in the past. Throws if planting fails.
 void plant_dead_socket(const std::string& user, const std::string& path, std::chrono::seconds age);
@@ -132,6 +138,9 @@ class LifecycleTest : public ::testing::Test {
 
   // Every lease the broker holds (raw protocol, as root).
   std::vector<v1::Lease> leases();
+  // The lease the client `holder` holds, once the broker lists it; nullopt
+  // when the client ended first or `timeout` passed.
+  std::optional<v1::Lease> lease_held_by(ChildProcess& holder, std::chrono::milliseconds timeout = 60s);
   v1::StatusReply raw_status();
   // Parses stdout of a client run with --json; a failed run fails the test.
   static nlohmann::json parse_json(const ProcessResult& r);

@@ -17,23 +17,16 @@ long ms_since(Clock::time_point t) {
   return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
 }
 
-std::string host_name() {
-  char buf[256] = {};
-  ::gethostname(buf, sizeof(buf) - 1);
-  return buf;
-}
-
 class XpraSessionTest : public LifecycleTest {
  protected:
-  // Options that let xpra 3.1.3 start headless, quickly, with nothing
-  // outside the broker's directory (no mDNS, audio, dbus, systemd scope,
-  // OpenGL probe, HTML server, ~/.xpra socket).
+  // xpra started quickly and headless, with nothing outside the broker's
+  // directory (no ~/.xpra socket either).
   static std::vector<std::string> xpra_start_command() {
-    return {"exec", "--purpose", "xpra start", "--", "env", "XDG_RUNTIME_DIR={runtime_dir}", "xpra", "start",
-            ":{display}", "--daemon=no", "--socket-dir={runtime_dir}", "--socket-dirs={runtime_dir}", "--start=",
-            "--mdns=no", "--pulseaudio=no", "--notifications=no", "--webcam=no", "--speaker=off", "--microphone=off",
-            "--systemd-run=no", "--dbus-launch=", "--dbus-proxy=no", "--dbus-control=no", "--html=off", "--opengl=no",
-            "--printing=no", "--file-transfer=no", "--bell=no", "--system-tray=no", "--tray=no"};
+    std::vector<std::string> args = {"exec", "--purpose", "xpra start", "--", "env", "XDG_RUNTIME_DIR={runtime_dir}",
+                                     "xpra", "start", ":{display}", "--daemon=no", "--socket-dir={runtime_dir}",
+                                     "--socket-dirs={runtime_dir}"};
+    for (const auto& o : quick_xpra_options()) args.push_back(o);
+    return args;
   }
 
   void run_session_and_end_it(int signo) {
@@ -42,14 +35,7 @@ class XpraSessionTest : public LifecycleTest {
     SCOPED_TRACE(how);
     const auto started = Clock::now();
     auto client = spawn_client(kAlice, xpra_start_command());
-    std::optional<v1::Lease> lease;
-    integration::wait_until(
-        [&] {
-          for (const auto& l : leases())
-            if (l.pid() == client.pid()) lease = l;
-          return lease.has_value() || !client.running();
-        },
-        60s);
+    const std::optional<v1::Lease> lease = lease_held_by(client);
     ASSERT_TRUE(lease) << client.terminate().describe();
     const std::uint32_t display = lease->display();
     const std::string dir = lease->runtime_dir();

@@ -79,6 +79,16 @@ std::vector<GoodValue> good_values() {
       {"log-target", "journal", [](const BrokerConfig& c) { return c.log_target == "journal"; }},
       {"log-target", "stderr", [](const BrokerConfig& c) { return c.log_target == "stderr"; }},
       {"leak-check-seconds", "5", [](const BrokerConfig& c) { return c.leak_check_seconds == 5; }},
+      {"xpra-config-dirs", "/etc/xpra, /opt/xpra/etc/xpra",
+       [](const BrokerConfig& c) {
+         return c.xpra_config_dirs == std::vector<std::string>{"/etc/xpra", "/opt/xpra/etc/xpra"};
+       }},
+      {"xpra-config-dirs", "", [](const BrokerConfig& c) { return c.xpra_config_dirs.empty(); }},
+      {"xpra-socket-dirs", "/tmp,/srv/xpra-shared",
+       [](const BrokerConfig& c) {
+         return c.xpra_socket_dirs == std::vector<std::string>{"/tmp", "/srv/xpra-shared"};
+       }},
+      {"xpra-socket-dirs", "", [](const BrokerConfig& c) { return c.xpra_socket_dirs.empty(); }},
       {"displays", "200-299",
        [](const BrokerConfig& c) { return c.display_first == 200 && c.display_last == 299; }},
       {"displays", "0-0", [](const BrokerConfig& c) { return c.display_first == 0 && c.display_last == 0; }},
@@ -146,6 +156,11 @@ std::vector<BadValue> bad_values() {
       {"log-target", "syslog", "auto, journal or stderr"},
       {"leak-check-seconds", "0", "whole number"},
       {"x11-tmp-dir", "", "absolute path"},
+      {"xpra-config-dirs", "etc/xpra", "absolute path"},
+      {"xpra-config-dirs", "/etc/xpra,~/.xpra", "absolute path"},
+      {"xpra-socket-dirs", "tmp", "absolute path"},
+      {"xpra-socket-dirs", "/run/user/$UID/xpra", "per-user"},
+      {"xpra-socket-dirs", "~/.xpra", "absolute path"},
       {"displays", "999-100", "first display is above the last"},
       {"displays", "101-100", "first display is above the last"},
       {"displays", "100", "FIRST-LAST"},
@@ -210,6 +225,8 @@ TEST(ConfigTest, DefaultsAreTheDocumentedOnes) {
   }
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.x11_tmp_dir, "/tmp");
+  EXPECT_EQ(c.xpra_config_dirs, (std::vector<std::string>{"/etc/xpra", "/usr/local/etc/xpra", "/etc/xdg/xpra"}));
+  EXPECT_TRUE(c.xpra_socket_dirs.empty());
   EXPECT_TRUE(validate_config(c).empty());
 }
 
@@ -235,6 +252,8 @@ TEST(ConfigTest, EveryKeyRefusesBadValuesWithAReasonAndKeepsTheOldValue) {
     // A refused value changes nothing.
     EXPECT_EQ(c.socket, before.socket);
     EXPECT_EQ(c.runtime_dir, before.runtime_dir);
+    EXPECT_EQ(c.xpra_config_dirs, before.xpra_config_dirs);
+    EXPECT_EQ(c.xpra_socket_dirs, before.xpra_socket_dirs);
     EXPECT_EQ(c.x11_tmp_dir, before.x11_tmp_dir);
     EXPECT_EQ(c.display_first, before.display_first);
     EXPECT_EQ(c.display_last, before.display_last);

@@ -414,6 +414,43 @@ TEST_F(DisplayBrokerLifecycleTest, DisplayConflictQuarantinesTheDisplay) {
   expect_consistent();
 }
 
+TEST_F(DisplayBrokerLifecycleTest, XprasAlreadyRunningIsConfirmedByAnotherUsersSocketInAnXpraConfigDir) {
+  // bob's socket appeared in a shared socket dir of the host's Xpra config
+  // after the probe handed the number out.
+  const auto lease = must_acquire(kAlice);
+  DisplayFacts f;
+  f.display = lease.display();
+  f.xpra_dir_entries.push_back({"/srv/xpra-shared", {FileKind::socket, kBob.uid, false}});
+  host_[lease.display()] = f;
+  const auto r = start_failed(kAlice, lease.id(), v1::DISPLAY_CONFLICT,
+                              "xpra initialization error:\n An xpra server is already running at "
+                              "/srv/xpra-shared/unit-test-host-100\n");
+  ASSERT_EQ(r.status(), v1::OK) << r.message();
+  EXPECT_TRUE(r.report_start_failure().conflict_confirmed());
+  EXPECT_EQ(r.report_start_failure().quarantined_display(), lease.display());
+  const auto s = status();
+  const auto* blocked = find_blocked(s, lease.display());
+  ASSERT_NE(blocked, nullptr);
+  EXPECT_TRUE(Contains(blocked->reason(), "uid 4002 in xpra socket dir /srv/xpra-shared")) << blocked->reason();
+}
+
+TEST_F(DisplayBrokerLifecycleTest, StatusSaysWhereXpraLooksToEveryCaller) {
+  broker().set_xpra_socket_dir_notes({{"/run/xpra", "/etc/xpra/conf.d/10_network.conf", "checked: runtime dir", true},
+                                      {"~/.xpra", "/etc/xpra/conf.d/10_network.conf", "not checked: per-user", false}});
+  for (const Caller& caller : {kAlice, kRoot}) {
+    v1::Request request;
+    request.mutable_status();
+    const auto s = broker().handle(caller, 1, request).status_reply();
+    EXPECT_EQ(s.xpra_socket_hostname(), "unit-test-host");
+    ASSERT_EQ(s.xpra_socket_dirs_size(), 2);
+    EXPECT_EQ(s.xpra_socket_dirs(0).path(), "/run/xpra");
+    EXPECT_TRUE(s.xpra_socket_dirs(0).shared());
+    EXPECT_EQ(s.xpra_socket_dirs(1).path(), "~/.xpra");
+    EXPECT_FALSE(s.xpra_socket_dirs(1).shared());
+    EXPECT_EQ(s.xpra_socket_dirs(1).source(), "/etc/xpra/conf.d/10_network.conf");
+  }
+}
+
 TEST_F(DisplayBrokerLifecycleTest, OtherStartFailuresDoNotQuarantine) {
   for (v1::StartFailure failure : {v1::TIMEOUT, v1::EXITED, v1::START_FAILURE_UNSPECIFIED}) {
     SCOPED_TRACE(v1::StartFailure_Name(failure));

@@ -57,6 +57,9 @@ constexpr std::uint32_t kFdLeakDisplay = 61110;
 constexpr std::uint32_t kRenameDisplay = 61120;
 constexpr std::uint32_t kDirsLaterDisplay = 61130;
 constexpr std::uint32_t kRequestDisplay = 61140;
+constexpr std::uint32_t kXpraConfigDirDisplay = 61150;
+constexpr std::uint32_t kXpraTmpDirDisplay = 61160;
+constexpr std::uint32_t kXpraDirLaterDisplay = 61170;
 
 const char* kind_name(FileKind kind) {
   switch (kind) {
@@ -217,6 +220,7 @@ void expect_nothing(const DisplayFacts& f, std::uint32_t display, const std::str
   EXPECT_FALSE(f.xpra_abstract_in_use);
   expect_socket_absent(f.xpra_shared_socket, "xpra_shared_socket");
   expect_socket_absent(f.xpra_user_socket, "xpra_user_socket");
+  EXPECT_TRUE(f.xpra_dir_entries.empty());
 }
 
 void expect_listening_socket(const SocketFileFacts& s, const char* what) {
@@ -251,6 +255,14 @@ class DisplayProbeTest : public ::testing::Test {
   // it looks for only after the probe exists and has answered once.
   DisplayProbe& make_probe() {
     probe_ = std::make_unique<DisplayProbe>(tmp_, shared_, kHost);
+    return *probe_;
+  }
+  // With shared socket dirs of the host's Xpra config.
+  DisplayProbe& make_probe_with_xpra_dirs(const std::vector<std::string>& dirs) {
+    std::vector<XpraSharedDirs::Spec> specs;
+    for (const auto& d : dirs) specs.push_back({d, "test config"});
+    probe_ = std::make_unique<DisplayProbe>(tmp_, shared_, kHost,
+                                            std::make_shared<XpraSharedDirs>(std::move(specs), ::geteuid()));
     return *probe_;
   }
   DisplayFacts probe(std::uint32_t display) { return probe_->probe(display, user_); }
@@ -888,6 +900,102 @@ TEST_F(DisplayProbeTest, TheWatchIsDrainedOncePerRequestAndBeforeEveryAnswerOuts
   EXPECT_KIND(probe(d).lock.kind, FileKind::absent);
   p.end_request();
   expect_nothing(probe(d), d, "after the request");
+}
+
+// 16. The shared socket dirs of the host's Xpra config: what appears there
+// after the probe answered is seen (the watch vouches only for absence), a
+// planted non-socket is reported as what it is, and only the dir holding
+// the entry is named.
+TEST_F(DisplayProbeTest, XpraConfigDirsAreProbed) {
+  const std::uint32_t d = kXpraConfigDirDisplay;
+  const std::string a = root_ + "/xpra-a", b = root_ + "/xpra-b";
+  make_dir(a);
+  make_dir(b);
+  make_probe_with_xpra_dirs({a, b});
+  expect_nothing(probe(d), d, "empty dirs");
+
+  UniqueFd live = listen_at(b + "/" + xpra_name(d));
+  ASSERT_TRUE(live);
+  DisplayFacts f = probe(d);
+  ASSERT_EQ(f.xpra_dir_entries.size(), 1u);
+  EXPECT_EQ(f.xpra_dir_entries[0].dir, b);
+  expect_listening_socket(f.xpra_dir_entries[0].entry, "live socket in b");
+  expect_nothing(probe(d + 1), d + 1, "another display");
+
+  make_stale_socket(a + "/" + xpra_name(d));
+  f = probe(d);
+  ASSERT_EQ(f.xpra_dir_entries.size(), 2u);
+  EXPECT_EQ(f.xpra_dir_entries[0].dir, a);
+  EXPECT_KIND(f.xpra_dir_entries[0].entry.kind, FileKind::socket);
+  EXPECT_FALSE(f.xpra_dir_entries[0].entry.listening);
+
+  live.reset();
+  remove_file(b + "/" + xpra_name(d));
+  remove_file(a + "/" + xpra_name(d));
+  expect_nothing(probe(d), d, "after removal");
+
+  write_file(a + "/" + xpra_name(d), "planted");
+  f = probe(d);
+  ASSERT_EQ(f.xpra_dir_entries.size(), 1u);
+  EXPECT_KIND(f.xpra_dir_entries[0].entry.kind, FileKind::regular);
+  remove_file(a + "/" + xpra_name(d));
+  ASSERT_EQ(::symlink("/nonexistent", (a + "/" + xpra_name(d)).c_str()), 0);
+  f = probe(d);
+  ASSERT_EQ(f.xpra_dir_entries.size(), 1u);
+  EXPECT_KIND(f.xpra_dir_entries[0].entry.kind, FileKind::other);
+  remove_file(a + "/" + xpra_name(d));
+  expect_nothing(probe(d), d, "after the link is removed");
+  EXPECT_EQ(probe_->watched_directories(), 5u) << "tmp, shared, the user dir and the two Xpra dirs";
+}
+
+// 17. `socket-dirs = /tmp`: the Xpra dir is the X tmp dir itself. inotify
+// keeps one watch per inode, so both kinds of names are tracked on it.
+TEST_F(DisplayProbeTest, XpraConfigDirThatIsTheX11TmpDir) {
+  const std::uint32_t d = kXpraTmpDirDisplay;
+  make_probe_with_xpra_dirs({tmp_});
+  expect_nothing(probe(d), d, "before");
+  write_lock(lock_path(d), ::getpid());
+  UniqueFd xpra = listen_at(tmp_ + "/" + xpra_name(d + 1));
+  ASSERT_TRUE(xpra);
+  DisplayFacts f = probe(d);
+  EXPECT_KIND(f.lock.kind, FileKind::regular);
+  EXPECT_TRUE(f.xpra_dir_entries.empty()) << "the socket is of another display";
+  f = probe(d + 1);
+  EXPECT_KIND(f.lock.kind, FileKind::absent);
+  ASSERT_EQ(f.xpra_dir_entries.size(), 1u);
+  expect_listening_socket(f.xpra_dir_entries[0].entry, "xpra socket in /tmp");
+  remove_file(lock_path(d));
+  xpra.reset();
+  remove_file(tmp_ + "/" + xpra_name(d + 1));
+  expect_nothing(probe(d), d, "after removal");
+  expect_nothing(probe(d + 1), d + 1, "after removal");
+}
+
+// 18. An Xpra dir missing when the broker starts (no session made it yet) is
+// opened when it appears (tried at most once a second), and one removed and
+// made again is followed to the new directory.
+TEST_F(DisplayProbeTest, XpraConfigDirCreatedLaterAndReplaced) {
+  const std::uint32_t d = kXpraDirLaterDisplay;
+  const std::string later = root_ + "/xpra-later";
+  make_probe_with_xpra_dirs({later});
+  expect_nothing(probe(d), d, "dir missing");
+  make_dir(later);
+  ::usleep(1100 * 1000);
+  UniqueFd first = listen_at(later + "/" + xpra_name(d));
+  ASSERT_TRUE(first);
+  ASSERT_EQ(probe(d).xpra_dir_entries.size(), 1u) << "the dir that appeared";
+  first.reset();
+  remove_tree(later);
+  expect_nothing(probe(d), d, "dir removed");
+  ::usleep(1100 * 1000);
+  expect_nothing(probe(d), d, "dir removed, looked at again");
+  make_dir(later);
+  UniqueFd second = listen_at(later + "/" + xpra_name(d));
+  ASSERT_TRUE(second);
+  ::usleep(1100 * 1000);
+  const DisplayFacts f = probe(d);
+  ASSERT_EQ(f.xpra_dir_entries.size(), 1u) << "the new dir of that name";
+  expect_listening_socket(f.xpra_dir_entries[0].entry, "socket in the new dir");
 }
 
 }  // namespace

@@ -256,6 +256,66 @@ TEST(DisplayVerdictTest, LiveLockIsReportedWithItsPidBeforeOtherEvidence) {
   EXPECT_EQ(v.owner, kBob);
 }
 
+// ---- the shared socket dirs of the host's Xpra config ---------------------------
+
+DisplayFacts with_xpra_dir_entry(FileKind kind, bool listening, uid_t owner = kBob) {
+  DisplayFacts f = nothing();
+  f.xpra_dir_entries.push_back({"/srv/xpra-shared", socket_file(kind, listening, owner)});
+  return f;
+}
+
+TEST(DisplayVerdictTest, ListeningSocketInAnXpraConfigDirIsLive) {
+  const auto v = classify_display(with_xpra_dir_entry(FileKind::socket, true));
+  EXPECT_EQ(v.use, DisplayUse::live);
+  EXPECT_TRUE(Contains(v.reason, "/srv/xpra-shared"));
+  EXPECT_EQ(v.owner, kBob);
+}
+
+TEST(DisplayVerdictTest, DeadSocketInAnXpraConfigDirIsStaleEvenTheCallersOwn) {
+  // Unlike the caller's own dir, Xpra refuses the number while it is there.
+  for (uid_t owner : {kBob, uid_t{4001}}) {
+    const auto v = classify_display(with_xpra_dir_entry(FileKind::socket, false, owner));
+    EXPECT_EQ(v.use, DisplayUse::stale);
+    EXPECT_TRUE(Contains(v.reason, "stale xpra socket in /srv/xpra-shared"));
+    EXPECT_EQ(v.owner, owner);
+  }
+}
+
+TEST(DisplayVerdictTest, NonSocketInAnXpraConfigDirIsStaleAndSaysItIsLeftAlone) {
+  for (FileKind kind : {FileKind::regular, FileKind::other}) {
+    const auto v = classify_display(with_xpra_dir_entry(kind, false));
+    EXPECT_EQ(v.use, DisplayUse::stale);
+    EXPECT_TRUE(Contains(v.reason, "left alone"));
+  }
+}
+
+TEST(DisplayVerdictTest, AnyLiveEntryAmongSeveralXpraConfigDirsWins) {
+  DisplayFacts f = with_xpra_dir_entry(FileKind::regular, false);
+  f.xpra_dir_entries.push_back({"/tmp", socket_file(FileKind::socket, false)});
+  f.xpra_dir_entries.push_back({"/run/shared", socket_file(FileKind::socket, true, 2002)});
+  const auto v = classify_display(f);
+  EXPECT_EQ(v.use, DisplayUse::live);
+  EXPECT_TRUE(Contains(v.reason, "/run/shared"));
+  EXPECT_EQ(v.owner, 2002u);
+}
+
+TEST(ConflictEvidenceTest, AnotherUsersEntryInAnXpraConfigDirConfirmsAConflict) {
+  for (bool listening : {false, true}) {
+    const auto e = conflict_with_another_owner(with_xpra_dir_entry(FileKind::socket, listening), 4001);
+    ASSERT_TRUE(e);
+    EXPECT_FALSE(e->owner_unknown);
+    EXPECT_TRUE(Contains(e->what, "xpra socket of uid 1002 in xpra socket dir /srv/xpra-shared"));
+  }
+  const auto planted = conflict_with_another_owner(with_xpra_dir_entry(FileKind::regular, false), 4001);
+  ASSERT_TRUE(planted);
+  EXPECT_TRUE(Contains(planted->what, "non-socket of uid 1002"));
+}
+
+TEST(ConflictEvidenceTest, TheReportersOwnEntryConfirmsNothing) {
+  EXPECT_FALSE(conflict_with_another_owner(with_xpra_dir_entry(FileKind::socket, true, 4001), 4001));
+  EXPECT_FALSE(conflict_with_another_owner(nothing(), 4001));
+}
+
 // Every combination of every artifact against the rule the header states:
 // live if anything is in use; else stale if any leftover except one in the
 // caller's own dir; else free.
@@ -279,7 +339,8 @@ TEST(DisplayVerdictTest, EveryCombinationMatchesTheRule) {
       for (bool x11_abstract : {false, true})
         for (bool xpra_abstract : {false, true})
           for (Sock shared : socks)
-            for (Sock user : socks) {
+            for (Sock user : socks)
+              for (Sock xpra_dir : socks) {
               ++combinations;
               DisplayFacts f = nothing();
               f.lock.owner = 2001;
@@ -298,16 +359,19 @@ TEST(DisplayVerdictTest, EveryCombinationMatchesTheRule) {
               f.xpra_abstract_in_use = xpra_abstract;
               f.xpra_shared_socket = apply(shared, 2003);
               f.xpra_user_socket = apply(user, 2004);
+              if (xpra_dir != Sock::absent) f.xpra_dir_entries.push_back({"/srv/shared", apply(xpra_dir, 2005)});
 
               const bool live = lock == Lock::live || x11 == Sock::listening || x11_abstract || xpra_abstract ||
-                                shared == Sock::listening || user == Sock::listening;
-              const bool leftovers = lock != Lock::absent || x11 != Sock::absent || shared != Sock::absent;
+                                shared == Sock::listening || user == Sock::listening || xpra_dir == Sock::listening;
+              const bool leftovers = lock != Lock::absent || x11 != Sock::absent || shared != Sock::absent ||
+                                     xpra_dir != Sock::absent;
               const DisplayUse expected = live ? DisplayUse::live : leftovers ? DisplayUse::stale : DisplayUse::free;
 
               const auto v = classify_display(f);
               ASSERT_EQ(v.use, expected) << "lock=" << int(lock) << " x11=" << int(x11)
                                          << " x11_abstract=" << x11_abstract << " xpra_abstract=" << xpra_abstract
-                                         << " shared=" << int(shared) << " user=" << int(user);
+                                         << " shared=" << int(shared) << " user=" << int(user)
+                                         << " xpra_dir=" << int(xpra_dir);
               ASSERT_EQ(v.reason.empty(), expected == DisplayUse::free) << v.reason;
               if (expected == DisplayUse::stale) {
                 ASSERT_NE(v.owner, 0u) << "a leftover names who left it";
@@ -316,7 +380,7 @@ TEST(DisplayVerdictTest, EveryCombinationMatchesTheRule) {
                 ASSERT_EQ(v.pid, 10);
               }
             }
-  EXPECT_EQ(combinations, 5 * 4 * 2 * 2 * 4 * 4);
+  EXPECT_EQ(combinations, 5 * 4 * 2 * 2 * 4 * 4 * 4);
 }
 
 }  // namespace

@@ -1,10 +1,15 @@
 // host_display.h: the one rule for X lock files (judge_lock), the reaper's
 // rule (lock_names_lease_x_server) for every combination of facts, and
-// read_lock_at() on real files naming real processes.
+// read_lock_at() on real files naming real processes; the rules for shared
+// Xpra socket dirs (entries, when removal is allowed, opening the dir
+// without a user's link) on every mode and on real links.
 #include "host_display.h"
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/capability.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -140,6 +145,180 @@ TEST(DisplayNamesTest, NamesAsXAndXpraWriteThem) {
   EXPECT_EQ(n.xpra_abstract, "xpra/105");
   EXPECT_EQ(n.xpra_socket, "host.example-105");
   EXPECT_EQ(n.display_argument, ":105");
+}
+
+// ---- shared Xpra socket dirs --------------------------------------------------
+
+TEST(SharedXpraEntryTest, OnlyAStaleSocketIsALeftoverAndOnlyAListenerIsLive) {
+  SocketFileFacts e;
+  EXPECT_EQ(judge_shared_xpra_entry(e), SharedXpraEntry::absent);
+  e.kind = FileKind::socket;
+  EXPECT_EQ(judge_shared_xpra_entry(e), SharedXpraEntry::stale);
+  e.listening = true;
+  EXPECT_EQ(judge_shared_xpra_entry(e), SharedXpraEntry::live);
+  for (FileKind planted : {FileKind::regular, FileKind::other}) {
+    e.kind = planted;
+    e.listening = false;
+    EXPECT_EQ(judge_shared_xpra_entry(e), SharedXpraEntry::planted) << "never removed, unlike in the broker's own dirs";
+  }
+}
+
+constexpr uid_t kBroker = 998;
+
+TEST(SharedDirTrustTest, EveryModeOfARootDirectory) {
+  // Allowed exactly when nobody but root may write it, or it is sticky.
+  for (mode_t bits = 0; bits <= 07777; ++bits) {
+    const bool allowed = (bits & S_ISVTX) || !(bits & (S_IWGRP | S_IWOTH));
+    EXPECT_EQ(!shared_dir_refuses_removal(0, S_IFDIR | bits, kBroker), allowed) << std::oct << bits;
+    EXPECT_EQ(!shared_dir_refuses_removal(kBroker, S_IFDIR | bits, kBroker), allowed) << "the broker's own, "
+                                                                                        << std::oct << bits;
+  }
+}
+
+TEST(SharedDirTrustTest, AnotherOwnerCanSwapEntriesWhateverTheMode) {
+  for (mode_t bits : {01777, 01775, 0755, 0700, 01700})
+    for (uid_t owner : {kBob, kEve, kBroker + 1}) {
+      const auto why = shared_dir_refuses_removal(owner, S_IFDIR | bits, kBroker);
+      ASSERT_TRUE(why) << owner << " " << std::oct << bits;
+      EXPECT_TRUE(testing::Contains(*why, "owned by uid " + std::to_string(owner)));
+    }
+}
+
+TEST(SharedDirTrustTest, WhatIsRefusedSaysWhy) {
+  const auto group_writable = shared_dir_refuses_removal(0, S_IFDIR | 0775, kBroker);
+  ASSERT_TRUE(group_writable);
+  EXPECT_TRUE(testing::Contains(*group_writable, "0775"));
+  EXPECT_TRUE(testing::Contains(*group_writable, "sticky"));
+  for (mode_t type : {S_IFREG, S_IFLNK, S_IFSOCK, S_IFIFO}) EXPECT_TRUE(shared_dir_refuses_removal(0, type | 01777, 0));
+}
+
+class OpenDirWithoutUserLinksTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::geteuid(), 0u) << "links are handed to other uids: run as root, as CI does";
+    ASSERT_TRUE(testing::restore_effective_capabilities());
+    root_ = tmp_.path();  // root's, 0700: a link of root's here no user could have made
+    mkdir(root_ + "/real", 0755);
+    mkdir(root_ + "/real/inner", 0755);
+    mkdir(root_ + "/sticky", 01777);
+  }
+  static void mkdir(const std::string& path, mode_t mode) {
+    ASSERT_EQ(::mkdir(path.c_str(), mode), 0) << path;
+    ASSERT_EQ(::chmod(path.c_str(), mode), 0) << path;
+  }
+  static void symlink(const std::string& target, const std::string& at, uid_t owner = 0) {
+    ASSERT_EQ(::symlink(target.c_str(), at.c_str()), 0) << at;
+    ASSERT_EQ(::lchown(at.c_str(), owner, owner), 0) << at;
+  }
+  // Opens `path`; on success checks it is the very directory `expect`.
+  ::testing::AssertionResult opens_as(const std::string& path, const std::string& expect) {
+    std::string why;
+    UniqueFd fd = open_dir_without_user_links(path, why);
+    if (!fd) return ::testing::AssertionFailure() << path << " refused: " << why;
+    struct stat got {}, want {};
+    if (::fstat(fd.get(), &got) != 0 || ::stat(expect.c_str(), &want) != 0 || got.st_ino != want.st_ino ||
+        got.st_dev != want.st_dev)
+      return ::testing::AssertionFailure() << path << " opened another directory than " << expect;
+    return ::testing::AssertionSuccess();
+  }
+  std::string refusal(const std::string& path, int expected_errno) {
+    std::string why;
+    errno = 0;
+    UniqueFd fd = open_dir_without_user_links(path, why);
+    EXPECT_FALSE(fd) << path;
+    EXPECT_EQ(errno, expected_errno) << path << ": " << why;
+    EXPECT_FALSE(why.empty());
+    return why;
+  }
+  testing::TempDir tmp_;
+  std::string root_;
+};
+
+TEST_F(OpenDirWithoutUserLinksTest, PlainDirectories) {
+  EXPECT_TRUE(opens_as(root_ + "/real", root_ + "/real"));
+  EXPECT_TRUE(opens_as(root_ + "//real/./inner/", root_ + "/real/inner"));
+  EXPECT_TRUE(opens_as(root_ + "/real/inner/..", root_ + "/real"));
+  EXPECT_TRUE(opens_as("/", "/"));
+}
+
+TEST_F(OpenDirWithoutUserLinksTest, MissingRelativeAndNonDirectories) {
+  refusal(root_ + "/absent", ENOENT);
+  refusal(root_ + "/absent/deeper", ENOENT);
+  refusal("real", EINVAL);
+  std::ofstream(root_ + "/file") << "x";
+  refusal(root_ + "/file", ENOTDIR);
+  refusal(root_ + "/file/x", ENOTDIR);
+}
+
+TEST_F(OpenDirWithoutUserLinksTest, ALinkOfRootsInADirectoryOnlyRootWritesIsFollowed) {
+  // As /var/run -> /run: root's link in root's 0755 /var.
+  symlink(root_ + "/real", root_ + "/absolute-link");
+  symlink("real/inner", root_ + "/relative-link");
+  EXPECT_TRUE(opens_as(root_ + "/absolute-link", root_ + "/real"));
+  EXPECT_TRUE(opens_as(root_ + "/absolute-link/inner", root_ + "/real/inner"));
+  EXPECT_TRUE(opens_as(root_ + "/relative-link", root_ + "/real/inner"));
+  EXPECT_TRUE(opens_as(root_ + "/relative-link/..", root_ + "/real")) << "'..' of the link's target, as the kernel";
+  EXPECT_TRUE(opens_as("/var/run", "/run")) << "the real one";
+}
+
+TEST_F(OpenDirWithoutUserLinksTest, ALinkAUserCouldHavePlantedIsNotFollowed) {
+  // A user's own link (e.g. the shared dir's name in /tmp taken first).
+  symlink(root_ + "/real", root_ + "/users-link", kBob);
+  EXPECT_TRUE(testing::Contains(refusal(root_ + "/users-link", ELOOP), "another user could have planted"));
+  refusal(root_ + "/users-link/inner", ELOOP);
+  // Root's link, but in a directory everybody writes: it may have been
+  // swapped in by renaming.
+  symlink(root_ + "/real", root_ + "/sticky/roots-link");
+  refusal(root_ + "/sticky/roots-link", ELOOP);
+  // Root's link in a group-writable directory.
+  mkdir(root_ + "/group", 0775);
+  symlink(root_ + "/real", root_ + "/group/roots-link");
+  refusal(root_ + "/group/roots-link", ELOOP);
+  // Dangling and looping links of root's.
+  symlink(root_ + "/absent", root_ + "/dangling");
+  refusal(root_ + "/dangling", ENOENT);
+  symlink(root_ + "/loop-b", root_ + "/loop-a");
+  symlink(root_ + "/loop-a", root_ + "/loop-b");
+  refusal(root_ + "/loop-a", ELOOP);
+}
+
+// When connect() is refused (EACCES: another user's 0600 socket, as the
+// broker, without CAP_DAC_OVERRIDE, meets Xpra's), /proc/net/unix decides by
+// the path the listener bound. In a shared Xpra dir that path may be spelled
+// another way than the broker's (a link, "//"): by name, it still counts.
+TEST(ListenerFallbackTest, AListenerBoundThroughAnotherSpellingOfASharedDirStillCounts) {
+  ASSERT_EQ(::geteuid(), 0u) << "the socket is handed to another uid: run as root, as CI does";
+  ASSERT_TRUE(testing::restore_effective_capabilities());
+  testing::TempDir tmp;
+  const std::string real = tmp.path() + "/real", link = tmp.path() + "/link";
+  ASSERT_EQ(::mkdir(real.c_str(), 0755), 0);
+  ASSERT_EQ(::symlink(real.c_str(), link.c_str()), 0);
+  const std::string name = "fallback-host-77";
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", (link + "/" + name).c_str());
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  ASSERT_EQ(::chown((real + "/" + name).c_str(), 4321, 4321), 0);
+  ASSERT_EQ(::chmod((real + "/" + name).c_str(), 0600), 0);
+  UniqueFd entry(::open((real + "/" + name).c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  ASSERT_TRUE(entry);
+
+  cap_t caps = cap_get_proc();
+  ASSERT_NE(caps, nullptr);
+  const cap_value_t dac[] = {CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH};
+  ASSERT_EQ(cap_set_flag(caps, CAP_EFFECTIVE, 2, dac, CAP_CLEAR), 0);
+  ASSERT_EQ(cap_set_proc(caps), 0);
+  cap_free(caps);
+  const bool by_path = socket_fd_has_listener(entry.get(), real + "/" + name, BoundPathMatch::exact_path);
+  const bool by_name = socket_fd_has_listener(entry.get(), real + "/" + name, BoundPathMatch::name_in_any_dir);
+  listener.reset();
+  const bool after_close = socket_fd_has_listener(entry.get(), real + "/" + name, BoundPathMatch::name_in_any_dir);
+  ASSERT_TRUE(testing::restore_effective_capabilities());
+  EXPECT_FALSE(by_path) << "the broker's own spelling is not the one bound";
+  EXPECT_TRUE(by_name);
+  EXPECT_FALSE(after_close) << "no listener once it closed";
 }
 
 // ---- read_lock_at on real files and processes -------------------------------

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -377,6 +378,112 @@ TEST_F(StaleArtifactCleanerTest, DisplayNumbersAtTheEdges) {
     make_socket(x11_socket_path(d), false);
     EXPECT_EQ(paths(clean(d)), (std::set<std::string>{lock_path(d), x11_socket_path(d)}));
   }
+}
+
+// ---- the shared socket dirs of the host's Xpra config -------------------------
+
+class SharedXpraDirCleanerTest : public StaleArtifactCleanerTest {
+ protected:
+  void SetUp() override {
+    StaleArtifactCleanerTest::SetUp();
+    xpra_dir_ = tmp_.path() + "/xpra-shared";
+    ASSERT_EQ(::mkdir(xpra_dir_.c_str(), 0755), 0);
+    ASSERT_EQ(::chmod(xpra_dir_.c_str(), 01777), 0);  // like /tmp
+  }
+  std::vector<RemovedArtifact> clean_xpra(const std::string& dir, std::uint32_t display = kDisplay) {
+    auto dirs = std::make_shared<XpraSharedDirs>(std::vector<XpraSharedDirs::Spec>{{dir, "test config"}}, ::geteuid());
+    StaleArtifactCleaner cleaner(x11_dir_, runtime_dir_, kHost, dirs);
+    return cleaner.clean_display(display, "");
+  }
+  std::vector<RemovedArtifact> clean_xpra() { return clean_xpra(xpra_dir_); }
+  std::string xpra_path(std::uint32_t display = kDisplay) const {
+    return xpra_dir_ + "/" + kHost + "-" + std::to_string(display);
+  }
+  std::string xpra_dir_;
+};
+
+TEST_F(SharedXpraDirCleanerTest, RemovesAnotherUsersDeadSocketAndSaysWhoseAndHowOld) {
+  make_socket(xpra_path(), false, 4321);
+  ASSERT_EQ(::chmod(xpra_path().c_str(), 0755), 0);  // as bob's in the incident: inaccessible to others
+  make_old(xpra_path(), 3600);
+  const auto removed = clean_xpra();
+  ASSERT_EQ(removed.size(), 1u);
+  EXPECT_EQ(removed[0].path, xpra_path());
+  EXPECT_EQ(removed[0].owner, 4321u);
+  EXPECT_GE(removed[0].age_seconds, 3600);
+  EXPECT_EQ(removed[0].what, "stale xpra socket");
+  EXPECT_FALSE(exists(xpra_path()));
+}
+
+TEST_F(SharedXpraDirCleanerTest, KeepsLiveSocketsAndOtherDisplays) {
+  UniqueFd live = make_socket(xpra_path(), true, 4321);
+  make_socket(xpra_path(8), false, 4321);
+  make_socket(xpra_dir_ + "/otherhost-7", false, 4321);
+  EXPECT_TRUE(clean_xpra().empty());
+  EXPECT_TRUE(connectable(xpra_path()));
+  EXPECT_TRUE(exists(xpra_path(8)));
+  EXPECT_TRUE(exists(xpra_dir_ + "/otherhost-7"));
+}
+
+TEST_F(SharedXpraDirCleanerTest, NeverRemovesWhatIsNotASocket) {
+  // Planted by a user: not a leftover of Xpra's. The number is skipped
+  // instead (display_verdict), the entry and its target stay.
+  UniqueFd target = make_socket(elsewhere_ + "/target", true);
+  auto kinds = std::vector<std::function<void()>>{
+      [&] { write_file(xpra_path(), "planted", 4321); },
+      [&] { ASSERT_EQ(::symlink((elsewhere_ + "/target").c_str(), xpra_path().c_str()), 0); },
+      [&] { ASSERT_EQ(::symlink("/nonexistent", xpra_path().c_str()), 0); },
+      [&] { ASSERT_EQ(::mkfifo(xpra_path().c_str(), 0644), 0); },
+      [&] { ASSERT_EQ(::mkdir(xpra_path().c_str(), 0755), 0); },
+  };
+  for (std::size_t i = 0; i < kinds.size(); ++i) {
+    SCOPED_TRACE("kind " + std::to_string(i));
+    kinds[i]();
+    EXPECT_TRUE(clean_xpra().empty());
+    EXPECT_TRUE(exists(xpra_path()));
+    ASSERT_EQ(::remove(xpra_path().c_str()), 0);
+  }
+  EXPECT_TRUE(connectable(elsewhere_ + "/target"));
+}
+
+TEST_F(SharedXpraDirCleanerTest, NothingIsRemovedFromADirectoryOthersCouldSwapEntriesIn) {
+  struct Case {
+    uid_t owner;
+    mode_t mode;
+  };
+  for (const Case c : {Case{4321, 01777}, Case{4321, 0755}, Case{0, 0777}, Case{0, 0775}}) {
+    SCOPED_TRACE("owner " + std::to_string(c.owner) + " mode " + std::to_string(c.mode));
+    ASSERT_EQ(::chown(xpra_dir_.c_str(), c.owner, c.owner), 0);
+    ASSERT_EQ(::chmod(xpra_dir_.c_str(), c.mode), 0);
+    make_socket(xpra_path(), false, 4322);
+    EXPECT_TRUE(clean_xpra().empty());
+    EXPECT_TRUE(exists(xpra_path()));
+    ASSERT_EQ(::unlink(xpra_path().c_str()), 0);
+  }
+  // Root's again, and writable by root alone: cleaned.
+  ASSERT_EQ(::chown(xpra_dir_.c_str(), 0, 0), 0);
+  ASSERT_EQ(::chmod(xpra_dir_.c_str(), 0755), 0);
+  make_socket(xpra_path(), false, 4322);
+  EXPECT_EQ(paths(clean_xpra()), std::set<std::string>{xpra_path()});
+}
+
+TEST_F(SharedXpraDirCleanerTest, ADirectoryNamedThroughAUsersLinkIsNotEntered) {
+  // The configured name is a link a user made (say the first to claim the
+  // name in /tmp): the broker neither reads nor cleans behind it.
+  make_socket(xpra_path(), false, 4321);
+  const std::string link = tmp_.path() + "/configured-name";
+  ASSERT_EQ(::symlink(xpra_dir_.c_str(), link.c_str()), 0);
+  ASSERT_EQ(::lchown(link.c_str(), 4321, 4321), 0);
+  EXPECT_TRUE(clean_xpra(link).empty());
+  EXPECT_TRUE(exists(xpra_path()));
+  // Root's own link in root's directory is followed (as /var/run -> /run).
+  ASSERT_EQ(::lchown(link.c_str(), 0, 0), 0);
+  EXPECT_EQ(clean_xpra(link).size(), 1u);
+  EXPECT_FALSE(exists(xpra_path()));
+}
+
+TEST_F(SharedXpraDirCleanerTest, AMissingDirectoryIsNotAnError) {
+  EXPECT_TRUE(clean_xpra(tmp_.path() + "/not-there").empty());
 }
 
 }  // namespace
