@@ -18,6 +18,7 @@
 #include "untrusted_text.h"
 #include "unique_fd.h"
 #include "x_server_launcher.h"
+#include "xpra_command.h"
 
 namespace xpra_broker::client {
 
@@ -143,7 +144,8 @@ class ExecAttempt {
 
     const bool failed = result.exit_code != 0;
     if (failed && !stop_requested_ && !broker_lost_ && is_display_conflict(stderr_tail_)) {
-      warn("display :" + std::to_string(lease_.display()) + " turned out to be taken (the X server said so)" +
+      warn("display :" + std::to_string(lease_.display()) + " turned out to be taken (" +
+           (exec_.xpra ? "xpra" : "the X server") + " said so)" +
            (last_attempt ? "" : "; retrying on another display"));
       report_start_failure(conn_, lease_, v1::DISPLAY_CONFLICT, stderr_tail_);
       result.retry = !last_attempt;
@@ -197,8 +199,13 @@ class ExecAttempt {
 
   AttemptResult run_command() {
     std::vector<std::string> args;
-    for (const auto& a : exec_.command)
-      args.push_back(substitute_placeholders(a, lease_.display(), lease_.runtime_dir()));
+    if (exec_.xpra) {
+      args = complete_xpra_command(exec_.command, check_xpra_command(exec_.command).shape, lease_.display(),
+                                   lease_.runtime_dir());
+    } else {
+      for (const auto& a : exec_.command)
+        args.push_back(substitute_placeholders(a, lease_.display(), lease_.runtime_dir()));
+    }
 
     int exec_pipe[2], err_pipe[2], go_pipe[2];
     if (::pipe2(exec_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(go_pipe, O_CLOEXEC) != 0) {

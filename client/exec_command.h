@@ -18,6 +18,9 @@ struct ExecOptions {
   // --xvfb: start an X server on the display before CMD.
   bool start_x_server = false;
   std::string x_server_command;  // empty: kDefaultXServerCommand
+  // --xpra: CMD is `xpra start|start-desktop ...`, completed with the
+  // display, --socket-dir and --daemon=no (xpra_command.h).
+  bool xpra = false;
   // Starts that failed with a display conflict are retried on another
   // display, at most this many attempts in all.
   int max_attempts = 3;

@@ -7,6 +7,7 @@
 #include "exec_command.h"
 #include "exit_codes.h"
 #include "query_commands.h"
+#include "xpra_command.h"
 #include "version.h"
 
 using namespace xpra_broker;
@@ -22,6 +23,7 @@ const char* kUsage =
     "Commands:\n"
     "  exec [--xvfb] [--xvfb-command CMDLINE] [--purpose TEXT] [--grace SECONDS]\n"
     "       [--attempts N] [--] CMD [ARG...]\n"
+    "  exec --xpra [OPTIONS] -- xpra start|start-desktop [XPRA ARGS...]\n"
     "        Lease a display, run CMD on it and hold the lease while CMD runs.\n"
     "        In CMD's arguments {display} becomes the number (e.g. 100) and\n"
     "        {runtime_dir} your directory. CMD gets DISPLAY=:N, XPRA_BROKER_DISPLAY,\n"
@@ -36,8 +38,17 @@ const char* kUsage =
     "        one that is not ready in time is killed. A start that fails because\n"
     "        the display was taken after all is retried on another display\n"
     "        (--attempts, default 3).\n"
-    "        Example: xpra-request-display exec -- xpra start :{display} --daemon=no \\\n"
-    "                 --socket-dir={runtime_dir}\n"
+    "        --xpra: CMD is 'xpra start' or 'xpra start-desktop' (the first word\n"
+    "        'xpra' or a path ending in /xpra), completed by this program: ':N'\n"
+    "        right after the subcommand unless CMD names ':{display}', then\n"
+    "        '--socket-dir=DIR' unless CMD has --socket-dir, and '--daemon=no'\n"
+    "        unless CMD has --daemon=no or --no-daemon. --daemon / --daemon=yes\n"
+    "        are refused (a daemonizing xpra escapes the lease). No placeholder is\n"
+    "        needed. Xpra's 'An xpra server is already running at ...' counts as\n"
+    "        a display conflict: retried on another display.\n"
+    "        Examples: xpra-request-display exec --xpra -- xpra start --html=on\n"
+    "                  xpra-request-display exec -- xpra start :{display} --daemon=no \\\n"
+    "                  --socket-dir={runtime_dir}\n"
     "  list [--all] [--json]     your leases (root and admin-groups: --all for everyone's)\n"
     "  release LEASE_ID|:N       end one of your leases\n"
     "  status [--json]           the broker's state: range, free displays, skipped displays\n"
@@ -55,9 +66,9 @@ const char* kUsage =
     "rate limit; retry later), 77 permission denied, 126 CMD not executable,\n"
     "127 CMD not found.\n";
 
-int usage_error(const std::string& message) {
+int usage_error(const std::string& message, const std::string& hint = "see 'xpra-request-display --help'") {
   std::cerr << "xpra-request-display: " << message << "\n"
-            << "hint: see 'xpra-request-display --help'\n";
+            << "hint: " << hint << "\n";
   return kExitUsage;
 }
 
@@ -116,6 +127,10 @@ int main(int argc, char** argv) {
         exec.start_x_server = true;
         continue;
       }
+      if (arg == "--xpra") {
+        exec.xpra = true;
+        continue;
+      }
       if (arg == "--purpose" || arg == "--grace" || arg == "--xvfb-command" || arg == "--attempts") {
         if (i + 1 >= argc) return usage_error(arg + " needs a value");
         const std::string value = argv[++i];
@@ -142,6 +157,13 @@ int main(int argc, char** argv) {
     }
     for (; i < argc; ++i) exec.command.emplace_back(argv[i]);
     if (exec.command.empty()) return usage_error("exec needs a command to run, e.g. exec -- Xvfb :{display}");
+    if (exec.xpra) {
+      // Xpra starts its own X server on the display.
+      if (exec.start_x_server)
+        return usage_error("--xpra and --xvfb exclude each other: xpra starts its own X server on the display");
+      if (const auto check = check_xpra_command(exec.command); !check.error.empty())
+        return usage_error(check.error, check.hint);
+    }
     return run_exec(options, exec);
   }
   if (command == "list") {

@@ -29,9 +29,13 @@ std::chrono::milliseconds display_fd_timeout() {
 }
 
 bool is_display_conflict(const std::string& text) {
+  // The X server's words (Xvfb 21, PROBLEM.md), then Xpra 3.1's own when it
+  // finds a socket of the display in one of its socket dirs
+  // (xpra/net/socket_util.py, setup_local_sockets(): checkstate()).
   static const char* patterns[] = {"server already running", "_XSERVTransSocketUNIXCreateListener",
                                    "_XSERVTransMakeAllCOTSServerListeners", "Could not create server lock file",
-                                   "Server is already active for display"};
+                                   "Server is already active for display", "An xpra server is already running at",
+                                   "You already have an xpra server running at"};
   for (const char* p : patterns)
     if (text.find(p) != std::string::npos) return true;
   return false;

@@ -41,7 +41,7 @@ XServerResult start_x_server(const std::string& command, std::uint32_t display, 
 // XPRA_DISPLAY_FD_TIMEOUT (seconds, default 20), as Xpra reads it.
 std::chrono::milliseconds display_fd_timeout();
 
-// Does this X server output mean "the display number is taken"?
+// Does this X server's (or xpra's) output mean "the display number is taken"?
 bool is_display_conflict(const std::string& text);
 
 // SIGTERM to the group, SIGKILL after `grace`, then waits for the leader.

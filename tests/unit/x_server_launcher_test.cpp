@@ -44,6 +44,20 @@ TEST(IsDisplayConflictTest, TheLinesXvfbPrintsWhenTheNumberIsTaken) {
   }
 }
 
+TEST(IsDisplayConflictTest, XprasOwnWordsWhenItsSocketDirsHoldTheDisplay) {
+  for (const char* text : {
+           // Another user's socket (INACCESSIBLE), as `xpra start` prints it.
+           "xpra initialization error:\n An xpra server is already running at /tmp/xpra-shared/host-930\n",
+           // A live one of the user's own.
+           "xpra initialization error:\n You already have an xpra server running at /run/xpra/1000/host-931\n"
+           "  (did you want 'xpra upgrade'?)\n",
+           // xpra's X server check (x11/vfb_util.py).
+           "There is an X11 server already running on display :932:\n",
+       }) {
+    EXPECT_TRUE(is_display_conflict(text)) << text;
+  }
+}
+
 TEST(IsDisplayConflictTest, OtherFailuresAreNotConflicts) {
   for (const char* line : {
            "",
@@ -56,6 +70,8 @@ TEST(IsDisplayConflictTest, OtherFailuresAreNotConflicts) {
            "_XSERVTrans",
            "server already runnin",
            "Could not create server lock",
+           "xpra initialization error:\n failed to setup vsock socket\n",
+           "An xpra server is",
        }) {
     EXPECT_FALSE(is_display_conflict(line)) << line;
   }
