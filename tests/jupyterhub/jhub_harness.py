@@ -225,20 +225,15 @@ def is_xpra(p):
     return any(os.path.basename(a) == "xpra" for a in p.argv[:2])
 
 
-def xpra_processes(uid):
-    return [p for p in processes(uid) if is_xpra(p)]
+def xpra_processes(uid, mark):
+    """Xpra processes of uid that this run started (other suites may run
+    xpra as the same test users at the same time)."""
+    return [p for p in marked_processes(mark, uid) if is_xpra(p)]
 
 
-def marked_processes(mark):
-    needle = "%s=%s" % (MARK_VARIABLE, mark)
-    out = []
-    for p in processes():
-        env = environ_of(p.pid)
-        if env.get(MARK_VARIABLE) == mark:
-            out.append(p)
-        elif not env and needle in read_text("/proc/%d/environ" % p.pid):
-            out.append(p)
-    return out
+def marked_processes(mark, uid=None):
+    """Live processes (of uid, if given) that carry this run's mark."""
+    return [p for p in processes(uid) if environ_of(p.pid).get(MARK_VARIABLE) == mark]
 
 
 def kill_processes(procs, what="leftover"):

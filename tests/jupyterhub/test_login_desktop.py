@@ -125,7 +125,7 @@ class LoginAndDesktop(unittest.TestCase):
         for user in USERS:
             uid = h.uid_of(user)
             h.wait_until(lambda: not self.broker.leases(user), 30, what="the leases of %s to end" % user)
-            h.wait_until(lambda: not h.x_servers(uid, DISPLAYS) and not h.xpra_processes(uid), 30,
+            h.wait_until(lambda: not h.x_servers(uid, DISPLAYS) and not h.xpra_processes(uid, self.run_.mark), 30,
                          what="the X server and Xpra of %s to be gone" % user)
 
 

@@ -16,6 +16,9 @@ Why the command looks the way it does:
   display and no runtime dir (`--xpra` inserts `:N`, `--socket-dir` and
   `--daemon=no`), and every literal part is escaped (`{{`) before it goes
   into the command.
+- Xpra's unix sockets go only to the broker's directory (`--socket-dir`
+  from `--xpra`, `--socket-dirs=$XPRA_BROKER_RUNTIME_DIR` here), where the
+  broker removes them when the lease ends.
 - `--bind-tcp=127.0.0.1:{port}`, not upstream's `0.0.0.0`: the proxy
   connects to `localhost:{port}` (aiohttp and tornado try 127.0.0.1 when
   ::1 refuses), so nobody else on the network needs to reach the port.
@@ -104,7 +107,15 @@ def xpra_start_options(password_file, key_file, bind_host="127.0.0.1", start="xt
         "--tcp-auth=file:filename=" + _literal(password_file),
         "--tcp-encryption=AES",
         "--tcp-encryption-keyfile=" + _literal(key_file),
-    ] + list(_UPSTREAM_TRAILING_FLAGS)
+    ] + list(_UPSTREAM_TRAILING_FLAGS) + [
+        # Xpra makes a socket in every one of its socket-dirs (Debian's config
+        # adds ~/.xpra, /run/user/$UID/xpra, /run/xpra). A session killed
+        # before its cleanup leaves them behind, and the next start on that
+        # display waits for them (XPRA_WAIT_PROBE_TIMEOUT, 6 s). Only the
+        # broker's directory, which the broker cleans when the lease ends:
+        # `exec --xpra` puts it in the environment and Xpra expands $VARS.
+        "--socket-dirs=$XPRA_BROKER_RUNTIME_DIR",
+    ]
 
 
 def setup_xpra(bind_host="127.0.0.1", start="xterm -fa Monospace", extra_xpra_args=(), timeout=90,
