@@ -660,6 +660,35 @@ c.Spawner.environment = {{
 # ------------------------------------------------------------------ the users' servers
 
 
+def user_python_dir(run_):
+    """<scratch>/python, readable by everyone: the drop-in (package and
+    snippet) and the tests' proxy emulation, extension and driver. The users
+    run these from here, so the source tree need not be readable by them."""
+    path = run_.mkdir("python")
+    if not os.path.exists(os.path.join(path, "jupyter_xpra_broker_proxy")):
+        shutil.copytree(os.path.join(run_.paths.dropin_dir, "jupyter_xpra_broker_proxy"),
+                        os.path.join(path, "jupyter_xpra_broker_proxy"))
+        shutil.copy(os.path.join(run_.paths.dropin_dir, "jupyter_server_config.py"), path)
+        for module in ("server_proxy_emulation.py", "server_proxy_extension.py", "proxy_driver.py"):
+            shutil.copy(os.path.join(run_.paths.tests_dir, module), path)
+        for root, dirs, files in os.walk(path):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
+    return path
+
+
+def shared_socket_dir(run_):
+    """A socket dir like the packaged /run/xpra (root:xpra, 1775): the test
+    users are not in group xpra, so an Xpra start that must put its socket
+    there fails, after it has started its X server."""
+    path = run_.mkdir("shared-xpra", mode=0o1775)
+    shutil.chown(path, "root", "xpra")
+    os.chmod(path, 0o1775)
+    return path
+
+
 class ProxyDeployment:
     """Deployment 1 of docs/jupyterhub.md: each user's server is Debian's
     jupyterhub-singleuser (classic notebook 6.4) with jupyter-server-proxy's
@@ -677,20 +706,9 @@ class ProxyDeployment:
 
     def __init__(self, run_, failing=()):
         self.run = run_
-        self.python_dir = run_.mkdir("python")
-        shutil.copytree(os.path.join(run_.paths.dropin_dir, "jupyter_xpra_broker_proxy"),
-                        os.path.join(self.python_dir, "jupyter_xpra_broker_proxy"))
-        for module in ("server_proxy_emulation.py", "server_proxy_extension.py"):
-            shutil.copy(os.path.join(run_.paths.tests_dir, module), self.python_dir)
+        self.python_dir = user_python_dir(run_)
         snippet = os.path.join(self.python_dir, "jupyter_server_config.py")
-        shutil.copy(os.path.join(run_.paths.dropin_dir, "jupyter_server_config.py"), snippet)
-        for root, dirs, files in os.walk(self.python_dir):
-            for d in dirs:
-                os.chmod(os.path.join(root, d), 0o755)
-            for f in files:
-                os.chmod(os.path.join(root, f), 0o644)
-        self.shared_socket_dir = run_.mkdir("shared-xpra", mode=0o1775)
-        shutil.chown(self.shared_socket_dir, "root", "xpra")
+        self.shared_socket_dir = shared_socket_dir(run_)
         self.config_dirs = {}
         self.default_config_dir = self._config_dir("default", snippet, extra="")
         for user in failing:
