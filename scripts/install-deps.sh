@@ -10,7 +10,12 @@ build_packages=(cmake g++ make pkg-config libboost-dev libcap-dev libprotobuf-de
                 clang libfuzzer-14-dev libclang-rt-14-dev)
 # Real components the tests and the demo run: X servers, Xpra, a PAM driver,
 # systemd-analyze for the unit files, dpkg-dev for the .deb.
-runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux passwd systemd dpkg-dev file strace rpm)
+runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux passwd systemd dpkg-dev file strace rpm
+                  # tests/jupyterhub: the hub, its proxy, the classic notebook as the
+                  # users' single-user server, Python 3 from Debian; Xpra's server
+                  # needs PIL for any client connection (only recommended by xpra),
+                  # and the desktop starts xterm as upstream's proxy does.
+                  jupyterhub node-configurable-http-proxy python3-notebook python3 python3-pil xterm)
 
 missing=()
 for p in "${build_packages[@]}" "${runtime_packages[@]}"; do
