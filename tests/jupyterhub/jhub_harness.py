@@ -450,8 +450,9 @@ class Hub:
     service, LocalProcessSpawner. `spawner_config` is Python appended to
     jupyterhub_config.py (the Spawner settings of the deployment under test)."""
 
-    def __init__(self, run_, broker, pam_service, users, spawner_config):
+    def __init__(self, run_, broker, pam_service, users, spawner_config, hub_env=None):
         self.run = run_
+        self.hub_env = dict(hub_env or {})
         self.broker = broker
         self.users = list(users)
         self.dir = run_.mkdir("hub", mode=0o700)
@@ -518,7 +519,7 @@ c.Spawner.environment = {{
             self.proc = subprocess.Popen(["/usr/bin/jupyterhub", "-f", self.config_path], cwd=self.dir,
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          env=self.run.environment(CONFIGPROXY_AUTH_TOKEN=self.proxy_token,
-                                                                  NODE_PATH=NODE_PATH))
+                                                                  NODE_PATH=NODE_PATH, **self.hub_env))
         try:
             wait_until(lambda: self.proc.poll() is not None or self._answers(), timeout, 0.25,
                        what="jupyterhub to answer on " + self.url)
