@@ -423,16 +423,19 @@ class Broker:
 # ------------------------------------------------------------------ PAM
 
 
-def install_pam_service(run_, broker, module_options="reap=yes"):
-    """/etc/pam.d/xpb-jhub-<test>-<pid>: pam_unix for auth and account, the
-    built pam_xpra_broker.so (by absolute path) for sessions. Removed at the end."""
-    name = "xpb-jhub-%s-%d" % (run_.name, os.getpid())
+def install_pam_service(run_, broker, module_options="reap=yes", sessions=True, suffix=""):
+    """/etc/pam.d/xpb-jhub-<test>[-suffix]-<pid>: pam_unix for auth and account,
+    and (with `sessions`) the built pam_xpra_broker.so, by absolute path, for
+    sessions. Removed at the end."""
+    name = "xpb-jhub-%s%s-%d" % (run_.name, "-" + suffix if suffix else "", os.getpid())
     path = os.path.join("/etc/pam.d", name)
     with open(path, "w") as f:
         f.write("# written by the xpra-broker jupyterhub tests; removed when they end\n"
                 "auth     required pam_unix.so\n"
-                "account  required pam_unix.so\n"
-                "session  optional %s socket=%s %s debug\n" % (run_.paths.pam_module, broker.socket, module_options))
+                "account  required pam_unix.so\n")
+        if sessions:
+            f.write("session  optional %s socket=%s %s debug\n" % (run_.paths.pam_module, broker.socket,
+                                                                   module_options))
     run_.cleanups.callback(lambda: os.path.exists(path) and os.unlink(path))
     return name
 

@@ -2,7 +2,7 @@
 """Deployment 2: the hub spawns Xpra itself (XpraDesktopSpawner of the
 drop-in, no notebook server). A user's server is an Xpra desktop on a
 brokered display; the hub sees it up, its proxy serves Xpra's HTML5 client at
-/user/<name>/, Xpra lets in the user's own password (PAM, the hub's service)
+/user/<name>/, Xpra lets in the user's own password (PAM, an auth-only service)
 and nothing else, and stopping the server through the REST API ends the lease
 and everything under it.
 
@@ -27,12 +27,17 @@ class DirectSpawner(unittest.TestCase):
             cls.broker.start()
             cls.passwords = h.set_passwords(cls.run_, [USER])
             cls.service = h.install_pam_service(cls.run_, cls.broker)
+            # What docs/jupyterhub.md recommends for Xpra's own password check:
+            # auth and account only (Xpra, as the user, would run a session
+            # stack's close, which the broker refuses from a non-root caller).
+            cls.xpra_service = h.install_pam_service(cls.run_, cls.broker, sessions=False, suffix="xpra")
             python_dir = h.user_python_dir(cls.run_)
             spawner = """
 from jupyter_xpra_broker_proxy.spawner import XpraDesktopSpawner
 c.JupyterHub.spawner_class = XpraDesktopSpawner
 c.XpraDesktopSpawner.request_display = %r
-""" % cls.run_.paths.request_display
+c.XpraDesktopSpawner.pam_service = %r
+""" % (cls.run_.paths.request_display, cls.xpra_service)
             cls.hub = h.Hub(cls.run_, cls.broker, cls.service, [USER], spawner, hub_env={"PYTHONPATH": python_dir})
             cls.hub.start()
         except BaseException:
@@ -54,7 +59,7 @@ c.XpraDesktopSpawner.request_display = %r
         session = h.XpraSession(server)
         self.assertEqual(session.display, lease["display"])
         self.assertIn("--socket-dir=" + lease["runtime_dir"], server.argv)
-        self.assertIn("--tcp-auth=pam,service=" + self.service, server.argv)
+        self.assertIn("--tcp-auth=pam,service=" + self.xpra_service, server.argv)
 
         # The hub's proxy routes /user/<name>/ to Xpra, which serves its client there.
         status, body = self.hub.get_as_service("/user/%s/" % USER)
@@ -90,6 +95,7 @@ c.XpraDesktopSpawner.request_display = %r
         except AssertionError:
             self.fail("15 s after the stop, left: %r" % left)
         self.assertFalse(os.path.exists(web_root), "the spawner left its web root")
+        self.assertNotIn("denied", self.broker.log_text())
 
 
 if __name__ == "__main__":
