@@ -14,9 +14,11 @@ as the user, and the hub's proxy sends /user/<name>/ to Xpra's port.
   takes its websocket path from the page's location, so it connects back
   through the same route.
 - Nothing between the hub's proxy and Xpra checks the hub's login: Xpra
-  asks for the user's password itself (PAM, `pam_service`, by default the
-  one the hub's PAMAuthenticator uses). The password travels inside the hub's
-  HTTPS and then over localhost.
+  asks for the user's password itself (PAM, `pam_service`; by default the
+  PAMAuthenticator's service). Give it a service with auth and account lines
+  only: Xpra runs the service's session close as the user, which
+  pam_xpra_broker.so would send to the broker (refused, and logged). The
+  password travels inside the hub's HTTPS and then over localhost.
 
 Configure it in jupyterhub_config.py:
 
