@@ -243,6 +243,17 @@ def kill_processes(procs, what="leftover"):
             log("killed %s %r" % (what, p))
 
 
+def terminate(proc, grace):
+    """SIGTERM to a child of ours, SIGKILL after `grace` seconds; reaped."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def pid_alive(pid):
     try:
         os.kill(pid, 0)
@@ -411,13 +422,7 @@ class Broker:
         return read_text(self.log_path)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 15)
 
 
 # ------------------------------------------------------------------ PAM
@@ -550,13 +555,7 @@ c.Spawner.environment = {{
 
     def stop(self):
         """SIGTERM: the hub stops the servers it runs (cleanup_servers) and its proxy."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 60)
 
     def shutdown(self):
         self.stop()
@@ -748,6 +747,24 @@ c.Spawner.environment.update({{
         return "/user/%s/%s/" % (user, self.SERVER)
 
 
+def start_proxy_hub(run_, users, displays, broker_options=(), failing=(), log_in=True):
+    """Deployment 1 on a fresh broker: the broker, passwords for `users`, the
+    PAM service, the users' servers (ProxyDeployment) and the hub; each user
+    logged in once through the form unless `log_in` is false.
+    Returns (broker, passwords, deployment, hub)."""
+    broker = Broker(run_, displays, broker_options)
+    broker.start()
+    passwords = set_passwords(run_, users)
+    service = install_pam_service(run_, broker)
+    deployment = ProxyDeployment(run_, failing=failing)
+    hub = Hub(run_, broker, service, users, deployment.spawner_config())
+    hub.start()
+    if log_in:
+        for user in users:
+            hub.login(user, passwords[user])
+    return broker, passwords, deployment, hub
+
+
 # ------------------------------------------------------------------ Xpra as its users see it
 
 
@@ -794,6 +811,65 @@ def xpra_servers_of_lease(lease):
                 out.append(child)
             todo.append(child.pid)
     return out
+
+
+# ------------------------------------------------------------------ what a stopped server may leave: nothing
+
+
+def leftovers(broker, mark, user, displays):
+    """What is left of `user`'s desktops: leases, X servers on the test's
+    displays, and any process this run started as the user (Xpra, the
+    client, xterm, the Jupyter server itself)."""
+    uid = uid_of(user)
+    return {"leases": broker.leases(user), "x": x_servers(uid, displays), "marked": marked_processes(mark, uid)}
+
+
+def wait_nothing_left(broker, mark, user, displays, within=15.0, what="", interval=0.05):
+    """Waits until nothing is left of `user`'s desktops; returns how long that
+    took, or raises AssertionError naming what is left after `within` s."""
+    left = {}
+
+    def clean():
+        left.clear()
+        left.update(leftovers(broker, mark, user, displays))
+        return not any(left.values())
+    started = time.monotonic()
+    try:
+        wait_until(clean, within, interval)
+    except AssertionError:
+        raise AssertionError("%s%.0f s later, %s still has: %r" % (what + ": " if what else "", within, user, left))
+    return time.monotonic() - started
+
+
+class HubTestCase(unittest.TestCase):
+    """One TestRun per test class: `prepare()` (a classmethod of the test)
+    starts what the class needs on cls.run_; whatever happens, the run is
+    undone at the end, with its logs printed if anything failed."""
+
+    RUN_NAME = None
+
+    @classmethod
+    def prepare(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls):
+        cls.run_ = TestRun(cls.RUN_NAME)
+        try:
+            cls.prepare()
+        except BaseException:
+            cls.run_.close(failed=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.run_.close()
+
+    def assert_nothing_left(self, user, displays, within=15.0, what=""):
+        try:
+            return wait_nothing_left(self.broker, self.run_.mark, user, displays, within, what)
+        except AssertionError as e:
+            self.fail(str(e))
 
 
 failure_seen = False

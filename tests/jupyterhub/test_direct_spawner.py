@@ -10,7 +10,6 @@ Displays 1080-1089.
 """
 
 import os
-import unittest
 
 import jhub_harness as h
 
@@ -18,35 +17,28 @@ USER = "xpb-bob"
 DISPLAYS = range(1080, 1090)
 
 
-class DirectSpawner(unittest.TestCase):
+class DirectSpawner(h.HubTestCase):
+    RUN_NAME = "direct"
+
     @classmethod
-    def setUpClass(cls):
-        cls.run_ = h.TestRun("direct")
-        try:
-            cls.broker = h.Broker(cls.run_, DISPLAYS)
-            cls.broker.start()
-            cls.passwords = h.set_passwords(cls.run_, [USER])
-            cls.service = h.install_pam_service(cls.run_, cls.broker)
-            # What docs/jupyterhub.md recommends for Xpra's own password check:
-            # auth and account only (Xpra, as the user, would run a session
-            # stack's close, which the broker refuses from a non-root caller).
-            cls.xpra_service = h.install_pam_service(cls.run_, cls.broker, sessions=False, suffix="xpra")
-            python_dir = h.user_python_dir(cls.run_)
-            spawner = """
+    def prepare(cls):
+        cls.broker = h.Broker(cls.run_, DISPLAYS)
+        cls.broker.start()
+        cls.passwords = h.set_passwords(cls.run_, [USER])
+        cls.service = h.install_pam_service(cls.run_, cls.broker)
+        # What docs/jupyterhub.md recommends for Xpra's own password check:
+        # auth and account only (Xpra, as the user, would run a session
+        # stack's close, which the broker refuses from a non-root caller).
+        cls.xpra_service = h.install_pam_service(cls.run_, cls.broker, sessions=False, suffix="xpra")
+        python_dir = h.user_python_dir(cls.run_)
+        spawner = """
 from jupyter_xpra_broker_proxy.spawner import XpraDesktopSpawner
 c.JupyterHub.spawner_class = XpraDesktopSpawner
 c.XpraDesktopSpawner.request_display = %r
 c.XpraDesktopSpawner.pam_service = %r
 """ % (cls.run_.paths.request_display, cls.xpra_service)
-            cls.hub = h.Hub(cls.run_, cls.broker, cls.service, [USER], spawner, hub_env={"PYTHONPATH": python_dir})
-            cls.hub.start()
-        except BaseException:
-            cls.run_.close(failed=True)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.run_.close()
+        cls.hub = h.Hub(cls.run_, cls.broker, cls.service, [USER], spawner, hub_env={"PYTHONPATH": python_dir})
+        cls.hub.start()
 
     def test_desktop_spawned_by_the_hub(self):
         uid = h.uid_of(USER)
@@ -83,17 +75,7 @@ c.XpraDesktopSpawner.pam_service = %r
 
         web_root = [a.split("=", 1)[1] for a in server.argv if a.startswith("--html=")][0]
         self.hub.stop_server(USER)
-        left = {}
-
-        def clean():
-            left["leases"] = self.broker.leases(USER)
-            left["x"] = h.x_servers(uid, DISPLAYS)
-            left["marked"] = h.marked_processes(self.run_.mark, uid)
-            return not any(left.values())
-        try:
-            h.wait_until(clean, 15, 0.1)
-        except AssertionError:
-            self.fail("15 s after the stop, left: %r" % left)
+        self.assert_nothing_left(USER, DISPLAYS, what="after the stop")
         self.assertFalse(os.path.exists(web_root), "the spawner left its web root")
         self.assertNotIn("denied", self.broker.log_text())
 

@@ -8,10 +8,8 @@ shutdown stops (bob) end their leases, and nothing of either is left.
 Displays 1050-1059.
 """
 
-import os
 import re
 import time
-import unittest
 
 import jhub_harness as h
 
@@ -19,44 +17,15 @@ USERS = ("xpb-alice", "xpb-bob")
 DISPLAYS = range(1050, 1060)
 
 
-class HubKilledAndRestarted(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.run_ = h.TestRun("hubkill")
-        try:
-            cls.broker = h.Broker(cls.run_, DISPLAYS)
-            cls.broker.start()
-            passwords = h.set_passwords(cls.run_, USERS)
-            service = h.install_pam_service(cls.run_, cls.broker)
-            cls.deployment = h.ProxyDeployment(cls.run_)
-            cls.hub = h.Hub(cls.run_, cls.broker, service, USERS, cls.deployment.spawner_config())
-            cls.hub.start()
-            for user in USERS:
-                cls.hub.login(user, passwords[user])
-        except BaseException:
-            cls.run_.close(failed=True)
-            raise
+class HubKilledAndRestarted(h.HubTestCase):
+    RUN_NAME = "hubkill"
 
     @classmethod
-    def tearDownClass(cls):
-        cls.run_.close()
+    def prepare(cls):
+        cls.broker, _, cls.deployment, cls.hub = h.start_proxy_hub(cls.run_, USERS, DISPLAYS)
 
     def acquires(self):
         return len(re.findall(r" acquired purpose=", self.broker.log_text()))
-
-    def nothing_left(self, user, within=15):
-        uid = h.uid_of(user)
-        left = {}
-
-        def clean():
-            left["leases"] = self.broker.leases(user)
-            left["x"] = h.x_servers(uid, DISPLAYS)
-            left["marked"] = h.marked_processes(self.run_.mark, uid)
-            return not (left["leases"] or left["x"] or left["marked"])
-        try:
-            h.wait_until(clean, within, 0.1)
-        except AssertionError:
-            self.fail("%d s after the stop of %s's server, left: %r" % (within, user, left))
 
     def test_sigkill_and_restart(self):
         before = {}
@@ -99,12 +68,12 @@ class HubKilledAndRestarted(unittest.TestCase):
         # alice: stopped through the REST API of the restarted hub, which no
         # longer has a Popen handle, only the pid from its database.
         self.hub.stop_server("xpb-alice")
-        self.nothing_left("xpb-alice")
+        self.assert_nothing_left("xpb-alice", DISPLAYS, what="after the REST stop")
         self.assertEqual(len(self.broker.leases("xpb-bob")), 1, "stopping alice ended bob's lease")
 
         # bob: the hub's own shutdown (SIGTERM, cleanup_servers) stops him.
         self.hub.stop()
-        self.nothing_left("xpb-bob")
+        self.assert_nothing_left("xpb-bob", DISPLAYS, what="after the hub's shutdown")
         self.assertEqual(self.broker.status()["leases"], 0)
 
 

@@ -12,7 +12,6 @@ import os
 import socket
 import stat
 import time
-import unittest
 
 import jhub_harness as h
 
@@ -20,25 +19,12 @@ USERS = ("xpb-alice", "xpb-bob")
 DISPLAYS = range(1000, 1010)
 
 
-class LoginAndDesktop(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.run_ = h.TestRun("login")
-        try:
-            cls.broker = h.Broker(cls.run_, DISPLAYS)
-            cls.broker.start()
-            cls.passwords = h.set_passwords(cls.run_, USERS)
-            service = h.install_pam_service(cls.run_, cls.broker)
-            cls.deployment = h.ProxyDeployment(cls.run_)
-            cls.hub = h.Hub(cls.run_, cls.broker, service, USERS, cls.deployment.spawner_config())
-            cls.hub.start()
-        except BaseException:
-            cls.run_.close(failed=True)
-            raise
+class LoginAndDesktop(h.HubTestCase):
+    RUN_NAME = "login"
 
     @classmethod
-    def tearDownClass(cls):
-        cls.run_.close()
+    def prepare(cls):
+        cls.broker, cls.passwords, cls.deployment, cls.hub = h.start_proxy_hub(cls.run_, USERS, DISPLAYS, log_in=False)
 
     def test_1_wrong_password_is_refused(self):
         with self.assertRaises(h.HubError):
@@ -123,10 +109,7 @@ class LoginAndDesktop(unittest.TestCase):
         for user in USERS:
             self.hub.stop_server(user)
         for user in USERS:
-            uid = h.uid_of(user)
-            h.wait_until(lambda: not self.broker.leases(user), 30, what="the leases of %s to end" % user)
-            h.wait_until(lambda: not h.x_servers(uid, DISPLAYS) and not h.xpra_processes(uid, self.run_.mark), 30,
-                         what="the X server and Xpra of %s to be gone" % user)
+            self.assert_nothing_left(user, DISPLAYS, what="after the stop")
 
 
 if __name__ == "__main__":

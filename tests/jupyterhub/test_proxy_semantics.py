@@ -31,7 +31,6 @@ import subprocess
 import sys
 import threading
 import time
-import unittest
 
 import jhub_harness as h
 import server_proxy_emulation as jsp
@@ -46,24 +45,17 @@ REAP_SLACK = 2.0
 SAMPLE_EVERY = 0.05
 
 
-class ProxySemantics(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.run_ = h.TestRun("proxy")
-        try:
-            cls.broker = h.Broker(cls.run_, DISPLAYS, ["--failures-before-backoff=1000", "--acquire-burst=100000",
-                                                       "--acquires-per-minute=1000000"])
-            cls.broker.start()
-            cls.python_dir = h.user_python_dir(cls.run_)
-            cls.socket_dir = h.shared_socket_dir(cls.run_)
-            cls.work = cls.run_.mkdir("driver", mode=0o700, owner=USER)
-        except BaseException:
-            cls.run_.close(failed=True)
-            raise
+class ProxySemantics(h.HubTestCase):
+    RUN_NAME = "proxy"
 
     @classmethod
-    def tearDownClass(cls):
-        cls.run_.close()
+    def prepare(cls):
+        cls.broker = h.Broker(cls.run_, DISPLAYS, ["--failures-before-backoff=1000", "--acquire-burst=100000",
+                                                   "--acquires-per-minute=1000000"])
+        cls.broker.start()
+        cls.python_dir = h.user_python_dir(cls.run_)
+        cls.socket_dir = h.shared_socket_dir(cls.run_)
+        cls.work = cls.run_.mkdir("driver", mode=0o700, owner=USER)
 
     def driver(self, name, *args):
         """proxy_driver.py as the user, with the environment a user's server has."""
@@ -87,20 +79,6 @@ class ProxySemantics(unittest.TestCase):
             if line.strip():
                 out.append(json.loads(line))
         return out
-
-    def nothing_left(self, within=15):
-        uid = h.uid_of(USER)
-        left = {}
-
-        def clean():
-            left["leases"] = self.broker.leases(USER)
-            left["x"] = h.x_servers(uid, DISPLAYS)
-            left["marked"] = h.marked_processes(self.run_.mark, uid)
-            return not (left["leases"] or left["x"] or left["marked"])
-        try:
-            h.wait_until(clean, within, 0.1)
-        except AssertionError:
-            self.fail("%d s after the end, left: %r" % (within, left))
 
     # ------------------------------------------------------------------ 1
 
@@ -208,7 +186,7 @@ class ProxySemantics(unittest.TestCase):
         self.assertFalse(violations, "\n".join(violations[:20]))
         self.assertGreaterEqual(acquired, STARTS - len(timeouts) - len(kills), "starts without a display")
         self.assertGreaterEqual(len(seen), STARTS // 4, "too few of the starts' X servers were seen to judge")
-        self.nothing_left()
+        self.assert_nothing_left(USER, DISPLAYS, what="after the end")
 
     # ------------------------------------------------------------------ 3
 
@@ -245,7 +223,7 @@ class ProxySemantics(unittest.TestCase):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)  # the notebook server stopping
         self.assertEqual(proc.wait(30), 0)
-        self.nothing_left()
+        self.assert_nothing_left(USER, DISPLAYS, what="after the end")
         self.assertFalse(os.path.exists(private), "the private dir with the password outlived the server")
 
 

@@ -16,7 +16,6 @@ import os
 import re
 import threading
 import time
-import unittest
 
 import jhub_harness as h
 
@@ -28,26 +27,13 @@ DURATION = float(os.environ.get("XPB_JHUB_LOOP_SECONDS", "120"))  # shorter only
 SAMPLE_EVERY = 0.25
 
 
-class RestartLoop(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.run_ = h.TestRun("loop")
-        try:
-            cls.broker = h.Broker(cls.run_, DISPLAYS, ["--max-leases-per-user=%d" % QUOTA])
-            cls.broker.start()
-            passwords = h.set_passwords(cls.run_, [USER])
-            service = h.install_pam_service(cls.run_, cls.broker)
-            cls.deployment = h.ProxyDeployment(cls.run_, failing=[USER])
-            cls.hub = h.Hub(cls.run_, cls.broker, service, [USER], cls.deployment.spawner_config())
-            cls.hub.start()
-            cls.hub.login(USER, passwords[USER])
-        except BaseException:
-            cls.run_.close(failed=True)
-            raise
+class RestartLoop(h.HubTestCase):
+    RUN_NAME = "loop"
 
     @classmethod
-    def tearDownClass(cls):
-        cls.run_.close()
+    def prepare(cls):
+        cls.broker, _, cls.deployment, cls.hub = h.start_proxy_hub(
+            cls.run_, [USER], DISPLAYS, ["--max-leases-per-user=%d" % QUOTA], failing=[USER])
 
     def test_1_control_without_the_broker_the_failed_start_leaks_its_x_server(self):
         """The failing configuration really is the seed's: xpra exits non-zero
@@ -145,17 +131,7 @@ class RestartLoop(unittest.TestCase):
         if DURATION > 95:  # the proxy gives up on a start after the drop-in's 90 s
             self.assertIn(500, statuses, "the proxy's start timeout never ended a request")
 
-        left = {}
-
-        def clean():
-            left["leases"] = self.broker.leases(USER)
-            left["x"] = h.x_servers(uid, DISPLAYS)
-            left["marked"] = h.marked_processes(self.run_.mark, uid)
-            return not (left["leases"] or left["x"] or left["marked"])
-        try:
-            h.wait_until(clean, 15, 0.1)
-        except AssertionError:
-            self.fail("15 s after the hub stopped the server of %s, left: %r" % (USER, left))
+        self.assert_nothing_left(USER, DISPLAYS, what="after the hub stopped the server")
 
 
 if __name__ == "__main__":
