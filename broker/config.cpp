@@ -4,6 +4,7 @@
 #include <charconv>
 #include <functional>
 #include <sstream>
+#include <type_traits>
 
 namespace xpra_broker {
 
@@ -45,58 +46,88 @@ bool valid_name(const std::string& name) {
 }
 
 using Setter = std::function<std::optional<std::string>(BrokerConfig&, const std::string&)>;
+using Getter = std::function<std::string(const BrokerConfig&)>;
+
+// How one key is read from text and written back as text (for
+// --check-config, which prints the whole effective configuration).
+struct Accessor {
+  Setter set;
+  Getter get;
+};
 
 struct KeyEntry {
   ConfigKeyInfo info;
-  Setter set;
+  Accessor access;
 };
 
-Setter absolute_path(std::string BrokerConfig::*field) {
-  return [field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
-    if (v.empty() || v[0] != '/') return "must be an absolute path";
-    if (v.size() > 107) return "path too long (at most 107 bytes for a Unix socket path)";
-    c.*field = v;
-    return std::nullopt;
+template <typename T>
+Getter field_text(T BrokerConfig::*field) {
+  return [field](const BrokerConfig& c) {
+    if constexpr (std::is_same_v<T, bool>)
+      return std::string(c.*field ? "yes" : "no");
+    else if constexpr (std::is_same_v<T, std::string>)
+      return c.*field;
+    else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      std::string out;
+      for (const auto& item : c.*field) out += (out.empty() ? "" : ",") + item;
+      return out;
+    } else
+      return std::to_string(c.*field);
   };
 }
 
-Setter bounded_uint(std::uint32_t BrokerConfig::*field, std::uint32_t min, std::uint32_t max) {
-  return [=](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
-    auto n = parse_uint(v, max);
-    if (!n || *n < min) return "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max);
-    c.*field = *n;
-    return std::nullopt;
-  };
+Accessor absolute_path(std::string BrokerConfig::*field) {
+  return {[field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+            if (v.empty() || v[0] != '/') return "must be an absolute path";
+            if (v.size() > 107) return "path too long (at most 107 bytes for a Unix socket path)";
+            c.*field = v;
+            return std::nullopt;
+          },
+          field_text(field)};
 }
 
-Setter yes_no(bool BrokerConfig::*field) {
-  return [field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
-    if (v == "yes" || v == "true" || v == "1")
-      c.*field = true;
-    else if (v == "no" || v == "false" || v == "0")
-      c.*field = false;
-    else
-      return "must be yes or no";
-    return std::nullopt;
-  };
+Accessor bounded_uint(std::uint32_t BrokerConfig::*field, std::uint32_t min, std::uint32_t max) {
+  return {[=](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+            auto n = parse_uint(v, max);
+            if (!n || *n < min)
+              return "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+            c.*field = *n;
+            return std::nullopt;
+          },
+          field_text(field)};
 }
 
-Setter name_list(std::vector<std::string> BrokerConfig::*field) {
-  return [field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
-    auto names = split_list(v);
-    for (const auto& n : names)
-      if (!valid_name(n)) return "'" + n + "' is not a valid group name";
-    c.*field = std::move(names);
-    return std::nullopt;
-  };
+Accessor yes_no(bool BrokerConfig::*field) {
+  return {[field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+            if (v == "yes" || v == "true" || v == "1")
+              c.*field = true;
+            else if (v == "no" || v == "false" || v == "0")
+              c.*field = false;
+            else
+              return "must be yes or no";
+            return std::nullopt;
+          },
+          field_text(field)};
 }
 
-Setter single_name(std::string BrokerConfig::*field) {
-  return [field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
-    if (!v.empty() && !valid_name(v)) return "'" + v + "' is not a valid name";
-    c.*field = v;
-    return std::nullopt;
-  };
+Accessor name_list(std::vector<std::string> BrokerConfig::*field) {
+  return {[field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+            auto names = split_list(v);
+            for (const auto& n : names)
+              if (!valid_name(n)) return "'" + n + "' is not a valid group name";
+            c.*field = std::move(names);
+            return std::nullopt;
+          },
+          field_text(field)};
+}
+
+Accessor single_name(std::string BrokerConfig::*field) {
+  return {[field](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+            if (!v.empty() && !valid_name(v)) return "'" + v + "' is not a valid name";
+            c.*field = v;
+            return std::nullopt;
+          },
+          field_text(field)};
 }
 
 // Display numbers above 65535 are not usable by X (TCP port 6000+N).
@@ -109,7 +140,7 @@ const std::vector<KeyEntry>& key_table() {
       {{"runtime-dir", "directory the broker owns; per-user directories are created in it (default /run/xpra)"},
        absolute_path(&BrokerConfig::runtime_dir)},
       {{"displays", "range of display numbers to hand out, FIRST-LAST (default 100-999)"},
-       [](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+       {[](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
          const auto dash = v.find('-');
          if (dash == std::string::npos) return "must be a range FIRST-LAST, e.g. 100-999";
          auto first = parse_uint(trim(v.substr(0, dash)), kMaxDisplay);
@@ -119,7 +150,8 @@ const std::vector<KeyEntry>& key_table() {
          c.display_first = *first;
          c.display_last = *last;
          return std::nullopt;
-       }},
+       },
+        [](const BrokerConfig& c) { return std::to_string(c.display_first) + "-" + std::to_string(c.display_last); }}},
       {{"allowed-groups", "comma-separated groups whose members may take displays; empty: every user (root always)"},
        name_list(&BrokerConfig::allowed_groups)},
       {{"admin-groups", "comma-separated groups whose members may list and release every lease (root always)"},
@@ -171,13 +203,24 @@ const std::vector<KeyEntry>& key_table() {
       {{"group", "when started as root, the group to run as (default: xpra, or the user's group when user= is set)"},
        single_name(&BrokerConfig::group)},
       {{"log-level", "trace, debug, info, warn, error or critical (default info)"},
-       [](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+       {[](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
          static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical"};
          if (std::find(std::begin(levels), std::end(levels), v) == std::end(levels))
            return "must be one of trace, debug, info, warn, error, critical";
          c.log_level = v;
          return std::nullopt;
-       }},
+       },
+        field_text(&BrokerConfig::log_level)}},
+      {{"log-target", "auto, journal or stderr: journald with priorities and fields, or plain lines (default auto: the "
+                      "journal when stderr is connected to it)"},
+       {[](BrokerConfig& c, const std::string& v) -> std::optional<std::string> {
+          if (v != "auto" && v != "journal" && v != "stderr") return "must be auto, journal or stderr";
+          c.log_target = v;
+          return std::nullopt;
+        },
+        field_text(&BrokerConfig::log_target)}},
+      {{"leak-check-seconds", "how often the leak watchdog counts each user's X servers (default 30)"},
+       bounded_uint(&BrokerConfig::leak_check_seconds, 1, 86400)},
       {{"x11-tmp-dir", "where X keeps .X<N>-lock and .X11-unix (default /tmp; change only for tests)"},
        absolute_path(&BrokerConfig::x11_tmp_dir)},
   };
@@ -194,7 +237,7 @@ std::string ConfigError::to_string() const {
 std::optional<std::string> apply_config_setting(BrokerConfig& config, const std::string& key, const std::string& value) {
   for (const auto& entry : key_table())
     if (key == entry.info.key) {
-      if (auto err = entry.set(config, value)) return "bad value for '" + key + "': " + *err;
+      if (auto err = entry.access.set(config, value)) return "bad value for '" + key + "': " + *err;
       return std::nullopt;
     }
   return "unknown key '" + key + "' (see xpra-brokerd --help for the list)";
@@ -228,6 +271,12 @@ std::vector<ConfigError> validate_config(const BrokerConfig& config) {
   if (config.socket == config.runtime_dir)
     errors.push_back({"configuration", 0, "socket and runtime-dir are the same path"});
   return errors;
+}
+
+std::vector<std::pair<std::string, std::string>> effective_config(const BrokerConfig& config) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& entry : key_table()) out.emplace_back(entry.info.key, entry.access.get(config));
+  return out;
 }
 
 const std::vector<ConfigKeyInfo>& config_keys() {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace xpra_broker {
@@ -62,6 +63,12 @@ struct BrokerConfig {
   std::string user;
   std::string group;
   std::string log_level = "info";
+  // Where log lines go: "journal" (journald, with priorities and fields),
+  // "stderr" (plain lines), or "auto": the journal when stderr is connected
+  // to it (started by systemd), stderr otherwise.
+  std::string log_target = "auto";
+  // How often the leak watchdog counts each user's X servers.
+  std::uint32_t leak_check_seconds = 30;
   // Directory holding X's lock files and the X11-unix socket directory.
   // Only tests point this elsewhere; X servers always use /tmp.
   std::string x11_tmp_dir = "/tmp";
@@ -91,5 +98,9 @@ struct ConfigKeyInfo {
   const char* help;
 };
 const std::vector<ConfigKeyInfo>& config_keys();
+
+// Every key with its value in `config`, in the order of config_keys(), as
+// a config file would spell it (what --check-config prints).
+std::vector<std::pair<std::string, std::string>> effective_config(const BrokerConfig& config);
 
 }  // namespace xpra_broker

@@ -1,5 +1,7 @@
 #include "display_broker.h"
 
+#include "log_sink.h"
+
 #include <pwd.h>
 #include <signal.h>
 #include <sys/random.h>
@@ -144,22 +146,21 @@ std::size_t DisplayBroker::quarantines_of(uid_t uid) {
 DisplayBroker::CommitOutcome DisplayBroker::commit_journal() {
   CommitOutcome outcome;
   if (!journal_) return outcome;
-  outcome.ok = journal_->commit();
-  const int error = errno;
-  if (!outcome.ok) {
-    // The holders have not been told yet: take the leases back.
-    for (const auto& id : uncommitted_acquires_) {
-      const Lease* lease = leases_.find(id);
-      if (!lease || lease->ending) continue;
-      spdlog::error("lease={} uid={}({}) display=:{} withdrawn: the lease journal cannot be written ({})", lease->id,
-                    lease->uid, lease->user, lease->display, std::strerror(error));
-      auto removed = leases_.remove(id);
-      allocator_.give_back(removed->display);
-      journal_->lease_removed(id);  // in case an earlier write carried it; best effort
-      outcome.withdrawn.push_back(id);
+  const auto result = journal_->commit();
+  outcome.ok = result.ok;
+  auto uncommitted = std::move(uncommitted_);
+  uncommitted_.clear();
+  if (!result.ok) {
+    // The requests have not been answered yet: roll back what they changed,
+    // newest first. A record an earlier write outside this batch carried is
+    // in the file: its change stays, and is ended the normal way.
+    for (auto it = uncommitted.rbegin(); it != uncommitted.rend(); ++it) {
+      const bool written = std::find(result.dropped.begin(), result.dropped.end(), it->seq) == result.dropped.end();
+      if (!it->lease_id.empty() && !written) outcome.withdrawn.push_back(it->lease_id);
+      it->undo(written);
     }
   }
-  uncommitted_acquires_.clear();
+  settle_journal();
   return outcome;
 }
 
@@ -167,10 +168,94 @@ v1::Response DisplayBroker::reply_after_failed_commit(v1::Response response, con
   if (response.status() != v1::OK) return response;
   if (response.has_acquire() && std::find(outcome.withdrawn.begin(), outcome.withdrawn.end(),
                                           response.acquire().lease().id()) != outcome.withdrawn.end())
-    return reply(v1::INTERNAL, "the broker cannot record the lease (journal write failed); see its log");
-  if (response.has_report_process())
-    return reply(v1::INTERNAL, "the broker cannot record the process (journal write failed); see its log");
+    return journal_refused("lease");
+  // Every other announcing reply of the batch had its record in the failed
+  // write (a reply waits for the commit after its own request).
+  if (response.has_report_process()) return journal_refused("process");
+  if (response.has_reattach()) return journal_refused("reattach");
+  if (response.has_open_login()) return journal_refused("login session");
+  // Ends are never undone, but not acknowledged either until recorded: a
+  // restart before that brings the lease back (and reaps it then).
+  if (response.has_release() || response.has_report_start_failure() || response.has_close_login())
+    return end_not_recorded();
   return response;
+}
+
+v1::Response DisplayBroker::end_not_recorded() {
+  return reply(v1::INTERNAL,
+               "the lease is ending (what ran under it is being stopped), but the broker cannot record that in its "
+               "lease journal yet (disk full?); its display stays reserved until it can. Ask the administrator to "
+               "free space in the broker's runtime dir");
+}
+
+v1::Response DisplayBroker::journal_refused(const char* what) {
+  return reply(v1::INTERNAL, std::string("the broker cannot record the ") + what +
+                                 " (its lease journal cannot be written: disk full?); nothing was changed. Ask the "
+                                 "administrator to free space in the broker's runtime dir");
+}
+
+bool DisplayBroker::journaled_or_undone(bool appended, std::string lease_id, std::function<void(bool written)> undo) {
+  if (!appended) {
+    undo(false);
+    settle_journal();
+    return false;
+  }
+  if (!journal_->is_written(journal_->last_seq()))
+    uncommitted_.push_back({journal_->last_seq(), std::move(lease_id), std::move(undo)});
+  return true;
+}
+
+void DisplayBroker::give_back_when_recorded(std::uint32_t display, std::string lease_id) {
+  if (journal_ && !journal_->is_written(journal_->last_seq())) {
+    // Its end is not in the journal yet: a restart now would bring the
+    // lease back, so the number must not go to anyone else meanwhile.
+    held_for_journal_.push_back({journal_->last_seq(), display, std::move(lease_id)});
+    return;
+  }
+  give_back_if_unused(display);
+}
+
+void DisplayBroker::give_back_if_unused(std::uint32_t display) {
+  if (leases_.find_by_display(display) || orphan_reaps_.count(display)) return;
+  allocator_.give_back(display);
+}
+
+void DisplayBroker::retry_journal() {
+  if (!journal_) return;
+  journal_->retry();
+  if (journal_->compaction_failed()) journal_->compact(journal_snapshot());
+  settle_journal();
+}
+
+LeaseJournal::Snapshot DisplayBroker::journal_snapshot() const {
+  LeaseJournal::Snapshot snapshot;
+  for (const Lease* l : leases_.all()) snapshot.leases.push_back(to_journaled(*l));
+  for (const auto& [uid, sessions] : login_sessions_) snapshot.login_sessions[uid] = sessions;
+  return snapshot;
+}
+
+void DisplayBroker::settle_journal() {
+  if (!journal_) return;
+  std::size_t released = 0;
+  std::erase_if(held_for_journal_, [&](const HeldForJournal& held) {
+    if (!journal_->is_written(held.seq)) return false;
+    give_back_if_unused(held.display);
+    ++released;
+    return true;
+  });
+  const bool degraded = journal_->degraded();
+  ScopedLogEvent event(LogEvent::journal_degraded);
+  if (degraded && !journal_degraded_)
+    spdlog::error("lease journal: cannot be written ({}): running degraded. New leases, process reports, reattaches "
+                  "and logins are refused (INTERNAL) until space is freed; running sessions keep running; ended "
+                  "leases keep their displays out of circulation until their end is recorded",
+                  std::strerror(journal_->last_error()));
+  else if (!degraded && journal_degraded_)
+    spdlog::info("lease journal: writable again; {} display(s) back in circulation", released);
+  if (journal_->compaction_failed() && !compaction_failure_logged_)
+    spdlog::error("lease journal: compaction failed ({}); retried every second", std::strerror(journal_->last_error()));
+  compaction_failure_logged_ = journal_->compaction_failed();
+  journal_degraded_ = degraded;
 }
 
 std::optional<std::uint32_t> DisplayBroker::pick_free_display(const std::string& user_dir) {
@@ -231,6 +316,7 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
   if (guard.refusal != RestartGuard::Refusal::none) {
     const auto wait_ms = static_cast<std::uint32_t>(guard.retry_after.count());
     const bool backoff = guard.refusal == RestartGuard::Refusal::backing_off;
+    ScopedLogEvent event(backoff ? LogEvent::backoff : LogEvent::none);
     log_refusal(caller.uid, backoff ? "backoff" : "rate", "refused acquire for {}: {} (retry in {} ms)",
                 describe_caller(caller, name),
                 backoff ? "back-off after " + std::to_string(guard.consecutive_failures) + " failed sessions"
@@ -284,20 +370,34 @@ v1::Response DisplayBroker::acquire(const Caller& caller, ConnectionId connectio
   lease.acquired_at = std::chrono::system_clock::now();
   lease.acquired_steady = clock_();
   lease.reattach_token = new_lease_id() + new_lease_id();
-  if (journal_ && !journal_->lease_added(to_journaled(lease))) {
-    spdlog::error("acquire for {} failed: cannot write the lease journal: {}", describe_caller(caller, name),
-                  std::strerror(errno));
-    return reply(v1::INTERNAL, "the broker cannot record the lease (journal write failed); see its log");
-  }
-  if (group_commit_ && journal_) uncommitted_acquires_.push_back(lease.id);
-  allocator_.take(*display);
   v1::Response r = reply(v1::OK, "display :" + std::to_string(*display));
   fill_lease(lease, r.mutable_acquire()->mutable_lease());
   r.mutable_acquire()->set_reattach_token(lease.reattach_token);
-  spdlog::info("lease={} {} display=:{} acquired{}", lease.id, describe_caller(caller, name), lease.display,
-               lease.purpose.empty() ? "" : " purpose=\"" + escape_untrusted(lease.purpose) + "\"");
+  const std::string id = lease.id;
+  const std::string purpose = lease.purpose;
+  allocator_.take(*display);
   leases_.add(std::move(lease));
+  if (journal_ && !journaled_or_undone(journal_->lease_added(to_journaled(*leases_.find(id))), id,
+                                       [this, id](bool written) { withdraw_lease(id, written); }))
+    return journal_refused("lease");
+  spdlog::info("lease={} {} display=:{} acquired{}", id, describe_caller(caller, name), *display,
+               purpose.empty() ? "" : " purpose=\"" + escape_untrusted(purpose) + "\"");
   return r;
+}
+
+void DisplayBroker::withdraw_lease(const std::string& id, bool written) {
+  const Lease* lease = leases_.find(id);
+  if (!lease || lease->ending) return;
+  if (written) {
+    // An earlier write carried its record: it exists for a restart, so it
+    // ends like any lease (its end is journaled, or owed).
+    end_lease(id, "the lease journal could not confirm its acquire", SessionEnd::neutral);
+    return;
+  }
+  spdlog::error("lease={} uid={}({}) display=:{} withdrawn: the lease journal cannot be written ({})", lease->id,
+                lease->uid, lease->user, lease->display, std::strerror(journal_->last_error()));
+  const auto removed = leases_.remove(id);
+  give_back_if_unused(removed->display);
 }
 
 v1::Response DisplayBroker::release(const Caller& caller, ConnectionId, const v1::Request& request) {
@@ -330,6 +430,8 @@ v1::Response DisplayBroker::release(const Caller& caller, ConnectionId, const v1
   std::string why = "released by " + describe_caller(caller, user_name(caller.uid));
   if (req.has_exit_status()) why += ", session exit status " + std::to_string(req.exit_status());
   end_lease(lease->id, why, how);
+  // Without group commit the end was written (or refused) at once.
+  if (journal_ && !group_commit_ && journal_->owed_records() > 0) return end_not_recorded();
   return r;
 }
 
@@ -407,6 +509,17 @@ v1::Response DisplayBroker::status(const Caller& caller, ConnectionId, const v1:
     }
   }
   s->set_blocked_total(static_cast<std::uint32_t>(allocator_.blocked().size()));
+  if (journal_ && journal_->degraded())
+    s->set_journal_problem(std::string(journal_->compaction_failed() && !journal_->owed_records()
+                                           ? "compaction failed: "
+                                           : "cannot be written: ") +
+                           std::strerror(journal_->last_error()) +
+                           "; new leases are refused until space is freed in the runtime dir, running sessions "
+                           "keep running");
+  if (journal_) s->set_journal_owed_records(static_cast<std::uint32_t>(journal_->owed_records()));
+  for (const auto& held : held_for_journal_)
+    if (static_cast<std::size_t>(s->displays_awaiting_journal_size()) < kMaxListedBlocked)
+      s->add_displays_awaiting_journal(held.display);
   return r;
 }
 
@@ -418,6 +531,13 @@ v1::Response DisplayBroker::open_login(const Caller& caller, ConnectionId, const
     return reply(v1::INTERNAL, "the broker could not prepare the directory: " + dir.error);
   }
   const std::uint32_t sessions = ++login_sessions_[uid];
+  if (journal_ && !journaled_or_undone(journal_->login_sessions(uid, sessions, LeaseJournal::Kind::withdrawable), {},
+                                       [this, uid](bool written) {
+                                         if (written) return;  // the file counts it: so does memory
+                                         if (auto it = login_sessions_.find(uid); it != login_sessions_.end())
+                                           if (--it->second == 0) login_sessions_.erase(it);
+                                       }))
+    return journal_refused("login session");
   spdlog::info("login uid={}({}) opened, {} login session(s), dir={}", uid, user_name(uid), sessions, dir.path);
   v1::Response r = reply(v1::OK, "");
   r.mutable_open_login()->set_runtime_dir(dir.path);
@@ -439,9 +559,10 @@ v1::Response DisplayBroker::close_login(const Caller& caller, ConnectionId, cons
   } else {
     // Not knowing of any login, the broker cannot tell that this was the
     // last one: keep the leases rather than end a session still in use.
-    spdlog::warn("close_login for uid={}({}) with no login session counted (broker restarted since?); leases kept",
-                 uid, user_name(uid));
+    spdlog::warn("close_login for uid={}({}) with no login session counted; leases kept", uid, user_name(uid));
   }
+  // A logout is never refused: its record is owed if the disk is full.
+  if (counted && journal_) journal_->login_sessions(uid, left, LeaseJournal::Kind::owed);
   std::uint32_t ended = 0;
   if (counted && left == 0 && request.close_login().reap_leases()) {
     std::vector<std::string> ids;
@@ -479,8 +600,7 @@ void DisplayBroker::end_lease(std::string id, const std::string& why, SessionEnd
   if (!reaper_ || reaper_->nothing_to_reap(job)) return finish_lease(id, {});
   // Recorded, so that a broker restarted mid-reap finishes the reaping
   // instead of handing the lease back to a holder that gave it up.
-  if (journal_ && !journal_->lease_ending(lease->id))
-    spdlog::error("lease={} cannot write its end to the journal: {}", lease->id, std::strerror(errno));
+  if (journal_) journal_->lease_ending(lease->id);  // owed if the disk is full
   reaper_->reap(std::move(job), [this, id](ReapOutcome outcome) { finish_lease(id, outcome); });
 }
 
@@ -489,23 +609,27 @@ void DisplayBroker::finish_lease(const std::string& id, const ReapOutcome& outco
   if (!lease) return;
   if (journal_) {
     // Only now, with nothing of it running, is the lease forgotten: a crash
-    // while reaping finds it again and finishes the job.
+    // while reaping finds it again and finishes the job. If the disk is
+    // full the record is owed, and the number waits for it.
     if (!journal_->lease_removed(lease->id))
-      spdlog::error("lease={} cannot write its end to the journal: {}", lease->id, std::strerror(errno));
-    journal_->compact_if_needed(leases_.size(), [this] {
-      std::vector<journal::JournaledLease> live;
-      for (const Lease* l : leases_.all()) live.push_back(to_journaled(*l));
-      return live;
-    });
+      spdlog::error("lease={} uid={}({}) display=:{} cannot write its end to the journal ({}); the display stays out "
+                    "of circulation until it is recorded",
+                    lease->id, lease->uid, lease->user, lease->display, std::strerror(journal_->last_error()));
+    journal_->compact_if_needed(leases_.size(), [this] { return journal_snapshot(); });
   }
   for (const auto& removed : outcome.removed) {
     ++stale_removed_;
     spdlog::info("lease={} display=:{} removed {} {} (owner uid={})", lease->id, lease->display, removed.what,
                  removed.path, removed.owner);
   }
-  allocator_.give_back(lease->display);
+  give_back_when_recorded(lease->display, lease->id);
+  settle_journal();
   if (outcome.unkillable > 0) {
     // Something of it survived SIGKILL: keep the number out of the pool.
+    ScopedLogEvent event(LogEvent::reaped_with_survivors);
+    spdlog::error("lease={} uid={}({}) display=:{} reaped with {} process(es) surviving SIGKILL; the display is "
+                  "quarantined for {} s",
+                  lease->id, lease->uid, lease->user, lease->display, outcome.unkillable, config_.quarantine_seconds);
     block_display(lease->display, clock_() + std::chrono::seconds(config_.quarantine_seconds),
                   DisplayVerdict{DisplayUse::live, "processes of the last lease survived SIGKILL", lease->uid, 0},
                   "processes of the last session survived SIGKILL");
@@ -545,22 +669,31 @@ v1::Response DisplayBroker::report_process(const Caller& caller, ConnectionId, c
   if (info.pgid == info.pid) tracked.group_leader = info.pgid;
   if (info.sid == info.pid) tracked.session_leader = info.sid;
   tracked.start_time = info.start_time;
-  if (journal_) {
-    journal::JournaledProcess jp;
-    jp.set_pid(tracked.pid);
-    jp.set_role(tracked.role);
-    jp.set_group_leader(tracked.group_leader);
-    jp.set_session_leader(tracked.session_leader);
-    jp.set_start_time(tracked.start_time);
-    if (!journal_->process_added(lease->id, jp))
-      return reply(v1::INTERNAL, "the broker cannot record the process (journal write failed); see its log");
-  }
+  journal::JournaledProcess jp;
+  jp.set_pid(tracked.pid);
+  jp.set_role(tracked.role);
+  jp.set_group_leader(tracked.group_leader);
+  jp.set_session_leader(tracked.session_leader);
+  jp.set_start_time(tracked.start_time);
   lease->processes.push_back(std::move(tracked));
+  const pid_t pid = req.pid();
+  if (journal_ && !journaled_or_undone(journal_->process_added(lease->id, jp), {},
+                                       [this, id = lease->id, pid](bool written) { untrack_process(id, pid, written); }))
+    return journal_refused("process");
   spdlog::info("lease={} uid={}({}) display=:{} tracks pid {} ({}, {})", lease->id, lease->uid, lease->user,
                lease->display, req.pid(), info.comm, v1::ProcessRole_Name(req.role()));
   v1::Response r = reply(v1::OK, "");
   r.mutable_report_process();
   return r;
+}
+
+void DisplayBroker::untrack_process(const std::string& lease_id, pid_t pid, bool written) {
+  Lease* lease = leases_.find_mutable(lease_id);
+  if (written || !lease) return;  // in the file: tracked, and reaped with its lease
+  std::erase_if(lease->processes, [pid](const TrackedProcess& p) { return p.pid == pid; });
+  spdlog::error("lease={} uid={}({}) display=:{} does not track pid {}: the lease journal cannot be written ({}); "
+                "the client was told so",
+                lease->id, lease->uid, lease->user, lease->display, pid, std::strerror(journal_->last_error()));
 }
 
 v1::Response DisplayBroker::report_start_failure(const Caller& caller, ConnectionId, const v1::Request& request) {
@@ -586,7 +719,7 @@ v1::Response DisplayBroker::report_start_failure(const Caller& caller, Connectio
   }
   if (!evidence) {
     guard_.record_start_failure(lease->uid, clock_());
-    spdlog::warn("lease={} uid={}({}) display=:{} start failed ({}){}: {}", lease->id, lease->uid, lease->user,
+    spdlog::warn("lease={} uid={}({}) display=:{} start failed ({}){}: \"{}\"", lease->id, lease->uid, lease->user,
                  display, v1::StartFailure_Name(req.failure()),
                  req.failure() == v1::DISPLAY_CONFLICT ? ", but the broker finds no conflict on the host; counted "
                                                          "as a failed start"
@@ -605,7 +738,8 @@ v1::Response DisplayBroker::report_start_failure(const Caller& caller, Connectio
       quarantined_by_[display] = lease->uid;
       out->set_quarantined_display(display);
     }
-    spdlog::warn("lease={} uid={}({}) display=:{} start failed with a display conflict ({}); {}: {}", lease->id,
+    ScopedLogEvent event(held < config_.max_quarantines_per_user ? LogEvent::quarantine : LogEvent::none);
+    spdlog::warn("lease={} uid={}({}) display=:{} start failed with a display conflict ({}); {}: \"{}\"", lease->id,
                  lease->uid, lease->user, display, evidence->what,
                  held < config_.max_quarantines_per_user
                      ? "quarantined for " + std::to_string(config_.quarantine_seconds) + " s"
@@ -630,6 +764,7 @@ void DisplayBroker::check_for_leaked_x_servers() {
     std::string list;
     for (std::size_t i = 0; i < pids.size() && i < 64; ++i) list += (list.empty() ? "" : ",") + std::to_string(pids[i]);
     if (pids.size() > 64) list += ",...";
+    ScopedLogEvent event(LogEvent::leak_watchdog);
     spdlog::warn("uid={}({}) runs {} X servers (threshold {}), {} under broker leases: pids {}", uid, user_name(uid),
                  pids.size(), xserver_warn_threshold(), leases_.count_for_uid(uid), list);
   }
@@ -703,18 +838,66 @@ bool same_secret(const std::string& a, const std::string& b) {
 
 }  // namespace
 
+std::vector<TrackedProcess> DisplayBroker::verified_processes(const journal::JournaledLease& j) {
+  std::vector<TrackedProcess> processes;
+  for (const auto& jp : j.processes()) {
+    ProcessInfo info;
+    UniqueFd fd = open_verified_pidfd(jp.pid(), info);
+    // Same pid, same uid, same start time: the very process reported then.
+    if (!fd || info.uid != j.uid() || info.start_time != jp.start_time()) continue;
+    // A leader pulls its group or session into the reap: believed only for
+    // a process that leads it now, as when it was reported.
+    const pid_t group_leader = jp.group_leader() == jp.pid() && info.pgid == info.pid ? info.pid : 0;
+    const pid_t session_leader = jp.session_leader() == jp.pid() && info.sid == info.pid ? info.pid : 0;
+    processes.push_back({jp.pid(), jp.role(), std::make_shared<UniqueFd>(std::move(fd)), group_leader,
+                         session_leader, jp.start_time()});
+  }
+  return processes;
+}
+
+void DisplayBroker::reap_orphan(const journal::JournaledLease& j, const char* why) {
+  ReapJob job{j.id(), static_cast<uid_t>(j.uid()), j.display(), j.runtime_dir(), verified_processes(j)};
+  job.processes_only = true;
+  spdlog::warn("lease={} uid={}({}) display=:{} from the journal {}; {} of its process(es) still run{}", j.id(), j.uid(),
+               j.user(), j.display(), why, job.processes.size(), job.processes.empty() ? "" : ": reaping them");
+  if (job.processes.empty() || !reaper_) {
+    if (journal_) journal_->lease_removed(j.id());
+    return;
+  }
+  // The number stays out of circulation while a process of it may live.
+  const bool holds_number = allocator_.in_range(j.display());
+  if (holds_number) ++orphan_reaps_[j.display()];
+  reaper_->reap(std::move(job), [this, id = j.id(), display = j.display(), holds_number](ReapOutcome outcome) {
+    spdlog::info("lease={} display=:{} (superseded) reaped: {} terminated, {} killed, {} unkillable", id, display,
+                 outcome.terminated, outcome.killed, outcome.unkillable);
+    if (journal_) journal_->lease_removed(id);
+    if (holds_number && --orphan_reaps_[display] == 0) {
+      orphan_reaps_.erase(display);
+      give_back_when_recorded(display, id);
+    }
+    settle_journal();
+  });
+}
+
 DisplayBroker::RestoreSummary DisplayBroker::restore(const std::vector<journal::JournaledLease>& leases,
                                                      std::chrono::seconds grace) {
   RestoreSummary summary;
   const SteadyTime now = clock_();
+  // A number held by two leases (a journal written before lease ends held
+  // their number until recorded) goes to the one recorded last: the older
+  // one had ended, since the broker handed its number out again.
+  std::map<std::uint32_t, std::size_t> last_on_display;
+  for (std::size_t i = 0; i < leases.size(); ++i) last_on_display[leases[i].display()] = i;
   std::vector<std::string> to_reap;
-  for (const auto& j : leases) {
-    if (!allocator_.in_range(j.display()) || allocator_.is_leased(j.display())) {
-      // The range was changed, or the journal is inconsistent: keep the
-      // number out of two leases at any cost.
-      spdlog::warn("lease={} uid={} display=:{} from the journal is outside the range or a duplicate; dropped",
-                   j.id(), j.uid(), j.display());
-      if (journal_) journal_->lease_removed(j.id());
+  for (std::size_t i = 0; i < leases.size(); ++i) {
+    const auto& j = leases[i];
+    if (!allocator_.in_range(j.display())) {
+      reap_orphan(j, "is outside the display range (was the range changed?)");
+      ++summary.dropped;
+      continue;
+    }
+    if (last_on_display[j.display()] != i) {
+      reap_orphan(j, "was superseded by a later lease on the same display");
       ++summary.dropped;
       continue;
     }
@@ -731,18 +914,7 @@ DisplayBroker::RestoreSummary DisplayBroker::restore(const std::vector<journal::
     lease.acquired_steady = now;
     lease.reattach_token = j.reattach_token();
     lease.connection = 0;
-    for (const auto& jp : j.processes()) {
-      ProcessInfo info;
-      UniqueFd fd = open_verified_pidfd(jp.pid(), info);
-      // Same pid, same uid, same start time: the very process reported then.
-      if (!fd || info.uid != lease.uid || info.start_time != jp.start_time()) continue;
-      // A leader pulls its group or session into the reap: believed only for
-      // a process that leads it now, as when it was reported.
-      const pid_t group_leader = jp.group_leader() == jp.pid() && info.pgid == info.pid ? info.pid : 0;
-      const pid_t session_leader = jp.session_leader() == jp.pid() && info.sid == info.pid ? info.pid : 0;
-      lease.processes.push_back({jp.pid(), jp.role(), std::make_shared<UniqueFd>(std::move(fd)), group_leader,
-                                 session_leader, jp.start_time()});
-    }
+    lease.processes = verified_processes(j);
     const bool holder_alive = !j.ending() && pid_alive(lease.holder_pid);
     lease.detached = true;
     lease.reattach_deadline = now + grace;
@@ -760,6 +932,10 @@ DisplayBroker::RestoreSummary DisplayBroker::restore(const std::vector<journal::
   return summary;
 }
 
+void DisplayBroker::restore_logins(const std::map<std::uint32_t, std::uint32_t>& login_sessions) {
+  for (const auto& [uid, sessions] : login_sessions) login_sessions_[uid] = sessions;
+}
+
 void DisplayBroker::expire_detached() {
   const SteadyTime now = clock_();
   std::vector<std::string> expired;
@@ -774,14 +950,26 @@ v1::Response DisplayBroker::reattach(const Caller& caller, ConnectionId connecti
   Lease* lease = leases_.find_mutable(req.lease_id());
   // Wrong uid, wrong token and no such lease all look the same to the caller.
   if (!lease || lease->uid != caller.uid || lease->ending || !same_secret(lease->reattach_token, req.reattach_token())) {
-    log_refusal(caller.uid, "reattach", "refused reattach of lease {} by {}", escape_untrusted(req.lease_id(), 64),
-                describe_caller(caller, user_name(caller.uid)));
+    log_refusal(caller.uid, "reattach", "refused reattach by {}: lease \"{}\"",
+                describe_caller(caller, user_name(caller.uid)), escape_untrusted(req.lease_id(), 64));
     return reply(v1::NOT_FOUND, "no lease " + escape_untrusted(req.lease_id(), 64) +
                                     " of yours to reattach (it ended, or the token does not match)");
   }
+  const ConnectionId old_connection = lease->connection;
+  const pid_t old_holder = lease->holder_pid;
+  const bool was_detached = lease->detached;
   leases_.move_to_connection(lease->id, connection);
   lease->detached = false;
   lease->holder_pid = caller.pid;
+  if (journal_ && !journaled_or_undone(journal_->lease_reattached(lease->id, caller.pid), {},
+                                       [=, this, id = lease->id](bool written) {
+                                         Lease* l = leases_.find_mutable(id);
+                                         if (written || !l || l->ending || l->connection != connection) return;
+                                         leases_.move_to_connection(id, old_connection);
+                                         l->detached = was_detached;
+                                         l->holder_pid = old_holder;
+                                       }))
+    return journal_refused("reattach");
   spdlog::info("lease={} {} display=:{} reattached", lease->id, describe_caller(caller, lease->user), lease->display);
   v1::Response r = reply(v1::OK, "reattached to display :" + std::to_string(lease->display));
   fill_lease(*lease, r.mutable_reattach()->mutable_lease());

@@ -49,10 +49,13 @@ class DisplayBroker {
     cleaner_ = cleaner;
   }
 
-  // Durable leases: every change goes to the journal before the reply. Call
-  // restore() once at start-up with what the journal held: leases whose
-  // holder is gone are reaped, the others wait `grace` for their holder to
-  // reattach.
+  // Durable leases (docs/durability.md): a reply announces only what the
+  // journal holds, and memory holds nothing the journal refused (it is
+  // rolled back). Ends are never refused: their record is owed while the
+  // disk is full, and the lease's number stays out of circulation until it
+  // is written. Call restore() once at start-up with what the journal held:
+  // leases whose holder is gone are reaped, the others wait `grace` for
+  // their holder to reattach.
   void set_journal(LeaseJournal* journal) { journal_ = journal; }
   // Group commit (the server turns it on): the records a request makes are
   // collected and written by commit_journal(), which the server calls once
@@ -71,6 +74,10 @@ class DisplayBroker {
     std::size_t waiting = 0, reaping = 0, dropped = 0;
   };
   RestoreSummary restore(const std::vector<journal::JournaledLease>& leases, std::chrono::seconds grace);
+  void restore_logins(const std::map<std::uint32_t, std::uint32_t>& login_sessions);
+  // Writes owed records and retries a failed compaction (a full disk may
+  // have room again). Run periodically by main().
+  void retry_journal();
   // Ends recovered leases whose holder did not come back in time. Run
   // periodically by main().
   void expire_detached();
@@ -118,6 +125,25 @@ class DisplayBroker {
   // display back. The one way a lease ends.
   void end_lease(std::string id, const std::string& why, SessionEnd how);
   void finish_lease(const std::string& id, const ReapOutcome& outcome);
+  // The one place the rule is applied: `appended` is what the journal's
+  // append said. Refused at once: `undo(false)` runs now and the caller
+  // answers journal_refused(). Batched: `undo(written)` runs if the commit
+  // fails (written: an earlier write outside the batch carried the record).
+  bool journaled_or_undone(bool appended, std::string lease_id, std::function<void(bool written)> undo);
+  static v1::Response journal_refused(const char* what);
+  static v1::Response end_not_recorded();
+  void withdraw_lease(const std::string& id, bool written);
+  void untrack_process(const std::string& lease_id, pid_t pid, bool written);
+  // A number whose lease ended goes back once the end is in the journal.
+  void give_back_when_recorded(std::uint32_t display, std::string lease_id);
+  void give_back_if_unused(std::uint32_t display);
+  // Releases numbers whose end is now recorded; logs journal health changes.
+  void settle_journal();
+  LeaseJournal::Snapshot journal_snapshot() const;
+  // Restart: the journaled processes that are still the same processes.
+  std::vector<TrackedProcess> verified_processes(const journal::JournaledLease& j);
+  // Reaps the processes of a journaled lease that is not restored.
+  void reap_orphan(const journal::JournaledLease& j, const char* why);
   // The caller's own active lease with this id, or nullptr.
   Lease* own_active_lease(const Caller& caller, const std::string& id);
   std::uint32_t xserver_warn_threshold() const;
@@ -136,7 +162,24 @@ class DisplayBroker {
   BrokerConfig config_;
   AccessPolicy policy_;
   bool group_commit_ = false;
-  std::vector<std::string> uncommitted_acquires_;  // since the last commit_journal()
+  // Changes made since the last commit_journal(), with their roll-back.
+  struct Uncommitted {
+    LeaseJournal::Seq seq;
+    std::string lease_id;  // an acquire's lease, else empty
+    std::function<void(bool written)> undo;
+  };
+  std::vector<Uncommitted> uncommitted_;
+  // Numbers of ended leases whose end is not in the journal yet.
+  struct HeldForJournal {
+    LeaseJournal::Seq seq;
+    std::uint32_t display;
+    std::string lease_id;
+  };
+  std::vector<HeldForJournal> held_for_journal_;
+  // Numbers on which processes of a lease not restored are being reaped.
+  std::map<std::uint32_t, std::size_t> orphan_reaps_;
+  bool journal_degraded_ = false;
+  bool compaction_failure_logged_ = false;
   std::unique_ptr<DisplayProbe> probe_;
   std::unique_ptr<UserDirectories> user_dirs_;
   SteadyClock clock_;

@@ -107,6 +107,16 @@ LeaseJournal::LoadResult replay_journal(const std::string& data, std::size_t& va
       case journal::JournalRecord::kLeaseEnding:
         if (auto it = index.find(record.lease_ending()); it != index.end()) ordered[it->second].set_ending(true);
         break;
+      case journal::JournalRecord::kLeaseReattached:
+        if (auto it = index.find(record.lease_reattached().lease_id()); it != index.end())
+          ordered[it->second].set_holder_pid(record.lease_reattached().holder_pid());
+        break;
+      case journal::JournalRecord::kLoginSessions:
+        if (record.login_sessions().sessions() == 0)
+          result.login_sessions.erase(record.login_sessions().uid());
+        else
+          result.login_sessions[record.login_sessions().uid()] = record.login_sessions().sessions();
+        break;
       case journal::JournalRecord::kProcessAdded:
         if (auto it = index.find(record.process_added().lease_id()); it != index.end())
           *ordered[it->second].add_processes() = record.process_added().process();
@@ -145,86 +155,155 @@ void LeaseJournal::load() {
   }
 }
 
-bool LeaseJournal::append(const journal::JournalRecord& record) {
-  pending_ += encode_journal_record(record);
-  ++pending_records_;
+bool LeaseJournal::append(const journal::JournalRecord& record, Kind kind) {
+  const Seq seq = next_seq_++;
+  queue_.push_back({seq, kind, encode_journal_record(record)});
   if (batching_) {
-    pending_batched_ = true;
+    batched_ = true;
     return true;
   }
-  return write_pending();
+  if (write_queue()) return true;
+  // Written at once and refused: a withdrawable record is the caller's to
+  // roll back now; an owed one waits for the next write.
+  if (kind == Kind::withdrawable)
+    std::erase_if(queue_, [seq](const Queued& q) { return q.seq == seq; });
+  return false;
 }
 
-bool LeaseJournal::write_pending() {
-  if (pending_.empty()) return true;
+bool LeaseJournal::write_queue() {
+  if (queue_.empty()) return true;
+  std::string bytes;
+  for (const auto& q : queue_) bytes += q.bytes;
   struct stat before {};
   const bool sized = ::fstat(fd_.get(), &before) == 0;
-  const bool ok = write_all(fd_.get(), pending_);
-  if (ok) {
-    records_ += pending_records_;
-  } else {
-    // No torn record left behind for the next append to follow: the file
-    // ends where it did, and what was pending is lost (and reported).
+  if (!write_all(fd_.get(), bytes)) {
     const int saved = errno;
+    // No torn record left behind for the next append to follow: the file
+    // ends where it did.
     if (sized) (void)::ftruncate(fd_.get(), before.st_size);
     errno = saved;
-    if (pending_batched_) lost_batched_ = true;
+    last_error_ = saved;
+    write_failing_ = true;
+    return false;
   }
-  pending_.clear();
-  pending_records_ = 0;
-  pending_batched_ = false;
-  return ok;
+  records_ += queue_.size();
+  written_through_ = queue_.back().seq;
+  queue_.clear();
+  write_failing_ = false;
+  return true;
 }
 
-bool LeaseJournal::commit() {
-  const bool ok = write_pending() && !lost_batched_;
-  lost_batched_ = false;
-  return ok;
+void LeaseJournal::drop_withdrawable(std::vector<Seq>* dropped) {
+  std::erase_if(queue_, [dropped](const Queued& q) {
+    if (q.kind != Kind::withdrawable) return false;
+    if (dropped) dropped->push_back(q.seq);
+    return true;
+  });
+}
+
+LeaseJournal::CommitResult LeaseJournal::commit() {
+  CommitResult result;
+  batched_ = false;
+  if (write_queue()) return result;
+  result.ok = false;
+  drop_withdrawable(&result.dropped);
+  return result;
+}
+
+bool LeaseJournal::retry() {
+  if (batching_ || queue_.empty()) return queue_.empty();
+  // Only owed records can be queued outside a batch: write them.
+  return write_queue();
+}
+
+bool LeaseJournal::is_written(Seq seq) const {
+  if (seq > written_through_) return false;
+  for (const auto& q : queue_)
+    if (q.seq == seq) return false;
+  return true;
+}
+
+std::size_t LeaseJournal::owed_records() const {
+  std::size_t n = 0;
+  for (const auto& q : queue_) n += q.kind == Kind::owed;
+  return n;
 }
 
 bool LeaseJournal::lease_added(const journal::JournaledLease& lease) {
   journal::JournalRecord record;
   *record.mutable_lease_added() = lease;
-  return append(record);
+  return append(record, Kind::withdrawable);
 }
 
 bool LeaseJournal::lease_ending(const std::string& id) {
   journal::JournalRecord record;
   record.set_lease_ending(id);
-  return append(record);
+  return append(record, Kind::owed);
 }
 
 bool LeaseJournal::lease_removed(const std::string& id) {
   journal::JournalRecord record;
   record.set_lease_removed(id);
-  return append(record);
+  return append(record, Kind::owed);
 }
 
 bool LeaseJournal::process_added(const std::string& lease_id, const journal::JournaledProcess& process) {
   journal::JournalRecord record;
   record.mutable_process_added()->set_lease_id(lease_id);
   *record.mutable_process_added()->mutable_process() = process;
-  return append(record);
+  return append(record, Kind::withdrawable);
 }
 
-void LeaseJournal::compact(const std::vector<journal::JournaledLease>& live) {
+bool LeaseJournal::lease_reattached(const std::string& lease_id, std::int32_t holder_pid) {
+  journal::JournalRecord record;
+  record.mutable_lease_reattached()->set_lease_id(lease_id);
+  record.mutable_lease_reattached()->set_holder_pid(holder_pid);
+  return append(record, Kind::withdrawable);
+}
+
+bool LeaseJournal::login_sessions(std::uint32_t uid, std::uint32_t sessions, Kind kind) {
+  journal::JournalRecord record;
+  record.mutable_login_sessions()->set_uid(uid);
+  record.mutable_login_sessions()->set_sessions(sessions);
+  return append(record, kind);
+}
+
+bool LeaseJournal::compact(const Snapshot& snapshot) {
   std::string data;
-  for (const auto& lease : live) {
+  for (const auto& lease : snapshot.leases) {
     journal::JournalRecord record;
     *record.mutable_lease_added() = lease;
     data += encode_journal_record(record);
   }
+  for (const auto& [uid, sessions] : snapshot.login_sessions) {
+    journal::JournalRecord record;
+    record.mutable_login_sessions()->set_uid(uid);
+    record.mutable_login_sessions()->set_sessions(sessions);
+    data += encode_journal_record(record);
+  }
   ::unlinkat(dir_fd_, kCompactName, 0);
   UniqueFd fresh(::openat(dir_fd_, kCompactName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  if (!fresh || !write_all(fresh.get(), data)) return;  // keep appending to the old one
-  if (::renameat(dir_fd_, kCompactName, dir_fd_, kFileName) != 0) return;
+  const bool written = fresh && write_all(fresh.get(), data);
+  if (!written || ::renameat(dir_fd_, kCompactName, dir_fd_, kFileName) != 0) {
+    // Keep appending to the old file; try again on the next occasion (a
+    // full disk may have room for the smaller file later, or never: the
+    // old file is still whole either way).
+    last_error_ = errno;
+    if (fresh) ::unlinkat(dir_fd_, kCompactName, 0);
+    compaction_failed_ = true;
+    return false;
+  }
   ::fcntl(fresh.get(), F_SETFL, O_APPEND);
   fd_ = std::move(fresh);
-  records_ = live.size();
-  // What was pending is in the live leases the new file was written from.
-  pending_.clear();
-  pending_records_ = 0;
-  pending_batched_ = false;
+  records_ = snapshot.leases.size() + snapshot.login_sessions.size();
+  // Everything queued is in the snapshot: the leases, processes, reattaches
+  // and logins it announces are held in memory; the ends it owes are there
+  // as the absence of their lease.
+  queue_.clear();
+  written_through_ = next_seq_ - 1;
+  compaction_failed_ = false;
+  write_failing_ = false;
+  return true;
 }
 
 }  // namespace xpra_broker

@@ -20,9 +20,20 @@
 // Compaction: when the file holds far more records than live leases, it is
 // rewritten as one record per live lease into a new file that is renamed over
 // the old one (atomic: a crash leaves either file, never a mix).
+//
+// A full disk (docs/durability.md, "The rule"): records come in two kinds.
+// A *withdrawable* record announces something the broker can still take
+// back (a new lease, a tracked process, a reattach, a login): if its write
+// fails it is dropped and the caller rolls its memory back. An *owed* record
+// states something that already happened and cannot be undone (a lease's
+// end, a logout): if its write fails it stays queued, ahead of everything
+// newer, and every later write (or a compaction, which subsumes it) tries
+// it again. The caller asks is_written() before it reuses what the record
+// frees (a display number).
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -35,11 +46,22 @@ namespace journal = ::xpra::broker::journal::v1;
 
 class LeaseJournal {
  public:
+  // Every record gets a sequence number, in the order of appending.
+  using Seq = std::uint64_t;
+  enum class Kind { withdrawable, owed };
+
   struct LoadResult {
     std::vector<journal::JournaledLease> leases;  // the live leases, in journal order
+    std::map<std::uint32_t, std::uint32_t> login_sessions;  // uid -> open login sessions
     std::size_t records = 0;
     std::size_t dropped_bytes = 0;  // a torn or corrupt tail that was cut off
     std::string problem;            // why, when dropped_bytes > 0
+  };
+
+  // What the broker holds, for compaction.
+  struct Snapshot {
+    std::vector<journal::JournaledLease> leases;
+    std::map<std::uint32_t, std::uint32_t> login_sessions;
   };
 
   // Opens (creating, 0600, never through a symlink) the journal in the
@@ -47,52 +69,86 @@ class LeaseJournal {
   LeaseJournal(int runtime_dir_fd, std::string runtime_dir_path);
   const LoadResult& loaded() const { return loaded_; }
 
-  // Appends one change. Returns false (and the caller must refuse the
-  // request) if the record could not be written. While batching, records
-  // only collect in memory (and these return true) until commit().
+  // Appends one change. While batching, records only queue in memory (true)
+  // until commit(). Not batching, they are written at once: false if that
+  // failed, and then a withdrawable record is dropped (the caller rolls
+  // back) while an owed one stays queued for the next write.
   bool lease_added(const journal::JournaledLease& lease);
-  bool lease_ending(const std::string& id);
-  bool lease_removed(const std::string& id);
   bool process_added(const std::string& lease_id, const journal::JournaledProcess& process);
+  bool lease_reattached(const std::string& lease_id, std::int32_t holder_pid);
+  bool login_sessions(std::uint32_t uid, std::uint32_t sessions, Kind kind);
+  bool lease_ending(const std::string& id);   // owed
+  bool lease_removed(const std::string& id);  // owed
+  // The sequence number of the record appended last.
+  Seq last_seq() const { return next_seq_ - 1; }
+  // Has the record with this number reached the file (or a compaction)?
+  bool is_written(Seq seq) const;
 
-  // Rewrites the journal from the live leases when it has grown to more than
-  // a few times their number. `live` is called only when compaction runs.
-  template <typename LiveLeases>
-  void compact_if_needed(std::size_t live_count, LiveLeases&& live) {
-    if (records_ < kCompactMinRecords || records_ < 4 * live_count) return;
-    compact(live());
+  // Rewrites the journal from what the broker holds when it has grown to
+  // more than a few times the live leases. `snapshot` is called only then.
+  // After a failed compaction (no space for the new file) this does
+  // nothing: the broker's periodic retry calls compact() until it works.
+  template <typename TakeSnapshot>
+  void compact_if_needed(std::size_t live_count, TakeSnapshot&& snapshot) {
+    if (compaction_failed_ || records_ < kCompactMinRecords || records_ < 4 * live_count) return;
+    compact(snapshot());
   }
-  void compact(const std::vector<journal::JournaledLease>& live);
+  // True if the new file was written and renamed into place.
+  bool compact(const Snapshot& snapshot);
 
   // Group commit: the server batches the records of the requests it
   // answers in one turn of its event loop and writes them with one write()
   // before it sends any of their replies. Records appended while not
-  // batching are written at once, after whatever is pending, in order.
+  // batching are written at once, after whatever is queued, in order.
   void set_batching(bool on) { batching_ = on; }
-  bool has_uncommitted() const { return !pending_.empty() || lost_batched_; }
-  // Writes what is pending. False if that failed, or if an earlier write
-  // since the last commit lost batched records: the requests that made them
-  // must not be told they succeeded.
-  bool commit();
+  bool has_uncommitted() const { return batched_ && !queue_.empty(); }
+  struct CommitResult {
+    bool ok = true;
+    std::vector<Seq> dropped;  // withdrawable records that were not written
+  };
+  // Writes what is queued. On failure the withdrawable records are dropped
+  // (their requests must be answered with an error and rolled back) and the
+  // owed ones stay queued.
+  CommitResult commit();
+  // Writes the owed records still queued (a periodic retry while the disk
+  // is full). True when nothing is owed any more.
+  bool retry();
+
+  // Health, for the log and `status`.
+  bool degraded() const { return write_failing_ || compaction_failed_; }
+  int last_error() const { return last_error_; }
+  bool compaction_failed() const { return compaction_failed_; }
+  std::size_t owed_records() const;
 
   std::size_t records() const { return records_; }
   static constexpr std::size_t kCompactMinRecords = 1024;
   static constexpr std::uint32_t kMaxRecordSize = 64 * 1024;
 
  private:
-  bool append(const journal::JournalRecord& record);
-  bool write_pending();
+  struct Queued {
+    Seq seq;
+    Kind kind;
+    std::string bytes;
+  };
+  bool append(const journal::JournalRecord& record, Kind kind);
+  // Writes the whole queue with one write(); on failure cuts the file back
+  // to where it ended, so no torn record is left for the next append.
+  bool write_queue();
+  void drop_withdrawable(std::vector<Seq>* dropped);
   void load();
 
   int dir_fd_;
   std::string path_;
   UniqueFd fd_;
   std::size_t records_ = 0;
-  std::string pending_;  // encoded records not yet written
-  std::size_t pending_records_ = 0;
+  std::vector<Queued> queue_;  // not yet written, in order
+  Seq next_seq_ = 1;
+  Seq written_through_ = 0;  // every record up to here was written or dropped, unless still queued
   bool batching_ = false;
-  bool pending_batched_ = false;  // pending_ holds records of batched requests
-  bool lost_batched_ = false;     // a write since the last commit lost some
+  bool batched_ = false;  // records were batched since the last commit()
+  bool write_failing_ = false;
+  bool compaction_failed_ = false;
+  int last_error_ = 0;
   LoadResult loaded_;
 };
 

@@ -96,10 +96,10 @@ void AsioLeaseReaper::reap(ReapJob job, std::function<void(ReapOutcome)> done) {
 
 void AsioLeaseReaper::collect_and_terminate(Run& run) {
   const ReapJob& job = run.job;
-  const LockFacts lock = read_display_lock(x11_tmp_dir_, job.display);
+  const LockFacts lock = job.processes_only ? LockFacts{} : read_display_lock(x11_tmp_dir_, job.display);
   // A lease that never reported a process and has no X lock ran nothing we
   // could clean up after; allocation-time cleaning remains the backstop.
-  run.anything_ran = !job.processes.empty() || lock.kind != FileKind::absent;
+  run.anything_ran = !job.processes_only && (!job.processes.empty() || lock.kind != FileKind::absent);
   std::set<pid_t> have;
   auto take = [&](pid_t pid, UniqueFd fd) {
     have.insert(pid);

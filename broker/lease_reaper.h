@@ -35,6 +35,10 @@ struct ReapJob {
   std::uint32_t display = 0;
   std::string user_dir;
   std::vector<TrackedProcess> processes;
+  // Only the reported processes: nothing through the display's X lock and
+  // no cleaning of its sockets, because the number is another lease's now
+  // (an older lease on it found in the journal at restart).
+  bool processes_only = false;
 };
 
 struct ReapOutcome {

@@ -13,10 +13,12 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <google/protobuf/stubs/logging.h>
+#include <CLI/CLI.hpp>
 
 #include "broker_server.h"
 #include "display_broker.h"
 #include "lease_journal.h"
+#include "log_sink.h"
 #include "log_throttle.h"
 #include "privileged_ops.h"
 #include "startup.h"
@@ -47,8 +49,11 @@ void print_help() {
                "\n"
                "Every config key can also be given as --KEY=VALUE (overrides the file):\n";
   for (const auto& key : config_keys()) std::printf("  %-26s %s\n", key.key, key.help);
-  std::cout << "\nExit codes: 0 clean shutdown, 64 bad usage, 71 operating-system error\n"
-               "(socket, runtime dir, privileges), 78 bad configuration.\n";
+  std::cout << "\nExit codes: 0 clean shutdown (or --check-config found no problem), 64 bad usage,\n"
+               "71 operating-system error (a transient one: another broker holds the runtime dir,\n"
+               "a failed system call), 78 a configuration problem a restart cannot fix (unknown\n"
+               "user or group, unsafe runtime dir or journal, a non-socket at the socket path,\n"
+               "capabilities require-capabilities=yes demands); --check-config finds the same.\n";
 }
 
 struct ParsedArgs {
@@ -56,42 +61,37 @@ struct ParsedArgs {
   bool check_only = false;
 };
 
-// Returns an exit code to stop with, or -1 to go on.
+// Returns an exit code to stop with, or -1 to go on. CLI11 parses; the help
+// text is our own (print_help), because it lists every config key with its
+// meaning the way the example config and the man page do.
 int parse_args(int argc, char** argv, ParsedArgs& out) {
+  CLI::App app{"xpra-brokerd"};
+  app.set_help_flag();
+  bool help = false, version = false;
+  app.add_flag("-h,--help", help);
+  app.add_flag("-V,--version", version);
+  app.add_flag("--check-config", out.check_only);
   out.cmd.config_path = "/etc/xpra/broker.conf";
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") return print_help(), 0;
-    if (arg == "-V" || arg == "--version") return std::cout << "xpra-brokerd " XPRA_BROKER_VERSION "\n", 0;
-    if (arg == "--check-config") {
-      out.check_only = true;
-      continue;
-    }
-    if (arg == "-c" || arg == "--config") {
-      if (i + 1 >= argc) return std::cerr << "xpra-brokerd: " << arg << " needs a file\n", kExitUsage;
-      out.cmd.config_path = argv[++i];
-      out.cmd.config_explicit = true;
-      continue;
-    }
-    if (arg.rfind("--config=", 0) == 0) {
-      out.cmd.config_path = arg.substr(9);
-      out.cmd.config_explicit = true;
-      continue;
-    }
-    if (arg.rfind("--", 0) == 0 && arg.size() > 2) {
-      const auto eq = arg.find('=');
-      if (eq != std::string::npos) {
-        out.cmd.overrides.emplace_back(arg.substr(2, eq - 2), arg.substr(eq + 1));
-      } else if (i + 1 < argc) {
-        out.cmd.overrides.emplace_back(arg.substr(2), argv[++i]);
-      } else {
-        return std::cerr << "xpra-brokerd: " << arg << " needs a value (--KEY=VALUE)\n", kExitUsage;
-      }
-      continue;
-    }
-    std::cerr << "xpra-brokerd: unexpected argument '" << arg << "'; see xpra-brokerd --help\n";
+  auto* config = app.add_option("-c,--config", out.cmd.config_path);
+  // Every config key as --KEY=VALUE (or --KEY VALUE); the last one wins.
+  std::vector<std::pair<std::string, std::string>> values;
+  values.reserve(config_keys().size());
+  for (const auto& key : config_keys()) {
+    values.emplace_back(key.key, std::string());
+    app.add_option(std::string("--") + key.key, values.back().second)
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "xpra-brokerd: " << e.what() << "\nhint: see 'xpra-brokerd --help'\n";
     return kExitUsage;
   }
+  if (help) return print_help(), 0;
+  if (version) return std::cout << "xpra-brokerd " XPRA_BROKER_VERSION "\n", 0;
+  out.cmd.config_explicit = config->count() > 0;
+  for (std::size_t i = 0; i < values.size(); ++i)
+    if (app.get_option(std::string("--") + values[i].first)->count() > 0) out.cmd.overrides.push_back(values[i]);
   return -1;
 }
 
@@ -106,13 +106,19 @@ void log_from_protobuf(google::protobuf::LogLevel level, const char* file, int l
   const auto spd_level = level >= google::protobuf::LOGLEVEL_ERROR     ? spdlog::level::warn
                          : level == google::protobuf::LOGLEVEL_WARNING ? spdlog::level::info
                                                                        : spdlog::level::debug;
-  spdlog::log(spd_level, "libprotobuf: {}{}", escape_untrusted(message, 512), throttle.suffix(d));
+  spdlog::log(spd_level, "libprotobuf: \"{}\"{}", escape_untrusted(message, 512), throttle.suffix(d));
 }
 
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("xpra-brokerd");
-  // Under systemd, journald adds its own timestamps.
-  logger->set_pattern(std::getenv("JOURNAL_STREAM") ? "%l: %v" : "%Y-%m-%d %H:%M:%S.%e %l: %v");
+void setup_logging(const std::string& level, const std::string& target) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (target == "journal" || (target == "auto" && stderr_is_journal())) {
+    // Priorities and fields (log_sink.h); journald adds time and pid.
+    logger = std::make_shared<spdlog::logger>("xpra-brokerd", make_journal_sink());
+    logger->set_pattern("%v");
+  } else {
+    logger = spdlog::stderr_color_mt("xpra-brokerd");
+    logger->set_pattern(std::getenv("JOURNAL_STREAM") ? "%l: %v" : "%Y-%m-%d %H:%M:%S.%e %l: %v");
+  }
   logger->set_level(spdlog::level::from_str(level));
   spdlog::set_default_logger(logger);
   google::protobuf::SetLogHandler(&log_from_protobuf);
@@ -146,15 +152,24 @@ int main(int argc, char** argv) {
     std::cerr << "xpra-brokerd: configuration error:\n" << e.what() << "\n";
     return kExitConfig;
   }
+  // What the start would refuse for good (exit 78: RestartPreventExitStatus=
+  // in the unit), checked the same way by --check-config and by the start.
+  const auto problems = configuration_problems(config);
   if (args.check_only) {
-    std::cout << "configuration OK\n"
-              << "socket = " << config.socket << "\nruntime-dir = " << config.runtime_dir << "\ndisplays = "
-              << config.display_first << "-" << config.display_last
-              << "\nmax-leases-per-user = " << config.max_leases_per_user << "\nmax-leases = " << config.max_leases
-              << "\n";
-    return 0;
+    for (const auto& p : problems) std::cout << "problem: " << p << "\n";
+    std::cout << (problems.empty() ? "configuration OK" : "configuration NOT OK") << " (" << args.cmd.config_path
+              << (args.cmd.config_explicit ? "" : ", the default") << ", and the command line)\n"
+              << "# effective configuration:\n";
+    for (const auto& [key, value] : effective_config(config)) std::cout << key << " = " << value << "\n";
+    return problems.empty() ? 0 : kExitConfig;
   }
-  setup_logging(config.log_level);
+  if (!problems.empty()) {
+    std::cerr << "xpra-brokerd: configuration error:\n";
+    for (const auto& p : problems) std::cerr << p << "\n";
+    std::cerr << "(xpra-brokerd --check-config shows the whole configuration)\n";
+    return kExitConfig;
+  }
+  setup_logging(config.log_level, config.log_target);
 
   const auto start_time = std::chrono::steady_clock::now();
   AccessPolicy policy;
@@ -173,7 +188,7 @@ int main(int argc, char** argv) {
     if (config.require_capabilities && !privileges.missing.empty()) {
       std::string missing;
       for (const auto& m : privileges.missing) missing += (missing.empty() ? "" : ",") + m;
-      throw std::runtime_error("missing capabilities " + missing +
+      throw ConfigurationError("missing capabilities " + missing +
                                " and require-capabilities=yes; start it as root with user=/group=, or with "
                                "AmbientCapabilities=CAP_CHOWN CAP_FOWNER CAP_KILL (see the systemd unit)");
     }
@@ -198,6 +213,9 @@ int main(int argc, char** argv) {
                          " are members of the broker's group; with the broker they need not be, and as members "
                          "they can enter every user's directory. Remove them from the group");
     }
+  } catch (const ConfigurationError& e) {
+    spdlog::critical("cannot start: {}", e.what());
+    return kExitConfig;
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());
     return kExitOsError;
@@ -223,16 +241,30 @@ int main(int argc, char** argv) {
     if (loaded.dropped_bytes > 0)
       spdlog::warn("lease journal: dropped {} bytes at its end: {}", loaded.dropped_bytes, loaded.problem);
     broker.set_journal(journal.get());
+    broker.restore_logins(loaded.login_sessions);
     const auto summary = broker.restore(loaded.leases, std::chrono::seconds(config.reattach_grace_seconds));
     if (!loaded.leases.empty())
       spdlog::info("lease journal: {} record(s), {} lease(s): {} waiting for their holder, {} being reaped, {} dropped",
                    loaded.records, loaded.leases.size(), summary.waiting, summary.reaping, summary.dropped);
   }
 
-  // Recovered leases whose holder does not come back in time are reaped.
+  // Recovered leases whose holder does not come back in time are reaped;
+  // a journal that could not be written is tried again.
   boost::asio::steady_timer reattach_timer(io);
+  // Under systemd: the watchdog is fed from the event loop (a hung loop
+  // stops feeding it) and STATUS= says what the broker holds.
+  std::string last_status;
+  const bool watchdog_on = sd_watchdog_enabled(0, nullptr) > 0;
   std::function<void()> expire = [&] {
     broker.expire_detached();
+    broker.retry_journal();
+    std::string status = "serving: " + std::to_string(broker.leases().size()) + " lease(s), " +
+                         std::to_string(broker.allocator().free_count()) + " free display(s)" +
+                         (journal && journal->degraded() ? "; lease journal DEGRADED (disk full?)" : "");
+    if (status != last_status || watchdog_on) {
+      sd_notify(0, ((watchdog_on ? "WATCHDOG=1\n" : "") + std::string("STATUS=") + status).c_str());
+      last_status = std::move(status);
+    }
     reattach_timer.expires_after(std::chrono::seconds(1));
     reattach_timer.async_wait([&](boost::system::error_code ec) {
       if (!ec) expire();
@@ -244,7 +276,7 @@ int main(int argc, char** argv) {
   boost::asio::steady_timer watchdog(io);
   std::function<void()> watch = [&] {
     broker.check_for_leaked_x_servers();
-    watchdog.expires_after(std::chrono::seconds(30));
+    watchdog.expires_after(std::chrono::seconds(config.leak_check_seconds));
     watchdog.async_wait([&](boost::system::error_code ec) {
       if (!ec) watch();
     });
@@ -271,6 +303,31 @@ int main(int argc, char** argv) {
                                    config.reads_per_second, config.read_burst});
   server.start();
 
+  // SIGHUP re-reads the configuration: log-level applies at once; every
+  // other key needs a restart (leases survive it through the journal), and
+  // the log says which changed. A file that does not parse changes nothing.
+  boost::asio::signal_set hangup(io, SIGHUP);
+  std::function<void()> reload = [&] {
+    hangup.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) return;
+      try {
+        const BrokerConfig fresh = load_config(args.cmd);
+        spdlog::set_level(spdlog::level::from_str(fresh.log_level));
+        std::string pending;
+        const auto now = effective_config(fresh), running = effective_config(config);
+        for (std::size_t i = 0; i < now.size() && i < running.size(); ++i)
+          if (now[i].second != running[i].second && now[i].first != "log-level")
+            pending += (pending.empty() ? "" : ", ") + now[i].first;
+        spdlog::info("SIGHUP: configuration re-read; log-level={} applied{}", fresh.log_level,
+                     pending.empty() ? "" : "; changed but applied only by a restart: " + pending);
+      } catch (const std::exception& e) {
+        spdlog::error("SIGHUP: the configuration does not load; the running one is kept: {}", e.what());
+      }
+      reload();
+    });
+  };
+  reload();
+
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signo) {
     if (ec) return;
@@ -279,6 +336,7 @@ int main(int argc, char** argv) {
     server.stop();
     watchdog.cancel();
     reattach_timer.cancel();
+    hangup.cancel();
     name_events.close();
     io.stop();
   });

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -73,40 +74,134 @@ bool directory_is_empty(int dir_fd) {
 
 }  // namespace
 
-void prepare_runtime_dir_as_root(const BrokerConfig& config) {
-  if (::geteuid() != 0 || config.user.empty()) return;
+ServiceIdentity service_identity(const BrokerConfig& config) {
+  ServiceIdentity id{::geteuid(), ::getegid(), ::geteuid() == 0 && !config.user.empty()};
+  if (!id.switches) return id;
   const passwd* pw = ::getpwnam(config.user.c_str());
-  if (!pw) throw std::runtime_error("user '" + config.user + "' does not exist (config key 'user')");
-  gid_t gid = pw->pw_gid;
+  if (!pw) throw ConfigurationError("user '" + config.user + "' does not exist (config key 'user')");
+  id.uid = pw->pw_uid;
+  id.gid = pw->pw_gid;
   if (!config.group.empty()) {
     const struct group* gr = ::getgrnam(config.group.c_str());
-    if (!gr) throw std::runtime_error("group '" + config.group + "' does not exist (config key 'group')");
-    gid = gr->gr_gid;
+    if (!gr) throw ConfigurationError("group '" + config.group + "' does not exist (config key 'group')");
+    id.gid = gr->gr_gid;
   }
+  return id;
+}
+
+std::optional<std::string> runtime_dir_problem(const struct stat& st, bool empty, const ServiceIdentity& id) {
+  if (!S_ISDIR(st.st_mode))
+    return std::string("not a directory (a symlink or a file); the broker follows no link there. Remove it, or "
+                       "point runtime-dir at a real directory");
+  if (id.switches) {
+    // Root's dir (e.g. made by tmpfiles) or the broker's own is taken over;
+    // one another user made is not: whatever they put in it would be trusted.
+    if (st.st_uid != 0 && st.st_uid != id.uid)
+      return "owned by uid " + std::to_string(st.st_uid) + ", neither root nor the broker's user (uid " +
+             std::to_string(id.uid) + "). Remove it (the broker creates it) or hand it to root first";
+    // One that others could write (Xpra's own tmpfiles rule makes it 1775
+    // root:xpra) is fixed only while it is empty: once anything is in it, it
+    // may have been planted, and is not trusted.
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !empty)
+      return "writable by group or others (mode " + octal_mode(st.st_mode) +
+             ") and not empty, so its files may have been planted by other users. Remove it (the broker creates "
+             "it) or empty it and chmod 0755";
+    return std::nullopt;
+  }
+  if (st.st_uid != id.uid)
+    return "owned by uid " + std::to_string(st.st_uid) + ", not by the broker (uid " + std::to_string(id.uid) +
+           "). Hand it to the broker's user (chown), or start the broker as root with user= so it does that itself";
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return "writable by group or others (mode " + octal_mode(st.st_mode) +
+           "); users could plant files the broker then trusts. Make it 0755 (chmod 0755)";
+  return std::nullopt;
+}
+
+std::optional<std::string> journal_file_problem(const struct stat& st, uid_t broker_uid) {
+  if (!S_ISREG(st.st_mode)) return std::string("not a regular file");
+  if (st.st_uid != broker_uid)
+    return "owned by uid " + std::to_string(st.st_uid) + ", not by the broker (uid " + std::to_string(broker_uid) + ")";
+  if (st.st_nlink != 1) return "it has " + std::to_string(st.st_nlink) + " links (another name could change it)";
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) return "writable by group or others (mode " + octal_mode(st.st_mode) + ")";
+  return std::nullopt;
+}
+
+namespace {
+
+[[noreturn]] void unsafe_runtime_dir(const std::string& path, const std::string& problem) {
+  throw ConfigurationError("unsafe runtime dir " + path + ": " + problem);
+}
+
+[[noreturn]] void unsafe_journal(const std::string& path, const std::string& problem) {
+  throw ConfigurationError("unsafe lease journal " + path + ": " + problem +
+                           ". The broker acts on the pids and users it holds, so it reads only its own file. "
+                           "Move it away (the leases it held are then forgotten) or fix its owner and mode");
+}
+
+}  // namespace
+
+std::vector<std::string> configuration_problems(const BrokerConfig& config) {
+  std::vector<std::string> problems;
+  const auto attempt = [&](const auto& check) {
+    try {
+      check();
+    } catch (const std::exception& e) {
+      problems.push_back(e.what());
+    }
+  };
+  attempt([&] { resolve_groups(config.allowed_groups, "allowed-groups"); });
+  attempt([&] { resolve_groups(config.admin_groups, "admin-groups"); });
+  std::optional<ServiceIdentity> id;
+  attempt([&] { id = service_identity(config); });
+  if (!id) return problems;
+  // What the start will find, looked at without changing anything.
+  struct stat st {};
+  if (::lstat(config.runtime_dir.c_str(), &st) == 0) {
+    bool empty = true;
+    if (S_ISDIR(st.st_mode)) {
+      UniqueFd dir(::open(config.runtime_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      empty = dir && directory_is_empty(dir.get());
+      struct stat journal {};
+      if (config.journal && dir && ::fstatat(dir.get(), "leases.journal", &journal, AT_SYMLINK_NOFOLLOW) == 0)
+        if (auto problem = journal_file_problem(journal, id->uid))
+          problems.push_back("unsafe lease journal " + config.runtime_dir + "/leases.journal: " + *problem);
+    }
+    if (auto problem = runtime_dir_problem(st, empty, *id))
+      problems.push_back("unsafe runtime dir " + config.runtime_dir + ": " + *problem);
+    struct stat lock {};
+    if (S_ISDIR(st.st_mode) && ::lstat((config.runtime_dir + "/broker.lock").c_str(), &lock) == 0 &&
+        S_ISLNK(lock.st_mode))
+      problems.push_back("unsafe " + config.runtime_dir + "/broker.lock: a symlink; the broker follows no link in "
+                         "its runtime dir. Remove it");
+  } else {
+    const auto parent = config.runtime_dir.substr(0, config.runtime_dir.find_last_of('/'));
+    if (!parent.empty() && ::stat(parent.c_str(), &st) != 0)
+      problems.push_back("runtime dir " + config.runtime_dir + ": its parent " + parent + " does not exist");
+  }
+  if (::lstat(config.socket.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      problems.push_back("socket " + config.socket + " exists and is not a socket; remove it or choose another --socket");
+  } else {
+    const auto parent = config.socket.substr(0, config.socket.find_last_of('/'));
+    if (!parent.empty() && parent != config.runtime_dir && ::stat(parent.c_str(), &st) != 0)
+      problems.push_back("socket " + config.socket + ": its directory " + parent + " does not exist");
+  }
+  return problems;
+}
+
+void prepare_runtime_dir_as_root(const BrokerConfig& config) {
+  const ServiceIdentity id = service_identity(config);
+  if (!id.switches) return;
   if (::mkdir(config.runtime_dir.c_str(), 0755) != 0 && errno != EEXIST) fail("mkdir " + config.runtime_dir);
   UniqueFd dir(::open(config.runtime_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!dir && (errno == ELOOP || errno == ENOTDIR))
-    throw std::runtime_error("unsafe runtime dir " + config.runtime_dir +
-                             ": not a directory (a symlink or a file); the broker follows no link there. Remove "
-                             "it, or point runtime-dir at a real directory");
-  if (!dir) fail("open " + config.runtime_dir);
-  // Root's dir (e.g. made by tmpfiles) or the broker's own is taken over;
-  // one another user made is not: whatever they put in it would be trusted.
   struct stat st {};
+  if (!dir && (errno == ELOOP || errno == ENOTDIR) && ::lstat(config.runtime_dir.c_str(), &st) == 0)
+    unsafe_runtime_dir(config.runtime_dir, *runtime_dir_problem(st, false, id));
+  if (!dir) fail("open " + config.runtime_dir);
   if (::fstat(dir.get(), &st) != 0) fail("fstat " + config.runtime_dir);
-  if (st.st_uid != 0 && st.st_uid != pw->pw_uid)
-    throw std::runtime_error("unsafe runtime dir " + config.runtime_dir + ": owned by uid " +
-                             std::to_string(st.st_uid) + ", neither root nor " + config.user +
-                             ". Remove it (the broker creates it) or hand it to root first");
-  // One that others could write (Xpra's own tmpfiles rule makes it 1775
-  // root:xpra) is fixed only while it is empty: once anything is in it, it
-  // may have been planted, and is not trusted.
-  if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !directory_is_empty(dir.get()))
-    throw std::runtime_error("unsafe runtime dir " + config.runtime_dir + ": writable by group or others (mode " +
-                             octal_mode(st.st_mode) +
-                             ") and not empty, so its files may have been planted by other users. Remove it (the "
-                             "broker creates it) or empty it and chmod 0755");
-  if (::fchown(dir.get(), pw->pw_uid, gid) != 0) fail("chown " + config.runtime_dir);
+  if (auto problem = runtime_dir_problem(st, directory_is_empty(dir.get()), id))
+    unsafe_runtime_dir(config.runtime_dir, *problem);
+  if (::fchown(dir.get(), id.uid, id.gid) != 0) fail("chown " + config.runtime_dir);
   if (::fchmod(dir.get(), 0755) != 0) fail("chmod " + config.runtime_dir);
 }
 
@@ -138,22 +233,13 @@ void choose_service_identity(BrokerConfig& config, std::vector<std::string>& war
 UniqueFd open_runtime_dir(const std::string& path) {
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) fail("cannot create runtime dir " + path);
   UniqueFd dir(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!dir && (errno == ELOOP || errno == ENOTDIR))
-    throw std::runtime_error("unsafe runtime dir " + path + ": not a directory (a symlink or a file); the broker " +
-                             "follows no link there. Remove it, or point runtime-dir at a real directory");
-  if (!dir) fail("cannot open runtime dir " + path);
   struct stat st {};
+  const ServiceIdentity self{::geteuid(), ::getegid(), false};
+  if (!dir && (errno == ELOOP || errno == ENOTDIR) && ::lstat(path.c_str(), &st) == 0)
+    unsafe_runtime_dir(path, *runtime_dir_problem(st, false, self));
+  if (!dir) fail("cannot open runtime dir " + path);
   if (::fstat(dir.get(), &st) != 0) fail("fstat " + path);
-  if (st.st_uid != ::geteuid())
-    throw std::runtime_error("unsafe runtime dir " + path + ": owned by uid " + std::to_string(st.st_uid) +
-                             ", not by the broker (uid " + std::to_string(::geteuid()) +
-                             "). Hand it to the broker's user (chown), or start the broker as root with user= so "
-                             "it does that itself");
-  if (st.st_mode & (S_IWGRP | S_IWOTH))
-    throw std::runtime_error("unsafe runtime dir " + path + ": writable by group or others (mode " +
-                             octal_mode(st.st_mode) +
-                             "); users could plant files the broker then trusts. Make it 0755 (chmod 0755 " + path +
-                             ")");
+  if (auto problem = runtime_dir_problem(st, false, self)) unsafe_runtime_dir(path, *problem);
   return dir;
 }
 
@@ -164,23 +250,14 @@ void check_journal_file(int runtime_dir_fd, const std::string& runtime_dir) {
     if (errno == ENOENT) return;
     fail("cannot inspect " + path);
   }
-  std::string problem;
-  if (!S_ISREG(st.st_mode))
-    problem = "not a regular file";
-  else if (st.st_uid != ::geteuid())
-    problem = "owned by uid " + std::to_string(st.st_uid) + ", not by the broker (uid " + std::to_string(::geteuid()) + ")";
-  else if (st.st_nlink != 1)
-    problem = "it has " + std::to_string(st.st_nlink) + " links (another name could change it)";
-  else if (st.st_mode & (S_IWGRP | S_IWOTH))
-    problem = "writable by group or others (mode " + octal_mode(st.st_mode) + ")";
-  if (problem.empty()) return;
-  throw std::runtime_error("unsafe lease journal " + path + ": " + problem +
-                           ". The broker acts on the pids and users it holds, so it reads only its own file. "
-                           "Move it away (the leases it held are then forgotten) or fix its owner and mode");
+  if (auto problem = journal_file_problem(st, ::geteuid())) unsafe_journal(path, *problem);
 }
 
 UniqueFd acquire_instance_lock(int runtime_dir_fd, const std::string& runtime_dir) {
   UniqueFd lock(::openat(runtime_dir_fd, "broker.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!lock && errno == ELOOP)
+    throw ConfigurationError("unsafe " + runtime_dir + "/broker.lock: a symlink; the broker follows no link in its "
+                             "runtime dir. Remove it");
   if (!lock) fail("cannot open " + runtime_dir + "/broker.lock");
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK)
@@ -213,7 +290,7 @@ UniqueFd open_listening_socket(const std::string& path, bool& from_systemd) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode))
-      throw std::runtime_error(path + " exists and is not a socket; remove it or choose another --socket");
+      throw ConfigurationError(path + " exists and is not a socket; remove it or choose another --socket");
     if (::unlink(path.c_str()) != 0) fail("cannot remove stale socket " + path);
   }
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
@@ -233,7 +310,7 @@ std::vector<gid_t> resolve_groups(const std::vector<std::string>& names, const c
   std::vector<gid_t> gids;
   for (const auto& name : names) {
     const struct group* gr = ::getgrnam(name.c_str());
-    if (!gr) throw std::runtime_error(std::string(key) + ": group '" + name + "' does not exist");
+    if (!gr) throw ConfigurationError(std::string(key) + ": group '" + name + "' does not exist");
     gids.push_back(gr->gr_gid);
   }
   return gids;

@@ -3,8 +3,10 @@
 // used only here, at start-up).
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -23,7 +25,9 @@ struct CommandLine {
 };
 BrokerConfig load_config(const CommandLine& cmd);
 
-// A problem with the configuration found at start-up (exit 78, not 71).
+// A problem with the configuration, or with the host's setup for it, that a
+// restart cannot fix (exit 78, which the unit's RestartPreventExitStatus=
+// names): not 71, which is left to transient operating-system errors.
 struct ConfigurationError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -33,6 +37,25 @@ struct ConfigurationError : std::runtime_error {
 // user=root is the one way to stay root, and earns a warning. Not root:
 // nothing to choose. Fills config.user/group for the steps below.
 void choose_service_identity(BrokerConfig& config, std::vector<std::string>& warnings);
+
+// Whom the broker runs as once started: the configured user and group when
+// root switches to them, else itself. Unknown names: ConfigurationError.
+struct ServiceIdentity {
+  uid_t uid;
+  gid_t gid;
+  bool switches;  // started as root with user=: the runtime dir is taken over
+};
+ServiceIdentity service_identity(const BrokerConfig& config);
+
+// The rules for the broker's own files, shared by the start and by
+// --check-config, so both judge alike. A reason to refuse, or nullopt.
+std::optional<std::string> runtime_dir_problem(const struct stat& st, bool empty, const ServiceIdentity& id);
+std::optional<std::string> journal_file_problem(const struct stat& st, uid_t broker_uid);
+
+// Everything the start would refuse as a configuration problem (exit 78),
+// found without changing anything: unknown users and groups, an unsafe or
+// unusable runtime dir, journal or socket path. Empty: none.
+std::vector<std::string> configuration_problems(const BrokerConfig& config);
 
 // When root and about to switch to `user`/`group`: creates the runtime dir if
 // missing and hands it to them, so the unprivileged broker can own it.

@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <iostream>
 
 #include "exit_codes.h"
@@ -87,16 +88,19 @@ ssize_t forward_stderr(int from, std::string* tail) {
 
 bool still_open(ssize_t read_result) { return read_result > 0 || (read_result < 0 && errno == EAGAIN); }
 
-void report_process(BrokerConnection& conn, const v1::Lease& lease, pid_t pid, v1::ProcessRole role) {
+// False if the broker did not take it (then nothing may run untracked: the
+// caller stops the process before it does anything).
+bool report_process(BrokerConnection& conn, const v1::Lease& lease, pid_t pid, v1::ProcessRole role) {
   v1::Request request;
   auto* r = request.mutable_report_process();
   r->set_lease_id(lease.id());
   r->set_pid(pid);
   r->set_role(role);
   v1::Response response;
-  if (conn.call(request, response) != BrokerConnection::Error::none || response.status() != v1::OK)
-    warn("the broker did not take pid " + std::to_string(pid) + " under lease " + lease.id() + ": " +
-         response.message());
+  if (conn.call(request, response) == BrokerConnection::Error::none && response.status() == v1::OK) return true;
+  warn("the broker did not take pid " + std::to_string(pid) + " under lease " + lease.id() + ": " +
+       (response.message().empty() ? std::string("no answer") : escape_untrusted(response.message(), 512)));
+  return false;
 }
 
 // Reports a failed start; for a display conflict, says when the broker could
@@ -134,7 +138,15 @@ class ExecAttempt {
     if (exec_.start_x_server) {
       auto x = start_x_server(exec_.x_server_command.empty() ? kDefaultXServerCommand : exec_.x_server_command,
                               lease_.display(), display_fd_timeout(),
-                              [this](pid_t pid) { report_process(conn_, lease_, pid, v1::X_SERVER); });
+                              [this](pid_t pid) { x_untracked_ = !report_process(conn_, lease_, pid, v1::X_SERVER); });
+      if (x.outcome == XStart::ready && x_untracked_) {
+        // The broker could not record it (its journal is full): an X server
+        // it does not know of would outlive a broker restart. Stop it.
+        stop_process_group(x.pid, exec_.grace);
+        warn("not starting the command: the broker could not track its X server");
+        release_lease(std::nullopt);
+        return {kExitInternal, false};
+      }
       if (x.outcome != XStart::ready) return x_server_failed(x, last_attempt);
       x_pid_ = x.pid;
       x_stderr_ = std::move(x.stderr_fd);
@@ -151,29 +163,33 @@ class ExecAttempt {
       result.retry = !last_attempt;
       return result;
     }
-    if (!broker_lost_) {
-      v1::Request release;
-      release.mutable_release()->set_lease_id(lease_.id());
-      // A session stopped on request (SIGTERM to us) did not fail: say
-      // nothing of its status, so it does not feed the back-off.
-      if (!stop_requested_) release.mutable_release()->set_exit_status(result.exit_code);
-      v1::Response released;
-      // Closing the connection would end the lease anyway; releasing says how
-      // the session ended (for the restart-loop back-off).
-      if (conn_.call(release, released) == BrokerConnection::Error::none && released.status() == v1::OK)
-        // What the broker kills may be our child (we are a subreaper): reap
-        // it meanwhile so no zombie outlives us.
-        wait_until_lease_gone(conn_, lease_.id(), /*all=*/false, exec_.grace + std::chrono::seconds(15), [] {
-          while (::waitpid(-1, nullptr, WNOHANG) > 0) {
-          }
-        });
-    }
+    // A session stopped on request (SIGTERM to us), or one the broker could
+    // not track, did not fail: say nothing of its status, so it does not
+    // feed the back-off.
+    if (!broker_lost_)
+      release_lease(stop_requested_ || untracked_ ? std::nullopt : std::optional<int>(result.exit_code));
     return result;
   }
 
   bool broker_lost() const { return broker_lost_; }
 
  private:
+  // Closing the connection would end the lease anyway; releasing says how
+  // the session ended (for the restart-loop back-off).
+  void release_lease(std::optional<int> exit_status) {
+    v1::Request release;
+    release.mutable_release()->set_lease_id(lease_.id());
+    if (exit_status) release.mutable_release()->set_exit_status(*exit_status);
+    v1::Response released;
+    if (conn_.call(release, released) == BrokerConnection::Error::none && released.status() == v1::OK)
+      // What the broker kills may be our child (we are a subreaper): reap
+      // it meanwhile so no zombie outlives us.
+      wait_until_lease_gone(conn_, lease_.id(), /*all=*/false, exec_.grace + std::chrono::seconds(15), [] {
+        while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+        }
+      });
+  }
+
   AttemptResult x_server_failed(const XServerResult& x, bool last_attempt) {
     const char* what = x.outcome == XStart::timeout ? "did not report ready in time"
                        : x.outcome == XStart::exited ? "exited during start-up"
@@ -250,7 +266,16 @@ class ExecAttempt {
     exec_write.reset();
     err_write.reset();
     go_read.reset();
-    report_process(conn_, lease_, child, v1::SESSION);
+    if (!report_process(conn_, lease_, child, v1::SESSION)) {
+      // Untracked, the command could outlive its lease: it never starts
+      // (without the go byte the child exits before exec).
+      go_write.reset();
+      int ignored = 0;
+      ::waitpid(child, &ignored, 0);
+      warn("not starting '" + args.front() + "': the broker could not track it");
+      untracked_ = true;
+      return {kExitInternal, false};
+    }
     (void)!::write(go_write.get(), "g", 1);
     go_write.reset();
     ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
@@ -356,6 +381,8 @@ class ExecAttempt {
   std::string stderr_tail_;
   bool stop_requested_ = false;
   bool broker_lost_ = false;
+  bool x_untracked_ = false;  // the broker refused to track the X server
+  bool untracked_ = false;    // ... or the command, which then never ran
 };
 
 }  // namespace

@@ -154,6 +154,11 @@ int run_status(const GlobalOptions& options, bool json) {
                           {"stale_removed", s.stale_removed()},
                           {"watched_directories", s.watched_directories()},
                           {"watch_rescans", s.watch_rescans()},
+                          {"journal",
+                           {{"ok", s.journal_problem().empty()},
+                            {"problem", s.journal_problem()},
+                            {"owed_records", s.journal_owed_records()},
+                            {"displays_awaiting_journal", s.displays_awaiting_journal()}}},
                           {"warnings", s.warnings()}};
     std::cout << dump_json(out) << "\n";
     return kExitOk;
@@ -162,6 +167,15 @@ int run_status(const GlobalOptions& options, bool json) {
   std::printf("displays      %u-%u, %u free\n", s.range_first(), s.range_last(), s.free_displays());
   std::printf("leases        %u (max %u, %u per user)\n", s.leases(), s.max_leases(), s.max_leases_per_user());
   std::printf("connections   %u\n", s.connections());
+  if (!s.journal_problem().empty()) {
+    std::printf("journal       DEGRADED: %s\n", safe(s.journal_problem(), 1024).c_str());
+    if (s.journal_owed_records() > 0 || s.displays_awaiting_journal_size() > 0) {
+      std::printf("              %u ended lease(s) or logout(s) not yet recorded", s.journal_owed_records());
+      for (int i = 0; i < s.displays_awaiting_journal_size(); ++i)
+        std::printf("%s:%u", i == 0 ? "; displays held until then: " : ", ", s.displays_awaiting_journal(i));
+      std::printf("\n");
+    }
+  }
   if (s.blocked_size() > 0) {
     std::printf("skipped displays (used outside the broker, or leftovers):\n");
     for (const auto& b : s.blocked())

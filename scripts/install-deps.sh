@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build_packages=(cmake g++ make pkg-config libboost-dev libcap-dev libprotobuf-dev protobuf-compiler
-                libspdlog-dev libfmt-dev nlohmann-json3-dev libsystemd-dev zlib1g-dev libpam0g-dev libgtest-dev libgmock-dev
+                libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev libsystemd-dev zlib1g-dev libpam0g-dev libgtest-dev libgmock-dev
                 # The fuzzers (scripts/fuzz.sh): clang, libFuzzer and the sanitizer
                 # runtimes (only recommended by clang, so named here).
                 clang libfuzzer-14-dev libclang-rt-14-dev)

@@ -2,7 +2,7 @@
 // names pids, uids and process groups the broker signals on recovery, and
 // the runtime dir holds the socket and every user's directory. If another
 // user can write either, or could have swapped it, the broker refuses to
-// start (exit 71, "unsafe ...") instead of acting on it. Started as root
+// start (exit 78, "unsafe ...") instead of acting on it. Started as root
 // without user=, the broker does not keep running as root: it switches to
 // the packaged xpra-broker:xpra; only user=root keeps root.
 //
@@ -19,7 +19,7 @@
 namespace xpra_broker::adversarial {
 namespace {
 
-constexpr int kExitUnsafe = 71;  // EX_OSERR, the contract's exit code for unsafe own files
+constexpr int kExitUnsafe = 78;  // EX_CONFIG: unsafe own files are a setup problem a restart cannot fix
 
 class OwnFilesTest : public AdversarialTest {};
 

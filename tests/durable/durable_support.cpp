@@ -1,7 +1,9 @@
 #include "durable_support.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -122,6 +124,59 @@ BrokerProcess& DurableTest::start_broker(std::vector<std::string> options) {
   return *broker_;
 }
 
+BrokerProcess& DurableTest::start_broker_on_small_tmpfs(std::vector<std::string> options, std::size_t size) {
+  broker_ = std::make_unique<BrokerProcess>(std::move(options));
+  const std::string dir = broker_->runtime_dir();
+  integration::make_directory(dir, 0755);
+  const std::string data = "size=" + std::to_string(size) + ",mode=0755";
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, data.c_str()) != 0)
+    throw std::runtime_error("cannot mount a tmpfs at " + dir + ": " + std::strerror(errno));
+  tmpfs_ = dir;
+  broker_->start();
+  return *broker_;
+}
+
+void DurableTest::fill_runtime_dir() {
+  ASSERT_FALSE(tmpfs_.empty()) << "fill_runtime_dir needs start_broker_on_small_tmpfs";
+  // The tiny records used below are login counts of xpb-bob: his directory
+  // is made now, while there is room for it.
+  v1::Request login;
+  login.mutable_open_login()->set_uid(integration::uid_of(kBob));
+  ASSERT_EQ(broker_->call(login).status(), v1::OK);
+  const std::string path = tmpfs_ + "/filler";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0) << path << ": " << std::strerror(errno);
+  const std::string block(4096, '\0');
+  int err = 0;
+  for (;;) {
+    const ssize_t n = ::write(fd, block.data(), block.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < static_cast<ssize_t>(block.size())) {
+      err = n < 0 ? errno : ENOSPC;
+      if (n > 0) continue;  // the last partial page: try once more
+      break;
+    }
+  }
+  ::close(fd);
+  ASSERT_EQ(err, ENOSPC) << "filling " << path << ": " << std::strerror(err);
+  // The disk is full, but the journal's last page may still have room for
+  // a few records (a tmpfs allocates whole pages). Fill it with the
+  // smallest record there is, until the broker says it cannot record one:
+  // then no record of any kind fits.
+  for (int i = 0; i < 4096; ++i) {
+    const auto r = broker_->call(login);
+    if (r.status() == v1::INTERNAL) return;
+    ASSERT_EQ(r.status(), v1::OK) << r.message();
+  }
+  ADD_FAILURE() << "the journal never filled up";
+}
+
+void DurableTest::free_runtime_dir() {
+  ASSERT_FALSE(tmpfs_.empty());
+  const std::string path = tmpfs_ + "/filler";
+  ASSERT_TRUE(::unlink(path.c_str()) == 0 || errno == ENOENT) << path << ": " << std::strerror(errno);
+}
+
 void DurableTest::kill_broker() {
   ASSERT_TRUE(broker_ && broker_->alive()) << "the broker is not running";
   ASSERT_EQ(::kill(broker_->pid(), SIGKILL), 0);
@@ -168,6 +223,12 @@ std::string DurableTest::private_x11_dir() {
 void DurableTest::TearDown() {
   for (pid_t pid : orphans_)
     if (integration::process_running(pid)) ::kill(pid, SIGKILL);
+  if (!tmpfs_.empty()) {
+    // The broker first (its log is kept), then the mount, before the
+    // harness removes the directory it was mounted on.
+    if (broker_) broker_->stop();
+    ::umount2(tmpfs_.c_str(), MNT_DETACH);
+  }
   if (!broker_ || !HasFailure()) return;
   std::string log = earlier_logs_ + broker_->log();
   if (!log_filter_.empty()) {

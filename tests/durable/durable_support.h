@@ -9,6 +9,8 @@
 //   700-759 kill -9 under load      760-769 exec clients keep their displays
 //   770-774 holder died meanwhile   775-779 grace expiry
 //   780-784 one broker per dir      785-789 takeover refused
+//   790-791 full disk: a lease end  792-793 full disk: a process report
+//   794-799 full disk: fill/free loop under load
 #pragma once
 
 #include <gtest/gtest.h>
@@ -66,6 +68,12 @@ class DurableTest : public ::testing::Test {
  protected:
   // A broker on a fresh temporary runtime dir with `options`.
   BrokerProcess& start_broker(std::vector<std::string> options);
+  // The same, with the runtime dir (and so the journal) on a tmpfs of
+  // `size` bytes that the test mounts, so it can fill it to the brim.
+  BrokerProcess& start_broker_on_small_tmpfs(std::vector<std::string> options, std::size_t size);
+  // Fills that tmpfs until a write fails with ENOSPC, or frees it again.
+  void fill_runtime_dir();
+  void free_runtime_dir();
   // kill -9, then waits until it is gone and reaped. The socket file, the
   // lock file and the journal stay behind, as after a crash.
   void kill_broker();
@@ -98,6 +106,7 @@ class DurableTest : public ::testing::Test {
 
  private:
   std::unique_ptr<integration::TempDir> x11_dir_;
+  std::string tmpfs_;  // mounted at the runtime dir, unmounted at teardown
   std::vector<pid_t> orphans_;
 };
 

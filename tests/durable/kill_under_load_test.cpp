@@ -17,6 +17,12 @@
 // may have made a lease nobody knows of (an orphan, waiting for a holder
 // that will not come: the test releases those as root), a release without a
 // reply may or may not have happened (reattach tells).
+//
+// The second test does the same with the runtime dir (and the journal) on a
+// 1 MiB tmpfs that it fills to the brim and frees again at random moments
+// between the kills: while it is full, acquires are refused (INTERNAL) and a
+// release is answered INTERNAL (the lease ends, but its end cannot be
+// recorded yet, so it is uncertain like a release without a reply).
 #include <signal.h>
 
 #include <algorithm>
@@ -34,10 +40,16 @@
 namespace xpra_broker::durable {
 namespace {
 
-constexpr std::uint32_t kFirst = 700, kLast = 759;
-constexpr int kRounds = 20;
-constexpr int kClientsPerUser = 3;
-constexpr std::size_t kMaxHeldPerClient = 3;
+// One run of the test: its display slice and load.
+struct LoadShape {
+  std::uint32_t first, last;
+  int rounds;
+  int clients_per_user;
+  std::size_t max_held_per_client;
+  bool fill_disk;  // the journal's tmpfs is filled and freed between kills
+};
+constexpr LoadShape kPlainLoad{700, 759, 20, 3, 3, false};
+constexpr LoadShape kFullDiskLoad{794, 799, 20, 2, 2, true};
 
 struct HeldLease {
   std::uint32_t display = 0;
@@ -57,8 +69,8 @@ struct Coordination {
 
 class LoadClient {
  public:
-  LoadClient(std::string user, std::string socket, Coordination& co, unsigned seed)
-      : user_(std::move(user)), socket_(std::move(socket)), co_(co), rng_(seed) {}
+  LoadClient(std::string user, std::string socket, Coordination& co, unsigned seed, const LoadShape& shape)
+      : user_(std::move(user)), socket_(std::move(socket)), co_(co), rng_(seed), shape_(shape) {}
 
   void run() {
     if (!become_user_on_this_thread(user_)) return fail("cannot become " + user_);
@@ -83,7 +95,7 @@ class LoadClient {
   const std::vector<std::string>& failures() const { return failures_; }
   const std::string& user() const { return user_; }
   std::uint64_t acquires = 0, releases = 0, reattaches = 0, uncertain_kept = 0, uncertain_gone = 0,
-                in_flight_acquires_lost = 0;
+                in_flight_acquires_lost = 0, refused_no_journal = 0, refused_exhausted = 0, releases_unrecorded = 0;
 
  private:
   void fail(const std::string& what) {
@@ -94,19 +106,26 @@ class LoadClient {
   // False when the broker is gone (the connection failed).
   bool one_operation() {
     v1::Response response;
-    const bool want_more =
-        held_.empty() || (held_.size() < kMaxHeldPerClient && std::uniform_int_distribution<int>(0, 1)(rng_) == 0);
+    const bool want_more = held_.empty() || (held_.size() < shape_.max_held_per_client &&
+                                             std::uniform_int_distribution<int>(0, 1)(rng_) == 0);
     if (want_more) {
       if (conn_.call(acquire_request("durable-load"), response) != BrokerConnection::Error::none) {
         ++in_flight_acquires_lost;
         return false;
       }
       if (response.status() != v1::OK) {
-        fail("acquire refused: " + v1::Status_Name(response.status()) + ": " + response.message());
+        // A full journal refuses new leases; its held numbers (ends not yet
+        // recorded) and the other clients' leases can use up the range.
+        if (shape_.fill_disk && response.status() == v1::INTERNAL)
+          ++refused_no_journal;
+        else if (shape_.fill_disk && response.status() == v1::EXHAUSTED)
+          ++refused_exhausted;
+        else
+          fail("acquire refused: " + v1::Status_Name(response.status()) + ": " + response.message());
         return true;
       }
       const auto& lease = response.acquire().lease();
-      if (lease.display() < kFirst || lease.display() > kLast)
+      if (lease.display() < shape_.first || lease.display() > shape_.last)
         fail("acquire gave display :" + std::to_string(lease.display()) + " outside the range");
       held_[lease.id()] = {lease.display(), response.acquire().reattach_token()};
       ++acquires;
@@ -117,8 +136,14 @@ class LoadClient {
     const auto [id, lease] = *it;
     held_.erase(it);
     if (conn_.call(release_request(id), response) != BrokerConnection::Error::none) {
-      uncertain_release_ = {id, lease};
+      uncertain_releases_[id] = lease;
       return false;
+    }
+    if (shape_.fill_disk && response.status() == v1::INTERNAL) {
+      // Ending, but not recorded: a restart before it is may bring it back.
+      uncertain_releases_[id] = lease;
+      ++releases_unrecorded;
+      return true;
     }
     if (response.status() != v1::OK) {
       fail("release of " + id + " refused: " + v1::Status_Name(response.status()) + ": " + response.message());
@@ -164,8 +189,7 @@ class LoadClient {
           ++reattaches;
         }
       }
-      if (uncertain_release_) {
-        const auto& [id, lease] = *uncertain_release_;
+      for (const auto& [id, lease] : uncertain_releases_) {
         v1::Response response;
         if (conn_.call(reattach_request(id, lease.token), response) != BrokerConnection::Error::none) {
           fail("reattach of " + id + " failed in transport");
@@ -178,8 +202,8 @@ class LoadClient {
         } else {
           fail("reattach of " + id + " after an uncertain release: " + v1::Status_Name(response.status()));
         }
-        uncertain_release_.reset();
       }
+      uncertain_releases_.clear();
     }
     std::unique_lock lock(co_.mutex);
     ++co_.recovered;
@@ -192,21 +216,39 @@ class LoadClient {
   std::string socket_;
   Coordination& co_;
   std::mt19937 rng_;
+  LoadShape shape_;
   BrokerConnection conn_;
   std::map<std::string, HeldLease> held_;
   std::set<std::string> released_;
-  std::optional<std::pair<std::string, HeldLease>> uncertain_release_;
+  // Releases whose outcome only a reattach after the restart tells.
+  std::map<std::string, HeldLease> uncertain_releases_;
   std::vector<std::string> failures_;
 };
 
-class KillUnderLoadTest : public DurableTest {};
+class KillUnderLoadTest : public DurableTest {
+ protected:
+  void run_rounds(const LoadShape& shape);
+};
 
 TEST_F(KillUnderLoadTest, KillNineAtRandomMomentsLosesNoAcknowledgedLeaseAndHandsOutNoDisplayTwice) {
+  run_rounds(kPlainLoad);
+}
+
+TEST_F(KillUnderLoadTest, WithTheJournalsDiskFilledAndFreedBetweenKillsNothingAcknowledgedIsLost) {
+  run_rounds(kFullDiskLoad);
+}
+
+void KillUnderLoadTest::run_rounds(const LoadShape& shape) {
   ::signal(SIGPIPE, SIG_IGN);
-  start_broker({"--displays=" + std::to_string(kFirst) + "-" + std::to_string(kLast),
-                "--x11-tmp-dir=" + private_x11_dir(), "--max-leases-per-user=1000", "--max-leases=1000",
-                "--max-connections-per-user=1000", "--acquire-burst=100000", "--acquires-per-minute=1000000",
-                "--failures-before-backoff=1000", "--reattach-grace-seconds=600", "--reap-grace-ms=200"});
+  const std::vector<std::string> options{
+      "--displays=" + std::to_string(shape.first) + "-" + std::to_string(shape.last),
+      "--x11-tmp-dir=" + private_x11_dir(), "--max-leases-per-user=1000", "--max-leases=1000",
+      "--max-connections-per-user=1000", "--acquire-burst=100000", "--acquires-per-minute=1000000",
+      "--failures-before-backoff=1000", "--reattach-grace-seconds=600", "--reap-grace-ms=200"};
+  if (shape.fill_disk)
+    start_broker_on_small_tmpfs(options, 1 << 20);
+  else
+    start_broker(options);
   log_filter_ = {"ready "};  // on failure: the lines about the leases concerned, not all 20 lives
   const unsigned seed = std::random_device{}();
   RecordProperty("seed", std::to_string(seed));
@@ -215,8 +257,9 @@ TEST_F(KillUnderLoadTest, KillNineAtRandomMomentsLosesNoAcknowledgedLeaseAndHand
 
   Coordination co;
   std::vector<std::unique_ptr<LoadClient>> clients;
-  for (int i = 0; i < 2 * kClientsPerUser; ++i)
-    clients.push_back(std::make_unique<LoadClient>(i % 2 ? kBob : kAlice, broker().socket_path(), co, seed + 1 + i));
+  for (int i = 0; i < 2 * shape.clients_per_user; ++i)
+    clients.push_back(
+        std::make_unique<LoadClient>(i % 2 ? kBob : kAlice, broker().socket_path(), co, seed + 1 + i, shape));
   // Stops and joins the client threads however the test body is left
   // (a fatal assertion, an exception from the harness).
   struct Threads {
@@ -237,7 +280,7 @@ TEST_F(KillUnderLoadTest, KillNineAtRandomMomentsLosesNoAcknowledgedLeaseAndHand
   const int n = static_cast<int>(clients.size());
   const uid_t alice = integration::uid_of(kAlice), bob = integration::uid_of(kBob);
 
-  std::size_t orphans_released = 0, held_at_kills = 0;
+  std::size_t orphans_released = 0, held_at_kills = 0, fills = 0, frees_while_serving = 0, kills_while_full = 0;
   int rounds_done = 0;
   // Leases whose release the broker acknowledged, listed again after a
   // restart as anything but ending (reattachable, holding their display).
@@ -249,11 +292,36 @@ TEST_F(KillUnderLoadTest, KillNineAtRandomMomentsLosesNoAcknowledgedLeaseAndHand
         ADD_FAILURE() << clients[i]->failures()[failures_reported[i]];
   };
 
-  for (int round = 1; round <= kRounds && !HasFailure(); ++round) {
+  const auto pause = [&](int from_ms, int to_ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(from_ms, to_ms)(rng)));
+  };
+  for (int round = 1; round <= shape.rounds && !HasFailure(); ++round) {
     SCOPED_TRACE("round " + std::to_string(round));
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(20, 250)(rng)));
+    pause(20, 250);
+    bool full = false;
+    if (shape.fill_disk) {
+      // Fill the journal's disk at a random moment, and maybe free it again
+      // while the broker serves (it retries what it owes every second).
+      if (std::uniform_int_distribution<int>(0, 4)(rng) > 0) {
+        fill_runtime_dir();
+        full = true;
+        ++fills;
+        pause(20, 1500);
+        if (std::uniform_int_distribution<int>(0, 1)(rng) == 0) {
+          free_runtime_dir();
+          full = false;
+          ++frees_while_serving;
+          pause(0, 1500);
+        }
+      }
+    }
+    kills_while_full += full;
     kill_broker();
     if (HasFatalFailure()) return;
+    // The admin frees the space before the restart (a restart on a full
+    // disk is tested by the clients' reattaches answering INTERNAL, which
+    // the load does not expect).
+    if (full) free_runtime_dir();
     {
       // Every client notices (its next call fails) and waits for the restart.
       std::unique_lock lock(co.mutex);
@@ -289,8 +357,8 @@ TEST_F(KillUnderLoadTest, KillNineAtRandomMomentsLosesNoAcknowledgedLeaseAndHand
       const auto id = l.at("lease").get<std::string>();
       EXPECT_TRUE(by_display.emplace(display, id).second)
           << "display :" << display << " is held by two leases, " << by_display[display] << " and " << id;
-      EXPECT_GE(display, kFirst);
-      EXPECT_LE(display, kLast);
+      EXPECT_GE(display, shape.first);
+      EXPECT_LE(display, shape.last);
     }
 
     const auto leases = list_all();
@@ -342,8 +410,12 @@ TEST_F(KillUnderLoadTest, KillNineAtRandomMomentsLosesNoAcknowledgedLeaseAndHand
   threads.stop();
   report_client_failures();
 
-  std::uint64_t acquires = 0, releases = 0, reattaches = 0, kept = 0, gone = 0, lost_acquires = 0;
+  std::uint64_t acquires = 0, releases = 0, reattaches = 0, kept = 0, gone = 0, lost_acquires = 0, no_journal = 0,
+                exhausted = 0, unrecorded = 0;
   for (const auto& c : clients) {
+    no_journal += c->refused_no_journal;
+    exhausted += c->refused_exhausted;
+    unrecorded += c->releases_unrecorded;
     acquires += c->acquires;
     releases += c->releases;
     reattaches += c->reattaches;
@@ -357,10 +429,18 @@ TEST_F(KillUnderLoadTest, KillNineAtRandomMomentsLosesNoAcknowledgedLeaseAndHand
           << " held at the kills), uncertain releases: " << kept << " had not happened, " << gone
           << " had; acquires cut off by a kill: " << lost_acquires << ", orphaned leases released: "
           << orphans_released;
+  if (shape.fill_disk)
+    summary << "; disk filled " << fills << " times (freed while serving " << frees_while_serving << ", killed while full "
+            << kills_while_full << "), acquires refused for the journal " << no_journal << ", for want of a number "
+            << exhausted << ", releases answered unrecorded " << unrecorded;
   std::cout << summary.str() << "\n";
   RecordProperty("summary", summary.str());
-  EXPECT_EQ(rounds_done, kRounds);
-  EXPECT_GT(acquires, static_cast<std::uint64_t>(kRounds)) << "the load did not run";
+  EXPECT_EQ(rounds_done, shape.rounds);
+  EXPECT_GT(acquires, static_cast<std::uint64_t>(shape.rounds)) << "the load did not run";
+  if (shape.fill_disk) {
+    EXPECT_GT(no_journal, 0u) << "no acquire met a full journal";
+    EXPECT_GT(kills_while_full, 0u);
+  }
   std::string list;
   for (const auto& r : resurrected) list += "\n  " + r;
   EXPECT_TRUE(resurrected.empty())

@@ -50,7 +50,7 @@ install -d -m 0755 -o xpb-alice -g xpb-alice "$RUN2"
 start_broker "$BROKER_LOG" setpriv --reuid=xpb-alice --regid=xpb-alice --init-groups -- \
   --require-capabilities=yes --runtime-dir="$RUN2" --socket="$SOCK" --displays=460-464 --x11-tmp-dir="$SCRATCH/x11"
 wait_for_exit "$BROKER_PID" 10
-expect_eq "require-capabilities=yes without them: exit code" 71 "$EXIT_CODE"
+expect_eq "require-capabilities=yes without them: exit code" 78 "$EXIT_CODE"
 check "the refusal names the missing capabilities" \
   grep -q "critical: cannot start: missing capabilities cap_chown,cap_fowner,cap_kill" "$BROKER_LOG"
 check "no socket was created" test ! -e "$SOCK"

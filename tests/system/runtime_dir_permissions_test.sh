@@ -46,7 +46,7 @@ stop_broker
 # Started as the unit starts it on a /run/xpra that Xpra's tmpfiles rule
 # reopened (1775 root:xpra, e.g. after the mask was deleted): users of group
 # xpra could plant files next to the journal and the users' directories, and
-# the broker cannot fix that without root. It refuses to start (exit 71) and
+# the broker cannot fix that without root. It refuses to start (exit 78: a setup problem a restart cannot fix) and
 # says what to do, rather than trust such a directory.
 RUN2=$SCRATCH/run2
 SOCK=$RUN2/broker.sock
@@ -54,7 +54,7 @@ install -d -m 1775 -o root -g xpra "$RUN2"
 start_broker "$BROKER_LOG" "${UNIT_LIKE_START[@]}" -- --runtime-dir="$RUN2" --socket="$SOCK" \
   --displays=465-469 --x11-tmp-dir="$SCRATCH/x11"
 wait_for_exit "$BROKER_PID" 10
-expect_eq "exit code for a foreign-owned, group-writable runtime dir" 71 "$EXIT_CODE"
+expect_eq "exit code for a foreign-owned, group-writable runtime dir" 78 "$EXIT_CODE"
 check "it says why" grep -q "unsafe runtime dir $RUN2: owned by uid 0" "$BROKER_LOG"
 check "it never listened" test ! -S "$SOCK"
 
@@ -63,6 +63,6 @@ chown xpra-broker:xpra "$RUN2"
 start_broker "$BROKER_LOG" "${UNIT_LIKE_START[@]}" -- --runtime-dir="$RUN2" --socket="$SOCK" \
   --displays=465-469 --x11-tmp-dir="$SCRATCH/x11"
 wait_for_exit "$BROKER_PID" 10
-expect_eq "exit code for a group-writable runtime dir" 71 "$EXIT_CODE"
+expect_eq "exit code for a group-writable runtime dir" 78 "$EXIT_CODE"
 check "it says how to fix it" grep -q "unsafe runtime dir $RUN2: writable by group or others (mode 1775).*chmod 0755" "$BROKER_LOG"
 finish

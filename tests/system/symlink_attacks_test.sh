@@ -41,7 +41,7 @@ expect_refusal() {  # expect_refusal WHAT: the broker must exit by itself, not s
     fail "$1: the broker started anyway"
     stop_broker
   else
-    expect_eq "$1: broker exit code" 71 "$EXIT_CODE"
+    expect_eq "$1: broker exit code" 78 "$EXIT_CODE"
   fi
   log "      broker said: $(grep -m1 critical "$BROKER_LOG" || true)"
 }

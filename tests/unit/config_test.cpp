@@ -76,6 +76,9 @@ std::vector<GoodValue> good_values() {
       {"runtime-dir", "/srv/xpra", [](const BrokerConfig& c) { return c.runtime_dir == "/srv/xpra"; }},
       {"runtime-dir", "/", [](const BrokerConfig& c) { return c.runtime_dir == "/"; }},
       {"x11-tmp-dir", "/var/tmp/x", [](const BrokerConfig& c) { return c.x11_tmp_dir == "/var/tmp/x"; }},
+      {"log-target", "journal", [](const BrokerConfig& c) { return c.log_target == "journal"; }},
+      {"log-target", "stderr", [](const BrokerConfig& c) { return c.log_target == "stderr"; }},
+      {"leak-check-seconds", "5", [](const BrokerConfig& c) { return c.leak_check_seconds == 5; }},
       {"displays", "200-299",
        [](const BrokerConfig& c) { return c.display_first == 200 && c.display_last == 299; }},
       {"displays", "0-0", [](const BrokerConfig& c) { return c.display_first == 0 && c.display_last == 0; }},
@@ -140,6 +143,8 @@ std::vector<BadValue> bad_values() {
       {"runtime-dir", "", "absolute path"},
       {"runtime-dir", kPath108, "too long"},
       {"x11-tmp-dir", "tmp", "absolute path"},
+      {"log-target", "syslog", "auto, journal or stderr"},
+      {"leak-check-seconds", "0", "whole number"},
       {"x11-tmp-dir", "", "absolute path"},
       {"displays", "999-100", "first display is above the last"},
       {"displays", "101-100", "first display is above the last"},
@@ -262,6 +267,18 @@ TEST(ConfigTest, EveryDocumentedKeyIsCoveredByGoodAndBadValues) {
     EXPECT_TRUE(with_bad.count(key)) << "no bad value tested for key " << key;
   }
   for (const auto& key : with_good) EXPECT_TRUE(documented.count(key)) << key << " is not in config_keys()";
+}
+
+TEST(ConfigTest, TheEffectiveConfigurationNamesEveryKeyAndReadsBackToTheSameSettings) {
+  // What --check-config prints is a config file that means the same.
+  BrokerConfig original;
+  for (const auto& g : good_values()) ASSERT_FALSE(apply_config_setting(original, g.key, g.value)) << g.key;
+  const auto printed = effective_config(original);
+  ASSERT_EQ(printed.size(), config_keys().size());
+  for (std::size_t i = 0; i < printed.size(); ++i) EXPECT_EQ(printed[i].first, config_keys()[i].key);
+  BrokerConfig again;
+  for (const auto& [key, value] : printed) EXPECT_FALSE(apply_config_setting(again, key, value)) << key << " = " << value;
+  EXPECT_EQ(effective_config(again), printed);
 }
 
 TEST(ConfigTest, UnknownKeysAreRefused) {

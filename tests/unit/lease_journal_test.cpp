@@ -560,14 +560,14 @@ TEST_F(LeaseJournalFileTest, CompactionIsNotRunWhileTheJournalIsSmallOrMostlyLiv
   bool called = false;
   journal->compact_if_needed(0, [&] {
     called = true;
-    return std::vector<journal::JournaledLease>{};
+    return LeaseJournal::Snapshot{};
   });
   EXPECT_FALSE(called) << "fewer than kCompactMinRecords records";
   ASSERT_TRUE(journal->lease_added(make_lease("one-more", 5000)));
   // 1024 records, 300 live: fewer than 4 records per live lease.
   journal->compact_if_needed(300, [&] {
     called = true;
-    return std::vector<journal::JournaledLease>{};
+    return LeaseJournal::Snapshot{};
   });
   EXPECT_FALSE(called);
   EXPECT_EQ(journal->records(), LeaseJournal::kCompactMinRecords);
@@ -595,7 +595,7 @@ TEST_F(LeaseJournalFileTest, CompactionRewritesTheJournalToTheLiveLeasesOnlyAndA
   bool called = false;
   journal->compact_if_needed(live.size(), [&] {
     called = true;
-    return live;
+    return LeaseJournal::Snapshot{live, {}};
   });
   ASSERT_TRUE(called);
   EXPECT_EQ(journal->records(), live.size());
@@ -625,7 +625,7 @@ TEST_F(LeaseJournalFileTest, CompactionDoesNotWriteThroughASymlinkPlantedAtTheNe
   ASSERT_EQ(::symlink(path("victim").c_str(), path(kCompactName).c_str()), 0);
   auto journal = open();
   ASSERT_TRUE(journal->lease_added(make_lease("A", 100)));
-  journal->compact({make_lease("A", 100)});
+  journal->compact({{make_lease("A", 100)}, {}});
   EXPECT_EQ(file_bytes("victim"), "precious");
   struct stat st {};
   ASSERT_EQ(::lstat(path().c_str(), &st), 0);
@@ -643,11 +643,49 @@ TEST_F(LeaseJournalFileTest, CompactionThatCannotCreateItsFileKeepsAppendingToTh
   ASSERT_TRUE(journal->lease_added(make_lease("A", 100)));
   ASSERT_TRUE(journal->lease_added(make_lease("B", 101)));
   ASSERT_TRUE(journal->lease_removed("A"));
-  journal->compact({make_lease("B", 101)});
+  EXPECT_FALSE(journal->compact({{make_lease("B", 101)}, {}}));
+  EXPECT_TRUE(journal->compaction_failed()) << "reported, and retried later";
+  EXPECT_TRUE(journal->degraded());
   EXPECT_EQ(journal->records(), 3u);
   ASSERT_TRUE(journal->lease_added(make_lease("C", 102)));
+  // Once the obstacle is gone, the retry compacts and the journal is healthy.
+  ASSERT_EQ(::rmdir(path(kCompactName).c_str()), 0);
+  EXPECT_TRUE(journal->compact({{make_lease("B", 101), make_lease("C", 102)}, {{4101, 2}}}));
+  EXPECT_FALSE(journal->compaction_failed());
+  EXPECT_FALSE(journal->degraded());
   journal.reset();
-  EXPECT_EQ(ids_of(open()->loaded().leases), (std::vector<std::string>{"B", "C"}));
+  auto again = open();
+  EXPECT_EQ(ids_of(again->loaded().leases), (std::vector<std::string>{"B", "C"}));
+  EXPECT_EQ(again->loaded().login_sessions, (std::map<std::uint32_t, std::uint32_t>{{4101, 2}}))
+      << "login counts are part of a compacted journal";
+}
+
+TEST_F(LeaseJournalFileTest, AnOwedRecordThatCannotBeWrittenStaysQueuedAheadOfNewerOnes) {
+  const auto sequence = [&] {
+    ::signal(SIGXFSZ, SIG_IGN);
+    auto journal = open();
+    if (!journal->lease_added(make_lease("A", 100))) std::_Exit(10);
+    struct stat st {};
+    ::stat(path().c_str(), &st);
+    rlimit cap{};
+    ::getrlimit(RLIMIT_FSIZE, &cap);
+    const rlim_t hard = cap.rlim_max;
+    cap.rlim_cur = static_cast<rlim_t>(st.st_size);
+    if (::setrlimit(RLIMIT_FSIZE, &cap) != 0) std::_Exit(11);
+    if (journal->lease_removed("A")) std::_Exit(12);  // refused now...
+    const auto seq = journal->last_seq();
+    if (journal->is_written(seq) || journal->owed_records() != 1 || !journal->degraded()) std::_Exit(13);
+    if (journal->lease_added(make_lease("B", 101))) std::_Exit(14);  // a withdrawable one is dropped
+    if (journal->owed_records() != 1) std::_Exit(15);
+    cap.rlim_cur = hard;
+    ::setrlimit(RLIMIT_FSIZE, &cap);
+    if (!journal->retry() || !journal->is_written(seq) || journal->degraded()) std::_Exit(16);  // ...written later
+    if (!journal->lease_added(make_lease("C", 102))) std::_Exit(17);
+    journal.reset();
+    if (ids_of(open()->loaded().leases) != std::vector<std::string>{"C"}) std::_Exit(18);
+    std::_Exit(0);
+  };
+  EXPECT_EXIT(sequence(), ::testing::ExitedWithCode(0), "");
 }
 
 // ---------------------------------------------------------------- the broker
@@ -754,6 +792,7 @@ class BrokerRestoreTest : public ::testing::Test {
   // Restarts the broker from what its journal holds now.
   DisplayBroker::RestoreSummary restart(seconds grace = seconds(30)) {
     start_broker();
+    broker_->restore_logins(journal_->loaded().login_sessions);
     return broker_->restore(journal_->loaded().leases, grace);
   }
   std::vector<journal::JournaledLease> journal_on_disk() {
@@ -876,7 +915,7 @@ TEST_F(BrokerRestoreTest, ALeaseWhoseHolderIsDeadIsReapedAtOnce) {
   expect_consistent();
 }
 
-TEST_F(BrokerRestoreTest, ADuplicateDisplayOrOneOutsideTheRangeIsDropped) {
+TEST_F(BrokerRestoreTest, ADuplicateDisplayGoesToTheLaterLeaseAndOneOutsideTheRangeIsDropped) {
   const auto summary = restore({
       recovered("first", 704, kAlice, ::getpid()),
       recovered("same-display", 704, kBob, ::getpid()),
@@ -889,12 +928,13 @@ TEST_F(BrokerRestoreTest, ADuplicateDisplayOrOneOutsideTheRangeIsDropped) {
   EXPECT_EQ(summary.waiting, 2u);
   EXPECT_EQ(broker_->leases().size(), 2u);
   ASSERT_NE(broker_->leases().find_by_display(704), nullptr);
-  EXPECT_EQ(broker_->leases().find_by_display(704)->id, "first") << "the first claim on a display wins";
+  EXPECT_EQ(broker_->leases().find_by_display(704)->id, "same-display")
+      << "the later record wins: the number was handed out again, so the earlier lease had ended";
   EXPECT_TRUE(listed("second"));
-  for (const char* id : {"same-display", "below", "above", "far"}) EXPECT_FALSE(listed(id)) << id;
+  for (const char* id : {"first", "below", "above", "far"}) EXPECT_FALSE(listed(id)) << id;
   expect_consistent();
   // The dropped ones are gone from the journal too.
-  EXPECT_EQ(ids_of(journal_on_disk()), (std::vector<std::string>{"first", "second"}));
+  EXPECT_EQ(ids_of(journal_on_disk()), (std::vector<std::string>{"same-display", "second"}));
   // And a new acquire never gets 704 or 705.
   std::set<std::uint32_t> got;
   for (int i = 0; i < 8; ++i) {
@@ -1207,6 +1247,217 @@ TEST_F(BrokerRestoreTest, WithGroupCommitAFailedCommitWithdrawsTheLeasesItCarrie
     std::_Exit(0);
   };
   EXPECT_EXIT(commit_into_a_full_journal(), ::testing::ExitedWithCode(0), "");
+}
+
+// ---------------------------------------------------------- a full disk
+// Each runs in a child: it caps the file size (RLIMIT_FSIZE) so the journal
+// cannot grow, as on a full tmpfs. Exit codes name the failed check.
+
+void cap_journal_growth(const std::string& journal_path) {
+  ::signal(SIGXFSZ, SIG_IGN);
+  struct stat st {};
+  ::stat(journal_path.c_str(), &st);
+  // The soft limit only, so it can be lifted again as freeing space would.
+  rlimit cap{};
+  ::getrlimit(RLIMIT_FSIZE, &cap);
+  cap.rlim_cur = static_cast<rlim_t>(st.st_size);
+  if (::setrlimit(RLIMIT_FSIZE, &cap) != 0) std::_Exit(99);
+}
+void uncap_journal_growth() {
+  rlimit unlimited{};
+  ::getrlimit(RLIMIT_FSIZE, &unlimited);
+  unlimited.rlim_cur = unlimited.rlim_max;
+  if (::setrlimit(RLIMIT_FSIZE, &unlimited) != 0) std::_Exit(98);
+}
+
+TEST_F(BrokerRestoreTest, ALeaseEndTheJournalCannotRecordKeepsItsNumberUntilItIsRecorded) {
+  // The first sequence: a lease ends while the disk is full, space
+  // comes back, the same user asks again. The number of the unrecorded end
+  // must not be handed out, or the journal holds two leases on it.
+  const auto sequence = [&] {
+    start_broker().set_group_commit(true);
+    const auto first = acquire(kAlice, 1);
+    if (first.status() != v1::OK || !broker_->commit_journal().ok) std::_Exit(10);
+    const std::uint32_t held = first.acquire().lease().display();
+    cap_journal_growth(runtime_dir_ + "/" + kJournalName);
+    const auto rel = release(kAlice, 1, first.acquire().lease().id());
+    if (rel.status() != v1::OK) std::_Exit(11);  // an end is never refused...
+    const auto rel_outcome = broker_->commit_journal();
+    if (rel_outcome.ok) std::_Exit(12);
+    // ...nor acknowledged before it is recorded.
+    if (broker_->reply_after_failed_commit(rel, rel_outcome).status() != v1::INTERNAL) std::_Exit(25);
+    if (broker_->leases().find(first.acquire().lease().id())) std::_Exit(26);  // but it did end
+    if (!broker_->allocator().is_leased(held)) std::_Exit(13);  // held until recorded
+    const auto status = call(kAlice, 3, [](v1::Request& r) { r.mutable_status(); });
+    if (status.status_reply().journal_problem().empty()) std::_Exit(14);
+    if (status.status_reply().displays_awaiting_journal_size() != 1 ||
+        status.status_reply().displays_awaiting_journal(0) != held)
+      std::_Exit(15);
+    // Meanwhile a new acquire is refused and never gets the held number.
+    const auto refused = acquire(kAlice, 2);
+    const auto refused_outcome = broker_->commit_journal();
+    if (refused_outcome.ok || broker_->reply_after_failed_commit(refused, refused_outcome).status() != v1::INTERNAL)
+      std::_Exit(23);
+    if (refused.acquire().lease().display() == held || broker_->leases().size() != 0) std::_Exit(24);
+    // Space comes back; the retry writes the owed end and frees the number.
+    uncap_journal_growth();
+    broker_->retry_journal();
+    if (broker_->allocator().is_leased(held)) std::_Exit(16);
+    if (!call(kAlice, 3, [](v1::Request& r) { r.mutable_status(); }).status_reply().journal_problem().empty())
+      std::_Exit(17);
+    // Every number, the old one included, may be handed out once each.
+    std::set<std::uint32_t> got;
+    for (int i = 0; i < 8; ++i) {
+      const auto r = acquire(kAlice, 5);
+      if (r.status() != v1::OK || !broker_->commit_journal().ok) std::_Exit(18);
+      got.insert(r.acquire().lease().display());
+    }
+    if (got.size() != 8) std::_Exit(19);
+    // "kill -9 and restart": every acknowledged lease comes back, no number twice.
+    const auto summary = restart();
+    if (summary.waiting + summary.reaping != 8 || summary.dropped != 0) std::_Exit(20);
+    std::set<std::uint32_t> after;
+    for (const auto& l : journal_->loaded().leases)
+      if (!after.insert(l.display()).second) std::_Exit(21);
+    if (after != got) std::_Exit(22);
+    std::_Exit(0);
+  };
+  EXPECT_EXIT(sequence(), ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(BrokerRestoreTest, AProcessReportTheJournalRefusesIsNotTrackedAndTheClientIsToldSo) {
+  // The second sequence: memory must not track what the journal
+  // refused (nor the other way round).
+  const auto sequence = [&] {
+    start_broker().set_group_commit(true);
+    const auto lease = acquire(kRoot, 1);
+    if (lease.status() != v1::OK || !broker_->commit_journal().ok) std::_Exit(10);
+    const std::string id = lease.acquire().lease().id();
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::pause();
+      std::_Exit(0);
+    }
+    cap_journal_growth(runtime_dir_ + "/" + kJournalName);
+    const auto reported = call(kRoot, 1, [&](v1::Request& r) {
+      r.mutable_report_process()->set_lease_id(id);
+      r.mutable_report_process()->set_pid(child);
+      r.mutable_report_process()->set_role(v1::SESSION);
+    });
+    if (reported.status() != v1::OK) std::_Exit(11);  // answered only after the commit
+    const auto outcome = broker_->commit_journal();
+    if (outcome.ok) std::_Exit(12);
+    if (broker_->reply_after_failed_commit(reported, outcome).status() != v1::INTERNAL) std::_Exit(13);
+    const auto* l = broker_->leases().find(id);
+    if (!l || !l->processes.empty()) std::_Exit(14);  // rolled back
+    // Without group commit the refusal is immediate and leaves nothing.
+    broker_->set_group_commit(false);
+    const auto at_once = call(kRoot, 1, [&](v1::Request& r) {
+      r.mutable_report_process()->set_lease_id(id);
+      r.mutable_report_process()->set_pid(child);
+      r.mutable_report_process()->set_role(v1::SESSION);
+    });
+    if (at_once.status() != v1::INTERNAL || !broker_->leases().find(id)->processes.empty()) std::_Exit(15);
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    uncap_journal_growth();
+    const auto disk = journal_on_disk();
+    if (disk.size() != 1 || disk[0].processes_size() != 0) std::_Exit(16);
+    std::_Exit(0);
+  };
+  EXPECT_EXIT(sequence(), ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(BrokerRestoreTest, AReattachOrLoginTheJournalRefusesIsRolledBack) {
+  const auto sequence = [&] {
+    const auto j = recovered("mine", 706, kAlice, ::getpid());
+    restore({j});
+    broker_->set_group_commit(true);
+    cap_journal_growth(runtime_dir_ + "/" + kJournalName);
+    Caller other = kAlice;
+    other.pid = 31777;
+    const auto r = reattach(other, 42, "mine", j.reattach_token());
+    if (r.status() != v1::OK) std::_Exit(10);
+    const auto outcome = broker_->commit_journal();
+    if (outcome.ok || broker_->reply_after_failed_commit(r, outcome).status() != v1::INTERNAL) std::_Exit(11);
+    const Lease* l = broker_->leases().find("mine");
+    if (!l || !l->detached || l->holder_pid != ::getpid() || !broker_->leases().ids_for_connection(42).empty())
+      std::_Exit(12);
+    const auto login = call(kRoot, 7, [](v1::Request& req) { req.mutable_open_login()->set_uid(kBob.uid); });
+    if (login.status() != v1::OK) std::_Exit(13);
+    const auto login_outcome = broker_->commit_journal();
+    if (broker_->reply_after_failed_commit(login, login_outcome).status() != v1::INTERNAL) std::_Exit(14);
+    uncap_journal_growth();
+    // The count was rolled back: a logout now finds no session counted.
+    const auto logout = call(kRoot, 7, [](v1::Request& req) {
+      req.mutable_close_login()->set_uid(kBob.uid);
+      req.mutable_close_login()->set_reap_leases(true);
+    });
+    if (logout.close_login().counted()) std::_Exit(15);
+    std::_Exit(0);
+  };
+  EXPECT_EXIT(sequence(), ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(BrokerRestoreTest, LoginCountsAndReattachesSurviveARestart) {
+  const auto j = recovered("mine", 706, kAlice, ::getpid());
+  restore({j});
+  Caller other = kAlice;
+  other.pid = ::getppid();  // a live process other than the recorded holder
+  ASSERT_EQ(reattach(other, 42, "mine", j.reattach_token()).status(), v1::OK);
+  for (int i = 0; i < 2; ++i)
+    ASSERT_EQ(call(kRoot, 7, [](v1::Request& req) { req.mutable_open_login()->set_uid(kBob.uid); }).status(), v1::OK);
+  restart();
+  ASSERT_TRUE(listed("mine"));
+  EXPECT_EQ(listed("mine")->pid(), ::getppid()) << "the holder that reattached is the one a restart checks";
+  const auto close = [&] {
+    return call(kRoot, 7, [](v1::Request& req) {
+      req.mutable_close_login()->set_uid(kBob.uid);
+      req.mutable_close_login()->set_reap_leases(true);
+    });
+  };
+  const auto first = close();
+  EXPECT_TRUE(first.close_login().counted()) << "the count came back from the journal";
+  EXPECT_EQ(first.close_login().login_sessions(), 1u);
+  restart();
+  EXPECT_EQ(close().close_login().login_sessions(), 0u) << "the logout was recorded too";
+  EXPECT_FALSE(close().close_login().counted());
+}
+
+TEST_F(BrokerRestoreTest, AnOlderLeaseOnTheSameDisplayHasItsLiveProcessesReapedAndHoldsTheNumberMeanwhile) {
+  reaper_ = std::make_unique<HoldingReaper>();
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::pause();
+    std::_Exit(0);
+  }
+  ASSERT_GT(child, 0);
+  ProcessInfo info;
+  ASSERT_TRUE(read_process(child, info));
+  auto older = recovered("older", 704, kRoot, dead_pid());
+  auto p = make_process(child);
+  p.set_start_time(info.start_time);
+  *older.add_processes() = p;
+  restore({older, recovered("newer", 704, kAlice, dead_pid())});
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ASSERT_EQ(reaper_->jobs.size(), 2u) << "the newer lease (holder gone) and the older one's live process";
+  const auto& orphan = reaper_->jobs[0].first.lease_id == "older" ? reaper_->jobs[0].first : reaper_->jobs[1].first;
+  EXPECT_EQ(orphan.lease_id, "older");
+  EXPECT_TRUE(orphan.processes_only) << "the display's X lock and sockets are the newer lease's";
+  ASSERT_EQ(orphan.processes.size(), 1u);
+  EXPECT_EQ(orphan.processes[0].pid, child);
+  EXPECT_FALSE(listed("older"));
+  // Finish the newer lease first: the number waits for the older reap.
+  auto jobs = std::move(reaper_->jobs);
+  reaper_->jobs.clear();
+  for (auto& j : jobs)
+    if (j.first.lease_id == "newer") j.second(ReapOutcome{});
+  EXPECT_TRUE(broker_->allocator().is_leased(704)) << "a process of the older lease may still live";
+  for (auto& j : jobs)
+    if (j.first.lease_id == "older") j.second(ReapOutcome{});
+  EXPECT_FALSE(broker_->allocator().is_leased(704));
+  EXPECT_TRUE(journal_on_disk().empty());
 }
 
 TEST_F(BrokerRestoreTest, WithoutAJournalTheBrokerWorksAndRestoresNothing) {
