@@ -243,6 +243,23 @@ def kill_processes(procs, what="leftover"):
             log("killed %s %r" % (what, p))
 
 
+def end_x_servers(procs, display, uid):
+    """Ends X servers this test left outside the broker: SIGTERM (an X server
+    then removes its lock and socket), SIGKILL after 5 s; then what is left of
+    the display's lock and socket, if `uid` owns them."""
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(pid_alive(p.pid) and _read_proc(p.pid) for p in procs):
+        time.sleep(0.1)
+    kill_processes([p for p in procs if _read_proc(p.pid)], "X server that ignored SIGTERM")
+    for path in ("/tmp/.X%d-lock" % display, "/tmp/.X11-unix/X%d" % display):
+        with contextlib.suppress(FileNotFoundError):
+            if os.lstat(path).st_uid == uid:
+                os.unlink(path)
+
+
 def terminate(proc, grace):
     """SIGTERM to a child of ours, SIGKILL after `grace` seconds; reaped."""
     if proc and proc.poll() is None:

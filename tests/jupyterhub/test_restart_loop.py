@@ -58,8 +58,7 @@ class RestartLoop(h.HubTestCase):
             if xpra.poll() is None:
                 xpra.kill()
                 xpra.wait()
-            left = h.x_servers(uid, [CONTROL_DISPLAY])
-            h.kill_processes(left, "X server of the control")
+            h.end_x_servers(h.x_servers(uid, [CONTROL_DISPLAY]), CONTROL_DISPLAY, uid)
         output = h.read_text(out_path)
         self.assertNotEqual(code, 0, "xpra start with an unusable socket dir succeeded:\n" + output[-1500:])
         self.assertIn("failed to create socket", output)
