@@ -15,7 +15,13 @@ runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux pa
                   # promtool (in prometheus) for the exposition and the alert rules.
                   # On a host with systemd as PID 1 their packages start
                   # node-exporter (:9100) and Prometheus (:9090) on localhost.
-                  prometheus-node-exporter prometheus)
+                  prometheus-node-exporter prometheus
+
+                  # tests/jupyterhub: the hub, its proxy, the classic notebook as the
+                  # users' single-user server, Python 3 from Debian; Xpra's server
+                  # needs PIL for any client connection (only recommended by xpra),
+                  # and the desktop starts xterm as upstream's proxy does.
+                  jupyterhub node-configurable-http-proxy python3-notebook python3 python3-pil xterm)
 
 missing=()
 for p in "${build_packages[@]}" "${runtime_packages[@]}"; do

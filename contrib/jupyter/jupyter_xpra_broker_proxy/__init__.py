@@ -1,0 +1,177 @@
+"""An Xpra desktop for jupyter-server-proxy, on a display from xpra-broker.
+
+A drop-in for jupyter-xprahtml5-proxy (FZJ-JSC, the TCP version before
+2024): the same `xpra start` with the same options, the same password and
+AES key files, the same 90 s start timeout and the same launcher entry, but
+run through `xpra-request-display exec --xpra`, so the broker chooses the
+display and the socket directory and ends everything the session started
+when it ends (see docs/jupyterhub.md).
+
+Why the command looks the way it does:
+
+- jupyter-server-proxy renders every string of `command` and `environment`
+  with `str.format(port=..., base_url=..., unix_socket=...)`
+  (jupyter_server_proxy/handlers.py, `_render_template`). A literal `{` or
+  `}` anywhere else raises KeyError or ValueError, so the command names no
+  display and no runtime dir (`--xpra` inserts `:N`, `--socket-dir` and
+  `--daemon=no`), and every literal part is escaped (`{{`) before it goes
+  into the command.
+- Xpra's unix sockets go only to the broker's directory (`--socket-dir`
+  from `--xpra`, `--socket-dirs=$XPRA_BROKER_RUNTIME_DIR` here), where the
+  broker removes them when the lease ends.
+- `--bind-tcp=127.0.0.1:{port}`, not upstream's `0.0.0.0`: the proxy
+  connects to `localhost:{port}` (aiohttp and tornado try 127.0.0.1 when
+  ::1 refuses), so nobody else on the network needs to reach the port.
+  Pass `bind_host="0.0.0.0"` to get upstream's exposure back.
+- The password and the AES key are made once per call of `setup_xpra()`,
+  that is once per start of the user's Jupyter server, in a private 0700
+  directory that is also Xpra's XDG_RUNTIME_DIR (upstream made the same three
+  things with mkstemp/mkdtemp). The directory is removed when the server
+  exits.
+
+Use it either as a jupyter-server-proxy entry point (installing this package
+registers `xprahtml5`), or from a config file:
+
+    from jupyter_xpra_broker_proxy import setup_xpra
+    c.ServerProxy.servers = {"xprahtml5": setup_xpra()}
+
+Environment, read when `setup_xpra()` runs:
+
+- XPRA_BROKER_REQUEST_DISPLAY: the client (default: `xpra-request-display`
+  on PATH, else /usr/bin/xpra-request-display);
+- XPRA_BIN: the xpra executable (upstream's variable; default `xpra` on
+  PATH);
+- XPRA_BROKER_SOCKET is not read here: the proxy passes the server's
+  environment to the client, which reads it.
+"""
+
+import atexit
+import os
+import secrets
+import shutil
+import string
+import tempfile
+from urllib.parse import urlencode
+
+__all__ = ["setup_xpra", "xpra_start_options", "SERVER_NAME"]
+
+SERVER_NAME = "xprahtml5"
+
+# Upstream's options after `xpra start` that do not depend on the call, in
+# upstream's order (the display and the socket dir are the broker's).
+_UPSTREAM_TRAILING_FLAGS = (
+    "--clipboard-direction=both",
+    "--no-mdns",
+    "--no-bell",
+    "--no-speaker",
+    "--no-printing",
+    "--no-microphone",
+    "--no-notifications",
+    "--no-systemd-run",
+    "--sharing",
+    "--no-daemon",
+)
+
+
+def _literal(text):
+    """`text` as it must appear in a template so that str.format gives it back."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
+def _program(variable, name, fallback):
+    configured = os.environ.get(variable)
+    if configured:
+        return configured
+    return shutil.which(name) or fallback
+
+
+def _random_secret(length=32):
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def _write_private_file(directory, name, content):
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(content)
+    return path
+
+
+def xpra_start_options(password_file, key_file, bind_host="127.0.0.1", start="xterm -fa Monospace"):
+    """Upstream's `xpra start` options, unrendered: `{port}` is still a template field."""
+    return [
+        "--html=on",
+        "--bind-tcp=" + _literal(bind_host) + ":{port}",
+        "--start=" + _literal(start),
+        "--tcp-auth=file:filename=" + _literal(password_file),
+        "--tcp-encryption=AES",
+        "--tcp-encryption-keyfile=" + _literal(key_file),
+    ] + list(_UPSTREAM_TRAILING_FLAGS) + [
+        # Xpra makes a socket in every one of its socket-dirs (Debian's config
+        # adds ~/.xpra, /run/user/$UID/xpra, /run/xpra). A session killed
+        # before its cleanup leaves them behind, and the next start on that
+        # display waits for them (XPRA_WAIT_PROBE_TIMEOUT, 6 s). Only the
+        # broker's directory, which the broker cleans when the lease ends:
+        # `exec --xpra` puts it in the environment and Xpra expands $VARS.
+        "--socket-dirs=$XPRA_BROKER_RUNTIME_DIR",
+    ]
+
+
+def setup_xpra(bind_host="127.0.0.1", start="xterm -fa Monospace", extra_xpra_args=(), timeout=90,
+               purpose="jupyter-server-proxy " + SERVER_NAME):
+    """The jupyter-server-proxy configuration of the Xpra desktop.
+
+    Each call makes a new private directory with a new password and key.
+    `extra_xpra_args` are appended to `xpra start` as they are (escaped for
+    the proxy's str.format like everything else).
+    """
+    private_dir = tempfile.mkdtemp(prefix="xpra_broker_%d_" % os.getuid())  # mode 0700
+    atexit.register(shutil.rmtree, private_dir, True)
+    password = _random_secret()
+    aes_key = _random_secret()
+    password_file = _write_private_file(private_dir, "password", password)
+    key_file = _write_private_file(private_dir, "aes-key", aes_key)
+
+    client = _program("XPRA_BROKER_REQUEST_DISPLAY", "xpra-request-display", "/usr/bin/xpra-request-display")
+    xpra = _program("XPRA_BIN", "xpra", "/usr/bin/xpra")
+    command = [_literal(client), "exec", "--xpra", "--purpose", _literal(purpose), "--", _literal(xpra), "start"]
+    command += xpra_start_options(password_file, key_file, bind_host, start)
+    command += [_literal(a) for a in extra_xpra_args]
+
+    # The HTML5 client reads its credentials from the URL, as upstream's did.
+    url_params = "?" + urlencode({
+        "username": _user_name(),
+        "password": password,
+        "encryption": "AES",
+        "key": aes_key,
+        "sharing": "true",
+    })
+
+    def mappath(path):  # jupyter-server-proxy passes the argument by this name
+        if path in ("/", "/index.html"):
+            return "/index.html" + url_params
+        return path
+
+    return {
+        "command": command,
+        "environment": {"XDG_RUNTIME_DIR": _literal(private_dir)},
+        "timeout": timeout,
+        "mappath": mappath,
+        "absolute_url": False,
+        "new_browser_tab": True,
+        "launcher_entry": {
+            "enabled": True,
+            "title": "Xpra Desktop",
+            "path_info": SERVER_NAME + "/index.html" + url_params,
+        },
+    }
+
+
+def _user_name():
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())

@@ -1,0 +1,107 @@
+"""JupyterHub starts each user's Xpra desktop itself, through xpra-broker.
+
+Deployment 2 of docs/jupyterhub.md: no notebook server and no
+jupyter-server-proxy; the hub's LocalProcessSpawner runs
+
+    xpra-request-display exec --xpra --purpose "jupyterhub xpra desktop" -- \
+        xpra start --html=<web root> --bind-tcp=127.0.0.1:<port> --tcp-auth=pam,service=<svc> ...
+
+as the user, and the hub's proxy sends /user/<name>/ to Xpra's port.
+
+- The hub's proxy passes the path unchanged and Xpra 3.1's HTML server has
+  no URL prefix, so Xpra serves a web root in which user/<name>/ (the
+  server's base URL) links to Xpra's own www directory. The HTML5 client
+  takes its websocket path from the page's location, so it connects back
+  through the same route.
+- Nothing between the hub's proxy and Xpra checks the hub's login: Xpra
+  asks for the user's password itself (PAM, `pam_service`; by default the
+  PAMAuthenticator's service). Give it a service with auth and account lines
+  only: Xpra runs the service's session close as the user, which
+  pam_xpra_broker.so would send to the broker (refused, and logged). The
+  password travels inside the hub's HTTPS and then over localhost.
+
+Configure it in jupyterhub_config.py:
+
+    import sys; sys.path.insert(0, "/usr/share/xpra-broker/jupyter")
+    from jupyter_xpra_broker_proxy.spawner import XpraDesktopSpawner
+    c.JupyterHub.spawner_class = XpraDesktopSpawner
+"""
+
+import os
+import shutil
+import tempfile
+
+from jupyterhub.spawner import LocalProcessSpawner
+from traitlets import List, Unicode
+
+from . import _UPSTREAM_TRAILING_FLAGS, _program
+
+XPRA_WWW = "/usr/share/xpra/www"
+
+
+class XpraDesktopSpawner(LocalProcessSpawner):
+    pam_service = Unicode(
+        "",
+        config=True,
+        help="PAM service Xpra checks the user's password with; empty: PAMAuthenticator.service, else 'login'.",
+    )
+    start_command = Unicode("xterm -fa Monospace", config=True, help="Xpra's --start (upstream's default).")
+    extra_xpra_args = List(Unicode(), config=True, help="Appended to `xpra start`.")
+    request_display = Unicode(
+        "", config=True, help="The client; empty: $XPRA_BROKER_REQUEST_DISPLAY, else xpra-request-display on PATH."
+    )
+
+    _web_root = None
+
+    def _service(self):
+        if self.pam_service:
+            return self.pam_service
+        return getattr(self.authenticator, "service", "") or "login"
+
+    def _make_web_root(self):
+        # mkdtemp: a name no other user can have planted (root writes here).
+        root = tempfile.mkdtemp(prefix="xpra-desktop-www-")
+        os.chmod(root, 0o755)
+        prefix = [part for part in self.server.base_url.split("/") if part]
+        parent = os.path.join(root, *prefix[:-1])
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+        os.symlink(XPRA_WWW, os.path.join(parent, prefix[-1]))
+        return root
+
+    def _remove_web_root(self):
+        if self._web_root and os.path.basename(self._web_root).startswith("xpra-desktop-www-"):
+            shutil.rmtree(self._web_root, ignore_errors=True)
+        self._web_root = None
+
+    async def start(self):
+        self._remove_web_root()
+        self._web_root = self._make_web_root()
+        client = self.request_display or _program("XPRA_BROKER_REQUEST_DISPLAY", "xpra-request-display",
+                                                  "/usr/bin/xpra-request-display")
+        xpra = _program("XPRA_BIN", "xpra", "/usr/bin/xpra")
+        self.cmd = [client, "exec", "--xpra", "--purpose", "jupyterhub xpra desktop", "--", xpra, "start",
+                    "--html=" + self._web_root,
+                    "--start=" + self.start_command,
+                    "--tcp-auth=pam,service=" + self._service()] + [
+                   flag for flag in _UPSTREAM_TRAILING_FLAGS] + [
+                   # All of Xpra's sockets in the broker's directory (see the package's docstring).
+                   "--socket-dirs=$XPRA_BROKER_RUNTIME_DIR"] + list(self.extra_xpra_args)
+        return await super().start()
+
+    def get_args(self):
+        # LocalProcessSpawner.start() appends these after self.port is chosen.
+        return ["--bind-tcp=127.0.0.1:%d" % self.port] + list(self.args)
+
+    def get_state(self):
+        state = super().get_state()
+        if self._web_root:
+            state["xpra_web_root"] = self._web_root
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._web_root = state.get("xpra_web_root", self._web_root)
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        self._remove_web_root()

@@ -1,0 +1,231 @@
+#!/usr/bin/python3
+"""jupyter-server-proxy's own semantics, without a hub and without PAM
+sessions (the broker makes the user's directory at the first acquire):
+
+1. the drop-in's command and environment survive the proxy's rendering
+   (str.format with port, base_url, unix_socket), and the old recipes with
+   {display} and {runtime_dir} do not (KeyError): the emulation would have
+   caught the bug;
+2. 200 failing starts under the proxy's supervision (immediate restart of
+   every non-zero exit, SIGKILL when a request's start timeout passes): the
+   X server of every start, sampled every 50 ms, is gone by the time that
+   start has ended (plus the broker's reap when the start was SIGKILLed);
+3. one successful start: the proxy sees it ready on {port}, gets Xpra's
+   HTML5 client page there, and a real Xpra client reaches the session with
+   its password and AES key; SIGTERM to the proxy ends it all.
+
+The broker's back-off and rate limit are off here, so that every one of the
+200 starts gets a display and starts an X server (the restart-loop test has
+them on). The start timeout is 10 s instead of the drop-in's 90 s, so that
+the SIGKILL at the end of a request happens about once every 25 starts
+rather than never.
+
+Displays 1060-1079.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jhub_harness as h
+import server_proxy_emulation as jsp
+
+USER = "xpb-alice"
+DISPLAYS = range(1060, 1080)
+STARTS = 200
+START_TIMEOUT = 10
+# A start that was SIGKILLed ends when the broker has reaped its lease
+# (SIGTERM, Xvfb exits at once): this much later at most.
+REAP_SLACK = 2.0
+SAMPLE_EVERY = 0.05
+
+
+class ProxySemantics(h.HubTestCase):
+    RUN_NAME = "proxy"
+
+    @classmethod
+    def prepare(cls):
+        cls.broker = h.Broker(cls.run_, DISPLAYS, ["--failures-before-backoff=1000", "--acquire-burst=100000",
+                                                   "--acquires-per-minute=1000000"])
+        cls.broker.start()
+        cls.python_dir = h.user_python_dir(cls.run_)
+        cls.socket_dir = h.shared_socket_dir(cls.run_)
+        cls.work = cls.run_.mkdir("driver", mode=0o700, owner=USER)
+
+    def driver(self, name, *args):
+        """proxy_driver.py as the user, with the environment a user's server has."""
+        events = os.path.join(self.work, name + ".events")
+        out = open(self.run_.path(name + ".log"), "w")
+        self.run_.show_on_failure("proxy driver output (%s)" % name, out.name, 60)
+        env = self.run_.environment(HOME="/home/" + USER, USER=USER, PYTHONPATH=self.python_dir,
+                                    XPRA_BROKER_SOCKET=self.broker.socket,
+                                    XPRA_BROKER_REQUEST_DISPLAY=self.run_.paths.request_display)
+        proc = subprocess.Popen([h.PYTHON, os.path.join(self.python_dir, "proxy_driver.py"), events, *args],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=h.as_user_preexec(USER))
+        out.close()
+        self.run_.cleanups.callback(lambda: proc.poll() is None and proc.kill())
+        return proc, events
+
+    @staticmethod
+    def read_events(path):
+        out = []
+        for line in h.read_text(path).splitlines():
+            if line.strip():
+                out.append(json.loads(line))
+        return out
+
+    # ------------------------------------------------------------------ 1
+
+    def test_1_rendering(self):
+        os.environ["XPRA_BROKER_REQUEST_DISPLAY"] = self.run_.paths.request_display
+        sys.path.insert(0, self.run_.paths.dropin_dir)
+        from jupyter_xpra_broker_proxy import setup_xpra
+        config = setup_xpra()
+        server = jsp.SupervisedServer("xprahtml5", config, base_url="/user/%s/" % USER)
+        command, environment, port = server.get_cmd(), server.get_env(), server.port
+        self.assertEqual(command[:4], [self.run_.paths.request_display, "exec", "--xpra", "--purpose"])
+        self.assertEqual(command[command.index("--") + 1:command.index("--") + 3], ["/usr/bin/xpra", "start"])
+        self.assertIn("--bind-tcp=127.0.0.1:%d" % port, command)
+        self.assertIn("--socket-dirs=$XPRA_BROKER_RUNTIME_DIR", command)
+        for upstream in ("--html=on", "--start=xterm -fa Monospace", "--tcp-encryption=AES",
+                         "--clipboard-direction=both", "--no-mdns", "--no-bell", "--no-speaker", "--no-printing",
+                         "--no-microphone", "--no-notifications", "--no-systemd-run", "--sharing", "--no-daemon"):
+            self.assertIn(upstream, command)
+        self.assertFalse([a for a in command if "{" in a or "}" in a], "a brace survived the rendering")
+        self.assertFalse(any(":{" in a or a.startswith(":") for a in command), "the command names a display")
+        private = environment["XDG_RUNTIME_DIR"]
+        self.assertEqual(os.stat(private).st_mode & 0o777, 0o700)
+        for option, name in (("--tcp-auth=file:filename=", "password"), ("--tcp-encryption-keyfile=", "aes-key")):
+            [value] = [a[len(option):] for a in command if a.startswith(option)]
+            self.assertEqual(value, os.path.join(private, name))
+            self.assertEqual(os.stat(value).st_mode & 0o777, 0o600)
+        self.assertEqual(server.get_timeout(), 90)
+        self.assertRegex(server.map_path("/"), r"^/index\.html\?username=[^&]+&password=\w+&encryption=AES&key=\w+")
+
+        # The recipes this replaces, rendered the same way, never started.
+        old_readme = ["xpra-request-display", "exec", "--", "xpra", "start", ":{display}", "--daemon=no",
+                      "--socket-dir={runtime_dir}", "--bind-tcp=0.0.0.0:{port}"]
+        old_pam_md = ["xpra-request-display", "exec", "--", "xpra", "start", ":{display}", "--html=on",
+                      "--bind={runtime_dir}/xpra-server,auth=none", "--socket-dir={runtime_dir}", "--daemon=no"]
+        for old in (old_readme, old_pam_md):
+            with self.assertRaises(KeyError):
+                jsp.SupervisedServer("old", {"command": old}, base_url="/").get_cmd()
+
+    # ------------------------------------------------------------------ 2
+
+    def test_2_failing_starts_leave_no_x_server(self):
+        uid = h.uid_of(USER)
+        samples = []  # (t, [(pid, display)])
+        stop = threading.Event()
+
+        def sampler():
+            while not stop.is_set():
+                xs = h.x_servers(uid, DISPLAYS)
+                samples.append((time.monotonic(), [(p.pid, h.display_argument(p.argv)) for p in xs]))
+                stop.wait(SAMPLE_EVERY)
+
+        sampling = threading.Thread(target=sampler, daemon=True)
+        sampling.start()
+        started = time.monotonic()
+        proc, events_path = self.driver("failing", "failing", str(STARTS), str(START_TIMEOUT), self.socket_dir)
+        try:
+            code = proc.wait(400)
+        finally:
+            time.sleep(REAP_SLACK + 0.5)
+            stop.set()
+            sampling.join(10)
+        elapsed = time.monotonic() - started
+        self.assertEqual(code, 0, "the driver failed")
+        events = self.read_events(events_path)
+        starts = [e for e in events if e["ev"] == "start"]
+        exits = {e["pid"]: e for e in events if e["ev"] == "exit"}
+        timeouts = [e for e in events if e["ev"] == "timeout"]
+        kills = [e for e in events if e["ev"] == "kill"]
+        self.assertGreaterEqual(len(starts), STARTS)
+        self.assertEqual(sorted(exits), sorted(e["pid"] for e in starts), "a start never ended")
+        self.assertFalse([e for e in exits.values() if e["code"] == 0], "a failing start exited 0")
+        self.assertGreaterEqual(len(timeouts), 2, "the start timeout (SIGKILL) never ended a request")
+
+        # Every X server seen belongs to the start running when it was first
+        # seen, and is gone once that start has ended.
+        seen = {}  # pid -> [first, last, display]
+        for t, xs in samples:
+            for pid, display in xs:
+                seen.setdefault(pid, [t, t, display])[1] = t
+        overhang = []
+        violations = []
+        for pid, (first, last, display) in seen.items():
+            owner = [s for s in starts if s["t"] <= first]
+            if not owner:
+                violations.append("X server %d on :%s was there before the first start" % (pid, display))
+                continue
+            end = exits[owner[-1]["pid"]]["t"]
+            overhang.append(last - end)
+            if last > end + REAP_SLACK:
+                violations.append("X server %d on :%s outlived start %d (client %d, exit %s) by %.2f s"
+                                  % (pid, display, owner[-1]["n"], owner[-1]["pid"], exits[owner[-1]["pid"]]["code"],
+                                     last - end))
+        max_concurrent = max((len(xs) for _, xs in samples), default=0)
+        log = self.broker.log_text()
+        acquired = len(re.findall(r"uid=%d\(%s\) pid=\d+ display=:\d+ acquired" % (uid, USER), log))
+        terminated = sum(int(n) for n in re.findall(r"ended: (\d+) process\(es\) terminated", log))
+        killed = sum(int(n) for n in re.findall(r"terminated, (\d+) killed", log))
+        h.measured("%d failing starts under the proxy's supervision in %.1f s (%d requests ended by the %d s "
+                   "timeout, %d SIGKILLs): %d got a display; %d X servers seen in %d samples, at most %d at once"
+                   % (len(starts), elapsed, len(timeouts), START_TIMEOUT, len(timeouts) + len(kills), acquired,
+                      len(seen), len(samples), max_concurrent))
+        h.measured("X server last seen relative to the end of its start: max %+.2f s; the broker terminated %d and "
+                   "killed %d process(es) at lease ends"
+                   % (max(overhang) if overhang else float("nan"), terminated, killed))
+        self.assertFalse(violations, "\n".join(violations[:20]))
+        self.assertGreaterEqual(acquired, STARTS - len(timeouts) - len(kills), "starts without a display")
+        self.assertGreaterEqual(len(seen), STARTS // 4, "too few of the starts' X servers were seen to judge")
+        self.assert_nothing_left(USER, DISPLAYS, what="after the end")
+
+    # ------------------------------------------------------------------ 3
+
+    def test_3_successful_start_reached_by_a_real_xpra_client(self):
+        proc, events_path = self.driver("ok", "ok")
+        try:
+            h.wait_until(lambda: proc.poll() is not None or any(e["ev"] == "page" for e in self.read_events(events_path)),
+                         120, 0.2, what="the desktop to become ready through the proxy")
+            self.assertIsNone(proc.poll(), "the proxy driver exited")
+            events = self.read_events(events_path)
+            [rendered] = [e for e in events if e["ev"] == "rendered"]
+            [ready] = [e for e in events if e["ev"] == "ready"]
+            [page] = [e for e in events if e["ev"] == "page"]
+            self.assertEqual(len([e for e in events if e["ev"] == "start"]), 1, "the start was not the first one")
+            self.assertEqual(ready["port"], rendered["port"])
+            self.assertEqual(page["status"], 200)
+            self.assertTrue(page["xpra_client"], "not Xpra's HTML5 client page")
+
+            [lease] = self.broker.leases(USER)
+            [server] = h.xpra_servers_of_lease(lease)
+            session = h.XpraSession(server)
+            self.assertEqual(session.port, rendered["port"], "Xpra does not listen on the proxy's {port}")
+            self.assertEqual(session.display, lease["display"])
+            self.assertIn("--tcp-auth=file:filename=" + session.password_file, rendered["command"])
+            info = session.client(USER, "info")
+            self.assertEqual(info.returncode, 0, info.stdout[-2000:] + info.stderr[-2000:])
+            self.assertRegex(info.stdout, r"(?m)=:%d$" % lease["display"])
+            refused = session.client(USER, "info", key_file=False)
+            self.assertNotEqual(refused.returncode, 0, "xpra info without the AES key succeeded")
+            h.measured("successful start ready on {port}=%d after %.2f s; xpra info on tcp://127.0.0.1:%d/ with "
+                       "the password and key: exit 0" % (ready["port"], ready["seconds"], ready["port"]))
+            private = rendered["environment"]["XDG_RUNTIME_DIR"]
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # the notebook server stopping
+        self.assertEqual(proc.wait(30), 0)
+        self.assert_nothing_left(USER, DISPLAYS, what="after the end")
+        self.assertFalse(os.path.exists(private), "the private dir with the password outlived the server")
+
+
+if __name__ == "__main__":
+    h.main(__name__)

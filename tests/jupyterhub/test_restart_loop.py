@@ -1,0 +1,137 @@
+#!/usr/bin/python3
+"""The seed's failure mode under JupyterHub: a user's Xpra start fails every
+time after Xpra has started its X server (its socket dir is the shared
+root:xpra 1775 one, and the user is not in group xpra), and the supervisor
+(jupyter-server-proxy in the user's server) starts it again and again while
+the user's browser keeps asking for the desktop. Without the broker each
+failed start leaves its X server behind (checked first, outside the broker:
+the control). With it, the user's X servers, sampled every 0.25 s for
+two minutes, never exceed the per-user quota, the broker's back-off
+engages, and when the server is stopped nothing is left.
+
+Displays 1030-1048 for the broker, 1049 for the control.
+"""
+
+import os
+import re
+import threading
+import time
+
+import jhub_harness as h
+
+USER = "xpb-mallory"
+DISPLAYS = range(1030, 1049)
+CONTROL_DISPLAY = 1049
+QUOTA = 2
+DURATION = float(os.environ.get("XPB_JHUB_LOOP_SECONDS", "120"))  # shorter only when debugging by hand
+SAMPLE_EVERY = 0.25
+
+
+class RestartLoop(h.HubTestCase):
+    RUN_NAME = "loop"
+
+    @classmethod
+    def prepare(cls):
+        cls.broker, _, cls.deployment, cls.hub = h.start_proxy_hub(
+            cls.run_, [USER], DISPLAYS, ["--max-leases-per-user=%d" % QUOTA], failing=[USER])
+
+    def test_1_control_without_the_broker_the_failed_start_leaks_its_x_server(self):
+        """The failing configuration really is the seed's: xpra exits non-zero
+        and its X server stays."""
+        uid = h.uid_of(USER)
+        self.assertFalse(h.x_servers(uid, [CONTROL_DISPLAY]), ":%d in use before" % CONTROL_DISPLAY)
+        out_path = self.run_.path("control.log")
+        argv = ["/usr/bin/xpra", "start", ":%d" % CONTROL_DISPLAY, "--daemon=no",
+                "--socket-dir=" + self.deployment.shared_socket_dir, "--socket-dirs=" + self.deployment.shared_socket_dir,
+                "--html=on", "--start=xterm -fa Monospace", "--no-mdns", "--no-notifications", "--no-speaker",
+                "--no-microphone", "--no-printing", "--no-bell", "--no-systemd-run", "--bind-tcp=127.0.0.1:0"]
+        # Output to a file: the X server it leaves behind would hold a pipe open.
+        with open(out_path, "w") as out:
+            xpra = h.subprocess.Popen(argv, stdin=h.subprocess.DEVNULL, stdout=out, stderr=h.subprocess.STDOUT,
+                                      preexec_fn=h.as_user_preexec(USER),
+                                      env=self.run_.environment(HOME="/home/" + USER, XDG_RUNTIME_DIR="/nonexistent"))
+        try:
+            code = xpra.wait(60)
+            time.sleep(0.5)
+            leaked = h.x_servers(uid, [CONTROL_DISPLAY])
+        finally:
+            if xpra.poll() is None:
+                xpra.kill()
+                xpra.wait()
+            h.end_x_servers(h.x_servers(uid, [CONTROL_DISPLAY]), CONTROL_DISPLAY, uid)
+        output = h.read_text(out_path)
+        self.assertNotEqual(code, 0, "xpra start with an unusable socket dir succeeded:\n" + output[-1500:])
+        self.assertIn("failed to create socket", output)
+        self.assertEqual(len(leaked), 1, "the failed xpra start left no X server (the control shows nothing)")
+        h.measured("control: xpra start with an unusable socket dir exits %d and leaves its X server (%s, ppid %d)"
+                   % (code, leaked[0].comm, leaked[0].ppid))
+
+    def test_2_restart_loop_stays_bounded_and_backs_off(self):
+        uid = h.uid_of(USER)
+        self.hub.start_server(USER)
+        stop = threading.Event()
+        samples = []  # (seconds since start, X servers, leases)
+        answers = []
+
+        def browser():
+            # The user's browser: asks for the desktop again after each failure.
+            while not stop.is_set():
+                try:
+                    status, body = self.hub.get_as_service(self.deployment.desktop_path(USER), timeout=DURATION + 300)
+                except OSError as e:  # the server went away under the request
+                    answers.append((type(e).__name__, b""))
+                    return
+                answers.append((status, body[:200]))
+                if status == 200:
+                    return
+
+        def sampler():
+            while not stop.is_set():
+                samples.append((time.monotonic() - started, len(h.x_servers(uid, DISPLAYS)),
+                                len(self.broker.leases(USER))))
+                stop.wait(SAMPLE_EVERY)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=browser, daemon=True), threading.Thread(target=sampler, daemon=True)]
+        for t in threads:
+            t.start()
+        time.sleep(DURATION)
+        stop.set()
+        threads[1].join(30)
+        self.hub.stop_server(USER)  # the proxy's signal handler ends the supervised client
+        threads[0].join(60)
+
+        max_x = max(s[1] for s in samples)
+        max_leases = max(s[2] for s in samples)
+        histogram = {n: sum(1 for s in samples if s[1] == n) for n in sorted({s[1] for s in samples})}
+        log = self.broker.log_text()
+        acquired = len(re.findall(r"uid=%d\(%s\) pid=\d+ display=:\d+ acquired" % (uid, USER), log))
+        refusal_lines = re.findall(r"refused acquire for uid=%d\(%s\) pid=\d+: ([^\n]*)" % (uid, USER), log)
+        refusals = [l for l in refusal_lines if l.startswith(("back-off after", "acquire rate limit"))]
+        # The broker logs a refusal once per 10 s and counts the rest.
+        held_back = sum(int(n) for l in refusal_lines for n in re.findall(r"\((\d+) more", l))
+        h.measured("restart loop of %s for %.0f s: %d samples of its X servers, max %d (quota %d), histogram %s; "
+                   "max %d lease(s)" % (USER, DURATION, len(samples), max_x, QUOTA, histogram, max_leases))
+        h.measured("restart loop: %d start(s) got a display; %d refused (%.0f per second: the supervisor restarts "
+                   "a refused client at once); the browser got %s"
+                   % (acquired, len(refusals) + held_back, (len(refusals) + held_back) / DURATION,
+                      [a[0] for a in answers]))
+        self.assertGreater(len(samples), DURATION / SAMPLE_EVERY / 2, "too few samples")
+        self.assertTrue(all(s[1] <= QUOTA for s in samples), "X servers above the quota: %r"
+                        % [s for s in samples if s[1] > QUOTA])
+        self.assertGreaterEqual(acquired, 3, "the failing server was not even started a few times")
+        self.assertTrue(any(r.startswith("back-off") for r in refusals),
+                        "the broker never backed off; its refusals: %r" % refusals[:5])
+        # Back-off means few starts: without it the supervisor restarts at once
+        # and a failed start costs well under a second.
+        self.assertLess(acquired, 30, "%d starts in %.0f s: back-off did not slow the loop" % (acquired, DURATION))
+        statuses = [a[0] for a in answers]
+        self.assertNotIn(200, statuses, "the failing desktop answered 200")
+        if DURATION > 95:  # the proxy gives up on a start after the drop-in's 90 s
+            self.assertIn(500, statuses, "the proxy's start timeout never ended a request")
+
+        self.assert_nothing_left(USER, DISPLAYS, what="after the hub stopped the server")
+
+
+if __name__ == "__main__":
+    h.main(__name__)
