@@ -9,8 +9,11 @@ build_packages=(cmake g++ make pkg-config libboost-dev libcap-dev libprotobuf-de
                 # runtimes (only recommended by clang, so named here).
                 clang libfuzzer-14-dev libclang-rt-14-dev)
 # Real components the tests and the demo run: X servers, Xpra, a PAM driver,
-# systemd-analyze for the unit files, dpkg-dev for the .deb.
-runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux passwd systemd dpkg-dev file strace rpm)
+# systemd-analyze for the unit files; dpkg-dev, debhelper and lintian to
+# build and check the .deb (dpkg-buildpackage), rpm to build the .rpm; man-db
+# and groff-base to check the man pages; bash-completion for the completions.
+runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux passwd systemd dpkg-dev file strace rpm
+                  debhelper lintian man-db groff-base bash-completion)
 
 missing=()
 for p in "${build_packages[@]}" "${runtime_packages[@]}"; do
