@@ -67,10 +67,13 @@ offers "release with the broker down: nothing" "" $R xpra-request-display --sock
 start_broker "$BROKER_LOG" -- --user=xpra-broker --group=xpra \
   --runtime-dir="$RUN" --socket="$SOCK" --displays=498-499 --x11-tmp-dir="$SCRATCH/x11"
 wait_for_socket "$SOCK" || { cat "$BROKER_LOG" >&2; fail "broker did not start"; finish; }
-client xpb-alice exec -- sleep 60 &
-holders=($!)
-client xpb-bob exec -- sleep 60 &
-holders+=($!)
+# runuser itself in the background (not a function's subshell), so that the
+# kill below reaches the client through runuser, which passes SIGTERM on.
+holders=()
+for user in xpb-alice xpb-bob; do
+  runuser -u "$user" -- "$XPB_CLIENT" --socket "$SOCK" exec -- sleep 60 >>"$SCRATCH/holders.log" 2>&1 &
+  holders+=($!)
+done
 STARTED_PIDS+=("${holders[@]}")
 for _ in $(seq 50); do
   [[ $(client root list --all 2>/dev/null | grep -c '^[0-9a-f]') == 2 ]] && break
