@@ -9,14 +9,16 @@ build_packages=(cmake g++ make pkg-config libboost-dev libcap-dev libprotobuf-de
                 # runtimes (only recommended by clang, so named here).
                 clang libfuzzer-14-dev libclang-rt-14-dev)
 # Real components the tests and the demo run: X servers, Xpra, a PAM driver,
-# systemd-analyze for the unit files, dpkg-dev for the .deb.
+# systemd-analyze for the unit files; dpkg-dev, debhelper and lintian to
+# build and check the .deb (dpkg-buildpackage), rpm to build the .rpm; man-db
+# and groff-base to check the man pages; bash-completion for the completions.
 runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux passwd systemd dpkg-dev file strace rpm
+                  debhelper lintian man-db groff-base bash-completion
                   # The metrics suite: the real textfile collector it scrapes, and
                   # promtool (in prometheus) for the exposition and the alert rules.
                   # On a host with systemd as PID 1 their packages start
                   # node-exporter (:9100) and Prometheus (:9090) on localhost.
                   prometheus-node-exporter prometheus
-
                   # tests/jupyterhub: the hub, its proxy, the classic notebook as the
                   # users' single-user server, Python 3 from Debian; Xpra's server
                   # needs PIL for any client connection (only recommended by xpra),

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `cmake --install` of the build under test: no setuid or setgid file
-# anywhere; the units, sysusers.d and tmpfiles.d rules, the mask of Xpra's
-# tmpfiles rule and the example config are installed; systemd-analyze verify
-# is clean on the installed units; the example config lists every key with
-# its true default.
+# anywhere; the units, sysusers.d and tmpfiles.d rules, the example config,
+# every doc, the man pages and the bash completions are installed, and
+# nothing in /etc/tmpfiles.d (the admin's); systemd-analyze verify is clean
+# on the installed units; the example config lists every key with its true
+# default.
 source "$(dirname "$0")/lib.sh"
 require_root
 make_scratch install-tree
@@ -26,9 +27,19 @@ service=$(one_file xpra-brokerd.service) || finish
 socket=$(one_file xpra-brokerd.socket) || finish
 check "sysusers.d/xpra-broker.conf installed" test -f "$(find "$DEST" -path '*sysusers.d/xpra-broker.conf')"
 check "tmpfiles.d/xpra-broker.conf installed" test -f "$(find "$DEST" -path '*tmpfiles.d/xpra-broker.conf')"
-mask=$(find "$DEST" -path '*etc/tmpfiles.d/xpra.conf')
-check "Xpra's tmpfiles rule is masked (etc/tmpfiles.d/xpra.conf -> /dev/null)" \
-  test -L "$mask" -a "$(readlink "$mask")" = /dev/null
+check "nothing installed in etc/tmpfiles.d (an admin's own xpra.conf stays theirs)" \
+  test -z "$(find "$DEST" -path '*etc/tmpfiles.d*')"
+docdir=$DEST$PREFIX/share/doc/xpra-broker
+for doc in "$XPB_SOURCE_DIR/README.md" "$XPB_SOURCE_DIR"/docs/*.md; do
+  check "doc $(basename "$doc") installed" cmp -s "$doc" "$docdir/$(basename "$doc")"
+done
+check "example config installed beside the docs" cmp -s "$XPB_SOURCE_DIR/packaging/etc/xpra/broker.conf" "$docdir/examples/broker.conf"
+for page in man1/xpra-request-display.1 man5/xpra-broker.conf.5 man8/xpra-brokerd.8 man8/pam_xpra_broker.8; do
+  check "man page $page installed" test -f "$DEST$PREFIX/share/man/$page"
+done
+for c in xpra-request-display xpra-brokerd; do
+  check "bash completion for $c installed" test -f "$DEST$PREFIX/share/bash-completion/completions/$c"
+done
 config=$(find "$DEST" -path '*etc/xpra/broker.conf')
 check "example config installed" test -f "$config"
 expect_eq "ExecStart" "ExecStart=$PREFIX/sbin/xpra-brokerd" "$(grep '^ExecStart=' "$service")"
@@ -59,7 +70,8 @@ if command -v systemd-analyze >/dev/null; then
   # ExecReload= runs procps's kill, which a real root has.
   install -D -m 0755 /bin/kill "$ROOT/bin/kill"
   rc=0
-  out=$(systemd-analyze verify --root="$ROOT" "${service#"$DEST"}" "${socket#"$DEST"}" 2>&1) || rc=$?
+  # verify runs `man` for each Documentation=man: page: the installed ones.
+  out=$(MANPATH="$ROOT$PREFIX/share/man" systemd-analyze verify --root="$ROOT" "${service#"$DEST"}" "${socket#"$DEST"}" 2>&1) || rc=$?
   expect_eq "systemd-analyze verify exit code" 0 "$rc"
   expect_eq "systemd-analyze verify output" "" "$out"
   # A broken unit must be reported, or the check above proves nothing.
@@ -92,7 +104,8 @@ if [[ "$PREFIX" != /usr ]]; then
   P2=$SCRATCH/prefix
   cmake --install "$XPB_BUILD_DIR" --prefix "$P2" >"$SCRATCH/install2.log" 2>&1 || fail "cmake --install --prefix failed"
   for f in lib/systemd/system/xpra-brokerd.service lib/systemd/system/xpra-brokerd.socket \
-    lib/sysusers.d/xpra-broker.conf lib/tmpfiles.d/xpra-broker.conf etc/tmpfiles.d/xpra.conf etc/xpra/broker.conf; do
+    lib/sysusers.d/xpra-broker.conf lib/tmpfiles.d/xpra-broker.conf etc/xpra/broker.conf \
+    share/man/man8/xpra-brokerd.8 share/bash-completion/completions/xpra-request-display; do
     check "--prefix install has $f under the prefix" test -e "$P2/$f" -o -L "$P2/$f"
   done
   check "--prefix install: no setuid or setgid file" test -z "$(find "$P2" -perm /6000 -print)"

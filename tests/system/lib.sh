@@ -181,20 +181,22 @@ fingerprint() {
   echo "$(stat -c '%F %u:%g %a %s mtime=%Y ctime=%Z ino=%i' "$1" 2>&1) $sum"
 }
 
-# Packages need a tree configured with CMAKE_INSTALL_PREFIX=/usr. If the
-# build under test has another prefix, one is configured and built beside it
-# (tests/system/pkg-build, kept for the next run). Sets PKG_BUILD.
-ensure_package_build() {
-  if [[ "$XPB_INSTALL_PREFIX" == /usr ]]; then
-    PKG_BUILD=$XPB_BUILD_DIR
-    return
+# copy_source_tree DEST: the source tree under test (what git tracks, plus
+# new files not ignored), without build trees, for package builds that write
+# into their source (dpkg-buildpackage) or pack it (rpmbuild).
+copy_source_tree() {
+  local dest=$1 f
+  mkdir -p "$dest"
+  if git -C "$XPB_SOURCE_DIR" rev-parse --git-dir >/dev/null 2>&1; then
+    (cd "$XPB_SOURCE_DIR" && git ls-files -z --cached --others --exclude-standard |
+      while IFS= read -r -d '' f; do if [[ -e $f ]]; then printf '%s\0' "$f"; fi; done |
+      xargs -0 cp --parents -t "$dest")
+  else
+    tar -C "$XPB_SOURCE_DIR" --exclude='./build*' -cf - . | tar -C "$dest" -xf -
   fi
-  PKG_BUILD=$XPB_BUILD_DIR/tests/system/pkg-build
-  log "configuring and building $PKG_BUILD with CMAKE_INSTALL_PREFIX=/usr"
-  exec 8>"$XPB_BUILD_DIR/tests/system/pkg-build.lock"
-  flock 8  # the .deb and .rpm tests share it
-  cmake -S "$XPB_SOURCE_DIR" -B "$PKG_BUILD" -DCMAKE_INSTALL_PREFIX=/usr -DBUILD_TESTING=OFF \
-    >"$SCRATCH/configure.log" 2>&1 || { cat "$SCRATCH/configure.log" >&2; fail "configure failed"; finish; }
-  cmake --build "$PKG_BUILD" -j2 >"$SCRATCH/build.log" 2>&1 ||
-    { tail -50 "$SCRATCH/build.log" >&2; fail "build failed"; finish; }
 }
+
+# Where system.package_deb_build leaves the .debs for the install and
+# lintian tests (CTest fixture deb_packages): N/ and N1/ (the same source
+# with a newer changelog entry, for the upgrade).
+DEB_AREA=$XPB_BUILD_DIR/tests/system/deb

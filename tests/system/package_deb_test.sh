@@ -1,118 +1,186 @@
 #!/usr/bin/env bash
-# CPack builds a .deb that has no setuid or setgid file, depends on the
-# Debian 12 libraries it links, and installs, removes and purges cleanly.
-# The install runs chrootless into a scratch root (dpkg --root with
-# --force-script-chrootless; the maintainer scripts honour DPKG_ROOT), so the
-# host is not touched. With XPB_TEST_REAL_DPKG=1 it is also installed on the
-# host and removed again (not by default: other suites use /run/xpra).
-# Packages are built from a /usr-configured tree (see ensure_package_build).
+# Install, upgrade and purge of the .deb that system.package_deb_build made
+# (fixture deb_packages), with the maintainer scripts debhelper wrote:
+#  1. chrootless into a scratch root (dpkg --root, DPKG_ROOT): the postinst
+#     creates user xpra-broker, group xpra and /run/xpra from nothing;
+#  2. on this host: install N, start the installed broker as the unit would,
+#     hold a lease, upgrade to N+1 with an edited conffile, restart the
+#     broker as the upgrade's try-restart would, and find the lease and the
+#     edit kept; then purge. Throughout, an admin's own
+#     /etc/tmpfiles.d/xpra.conf is never replaced nor removed, Xpra's
+#     tmpfiles rule is diverted while the broker is installed and back after
+#     the purge, /run/xpra is the broker's and then as before, and the
+#     socket unit is enabled and then gone.
+# Displays 495-499 with a scratch X11 dir (no X server is started).
 source "$(dirname "$0")/lib.sh"
 require_root
-command -v dpkg-deb >/dev/null || skip "dpkg-deb not installed (not a Debian host)"
-command -v cpack >/dev/null || skip "cpack not installed"
+command -v dpkg >/dev/null || skip "dpkg not installed (not a Debian host)"
 make_scratch package-deb
+DEB=$(ls "$DEB_AREA"/N/xpra-broker_*.deb 2>/dev/null || true)
+DEB1=$(ls "$DEB_AREA"/N1/xpra-broker_*.deb 2>/dev/null || true)
+[[ -f $DEB && -f $DEB1 ]] || { fail "no packages in $DEB_AREA: system.package_deb_build did not run"; finish; }
+N=$(dpkg-deb -f "$DEB" Version)
+N1=$(dpkg-deb -f "$DEB1" Version)
+XPRA_RULE=/usr/lib/tmpfiles.d/xpra.conf
+DIVERTED=/usr/lib/tmpfiles.d/xpra.conf.diverted-by-xpra-broker
 
-ensure_package_build
-(cd "$PKG_BUILD" && cpack -G DEB -B "$SCRATCH/out") >"$SCRATCH/cpack.log" 2>&1 ||
-  { cat "$SCRATCH/cpack.log" >&2; fail "cpack -G DEB failed"; finish; }
-debs=("$SCRATCH"/out/*.deb)
-expect_eq "number of .deb files" 1 "${#debs[@]}"
-DEB=${debs[0]}
-log "      built $(basename "$DEB")"
-
-# Contents: tar-style modes; an s/S in the owner or group execute place is a
-# setuid/setgid bit.
-dpkg-deb -c "$DEB" >"$SCRATCH/contents"
-check "no setuid or setgid file in the package" bash -c "! awk '{print \$1}' '$SCRATCH/contents' | grep -q '^...[sS]\|^......[sS]'"
-for f in ./usr/sbin/xpra-brokerd ./usr/bin/xpra-request-display ./usr/lib/sysusers.d/xpra-broker.conf \
-  ./usr/lib/tmpfiles.d/xpra-broker.conf ./etc/xpra/broker.conf; do
-  check "package contains $f" grep -q " $f\$" "$SCRATCH/contents"
-done
-check "package contains the units" bash -c "grep -q '/systemd/system/xpra-brokerd.service\$' '$SCRATCH/contents' && grep -q '/systemd/system/xpra-brokerd.socket\$' '$SCRATCH/contents'"
-check "package masks Xpra's tmpfiles rule" grep -q " ./etc/tmpfiles.d/xpra.conf -> /dev/null\$" "$SCRATCH/contents"
-
-depends=$(dpkg-deb -f "$DEB" Depends)
-log "      Depends: $depends"
-for lib in libc6 libcap2 libsystemd0 libstdc++6; do
-  check "Depends names $lib" grep -q "$lib" <<<"$depends"
-done
-dpkg-deb -e "$DEB" "$SCRATCH/control"
-expect_eq "conffiles" "/etc/xpra/broker.conf" "$(cat "$SCRATCH/control/conffiles")"
-for s in postinst prerm postrm; do
-  check "$s is executable and valid sh" bash -c "test -x '$SCRATCH/control/$s' && sh -n '$SCRATCH/control/$s'"
-done
-dpkg-deb -x "$DEB" "$SCRATCH/x"
-expect_eq "packaged unit's ExecStart" "ExecStart=/usr/sbin/xpra-brokerd" \
-  "$(grep -h '^ExecStart=' "$SCRATCH"/x/*/systemd/system/xpra-brokerd.service "$SCRATCH"/x/usr/lib/systemd/system/xpra-brokerd.service 2>/dev/null | head -1)"
-
-# Chrootless install into a scratch root.
+# ---- 1. chrootless into a scratch root -------------------------------------
 R=$SCRATCH/root
-mkdir -p "$R/var/lib/dpkg/info" "$R/var/lib/dpkg/updates" "$R/var/lib/dpkg/triggers" "$R/etc" "$R/run"
+mkdir -p "$R/var/lib/dpkg/info" "$R/var/lib/dpkg/updates" "$R/var/lib/dpkg/triggers" "$R/etc" "$R/run" \
+  "$R/usr/lib/tmpfiles.d"
 : >"$R/var/lib/dpkg/status"
 : >"$R/var/lib/dpkg/available"
 echo "root:x:0:0:root:/root:/bin/bash" >"$R/etc/passwd"
 echo "root:x:0:" >"$R/etc/group"
 : >"$R/etc/shadow"
 : >"$R/etc/gshadow"
+echo "d /run/xpra 1775 - xpra" >"$R$XPRA_RULE"  # as if Xpra were installed
 dpkg_root() { dpkg --root="$R" --force-script-chrootless --force-depends --force-not-root "$@" >>"$SCRATCH/dpkg.log" 2>&1; }
-check "dpkg -i into a scratch root" dpkg_root -i "$DEB"
-check "postinst created user xpra-broker" grep -q '^xpra-broker:' "$R/etc/passwd"
-check "postinst created group xpra with member xpra-broker" grep -Eq '^xpra:x:[0-9]+:xpra-broker$' "$R/etc/group"
+check "scratch root: dpkg -i" dpkg_root -i "$DEB"
+check "scratch root: postinst created user xpra-broker" grep -q '^xpra-broker:' "$R/etc/passwd"
+check "scratch root: postinst created group xpra with member xpra-broker" grep -Eq '^xpra:x:[0-9]+:xpra-broker$' "$R/etc/group"
 broker_uid=$(awk -F: '$1 == "xpra-broker" { print $3 }' "$R/etc/passwd")
 xpra_gid=$(awk -F: '$1 == "xpra" { print $3 }' "$R/etc/group")
-expect_eq "postinst made /run/xpra (uid:gid mode)" "$broker_uid:$xpra_gid 755" "$(stat -c '%u:%g %a' "$R/run/xpra" 2>&1)"
-check "no setuid or setgid file installed" test -z "$(find "$R" -perm /6000 -print)"
-check "nothing enabled (systemd is not PID 1 / chrootless)" test ! -e "$R/etc/systemd/system/sockets.target.wants/xpra-brokerd.socket"
-check "installed broker runs" "$R/usr/sbin/xpra-brokerd" --config="$R/etc/xpra/broker.conf" --check-config
-check "dpkg -r" dpkg_root -r xpra-broker
-check "binaries removed" test ! -e "$R/usr/sbin/xpra-brokerd"
-check "mask of Xpra's rule removed with the package" test ! -L "$R/etc/tmpfiles.d/xpra.conf"
-check "conffile kept after remove" test -f "$R/etc/xpra/broker.conf"
-check "dpkg -P" dpkg_root -P xpra-broker
-check "conffile gone after purge" test ! -e "$R/etc/xpra/broker.conf"
-log "--- dpkg said:"; cat "$SCRATCH/dpkg.log" >&2
+expect_eq "scratch root: /run/xpra (uid:gid mode)" "$broker_uid:$xpra_gid 755" "$(stat -c '%u:%g %a' "$R/run/xpra" 2>&1)"
+expect_eq "scratch root: Xpra's rule diverted" "d /run/xpra 1775 - xpra" "$(cat "$R$DIVERTED" 2>&1)"
+expect_eq "scratch root: in its place" "/dev/null" "$(readlink "$R$XPRA_RULE")"
+check "scratch root: no setuid or setgid file installed" test -z "$(find "$R" -perm /6000 -print)"
+check "scratch root: installed broker accepts its config" "$R/usr/sbin/xpra-brokerd" --config="$R/etc/xpra/broker.conf" --check-config
+check "scratch root: dpkg -P" dpkg_root -P xpra-broker
+check "scratch root: binaries removed" test ! -e "$R/usr/sbin/xpra-brokerd"
+check "scratch root: conffile gone after purge" test ! -e "$R/etc/xpra/broker.conf"
+expect_eq "scratch root: Xpra's rule back" "d /run/xpra 1775 - xpra" "$(cat "$R$XPRA_RULE" 2>&1)"
+check "scratch root: no diversion left" test -z "$(dpkg-divert --admindir "$R/var/lib/dpkg" --list xpra-broker)"
 
-# Optionally on the host itself.
-if [[ "${XPB_TEST_REAL_DPKG:-0}" == 1 ]]; then
+# ---- 2. on this host -------------------------------------------------------
+exec 9>/run/xpra-broker-package-test.lock
+flock 9
+if dpkg-query -W -f='${Status}' xpra-broker 2>/dev/null | grep -q installed; then
+  fail "xpra-broker is already installed on this host; not touching it"
+  finish
+fi
+run_before=$(stat -c '%U:%G %a' /run/xpra 2>/dev/null || echo absent)
+group_before=$(getent group xpra || true)
+rule_state() { stat -c '%F %U:%G %a' "$1" 2>&1; md5sum <"$1" 2>&1; }
+rule_before=$(rule_state "$XPRA_RULE")
+ADMIN_RULE=/etc/tmpfiles.d/xpra.conf
+if [[ -e $ADMIN_RULE || -L $ADMIN_RULE ]]; then
+  admin_rule_ours=no
+else
+  # An admin's own file of that name (a comment: it changes nothing).
+  admin_rule_ours=yes
+  mkdir -p /etc/tmpfiles.d
+  printf '# the admin'"'"'s own rule (tests/system/package_deb_test.sh)\n' >"$ADMIN_RULE"
+fi
+admin_rule=$(fingerprint "$ADMIN_RULE")
+host_cleanup() {
+  [[ $admin_rule_ours == yes ]] && rm -f "$ADMIN_RULE"
   if dpkg-query -W -f='${Status}' xpra-broker 2>/dev/null | grep -q installed; then
-    fail "xpra-broker is already installed on this host; not touching it"
-    finish
+    dpkg -P xpra-broker >>"$SCRATCH/dpkg.log" 2>&1 || true
   fi
-  run_before=$(stat -c '%U:%G %a' /run/xpra 2>/dev/null || echo absent)
-  group_before=$(getent group xpra || true)
-  check "dpkg -i on the host" dpkg -i "$DEB"
-  expect_eq "host /run/xpra after install" "xpra-broker:xpra 755" "$(stat -c '%U:%G %a' /run/xpra)"
-  check "host: installed broker --version" /usr/sbin/xpra-brokerd --version
-  # Start the installed broker as the unit would, on the default socket and
-  # runtime dir (displays 495-499 and a scratch X11 dir, to stay out of the
-  # way of other suites), and ask it for its status with the installed client.
-  BROKER_LOG=$SCRATCH/host-broker.log
-  SOCK=/run/xpra/broker.sock
-  XPB_BROKERD=/usr/sbin/xpra-brokerd start_broker "$BROKER_LOG" "${UNIT_LIKE_START[@]}" -- \
-    --displays=495-499 --x11-tmp-dir="$SCRATCH/x11"
-  if wait_for_socket "$SOCK"; then
-    check_broker_credentials "$BROKER_PID" "host install:"
-    check "host: installed client reaches it on the default socket" /usr/bin/xpra-request-display status
-    check "host: no start-up warnings" bash -c "! grep -q 'warning:' '$BROKER_LOG'"
-  else
-    cat "$BROKER_LOG" >&2
-    fail "host: the installed broker did not start"
-  fi
-  stop_broker
-  if [[ -d /run/systemd/system ]]; then
-    check "host (systemd): socket enabled" systemctl is-enabled xpra-brokerd.socket
-  else
-    check "host (no systemd as PID 1): nothing enabled" test ! -e /etc/systemd/system/sockets.target.wants/xpra-brokerd.socket
-  fi
-  check "dpkg -P on the host" dpkg -P xpra-broker
-  check "host: binary removed" test ! -e /usr/sbin/xpra-brokerd
-  check "host: the broker's lock file is gone from /run/xpra" test ! -e /run/xpra/broker.lock
-  expect_eq "host /run/xpra after purge (Xpra's rule again)" "$run_before" "$(stat -c '%U:%G %a' /run/xpra 2>/dev/null || echo absent)"
   # sysusers' "m xpra-broker xpra" is not undone by dpkg (Debian leaves
-  # system users alone); undo it here so the host is as before.
+  # system users alone); undo it so the host is as before.
   if [[ "$(getent group xpra || true)" != "$group_before" && "$group_before" != *xpra-broker* ]]; then
     gpasswd -d xpra-broker xpra >/dev/null 2>&1 || true
   fi
-  expect_eq "host group xpra as before" "$group_before" "$(getent group xpra || true)"
+  cleanup
+}
+trap host_cleanup EXIT
+
+check "host: dpkg -i version $N" dpkg -i "$DEB"
+expect_eq "host: installed version" "$N" "$(dpkg-query -W -f='${Version}' xpra-broker)"
+check "host: user xpra-broker" getent passwd xpra-broker
+check "host: xpra-broker is in group xpra" bash -c "id -Gn xpra-broker | tr ' ' '\n' | grep -qx xpra"
+expect_eq "host: /run/xpra" "xpra-broker:xpra 755" "$(stat -c '%U:%G %a' /run/xpra)"
+expect_eq "host: Xpra's rule diverted" "local diversion of $XPRA_RULE to $DIVERTED" \
+  "$(dpkg-divert --list xpra-broker | sed 's/ by xpra-broker$//;s/^diversion/local diversion/')"
+expect_eq "host: an empty rule in its place" /dev/null "$(readlink "$XPRA_RULE")"
+expect_eq "host: the admin's $ADMIN_RULE untouched by the install" "$admin_rule" "$(fingerprint "$ADMIN_RULE")"
+expect_eq "host: socket unit enabled" enabled "$(systemctl is-enabled xpra-brokerd.socket 2>&1)"
+check "host: enablement recorded for purge" test -e /var/lib/systemd/deb-systemd-helper-enabled/xpra-brokerd.socket.dsh-also
+if [[ -d /run/systemd/system ]]; then
+  check "host (systemd): socket listening" systemctl is-active xpra-brokerd.socket
+  systemctl stop xpra-brokerd.socket xpra-brokerd.service  # the test starts the broker itself below
 fi
+# What Xpra's postinst runs on every Xpra install or upgrade.
+systemd-tmpfiles --create xpra.conf >/dev/null 2>&1 || true
+expect_eq "host: /run/xpra after Xpra's postinst (systemd-tmpfiles --create xpra.conf)" \
+  "xpra-broker:xpra 755" "$(stat -c '%U:%G %a' /run/xpra)"
+
+# The installed broker, as the unit starts it, on the default socket and
+# runtime dir, with a lease of xpb-alice's.
+BROKER_LOG=$SCRATCH/host-broker.log
+SOCK=/run/xpra/broker.sock
+start_installed_broker() {
+  XPB_BROKERD=/usr/sbin/xpra-brokerd start_broker "$BROKER_LOG" "${UNIT_LIKE_START[@]}" -- \
+    --displays=495-499 --x11-tmp-dir="$SCRATCH/x11" --reattach-grace-seconds=30
+  wait_for_socket "$SOCK"
+}
+alice_lease() { runuser -u xpb-alice -- /usr/bin/xpra-request-display list 2>/dev/null | awk 'NR == 2 { print $1, $2, $3 }'; }
+if start_installed_broker; then
+  check_broker_credentials "$BROKER_PID" "host install:"
+  check "host: no start-up warnings" bash -c "! grep -q 'warning:' '$BROKER_LOG'"
+  runuser -u xpb-alice -- /usr/bin/xpra-request-display exec --purpose upgrade -- sleep 300 \
+    >"$SCRATCH/holder.log" 2>&1 &
+  HOLDER=$!
+  STARTED_PIDS+=("$HOLDER")
+  for _ in $(seq 50); do [[ -n $(alice_lease) ]] && break; sleep 0.1; done
+  lease_before=$(alice_lease)
+  check "host: alice holds a lease on the installed broker" test -n "$lease_before"
+else
+  fail "host: the installed broker did not start"
+fi
+
+# The admin edits the conffile; then version N+1 comes.
+printf '\n# edited by the admin\nmax-leases-per-user = 6\n' >>/etc/xpra/broker.conf
+conf_edited=$(md5sum </etc/xpra/broker.conf)
+check "host: dpkg -i version $N1 (upgrade)" dpkg -i "$DEB1"
+expect_eq "host: installed version after the upgrade" "$N1" "$(dpkg-query -W -f='${Version}' xpra-broker)"
+expect_eq "host: the admin's edit of /etc/xpra/broker.conf kept" "$conf_edited" "$(md5sum </etc/xpra/broker.conf)"
+check "host: no .dpkg-dist or .dpkg-old beside it" bash -c "! ls /etc/xpra/broker.conf.dpkg-* 2>/dev/null | grep -q ."
+expect_eq "host: the admin's $ADMIN_RULE untouched by the upgrade" "$admin_rule" "$(fingerprint "$ADMIN_RULE")"
+expect_eq "host: Xpra's rule still diverted" /dev/null "$(readlink "$XPRA_RULE")"
+expect_eq "host: socket unit still enabled" enabled "$(systemctl is-enabled xpra-brokerd.socket 2>&1)"
+expect_eq "host: /run/xpra after the upgrade" "xpra-broker:xpra 755" "$(stat -c '%U:%G %a' /run/xpra)"
+
+# The postinst's try-restart, as systemd would do it: stop, start the new binary.
+if [[ -n ${lease_before:-} ]]; then
+  stop_broker
+  if start_installed_broker; then
+    check "host: the upgraded broker accepts the edited config" grep -q "serving" "$BROKER_LOG"
+    for _ in $(seq 80); do [[ $(alice_lease) == "$lease_before" ]] && break; sleep 0.1; done
+    expect_eq "host: alice's lease kept across the upgrade and restart (id display state)" "$lease_before" "$(alice_lease)"
+  else
+    fail "host: the upgraded broker did not start"
+  fi
+  kill "$HOLDER" 2>/dev/null || true
+  wait "$HOLDER" 2>/dev/null || true
+  stop_broker
+fi
+
+check "host: dpkg -P" dpkg -P xpra-broker
+check "host: binary removed" test ! -e /usr/sbin/xpra-brokerd
+check "host: conffile removed by the purge" test ! -e /etc/xpra/broker.conf
+expect_eq "host: the admin's $ADMIN_RULE untouched by the purge" "$admin_rule" "$(fingerprint "$ADMIN_RULE")"
+expect_eq "host: Xpra's rule back as it was" "$rule_before" "$(rule_state "$XPRA_RULE")"
+check "host: no diversion left" test -z "$(dpkg-divert --list xpra-broker)"
+check "host: socket unit gone" bash -c "! systemctl is-enabled xpra-brokerd.socket >/dev/null 2>&1"
+check "host: no enablement symlink left" test ! -e /etc/systemd/system/sockets.target.wants/xpra-brokerd.socket
+check "host: the broker's lock and journal are gone from /run/xpra" \
+  test ! -e /run/xpra/broker.lock -a ! -e /run/xpra/leases.journal
+# The postrm hands /run/xpra back to root and applies xpra.conf again, which
+# is the admin's $ADMIN_RULE while it exists (it overrides Xpra's), so only
+# the owner is compared here; with the test's own admin file gone, Xpra's
+# rule must give back exactly the /run/xpra of before.
+expect_eq "host: /run/xpra's owner after purge" "${run_before%% *}" "$(stat -c '%U:%G' /run/xpra 2>/dev/null || echo absent)"
+if [[ $admin_rule_ours == yes ]]; then
+  rm -f "$ADMIN_RULE"
+  admin_rule_ours=no
+  systemd-tmpfiles --create xpra.conf >/dev/null 2>&1 || true
+  expect_eq "host: /run/xpra after purge with Xpra's rule (as before the test)" "$run_before" \
+    "$(stat -c '%U:%G %a' /run/xpra 2>/dev/null || echo absent)"
+fi
+check "host: user xpra-broker kept (Debian leaves system users)" getent passwd xpra-broker
+rmdir "/run/xpra/$(uid_of xpb-alice)" 2>/dev/null || true
+log "--- dpkg said:"; cat "$SCRATCH/dpkg.log" >&2
 finish

@@ -5,10 +5,12 @@
 # systemd-tmpfiles on scratch roots:
 #   - group xpra is created once, whichever package comes first, and an
 #     existing group xpra (Xpra's postinst uses addgroup) keeps its gid;
-#   - with the broker's package, /run/xpra ends up 0755 xpra-broker:xpra at
+#   - with the broker's .deb, /run/xpra ends up 0755 xpra-broker:xpra at
 #     boot, and Xpra's postinst (`systemd-tmpfiles --create xpra.conf`) no
-#     longer puts it back to 1775: the broker masks xpra.conf in /etc;
-#   - without that mask, Xpra's rule would make it group-writable again.
+#     longer puts it back to 1775: the .deb diverts Xpra's xpra.conf in
+#     /usr/lib and puts an empty one in its place, never touching /etc;
+#   - an admin's own /etc/tmpfiles.d/xpra.conf still overrides both;
+#   - without the diversion, Xpra's rule would make it group-writable again.
 source "$(dirname "$0")/lib.sh"
 require_root
 command -v systemd-tmpfiles >/dev/null || skip "systemd-tmpfiles not installed"
@@ -36,10 +38,11 @@ new_root() {  # new_root NAME [xpra-group-exists]: a minimal root, Xpra's files 
   cp "$xpra_sysusers" "$r/usr/lib/sysusers.d/xpra.conf"
   echo "$r"
 }
-add_broker_files() {  # what the broker's package installs
+add_broker_files() {  # what the broker's .deb installs (debian/xpra-broker.{preinst,links})
   cp "$PKG/sysusers.d/xpra-broker.conf" "$1/usr/lib/sysusers.d/"
   cp "$PKG/tmpfiles.d/xpra-broker.conf" "$1/usr/lib/tmpfiles.d/"
-  ln -s /dev/null "$1/etc/tmpfiles.d/xpra.conf"
+  mv "$1/usr/lib/tmpfiles.d/xpra.conf" "$1/usr/lib/tmpfiles.d/xpra.conf.diverted-by-xpra-broker"
+  ln -s /dev/null "$1/usr/lib/tmpfiles.d/xpra.conf"
 }
 # Owner, group (names from the scratch root's own files) and mode of /run/xpra.
 run_xpra_state() {
@@ -67,6 +70,7 @@ tmpfiles "$R" xpra-broker.conf  # the broker's postinst
 expect_eq "after the broker's postinst: /run/xpra" "xpra-broker:xpra 755" "$(run_xpra_state "$R")"
 tmpfiles "$R" xpra.conf  # Xpra's postinst, e.g. on an Xpra upgrade
 expect_eq "after Xpra's postinst runs its rule: /run/xpra" "xpra-broker:xpra 755" "$(run_xpra_state "$R")"
+check "Xpra's postinst finds its (empty) rule: no error" tmpfiles "$R" xpra.conf
 rm -rf "$R/run/xpra"
 tmpfiles "$R"  # boot
 expect_eq "at boot: /run/xpra" "xpra-broker:xpra 755" "$(run_xpra_state "$R")"
@@ -86,14 +90,33 @@ systemd-sysusers --root="$R" 2>>"$SCRATCH/sysusers.log"
 check "sysusers is idempotent (passwd)" cmp -s "$SCRATCH/passwd.before" "$R/etc/passwd"
 check "sysusers is idempotent (group)" cmp -s "$SCRATCH/group.before" "$R/etc/group"
 
-# Why the mask: without it, Xpra's rule reopens the dir to group xpra.
-rm "$R/etc/tmpfiles.d/xpra.conf"
+# An admin's own /etc/tmpfiles.d/xpra.conf was never touched, and still
+# overrides both /usr/lib files (here: the admin wants Xpra's shared dir).
+R=$(new_root admin-rule)
+add_broker_files "$R"
+systemd-sysusers --root="$R" 2>>"$SCRATCH/sysusers.log"
+echo "d /run/xpra 1775 - xpra" >"$R/etc/tmpfiles.d/xpra.conf"
+tmpfiles "$R" xpra-broker.conf
+expect_eq "admin's own rule: after the broker's postinst" "xpra-broker:xpra 755" "$(run_xpra_state "$R")"
 tmpfiles "$R" xpra.conf
-expect_eq "without the mask, Xpra's postinst makes /run/xpra" "xpra-broker:xpra 1775" "$(run_xpra_state "$R")"
+expect_eq "admin's own rule: after Xpra's postinst, the admin's rule applies" "xpra-broker:xpra 1775" "$(run_xpra_state "$R")"
+
+# Why the diversion: without it, Xpra's rule reopens the dir to group xpra.
+R=$(new_root no-diversion)
+cp "$PKG/sysusers.d/xpra-broker.conf" "$R/usr/lib/sysusers.d/"
+cp "$PKG/tmpfiles.d/xpra-broker.conf" "$R/usr/lib/tmpfiles.d/"
+systemd-sysusers --root="$R" 2>>"$SCRATCH/sysusers.log"
+tmpfiles "$R" xpra-broker.conf
+tmpfiles "$R" xpra.conf
+expect_eq "without the diversion, Xpra's postinst makes /run/xpra" "xpra-broker:xpra 1775" "$(run_xpra_state "$R")"
 # ... while a full run still picks the broker's rule (xpra-broker.conf sorts
-# before xpra.conf; systemd-tmpfiles ignores the later duplicate line).
+# before xpra.conf; systemd-tmpfiles ignores the later duplicate line), and
+# so does the RPM's trigger, which applies the broker's rule after Xpra's.
 tmpfiles "$R"
-expect_eq "without the mask, at boot" "xpra-broker:xpra 755" "$(run_xpra_state "$R")"
+expect_eq "without the diversion, at boot" "xpra-broker:xpra 755" "$(run_xpra_state "$R")"
+tmpfiles "$R" xpra.conf
+tmpfiles "$R" xpra-broker.conf
+expect_eq "without the diversion, after the RPM's trigger" "xpra-broker:xpra 755" "$(run_xpra_state "$R")"
 
 log "--- systemd-sysusers said:"; cat "$SCRATCH/sysusers.log" >&2 || true
 log "--- systemd-tmpfiles said:"; cat "$SCRATCH/tmpfiles.log" >&2 || true
