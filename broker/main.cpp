@@ -93,8 +93,21 @@ int parse_args(int argc, char** argv, ParsedArgs& out) {
     app.add_option(std::string("--") + key.key, values.back().second)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   }
+  // "--KEY=" sets KEY to empty (e.g. xpra-config-dirs=): CLI11 reads an empty
+  // "=value" as a missing one, so each --KEY=VALUE goes in as two words.
+  std::vector<std::string> words;
+  for (int i = argc - 1; i >= 1; --i) {
+    const std::string arg = argv[i];
+    const auto eq = arg.find('=');
+    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      words.push_back(arg.substr(eq + 1));
+      words.push_back(arg.substr(0, eq));
+    } else {
+      words.push_back(arg);
+    }
+  }
   try {
-    app.parse(argc, argv);
+    app.parse(words);  // CLI11 takes them in reverse order
   } catch (const CLI::ParseError& e) {
     std::cerr << "xpra-brokerd: " << e.what() << "\nhint: see 'xpra-brokerd --help'\n";
     return kExitUsage;
