@@ -59,7 +59,7 @@ for want in --config= --check-config --help --version --displays= --runtime-dir=
   check "xpra-brokerd offers $want" grep -qx -- "$want" <<<"$keys"
 done
 expect_eq "xpra-brokerd offers every config key of --help" \
-  "$("$XPB_BROKERD" --help | awk '/^Every config key/ { on = 1; next } on && /^  [a-z]/ { n++ } on && /^$/ { exit } END { print n }')" \
+  "$("$XPB_BROKERD" --help | awk '/^Every config key/ { on = 1; next } on && /^  [a-z]/ { n++ } on && /^$/ { on = 0 } END { print n }')" \
   "$(grep -c -- '=$' <<<"$keys" | awk '{ print $1 - 1 }')"  # minus --config=
 
 # release: the caller's own leases, from the broker.
