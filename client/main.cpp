@@ -1,8 +1,11 @@
 // xpra-request-display: what users and tools run to get a display from
 // xpra-brokerd. Argument parsing only; each command lives in its own file.
-#include <charconv>
-#include <cstring>
+#include <chrono>
 #include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
 
 #include "exec_command.h"
 #include "exit_codes.h"
@@ -78,91 +81,139 @@ int usage_error(const std::string& message, const std::string& hint = "see 'xpra
   return kExitUsage;
 }
 
-bool parse_seconds(const std::string& text, double& out) {
-  try {
-    std::size_t used = 0;
-    out = std::stod(text, &used);
-    return used == text.size() && out >= 0 && out < 1e6;
-  } catch (...) {
-    return false;
-  }
+// Seconds as a CLI11 transform: a number from 0 to 1e6, fractions allowed.
+CLI::Validator seconds_validator() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          std::size_t used = 0;
+          const double value = std::stod(text, &used);
+          if (used == text.size() && value >= 0 && value < 1e6) return {};
+        } catch (...) {
+        }
+        return "takes a number of seconds";
+      },
+      "SECONDS");
 }
+
+std::chrono::milliseconds to_ms(double seconds) { return std::chrono::milliseconds(static_cast<long>(seconds * 1000)); }
 
 }  // namespace
 
+// CLI11 parses; the top-level help is kUsage (what every command does and
+// every exit code), each subcommand's --help is CLI11's list of its own
+// options. No help ever contacts the broker.
 int main(int argc, char** argv) {
+  CLI::App app{"xpra-request-display", "xpra-request-display"};
   GlobalOptions options;
   std::string socket_flag;
-  int i = 1;
-  for (; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") return std::cout << kUsage, kExitOk;
-    if (arg == "-V" || arg == "--version") return std::cout << "xpra-request-display " XPRA_BROKER_VERSION "\n", 0;
-    if (arg == "--socket" || arg == "--timeout") {
-      if (i + 1 >= argc) return usage_error(arg + " needs a value");
-      const std::string value = argv[++i];
-      if (arg == "--socket") {
-        socket_flag = value;
-      } else {
-        double s = 0;
-        if (!parse_seconds(value, s)) return usage_error("--timeout takes a number of seconds");
-        options.timeout = std::chrono::milliseconds(static_cast<long>(s * 1000));
-      }
-      continue;
-    }
-    if (arg.rfind("--socket=", 0) == 0) {
-      socket_flag = arg.substr(9);
-      continue;
-    }
-    if (!arg.empty() && arg[0] == '-') return usage_error("unknown option '" + arg + "'");
-    break;
-  }
-  options.socket = resolve_socket_path(socket_flag);
-  if (i >= argc) return usage_error("no command given (exec, list, release, status or metrics)");
-  const std::string command = argv[i++];
+  double timeout = 10;
+  app.add_option("--socket", socket_flag, "broker socket (default $XPRA_BROKER_SOCKET, else /run/xpra/broker.sock)")
+      ->type_name("PATH");
+  app.add_option("--timeout", timeout, "how long to wait for the broker (default 10)")
+      ->type_name("SECONDS")
+      ->check(seconds_validator());
+  bool version = false;
+  app.add_flag("-V,--version", version, "show the version");
 
-  if (command == "exec") {
-    ExecOptions exec;
-    for (; i < argc; ++i) {
-      const std::string arg = argv[i];
-      if (arg == "--") {
-        ++i;
+  ExecOptions exec;
+  double grace = 5;
+  auto* exec_cmd = app.add_subcommand("exec", "lease a display, run CMD on it, hold the lease while CMD runs "
+                                              "(see xpra-request-display --help and xpra-request-display(1))");
+  exec_cmd->add_flag("--xvfb", exec.start_x_server, "start an X server on the display before CMD");
+  exec_cmd->add_option("--xvfb-command", exec.x_server_command,
+                       "the X server command line (implies --xvfb; ':N -displayfd FD' is appended)")
+      ->type_name("CMDLINE");
+  exec_cmd->add_flag("--xpra", exec.xpra, "CMD is 'xpra start|start-desktop ...': add :N, --socket-dir, --daemon=no");
+  exec_cmd->add_option("--purpose", exec.purpose, "a note for 'list' (printable text, at most 128 bytes)")
+      ->type_name("TEXT");
+  exec_cmd->add_option("--grace", grace, "seconds between SIGTERM and SIGKILL for what CMD leaves (default 5)")
+      ->type_name("SECONDS")
+      ->check(seconds_validator());
+  exec_cmd->add_option("--attempts", exec.max_attempts, "starts on other displays after a display conflict (default 3)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 20));
+  // Everything from the first word that is not an exec option on (or after
+  // `--`) is CMD and its arguments, options included.
+  exec_cmd->prefix_command();
+  exec_cmd->footer("CMD [ARG...] follows the options, after -- when it starts with a dash. Exit codes: xpra-request-display --help");
+
+  bool list_all = false, json = false;
+  auto* list_cmd = app.add_subcommand("list", "your leases (root and admin-groups: --all for everyone's)");
+  list_cmd->add_flag("--all", list_all, "every user's leases (root and admin-groups)");
+  list_cmd->add_flag("--json", json, "machine-readable output");
+
+  std::string target;
+  auto* release_cmd = app.add_subcommand("release", "end one of your leases");
+  release_cmd->add_option("target", target, "LEASE_ID or :N")->required()->type_name("LEASE_ID|:N");
+
+  auto* status_cmd = app.add_subcommand("status", "the broker's state: range, free displays, skipped displays");
+  status_cmd->add_flag("--json", json, "machine-readable output");
+
+  std::string output;
+  auto* metrics_cmd = app.add_subcommand("metrics", "the broker's Prometheus metrics (root and admin-groups)");
+  metrics_cmd->add_option("--output", output,
+                          "replace FILE atomically (mode 0644), e.g. for node-exporter's textfile collector")
+      ->type_name("FILE")
+      ->check([](const std::string& v) { return v.empty() ? std::string("needs a file name") : std::string(); });
+
+  // The top level's help is the whole usage text; the subcommands keep the
+  // help flag they were created with (CLI11's, per subcommand).
+  app.set_help_flag();
+  bool help = false;
+  app.add_flag("-h,--help", help, "show this help");
+  app.require_subcommand(0, 1);
+  app.allow_extras();  // an unknown command gets its own message below
+
+  // exec's CMD after `--` is not for CLI11 at all (it would read a --help or
+  // an unknown option in it): cut it off first. Without `--`, CMD starts at
+  // the first word that is not an exec option (prefix_command above).
+  std::vector<std::string> after_dashes;
+  bool had_dashes = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--socket" || arg == "--timeout") {
+      ++i;
+      continue;
+    }
+    if (!arg.empty() && arg[0] == '-') continue;
+    if (arg != "exec") break;
+    for (int j = i + 1; j < argc; ++j)
+      if (std::string(argv[j]) == "--") {
+        after_dashes.assign(argv + j + 1, argv + argc);
+        had_dashes = true;
+        argc = j;
         break;
       }
-      if (arg == "--xvfb") {
-        exec.start_x_server = true;
-        continue;
-      }
-      if (arg == "--xpra") {
-        exec.xpra = true;
-        continue;
-      }
-      if (arg == "--purpose" || arg == "--grace" || arg == "--xvfb-command" || arg == "--attempts") {
-        if (i + 1 >= argc) return usage_error(arg + " needs a value");
-        const std::string value = argv[++i];
-        if (arg == "--purpose") {
-          exec.purpose = value;
-        } else if (arg == "--xvfb-command") {
-          exec.start_x_server = true;
-          exec.x_server_command = value;
-        } else if (arg == "--attempts") {
-          int n = 0;
-          auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-          if (ec != std::errc{} || ptr != value.data() + value.size() || n < 1 || n > 20)
-            return usage_error("--attempts takes a whole number from 1 to 20");
-          exec.max_attempts = n;
-        } else {
-          double s = 0;
-          if (!parse_seconds(value, s)) return usage_error("--grace takes a number of seconds");
-          exec.grace = std::chrono::milliseconds(static_cast<long>(s * 1000));
-        }
-        continue;
-      }
-      if (!arg.empty() && arg[0] == '-') return usage_error("unknown exec option '" + arg + "' (put CMD after --)");
-      break;
-    }
-    for (; i < argc; ++i) exec.command.emplace_back(argv[i]);
+    break;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);  // a subcommand's --help: its options, exit 0
+  } catch (const CLI::ParseError& e) {
+    return usage_error(e.what());
+  }
+  if (help) return std::cout << kUsage, kExitOk;
+  if (version) return std::cout << "xpra-request-display " XPRA_BROKER_VERSION "\n", kExitOk;
+  if (!app.remaining().empty()) {
+    const std::string word = app.remaining().front();  // remaining() returns a copy
+    if (!word.empty() && word[0] == '-') return usage_error("unknown option '" + word + "'");
+    return usage_error("unknown command '" + word + "' (exec, list, release, status or metrics)");
+  }
+  if (app.get_subcommands().empty()) return usage_error("no command given (exec, list, release, status or metrics)");
+  options.socket = resolve_socket_path(socket_flag);
+  options.timeout = to_ms(timeout);
+
+  if (exec_cmd->parsed()) {
+    exec.command = had_dashes ? after_dashes : exec_cmd->remaining();
+    if (!had_dashes && !exec.command.empty() && exec.command.front().rfind("-", 0) == 0)
+      return usage_error("unknown exec option '" + exec.command.front() + "' (put CMD after --)");
+    if (had_dashes && !exec_cmd->remaining().empty())
+      return usage_error("unexpected '" + exec_cmd->remaining().front() + "' before -- (exec options only)");
     if (exec.command.empty()) return usage_error("exec needs a command to run, e.g. exec -- Xvfb :{display}");
+    if (!exec.x_server_command.empty()) exec.start_x_server = true;
+    exec.grace = to_ms(grace);
     if (exec.xpra) {
       // Xpra starts its own X server on the display.
       if (exec.start_x_server)
@@ -172,38 +223,8 @@ int main(int argc, char** argv) {
     }
     return run_exec(options, exec);
   }
-  if (command == "list") {
-    bool all = false, json = false;
-    for (; i < argc; ++i) {
-      const std::string arg = argv[i];
-      if (arg == "--all") all = true;
-      else if (arg == "--json") json = true;
-      else return usage_error("unknown list option '" + arg + "'");
-    }
-    return run_list(options, all, json);
-  }
-  if (command == "release") {
-    if (i + 1 != argc) return usage_error("release takes exactly one LEASE_ID or :N");
-    return run_release(options, argv[i]);
-  }
-  if (command == "status") {
-    bool json = false;
-    for (; i < argc; ++i) {
-      if (std::strcmp(argv[i], "--json") == 0) json = true;
-      else return usage_error(std::string("unknown status option '") + argv[i] + "'");
-    }
-    return run_status(options, json);
-  }
-  if (command == "metrics") {
-    std::string output;
-    for (; i < argc; ++i) {
-      const std::string arg = argv[i];
-      if (arg == "--output" && i + 1 < argc) output = argv[++i];
-      else if (arg.rfind("--output=", 0) == 0) output = arg.substr(9);
-      else return usage_error("metrics takes only --output FILE ('" + arg + "')");
-      if (output.empty()) return usage_error("--output needs a file name");
-    }
-    return run_metrics(options, output);
-  }
-  return usage_error("unknown command '" + command + "' (exec, list, release, status or metrics)");
+  if (list_cmd->parsed()) return run_list(options, list_all, json);
+  if (release_cmd->parsed()) return run_release(options, target);
+  if (status_cmd->parsed()) return run_status(options, json);
+  return run_metrics(options, output);
 }

@@ -168,6 +168,24 @@ TEST_F(ClientContractTest, UnreachableBrokerAndBadUsageHaveTheirExitCodes) {
   }
 }
 
+TEST_F(ClientContractTest, EverySubcommandAnswersHelpWithoutContactingTheBroker) {
+  const std::string client = request_display_path();
+  const std::string absent = "/nonexistent/xpb/broker.sock";  // nothing to contact
+  for (const std::string sub : {"exec", "list", "release", "status", "metrics"}) {
+    for (const std::string flag : {"--help", "-h"}) {
+      const std::vector<std::string> argv = {client, "--socket", absent, sub, flag};
+      const auto r = run_as(kAlice, argv);
+      EXPECT_EQ(r.exit_code, 0) << join_command(argv) << ": " << r.describe();
+      EXPECT_NE(r.out.find("Usage: xpra-request-display " + sub), std::string::npos) << r.describe();
+      EXPECT_EQ(r.err.find("cannot reach the broker"), std::string::npos) << r.describe();
+    }
+  }
+  // After `--`, --help belongs to CMD (it is never this program's).
+  const std::vector<std::string> argv = {client, "--socket", absent, "exec", "--", "true", "--help"};
+  const auto r = run_as(kAlice, argv);
+  EXPECT_EQ(r.exit_code, 69) << "exec must try to reach the broker for CMD: " << r.describe();
+}
+
 TEST_F(ClientContractTest, SocketComesFromTheEnvironmentUnlessGivenAsAnOption) {
   start_broker({"--displays=370-371"});
   const std::string client = request_display_path();
