@@ -41,7 +41,7 @@ offers() {  # offers DESCRIPTION EXPECTED-LINES FUNCTION WORD...
 R=_xpra_request_display
 B=_xpra_brokerd
 
-offers "subcommands" $'exec\nlist\nrelease\nstatus' $R xpra-request-display ""
+offers "subcommands" $'exec\nlist\nmetrics\nrelease\nstatus' $R xpra-request-display ""
 offers "subcommands after global options" "release" $R xpra-request-display --socket /x --timeout 2 re
 offers "global options" $'--help\n--socket\n--timeout\n--version' $R xpra-request-display --
 offers "exec options" $'--\n--attempts\n--grace\n--purpose\n--xpra\n--xvfb\n--xvfb-command' $R xpra-request-display exec -
@@ -49,6 +49,9 @@ offers "exec options after one" $'--xpra\n--xvfb\n--xvfb-command' $R xpra-reques
 offers "a value is not completed as an option" "" $R xpra-request-display exec --purpose ""
 offers "list options" $'--all\n--json' $R xpra-request-display list --
 offers "status options" "--json" $R xpra-request-display status -
+offers "metrics options" "--output" $R xpra-request-display metrics -
+mkdir -p "$SCRATCH/out" && touch "$SCRATCH/out/xpra_broker.prom"
+offers "metrics --output completes a file" "$SCRATCH/out/xpra_broker.prom" $R xpra-request-display metrics --output "$SCRATCH/out/x"
 check "after exec -- comes a command (from PATH)" grep -qx "xpra-brokerd" <(complete_as root $R xpra-request-display exec --xvfb -- xpra-b)
 check "after exec -- CMD, CMD's own arguments" test -z "$(complete_as root $R xpra-request-display exec -- true --xv)"
 
@@ -59,7 +62,7 @@ for want in --config= --check-config --help --version --displays= --runtime-dir=
   check "xpra-brokerd offers $want" grep -qx -- "$want" <<<"$keys"
 done
 expect_eq "xpra-brokerd offers every config key of --help" \
-  "$("$XPB_BROKERD" --help | awk '/^Every config key/ { on = 1; next } on && /^  [a-z]/ { n++ } on && /^$/ { exit } END { print n }')" \
+  "$("$XPB_BROKERD" --help | awk '/^Every config key/ { on = 1; next } on && /^  [a-z]/ { n++ } on && /^$/ { on = 0 } END { print n }')" \
   "$(grep -c -- '=$' <<<"$keys" | awk '{ print $1 - 1 }')"  # minus --config=
 
 # release: the caller's own leases, from the broker.

@@ -32,7 +32,7 @@ check "broker/config.cpp has keys" test -n "$keys"
 for key in $keys; do
   check "xpra-broker.conf(5) describes '$key'" grep -Eq "^ $key = " "$conf"
 done
-help_keys=$("$XPB_BROKERD" --help | awk '/^Every config key/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { exit }')
+help_keys=$("$XPB_BROKERD" --help | awk '/^Every config key/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { on = 0 }')
 for key in $help_keys; do
   check "xpra-broker.conf(5) describes '$key' of xpra-brokerd --help" grep -Eq "^ $key = " "$conf"
 done
@@ -57,7 +57,7 @@ done
 
 # xpra-brokerd(8): options of --help and exit codes.
 broker_page=$SCRATCH/xpra-brokerd.8.txt
-for o in $("$XPB_BROKERD" --help | awk '/^Options:/ { on = 1; next } on && /^$/ { exit } on' | grep -oE -- '--?[a-z][a-z-]*'); do
+for o in $("$XPB_BROKERD" --help | awk '/^Options:/ { on = 1; next } on && /^$/ { on = 0 } on' | grep -oE -- '--?[a-z][a-z-]*'); do
   check "xpra-brokerd(8) describes '$o'" grep -Eq -- "(^| |,)$o([ =,]|$)" "$broker_page"
 done
 for code in 0 $(sed -nE 's/^constexpr int kExit[A-Za-z]+ = ([0-9]+);.*/\1/p' "$XPB_SOURCE_DIR/broker/main.cpp"); do

@@ -59,7 +59,8 @@ dpkg-deb -c "$DEB" >"$SCRATCH/contents"
 check "no setuid or setgid file in the package" bash -c "! awk '{print \$1}' '$SCRATCH/contents' | grep -q '^...[sS]\|^......[sS]'"
 for f in ./usr/sbin/xpra-brokerd ./usr/bin/xpra-request-display ./usr/lib/sysusers.d/xpra-broker.conf \
   ./usr/lib/tmpfiles.d/xpra-broker.conf ./etc/xpra/broker.conf ./lib/systemd/system/xpra-brokerd.service \
-  ./lib/systemd/system/xpra-brokerd.socket "./usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security/pam_xpra_broker.so" \
+  ./lib/systemd/system/xpra-brokerd.socket ./lib/systemd/system/xpra-broker-metrics.service \
+  ./lib/systemd/system/xpra-broker-metrics.timer "./usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security/pam_xpra_broker.so" \
   ./usr/share/man/man1/xpra-request-display.1.gz ./usr/share/man/man5/xpra-broker.conf.5.gz \
   ./usr/share/man/man8/xpra-brokerd.8.gz ./usr/share/man/man8/pam_xpra_broker.8.gz \
   ./usr/share/bash-completion/completions/xpra-request-display ./usr/share/bash-completion/completions/xpra-brokerd \
@@ -68,7 +69,7 @@ for f in ./usr/sbin/xpra-brokerd ./usr/bin/xpra-request-display ./usr/lib/sysuse
 done
 for doc in README.md "$(cd "$SRC" && ls docs/*.md)"; do
   for d in $doc; do
-    check "package contains the doc $(basename "$d")" grep -Eq " ./usr/share/doc/xpra-broker/$(basename "$d")(.gz)?\$" "$SCRATCH/contents"
+    check "package contains the doc $(basename "$d") (uncompressed: units link to it)" grep -q " ./usr/share/doc/xpra-broker/$(basename "$d")\$" "$SCRATCH/contents"
   done
 done
 check "Xpra's rule is replaced by an empty one in /usr/lib (diverted, see preinst)" \

@@ -98,6 +98,7 @@ expect_eq "host: an empty rule in its place" /dev/null "$(readlink "$XPRA_RULE")
 expect_eq "host: the admin's $ADMIN_RULE untouched by the install" "$admin_rule" "$(fingerprint "$ADMIN_RULE")"
 expect_eq "host: socket unit enabled" enabled "$(systemctl is-enabled xpra-brokerd.socket 2>&1)"
 check "host: enablement recorded for purge" test -e /var/lib/systemd/deb-systemd-helper-enabled/xpra-brokerd.socket.dsh-also
+expect_eq "host: metrics timer left to the admin" disabled "$(systemctl is-enabled xpra-broker-metrics.timer 2>&1)"
 if [[ -d /run/systemd/system ]]; then
   check "host (systemd): socket listening" systemctl is-active xpra-brokerd.socket
   systemctl stop xpra-brokerd.socket xpra-brokerd.service  # the test starts the broker itself below
