@@ -13,10 +13,10 @@
 //   new_lease_id                 getrandom
 //   list_processes               the /proc scan the lease reaper does per
 //                                release (when the broker has a reaper)
-//   DisplayBroker::handle        acquire+release pair, real probe and dirs,
+//   HostedBroker::handle        acquire+release pair, real probe and dirs,
 //                                and the lease reaper and stale-artifact
 //                                cleaner wired as main.cpp does
-//   DisplayBroker::handle        the same with both stubbed out (bookkeeping,
+//   HostedBroker::handle        the same with both stubbed out (bookkeeping,
 //                                policy, protobuf replies, log arguments)
 //   frame codec                  what the server does per pair besides
 //                                handle(): parse two requests, encode two
@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "bench_temp_dir.h"
-#include "display_broker.h"
+#include "hosted_broker.h"
 // The broker's lifecycle parts (lease reaper, /proc census) are measured when
 // this tree has them.
 #if __has_include("lease_reaper.h") && __has_include("process_inspector.h")
@@ -111,14 +111,14 @@ void relax_rate_limits(Config& c) {
   if constexpr (requires { c.acquires_per_minute; }) c.acquires_per_minute = 1000000;
 }
 
-DisplayBroker make_broker(const BrokerConfig& config, std::unique_ptr<DisplayProbe> probe,
+HostedBroker make_broker(const BrokerConfig& config, std::unique_ptr<DisplayProbe> probe,
                           std::unique_ptr<UserDirectories> dirs) {
-  return DisplayBroker(config, AccessPolicy{}, std::move(probe), std::move(dirs));
+  return HostedBroker(config, AccessPolicy{}, std::move(probe), std::move(dirs));
 }
 
 // One acquire then release of that lease, through handle(); throws on failure
 // so a misconfigured run cannot print figures for the error path.
-void acquire_release(DisplayBroker& broker, const Caller& caller, ConnectionId connection) {
+void acquire_release(HostedBroker& broker, const Caller& caller, ConnectionId connection) {
   static v1::Request acquire = [] {
     v1::Request r;
     r.mutable_acquire()->set_purpose("xpra-broker-bench");
@@ -179,14 +179,15 @@ int run(int iterations) {
   rows.push_back(time_each("  user_dir_intact (watch)", 1, iterations, [&](int) {
     if (!probe.user_dir_intact(user_dir)) throw std::runtime_error("the watch does not vouch for the user dir");
   }));
-  rows.push_back(time_each("new_lease_id", 1, iterations, [&](int) { new_lease_id(); }));
+  LinuxHost id_source(nullptr, nullptr);  // random_id() only
+  rows.push_back(time_each("new_lease_id", 1, iterations, [&](int) { id_source.random_id(); }));
 
 #ifdef BENCH_HAS_LIFECYCLE
   rows.push_back(time_each("list_processes", 1, iterations, [&](int) { list_processes(); }));
 #endif
   auto real_probe = std::make_unique<DisplayProbe>(x11, run_dir, host);
   [[maybe_unused]] const DisplayProbe* real_probe_ptr = real_probe.get();
-  DisplayBroker real = make_broker(config, std::move(real_probe),
+  HostedBroker real = make_broker(config, std::move(real_probe),
                                    std::make_unique<UserDirectories>(open_dir(), run_dir, ::getegid()));
 #ifdef BENCH_HAS_LIFECYCLE
   // As main.cpp wires it: a release ends the lease through the reaper, which
@@ -207,7 +208,7 @@ int run(int iterations) {
     io.restart();
 #endif
   }));
-  DisplayBroker stubbed =
+  HostedBroker stubbed =
       make_broker(config, std::make_unique<FreeHostProbe>(), std::make_unique<ReadyUserDirectories>(run_dir));
   rows.push_back(
       time_each("handle() pair, host stubbed", 1, iterations, [&](int) { acquire_release(stubbed, caller, 1); }));

@@ -44,7 +44,7 @@
 #include <string>
 #include <vector>
 
-#include "display_broker.h"
+#include "hosted_broker.h"
 #include "framing.h"
 #include "lease_reaper.h"
 #include "stale_artifact_cleaner.h"
@@ -209,7 +209,7 @@ class Run {
       : config_(config), cleaner_(host->x11, host->runtime, "fuzz-host") {
     UniqueFd dir(::open(host->runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!dir) fail("cannot open the runtime dir");
-    broker_ = std::make_unique<DisplayBroker>(
+    broker_ = std::make_unique<HostedBroker>(
         config, std::move(policy), std::make_unique<DisplayProbe>(host->x11, host->runtime, "fuzz-host"),
         std::make_unique<UserDirectories>(std::move(dir), host->runtime, ::getegid()), [this] { return now_; });
     broker_->set_lifecycle(&reaper_, &cleaner_);
@@ -347,7 +347,7 @@ class Run {
   BrokerConfig config_;
   HeldReaper reaper_;
   StaleArtifactCleaner cleaner_;
-  std::unique_ptr<DisplayBroker> broker_;
+  std::unique_ptr<HostedBroker> broker_;
   SteadyTime now_ = SteadyTime(std::chrono::hours(1000));
   ConnectionId connection_[kCallerCount][kSlotsPerCaller];
   ConnectionId next_connection_ = 1;

@@ -16,7 +16,7 @@ rc=0
 client xpb-mallory exec -- true 2>"$SCRATCH/mallory.err" || rc=$?
 expect_eq "xpb-mallory's exit code" 77 "$rc"
 check "xpb-mallory got no directory" test ! -e "$RUN/$(uid_of xpb-mallory)"
-check "the denial is logged with the uid" grep -q "denied .*uid=$(uid_of xpb-mallory)" "$BROKER_LOG"
+check "the denial is logged with the uid" grep -q "uid=$(uid_of xpb-mallory)(xpb-mallory) pid=[0-9]* denied " "$BROKER_LOG"
 check "xpb-alice (in xpb-users) is served" client xpb-alice exec -- true
 
 stop_broker

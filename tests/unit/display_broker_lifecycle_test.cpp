@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "display_broker.h"
+#include "hosted_broker.h"
 #include "test_processes.h"
 #include "test_support.h"
 
@@ -119,17 +119,17 @@ class DisplayBrokerLifecycleTest : public ::testing::Test {
   }
 
   // Built on first use, so a test can change config_ first.
-  DisplayBroker& broker() {
+  HostedBroker& broker() {
     if (!broker_) {
       UniqueFd dir(::open(runtime_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       EXPECT_TRUE(dir);
-      broker_ = std::make_unique<DisplayBroker>(
+      broker_ = std::make_unique<HostedBroker>(
           config_, policy_, std::make_unique<FreeProbe>(host_),
           std::make_unique<UserDirectories>(std::move(dir), runtime_dir_, ::getegid()), [this] { return now_; });
     }
     return *broker_;
   }
-  DisplayBroker& broker_with_reaper() {
+  HostedBroker& broker_with_reaper() {
     broker().set_lifecycle(&reaper_, nullptr);
     return broker();
   }
@@ -231,7 +231,7 @@ class DisplayBrokerLifecycleTest : public ::testing::Test {
   HeldReaper reaper_;
   std::map<std::uint32_t, DisplayFacts> host_;
   SteadyTime now_ = SteadyTime{} + std::chrono::hours(1000);
-  std::unique_ptr<DisplayBroker> broker_;
+  std::unique_ptr<HostedBroker> broker_;
 };
 
 // ---- report_process ----------------------------------------------------------
@@ -286,8 +286,8 @@ TEST_F(DisplayBrokerLifecycleTest, ReportProcessOfOwnLivePidIsTrackedAndListed) 
   EXPECT_EQ(l->processes[0].pid, leader.pid());
   EXPECT_EQ(l->processes[0].role, v1::X_SERVER);
   EXPECT_EQ(l->processes[0].group_leader, leader.pid()) << "it leads its own group";
-  ASSERT_TRUE(l->processes[0].pidfd && *l->processes[0].pidfd);
-  EXPECT_TRUE(pidfd_alive(l->processes[0].pidfd->get()));
+  ASSERT_TRUE(l->processes[0].handle && l->processes[0].handle->pidfd);
+  EXPECT_TRUE(pidfd_alive(l->processes[0].handle->pidfd.get()));
   EXPECT_EQ(l->processes[1].pid, member.pid());
   EXPECT_EQ(l->processes[1].group_leader, 0) << "a group it does not lead must not be tracked";
   EXPECT_EQ(l->processes[1].session_leader, 0);
@@ -373,8 +373,8 @@ TEST_F(DisplayBrokerLifecycleTest, ReapJobCarriesTheLeaseAndItsReportedProcesses
   ASSERT_EQ(job.processes.size(), 1u);
   EXPECT_EQ(job.processes[0].pid, leader.pid());
   EXPECT_EQ(job.processes[0].group_leader, leader.pid());
-  ASSERT_TRUE(job.processes[0].pidfd && *job.processes[0].pidfd);
-  EXPECT_TRUE(pidfd_alive(job.processes[0].pidfd->get()));
+  ASSERT_TRUE(job.processes[0].handle && job.processes[0].handle->pidfd);
+  EXPECT_TRUE(pidfd_alive(job.processes[0].handle->pidfd.get()));
 }
 
 // ---- report_start_failure: quarantine and back-off ------------------------------

@@ -4,7 +4,7 @@
 //
 // Runs as root (like CI) so the per-user directories can be handed to the
 // made-up test uids below.
-#include "display_broker.h"
+#include "hosted_broker.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -128,11 +128,11 @@ class DisplayBrokerTest : public ::testing::Test {
   }
 
   // Built on first use, so a test can change config_ first.
-  DisplayBroker& broker() {
+  HostedBroker& broker() {
     if (!broker_) {
       UniqueFd dir(::open(runtime_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       EXPECT_TRUE(dir);
-      broker_ = std::make_unique<DisplayBroker>(
+      broker_ = std::make_unique<HostedBroker>(
           config_, policy_, std::make_unique<FakeProbe>(probe_),
           std::make_unique<UserDirectories>(std::move(dir), runtime_dir_, ::getegid()), [this] { return now_; });
     }
@@ -208,7 +208,7 @@ class DisplayBrokerTest : public ::testing::Test {
   AccessPolicy policy_;
   ProbeScript probe_;
   SteadyTime now_ = SteadyTime{} + std::chrono::hours(1000);
-  std::unique_ptr<DisplayBroker> broker_;
+  std::unique_ptr<HostedBroker> broker_;
 };
 
 TEST_F(DisplayBrokerTest, AcquireReturnsDistinctDisplaysInTheRange) {

@@ -6,7 +6,7 @@
 // - LeaseJournal on a temporary runtime dir: the bad tail is cut on open and
 //   appends go after it, compaction keeps the live leases only and leaves no
 //   leases.journal.new behind, no symlink is ever followed, mode 0600;
-// - DisplayBroker::restore() / expire_detached() / reattach with a fake probe
+// - HostedBroker::restore() / expire_detached() / reattach with a fake probe
 //   and a clock the test moves, and a broker "restarted" from the journal a
 //   first broker wrote.
 //
@@ -35,7 +35,7 @@
 #include <string>
 #include <vector>
 
-#include "display_broker.h"
+#include "hosted_broker.h"
 #include "lease_journal.h"
 #include "process_inspector.h"
 #include "test_support.h"
@@ -762,7 +762,7 @@ class BrokerRestoreTest : public ::testing::Test {
 
   // A broker with a journal on the runtime dir: the first one, or one
   // "restarted" after the previous one was dropped (as kill -9 would).
-  DisplayBroker& start_broker(bool with_journal = true) {
+  HostedBroker& start_broker(bool with_journal = true) {
     broker_.reset();
     journal_.reset();
     // Reap jobs of a broker that is gone die with it, as in a crash.
@@ -770,7 +770,7 @@ class BrokerRestoreTest : public ::testing::Test {
     UniqueFd dir(::open(runtime_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     EXPECT_TRUE(dir);
     if (with_journal) journal_ = std::make_unique<LeaseJournal>(dir.get(), runtime_dir_);
-    broker_ = std::make_unique<DisplayBroker>(config_, policy_, std::make_unique<FreeHostProbe>(),
+    broker_ = std::make_unique<HostedBroker>(config_, policy_, std::make_unique<FreeHostProbe>(),
                                               std::make_unique<UserDirectories>(std::move(dir), runtime_dir_, 0),
                                               [this] { return now_; });
     if (reaper_) broker_->set_lifecycle(reaper_.get(), nullptr);
@@ -780,7 +780,7 @@ class BrokerRestoreTest : public ::testing::Test {
 
   // What a crashed broker left: `leases` in the journal, then a broker
   // started on it restores what the journal holds.
-  DisplayBroker::RestoreSummary restore(const std::vector<journal::JournaledLease>& leases,
+  LeaseCore::RestoreSummary restore(const std::vector<journal::JournaledLease>& leases,
                                         seconds grace = seconds(30)) {
     {
       UniqueFd dir(::open(runtime_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -790,7 +790,7 @@ class BrokerRestoreTest : public ::testing::Test {
     return restart(grace);
   }
   // Restarts the broker from what its journal holds now.
-  DisplayBroker::RestoreSummary restart(seconds grace = seconds(30)) {
+  LeaseCore::RestoreSummary restart(seconds grace = seconds(30)) {
     start_broker();
     broker_->restore_logins(journal_->loaded().login_sessions);
     return broker_->restore(journal_->loaded().leases, grace);
@@ -848,7 +848,7 @@ class BrokerRestoreTest : public ::testing::Test {
   SteadyTime now_ = SteadyTime(std::chrono::hours(1000));
   std::unique_ptr<HoldingReaper> reaper_;
   std::unique_ptr<LeaseJournal> journal_;
-  std::unique_ptr<DisplayBroker> broker_;
+  std::unique_ptr<HostedBroker> broker_;
 };
 
 TEST_F(BrokerRestoreTest, ALeaseWhoseHolderIsAliveWaitsDetachedUntilTheGracePassesThenIsReaped) {

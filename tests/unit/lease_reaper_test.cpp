@@ -340,7 +340,7 @@ class AsioLeaseReaperTest : public ::testing::Test {
     UniqueFd fd = open_verified_pidfd(pid, info);
     EXPECT_TRUE(fd) << "pid " << pid;
     t.pid = pid;
-    t.pidfd = std::make_shared<UniqueFd>(std::move(fd));
+    t.handle = std::make_shared<ProcessHandle>(ProcessHandle{std::move(fd)});
     if (info.pgid == info.pid) t.group_leader = info.pgid;
     if (info.sid == info.pid) t.session_leader = info.sid;
     return t;

@@ -310,4 +310,24 @@ const std::vector<ConfigKeyInfo>& config_keys() {
   return keys;
 }
 
+CoreSettings core_settings(const BrokerConfig& c) {
+  CoreSettings s;
+  s.display_first = c.display_first;
+  s.display_last = c.display_last;
+  s.max_leases = c.max_leases;
+  s.max_leases_per_user = c.max_leases_per_user;
+  s.recheck_seconds = c.recheck_seconds;
+  s.clean_stale = c.clean_stale;
+  s.quarantine_seconds = c.quarantine_seconds;
+  s.max_quarantines_per_user = c.max_quarantines_per_user;
+  s.xserver_warn_per_user = c.xserver_warn_per_user;
+  s.restart_guard = RestartGuardSettings{c.acquire_burst,
+                                         c.acquires_per_minute,
+                                         c.failures_before_backoff,
+                                         std::chrono::milliseconds(c.backoff_base_ms),
+                                         std::chrono::seconds(c.backoff_max_seconds),
+                                         std::chrono::seconds(c.healthy_after_seconds)};
+  return s;
+}
+
 }  // namespace xpra_broker

@@ -17,13 +17,9 @@
 #include <thread>
 #include <vector>
 
-namespace xpra_broker {
+#include "broker_host.h"
 
-struct XServerSnapshot {
-  std::map<uid_t, std::vector<pid_t>> by_uid;
-  std::chrono::steady_clock::time_point taken_at;
-  std::chrono::milliseconds took{0};
-};
+namespace xpra_broker {
 
 class XServerCensus {
  public:

@@ -29,26 +29,6 @@
 
 namespace xpra_broker {
 
-struct ReapJob {
-  std::string lease_id;
-  uid_t uid = 0;
-  std::uint32_t display = 0;
-  std::string user_dir;
-  std::vector<TrackedProcess> processes;
-  // Only the reported processes: nothing through the display's X lock and
-  // no cleaning of its sockets, because the number is another lease's now
-  // (an older lease on it found in the journal at restart).
-  bool processes_only = false;
-};
-
-struct ReapOutcome {
-  std::size_t terminated = 0;  // ended after SIGTERM
-  std::size_t killed = 0;      // needed SIGKILL
-  std::size_t unkillable = 0;  // still there after SIGKILL (D state)
-  std::vector<RemovedArtifact> removed;
-  std::chrono::milliseconds took{0};
-};
-
 class LeaseReaper {
  public:
   virtual ~LeaseReaper() = default;

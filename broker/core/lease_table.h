@@ -15,17 +15,20 @@
 #include <unordered_map>
 #include <vector>
 
-#include "unique_fd.h"
 
 namespace xpra_broker {
 
 using ConnectionId = std::uint64_t;
 
-// A process the holder reported under its lease, named by a pidfd.
+// The host's hold on one process (a pidfd on Linux: host/linux_host.h);
+// opaque to the core.
+struct ProcessHandle;
+
+// A process the holder reported under its lease, held by the host's handle.
 struct TrackedProcess {
   pid_t pid = 0;
   int role = 0;  // v1::ProcessRole
-  std::shared_ptr<UniqueFd> pidfd;
+  std::shared_ptr<ProcessHandle> handle;
   pid_t group_leader = 0;    // its pgid, when it leads its process group
   pid_t session_leader = 0;  // its sid, when it leads its session
   std::uint64_t start_time = 0;
@@ -64,6 +67,7 @@ class LeaseTable {
 
   const Lease* find(const std::string& id) const;
   Lease* find_mutable(const std::string& id);
+  Lease* find_mutable_by_display(std::uint32_t display);
   const Lease* find_by_display(std::uint32_t display) const;
 
   std::size_t size() const { return by_id_.size(); }

@@ -41,6 +41,11 @@ Lease* LeaseTable::find_mutable(const std::string& id) {
   return it == by_id_.end() ? nullptr : &it->second;
 }
 
+Lease* LeaseTable::find_mutable_by_display(std::uint32_t display) {
+  const auto it = by_display_.find(display);
+  return it == by_display_.end() ? nullptr : find_mutable(it->second);
+}
+
 const Lease* LeaseTable::find_by_display(std::uint32_t display) const {
   auto it = by_display_.find(display);
   return it == by_display_.end() ? nullptr : find(it->second);

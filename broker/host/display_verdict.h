@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "broker_host.h"
 #include "host_display.h"
 
 namespace xpra_broker {
@@ -40,19 +41,6 @@ struct DisplayFacts {
   std::vector<XpraDirEntry> xpra_dir_entries;
 };
 
-enum class DisplayUse {
-  free,   // nothing of it on the host
-  live,   // something runs on it: skip until recheck
-  stale,  // leftovers only: skip, report, clean (lifecycle)
-};
-
-struct DisplayVerdict {
-  DisplayUse use = DisplayUse::free;
-  std::string reason;  // for logs and `status`; empty when free
-  uid_t owner = 0;     // who left or runs it, when known
-  pid_t pid = 0;
-};
-
 DisplayVerdict classify_display(const DisplayFacts& facts);
 
 // A start on the display failed with a conflict the reporter blames on the
@@ -60,10 +48,6 @@ DisplayVerdict classify_display(const DisplayFacts& facts);
 // another owner (in the shared Xpra socket dirs too), or an abstract socket in use (whose owner the kernel does
 // not say: owner_unknown, and the caller rules out the reporter's own X
 // server). Nullopt: no such evidence, and the report is not believed.
-struct ConflictEvidence {
-  std::string what;
-  bool owner_unknown = false;
-};
 std::optional<ConflictEvidence> conflict_with_another_owner(const DisplayFacts& facts, uid_t reporter);
 
 }  // namespace xpra_broker

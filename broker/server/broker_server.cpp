@@ -79,7 +79,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     }
     if (in_used_ > 0)
       arm_deadline(Deadline::frame);
-    else if (!server_.broker().connection_holds_leases(id_))
+    else if (!server_.connection_holds_leases(id_))
       arm_deadline(Deadline::idle);
     else
       disarm_deadline();
@@ -119,15 +119,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
     answer(request);
   }
 
-  void answer(const v1::Request& request) {
-    server_.broker().set_connection_count(server_.connection_count());
-    v1::Response response = server_.broker().handle(caller_, id_, request);
-    // A reply that announces a change goes out only once the change is in
-    // the journal (one write for every request answered in this turn).
-    if (server_.broker().journal_uncommitted())
-      return server_.reply_after_commit(shared_from_this(), std::move(response));
-    write(response, /*then_close=*/false);
-  }
+  void answer(const v1::Request& request) { server_.answer(shared_from_this(), caller_, id_, request); }
 
   void consume(std::size_t frame_size) {
     in_used_ -= frame_size;
@@ -224,10 +216,24 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool finished_ = false;
 };
 
-BrokerServer::BrokerServer(asio::io_context& io, DisplayBroker& broker, int listening_fd, ServerLimits limits)
-    : io_(io), broker_(broker), acceptor_(io, stream_protocol(), listening_fd), accept_pause_(io), limits_(limits),
-      read_pacer_(limits.reads_per_second, limits.read_burst) {
-  broker_.set_group_commit(true);
+BrokerServer::BrokerServer(asio::io_context& io, LeaseCore& core, DurableLeases* durable, int listening_fd,
+                           ServerLimits limits)
+    : io_(io), core_(core), durable_(durable), acceptor_(io, stream_protocol(), listening_fd), accept_pause_(io),
+      limits_(limits), read_pacer_(limits.reads_per_second, limits.read_burst) {
+  if (durable_) durable_->set_group_commit(true);
+}
+
+void BrokerServer::answer(const std::shared_ptr<ClientSession>& session, const Caller& caller, ConnectionId id,
+                          const v1::Request& request) {
+  core_.set_connection_count(sessions_.size());
+  if (durable_) durable_->begin_request();
+  v1::Response response = core_.handle(caller, id, request);
+  if (durable_) durable_->end_request();
+  if (!durable_ || !durable_->has_uncommitted()) return session->send(response);
+  // Posted: it runs after every handler that is ready in this turn, so the
+  // requests answered in one turn share one journal write.
+  if (awaiting_commit_.empty()) asio::post(io_, [this] { commit_and_reply(); });
+  awaiting_commit_.emplace_back(session, std::move(response));
 }
 
 std::chrono::milliseconds BrokerServer::pace_read(uid_t uid) {
@@ -274,7 +280,7 @@ void BrokerServer::accept_next() {
     auto session = std::make_shared<ClientSession>(*this, std::move(socket), id, caller);
     sessions_.emplace(id, session);
     const std::uint32_t count = ++connections_per_uid_[caller.uid];
-    auto& counters = broker_.counters();
+    auto& counters = core_.counters();
     if (sessions_.size() > kMaxConnections) {
       ++counters.connections_refused;
       session->refuse(v1::EXHAUSTED, "the broker has too many open connections; try again later");
@@ -294,30 +300,22 @@ void BrokerServer::accept_next() {
   });
 }
 
-void BrokerServer::reply_after_commit(std::shared_ptr<ClientSession> session, v1::Response response) {
-  // Posted: it runs after every handler that is ready in this turn, so the
-  // requests answered in one turn share one journal write.
-  if (awaiting_commit_.empty()) asio::post(io_, [this] { commit_and_reply(); });
-  awaiting_commit_.emplace_back(std::move(session), std::move(response));
-}
-
 void BrokerServer::commit_and_reply() {
-  const auto started = std::chrono::steady_clock::now();
-  const auto outcome = broker_.commit_journal();
-  broker_.counters().journal_commit_duration.observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   auto waiting = std::move(awaiting_commit_);
   awaiting_commit_.clear();
-  for (auto& [session, response] : waiting)
-    session->send(outcome.ok ? response : broker_.reply_after_failed_commit(std::move(response), outcome));
+  std::vector<v1::Response*> replies;
+  replies.reserve(waiting.size());
+  for (auto& [session, response] : waiting) replies.push_back(&response);
+  durable_->commit_turn(replies);
+  for (auto& [session, response] : waiting) session->send(response);
 }
 
 void BrokerServer::session_closed(ConnectionId id, uid_t uid) {
   sessions_.erase(id);
   if (auto it = connections_per_uid_.find(uid); it != connections_per_uid_.end() && --it->second == 0)
     connections_per_uid_.erase(it);
-  broker_.connection_closed(id);
-  broker_.set_connection_count(sessions_.size());
+  core_.connection_closed(id);
+  core_.set_connection_count(sessions_.size());
 }
 
 }  // namespace xpra_broker

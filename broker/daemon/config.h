@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "lease_core.h"  // CoreSettings
+
 namespace xpra_broker {
 
 struct BrokerConfig {
@@ -108,5 +110,8 @@ const std::vector<ConfigKeyInfo>& config_keys();
 // Every key with its value in `config`, in the order of config_keys(), as
 // a config file would spell it (what --check-config prints).
 std::vector<std::pair<std::string, std::string>> effective_config(const BrokerConfig& config);
+
+// The part of the configuration the lease core decides by.
+CoreSettings core_settings(const BrokerConfig& config);
 
 }  // namespace xpra_broker

@@ -17,16 +17,10 @@
 #include <string>
 #include <vector>
 
+#include "broker_host.h"
 #include "xpra_shared_dirs.h"
 
 namespace xpra_broker {
-
-struct RemovedArtifact {
-  std::string path;
-  uid_t owner = 0;
-  long age_seconds = 0;
-  std::string what;
-};
 
 class StaleArtifactCleaner {
  public:

@@ -19,7 +19,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "display_broker.h"
+#include "durable_leases.h"
+#include "lease_core.h"
 #include "log_throttle.h"
 #include "read_pacer.h"
 
@@ -37,16 +38,21 @@ struct ServerLimits {
 class BrokerServer {
  public:
   // Takes over an already bound and listening socket (ours or systemd's).
-  BrokerServer(boost::asio::io_context& io, DisplayBroker& broker, int listening_fd, ServerLimits limits);
+  // `durable` is null when leases are not journaled (journal=no).
+  BrokerServer(boost::asio::io_context& io, LeaseCore& core, DurableLeases* durable, int listening_fd,
+               ServerLimits limits);
 
   void start();
   void stop();
 
   // Called by sessions.
   void session_closed(ConnectionId id, uid_t uid);
-  // Sends `response` once the journal records of this turn are written.
-  void reply_after_commit(std::shared_ptr<ClientSession> session, v1::Response response);
-  DisplayBroker& broker() { return broker_; }
+  // Answers one request: the core decides; a reply that announces a change
+  // goes out only once the change is recorded (one journal write for every
+  // request answered in this turn).
+  void answer(const std::shared_ptr<ClientSession>& session, const Caller& caller, ConnectionId id,
+              const v1::Request& request);
+  bool connection_holds_leases(ConnectionId id) const { return core_.connection_holds_leases(id); }
   const ServerLimits& limits() const { return limits_; }
   // How long to hold a read verb of `uid` before answering it.
   std::chrono::milliseconds pace_read(uid_t uid);
@@ -62,7 +68,8 @@ class BrokerServer {
   void commit_and_reply();
 
   boost::asio::io_context& io_;
-  DisplayBroker& broker_;
+  LeaseCore& core_;
+  DurableLeases* durable_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   boost::asio::steady_timer accept_pause_;
   ServerLimits limits_;

@@ -132,8 +132,8 @@ void AsioLeaseReaper::collect_and_terminate(Run& run) {
   }
   // Reported processes whose /proc entry was not readable still have pidfds.
   for (const auto& t : job.processes)
-    if (t.pidfd && *t.pidfd && !have.count(t.pid) && pidfd_alive(t.pidfd->get())) {
-      UniqueFd dup(::fcntl(t.pidfd->get(), F_DUPFD_CLOEXEC, 0));
+    if (t.handle && t.handle->pidfd && !have.count(t.pid) && pidfd_alive(t.handle->pidfd.get())) {
+      UniqueFd dup(::fcntl(t.handle->pidfd.get(), F_DUPFD_CLOEXEC, 0));
       if (dup) run.alive.emplace_back(t.pid, std::move(dup));
     }
   for (auto& [pid, fd] : run.alive) {

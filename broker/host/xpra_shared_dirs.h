@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "broker_host.h"
 #include "unique_fd.h"
 
 namespace xpra_broker {
@@ -45,10 +46,7 @@ class XpraSharedDirs {
   bool allows_removal(std::size_t i);
 
   // One line per directory, for `status` and --check-config.
-  struct Report {
-    std::string path, source, state;
-    bool shared = true;  // false: a per-user dir, not the broker's to check
-  };
+  using Report = XpraDirReport;
   std::vector<Report> report() const;
 
  private:

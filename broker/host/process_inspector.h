@@ -10,9 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "lease_table.h"  // ProcessHandle
 #include "unique_fd.h"
 
 namespace xpra_broker {
+
+// The core's opaque hold on a process (lease_table.h): a pidfd, which names
+// this very process even after its pid is reused.
+struct ProcessHandle {
+  UniqueFd pidfd;
+};
 
 struct ProcessInfo {
   pid_t pid = 0;

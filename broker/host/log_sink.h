@@ -19,11 +19,12 @@
 
 #include <spdlog/sinks/sink.h>
 
+#include "broker_host.h"  // LogEvent
+
 namespace xpra_broker {
 
 // The events with a MESSAGE_ID (journalctl MESSAGE_ID=...; ids in
 // docs/deployment.md). Set for the next line this thread logs.
-enum class LogEvent { none, leak_watchdog, quarantine, backoff, reaped_with_survivors, journal_degraded };
 const char* message_id(LogEvent event);
 
 class ScopedLogEvent {

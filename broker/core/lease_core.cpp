@@ -1,0 +1,891 @@
+#include "lease_core.h"
+
+#include <algorithm>
+#include <set>
+
+#include "untrusted_text.h"
+#include "version.h"
+
+namespace xpra_broker {
+
+namespace {
+
+v1::Response reply(v1::Status status, std::string message, std::uint32_t retry_after_ms = 0) {
+  v1::Response r;
+  r.set_status(status);
+  r.set_message(std::move(message));
+  if (retry_after_ms) r.set_retry_after_ms(retry_after_ms);
+  return r;
+}
+
+constexpr std::size_t kMaxPurpose = 128;
+constexpr std::size_t kMaxProcessesPerLease = 16;
+
+std::string str(std::uint64_t n) { return std::to_string(n); }
+
+// Constant-time comparison, so the token cannot be guessed byte by byte.
+bool same_secret(const std::string& a, const std::string& b) {
+  if (a.size() != b.size() || a.empty()) return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+template <typename Duration>
+std::int64_t ms(Duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+}  // namespace
+
+std::string format_log_line(const LogLine& line) {
+  const LogSubject& s = line.subject;
+  std::string out;
+  if (!s.lease.empty()) out += "lease=" + s.lease + " ";
+  if (s.uid) out += "uid=" + str(*s.uid) + "(" + s.user + ") ";
+  if (s.pid) out += "pid=" + str(s.pid) + " ";
+  if (s.display) out += "display=:" + str(s.display) + " ";
+  return out + line.text;
+}
+
+LeaseCore::LeaseCore(const CoreSettings& settings, AccessPolicy policy, BrokerHost& host)
+    : settings_(settings), policy_(std::move(policy)), host_(host), started_(host.now()),
+      started_wall_(host.wall_now()), allocator_(settings.display_first, settings.display_last),
+      guard_(settings.restart_guard) {}
+
+// --- The central check and dispatch ------------------------------------------
+
+v1::Response LeaseCore::handle(const Caller& caller, ConnectionId connection, const v1::Request& request) {
+  const VerbRule* rule = find_verb_rule(request.verb_case());
+  const auto decision = check_verb_access(policy_, caller, request);
+  if (!decision.allowed) {
+    if (decision.status == v1::DENIED) log_refusal(caller, rule->name, std::string("denied ") + rule->name);
+    counters_.count_request(request.verb_case(), decision.status);
+    return reply(decision.status, decision.message);
+  }
+  // The host reads the display names once for the whole request.
+  struct RequestScope {
+    BrokerHost& host;
+    explicit RequestScope(BrokerHost& h) : host(h) { host.request_started(); }
+    ~RequestScope() { host.request_finished(); }
+  } scope(host_);
+  const Authorized authorized = authorize(*rule, caller, request);
+  if (!authorized.allowed) {
+    counters_.count_request(request.verb_case(), authorized.refusal.status());
+    return authorized.refusal;
+  }
+  v1::Response response = (this->*rule->handler)(Call{caller, connection, request, authorized.lease});
+  counters_.count_request(request.verb_case(), response.status());
+  return response;
+}
+
+LeaseCore::Authorized LeaseCore::authorize(const VerbRule& rule, const Caller& caller, const v1::Request& request) {
+  if (rule.audience != VerbAudience::lease_owner && rule.audience != VerbAudience::lease_owner_or_admin)
+    return {true, {}, nullptr};
+  const LeaseTarget target = rule.target(request);
+  if (!target.valid) return {false, reply(v1::INVALID, std::string(rule.name) + " needs a lease id or a display")};
+  Lease* lease = target.display ? leases_.find_mutable_by_display(*target.display) : leases_.find_mutable(target.lease_id);
+  const bool allowed = lease && (rule.audience == VerbAudience::lease_owner
+                                     ? lease->uid == caller.uid && !lease->ending
+                                     : policy_.may_manage_lease(caller, lease->uid));
+  // Another user's lease is refused exactly like a missing one: users never
+  // learn about each other's leases.
+  if (!allowed) {
+    log_refusal(caller, rule.name, std::string("refused ") + rule.name + ": no " + target.what + " of theirs");
+    return {false, reply(v1::NOT_FOUND, rule.not_found(target))};
+  }
+  return {true, {}, lease};
+}
+
+// --- The log -----------------------------------------------------------------
+
+void LeaseCore::log(LogLevel level, LogSubject subject, std::string text, LogEvent event) {
+  host_.log(LogLine{level, event, std::move(subject), std::move(text)});
+}
+
+void LeaseCore::log_refusal(const Caller& caller, const char* reason, std::string text, LogEvent event) {
+  const auto d = refusal_log_.admit(caller.uid, reason, host_.now());
+  if (!d.log) return;
+  log(LogLevel::warn, subject_of(caller), std::move(text) + refusal_log_.suffix(d), event);
+}
+
+LogSubject LeaseCore::subject_of(const Caller& caller) {
+  return {{}, caller.uid, user_name(caller.uid), caller.pid, 0};
+}
+
+// --- Connections and records -------------------------------------------------
+
+bool LeaseCore::connection_holds_leases(ConnectionId connection) const {
+  return !leases_.ids_for_connection(connection).empty();
+}
+
+void LeaseCore::connection_closed(ConnectionId connection) {
+  // A holder that vanishes without releasing (crash, kill -9) is a failed
+  // session as far as the restart-loop defence is concerned.
+  for (const auto& id : leases_.ids_for_connection(connection))
+    end_lease(id, "holder disconnected without releasing", SessionEnd::failed);
+}
+
+v1::Response LeaseCore::end_not_recorded() {
+  return reply(v1::INTERNAL,
+               "the lease is ending (what ran under it is being stopped), but the broker cannot record that in its "
+               "lease journal yet (disk full?); its display stays reserved until it can. Ask the administrator to "
+               "free space in the broker's runtime dir");
+}
+
+v1::Response LeaseCore::refused_unrecorded(const char* what) {
+  return reply(v1::INTERNAL, std::string("the broker cannot record the ") + what +
+                                 " (its lease journal cannot be written: disk full?); nothing was changed. Ask the "
+                                 "administrator to free space in the broker's runtime dir");
+}
+
+void LeaseCore::give_back_when_recorded(std::uint32_t display, std::string lease_id) {
+  if (records_) {
+    if (const auto tail = records_->unwritten_tail()) {
+      // Its end is not recorded yet: a restart now would bring the lease
+      // back, so the number must not go to anyone else meanwhile.
+      held_for_record_.push_back({*tail, display, std::move(lease_id)});
+      return;
+    }
+  }
+  give_back_if_unused(display);
+}
+
+void LeaseCore::give_back_if_unused(std::uint32_t display) {
+  if (leases_.find_by_display(display) || orphan_reaps_.count(display)) return;
+  allocator_.give_back(display);
+}
+
+std::size_t LeaseCore::release_recorded_numbers() {
+  if (!records_) return 0;
+  return std::erase_if(held_for_record_, [&](const HeldForRecord& held) {
+    if (!records_->is_written(held.seq)) return false;
+    give_back_if_unused(held.display);
+    return true;
+  });
+}
+
+// --- acquire ------------------------------------------------------------------
+
+std::optional<std::uint32_t> LeaseCore::pick_free_display(const std::string& user_dir) {
+  const SteadyTime now = host_.now();
+  allocator_.expire_blocks(now);
+  // Each probe either takes the number or blocks it, so this loop probes every
+  // number at most once.
+  while (auto candidate = allocator_.next_candidate()) {
+    DisplayVerdict verdict = host_.examine_display(*candidate, user_dir);
+    if (verdict.use == DisplayUse::stale && settings_.clean_stale) {
+      // Leftovers of someone else (a crashed session, a stale socket in the
+      // sticky /tmp/.X11-unix): remove them and look again.
+      for (const auto& removed : host_.clean_display(*candidate, user_dir)) {
+        ++counters_.stale_files_removed;
+        log(LogLevel::info, {{}, {}, {}, 0, *candidate},
+            "removed " + removed.what + " " + removed.path + " (owner uid=" + str(removed.owner) + ", " +
+                std::to_string(removed.age_seconds) + " s old)");
+      }
+      verdict = host_.examine_display(*candidate, user_dir);
+    }
+    if (verdict.use == DisplayUse::free) {
+      host_findings_.erase(*candidate);
+      block_reasons_.erase(*candidate);
+      return candidate;
+    }
+    log(LogLevel::info, {{}, {}, {}, 0, *candidate},
+        "skipped: " + verdict.reason + " (owner uid=" + str(verdict.owner) +
+            (verdict.pid ? ", pid=" + str(verdict.pid) : "") + ")");
+    block_display(*candidate, now + std::chrono::seconds(settings_.recheck_seconds), verdict,
+                  verdict.use == DisplayUse::stale ? BlockReason::leftovers : BlockReason::in_use);
+  }
+  return std::nullopt;
+}
+
+v1::Response LeaseCore::acquire(const Call& call) {
+  const Caller& caller = call.caller;
+  const auto& req = call.request.acquire();
+  if (req.purpose().size() > kMaxPurpose) return reply(v1::INVALID, "purpose is longer than 128 bytes");
+  // Others read the purpose (admins in list --all, the log): printable text only.
+  if (!is_printable_text(req.purpose()))
+    return reply(v1::INVALID, "purpose must be printable text (UTF-8, no control characters)");
+
+  const std::size_t held = leases_.count_for_uid(caller.uid);
+  if (held >= settings_.max_leases_per_user) {
+    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::user_quota)];
+    log_refusal(caller, "quota",
+                "refused acquire: holds " + str(held) + " of max-leases-per-user=" + str(settings_.max_leases_per_user));
+    return reply(v1::EXHAUSTED, "you already hold " + str(held) + " displays (max-leases-per-user=" +
+                                    str(settings_.max_leases_per_user) +
+                                    "); release one with 'xpra-request-display release :N' or end a session");
+  }
+  if (leases_.size() >= settings_.max_leases) {
+    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::host_limit)];
+    log_refusal(caller, "max-leases", "refused acquire: host-wide max-leases=" + str(settings_.max_leases) + " reached");
+    return reply(v1::EXHAUSTED, "the host's limit of " + str(settings_.max_leases) +
+                                    " displays (max-leases) is reached; try again later or ask the administrator");
+  }
+
+  const auto guard = guard_.check_acquire(caller.uid, host_.now());
+  if (guard.refusal != RestartGuard::Refusal::none) {
+    const auto wait_ms = static_cast<std::uint32_t>(guard.retry_after.count());
+    const bool backoff = guard.refusal == RestartGuard::Refusal::backing_off;
+    ++counters_.acquire_refusals[static_cast<std::size_t>(backoff ? AcquireRefusal::backoff : AcquireRefusal::rate_limit)];
+    log_refusal(caller, backoff ? "backoff" : "rate",
+                "refused acquire: " +
+                    (backoff ? "back-off after " + str(guard.consecutive_failures) + " failed sessions"
+                             : std::string("acquire rate limit")) +
+                    " (retry in " + str(wait_ms) + " ms)",
+                backoff ? LogEvent::backoff : LogEvent::none);
+    return reply(v1::RATE_LIMITED,
+                 backoff ? "your last " + str(guard.consecutive_failures) +
+                               " sessions failed soon after start; backing off before the next one. Check the "
+                               "session's own error output"
+                         : "too many display requests in a short time (acquire-burst=" +
+                               str(settings_.restart_guard.acquire_burst) +
+                               ", acquires-per-minute=" + str(settings_.restart_guard.acquires_per_minute) + ")",
+                 wait_ms);
+  }
+
+  const BrokerHost::UserDir dir = host_.prepare_user_dir(caller.uid);
+  if (!dir.ok) {
+    log(LogLevel::error, subject_of(caller), "acquire failed: " + dir.error);
+    return reply(v1::INTERNAL, "the broker could not prepare your directory: " + dir.error);
+  }
+
+  const auto display = pick_free_display(dir.path);
+  if (!display) {
+    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::no_free_display)];
+    const std::string range = str(settings_.display_first) + "-" + str(settings_.display_last);
+    log_refusal(caller, "no-display", "refused acquire: no free display in " + range);
+    return reply(v1::EXHAUSTED,
+                 "no free display in " + range +
+                     " (all leased or in use on the host); see 'xpra-request-display status'",
+                 settings_.recheck_seconds * 1000);
+  }
+
+  Lease lease;
+  lease.id = new_lease_id();
+  lease.display = *display;
+  lease.uid = caller.uid;
+  lease.gid = caller.gid;
+  lease.holder_pid = caller.pid;
+  lease.user = user_name(caller.uid);
+  lease.runtime_dir = dir.path;
+  lease.purpose = req.purpose();
+  lease.connection = call.connection;
+  lease.acquired_at = host_.wall_now();
+  lease.acquired_steady = host_.now();
+  lease.reattach_token = new_lease_id() + new_lease_id();
+  v1::Response r = reply(v1::OK, "display :" + str(*display));
+  fill_lease(lease, r.mutable_acquire()->mutable_lease());
+  r.mutable_acquire()->set_reattach_token(lease.reattach_token);
+  const std::string id = lease.id;
+  allocator_.take(*display);
+  leases_.add(std::move(lease));
+  const Lease& added = *leases_.find(id);
+  if (records_ && !records_->lease_added(added, [this, id](bool written) { withdraw_lease(id, written); })) {
+    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::journal)];
+    return refused_unrecorded("lease");
+  }
+  log(LogLevel::info, LogSubject::of(added),
+      added.purpose.empty() ? "acquired" : "acquired purpose=\"" + escape_untrusted(added.purpose) + "\"");
+  return r;
+}
+
+void LeaseCore::withdraw_lease(const std::string& id, bool written) {
+  const Lease* lease = leases_.find(id);
+  if (!lease || lease->ending) return;
+  if (written) {
+    // An earlier write carried its record: it exists for a restart, so it
+    // ends like any lease (its end is recorded, or owed).
+    end_lease(id, "the lease journal could not confirm its acquire", SessionEnd::neutral);
+    return;
+  }
+  log(LogLevel::error, LogSubject::of(*lease),
+      "withdrawn: the lease journal cannot be written (" + records_->health().error + ")");
+  const auto removed = leases_.remove(id);
+  give_back_if_unused(removed->display);
+}
+
+// --- release, list ------------------------------------------------------------
+
+v1::Response LeaseCore::release(const Call& call) {
+  const Caller& caller = call.caller;
+  const auto& req = call.request.release();
+  const Lease* lease = call.lease;
+  v1::Response r = reply(v1::OK, "released display :" + str(lease->display));
+  fill_lease(*lease, r.mutable_release()->mutable_lease());
+  r.mutable_release()->mutable_lease()->set_state(v1::ENDING);
+  if (lease->ending) return r;
+  SessionEnd how = SessionEnd::neutral;
+  if (req.has_exit_status() && caller.uid == lease->uid)
+    how = req.exit_status() == 0 ? SessionEnd::clean_exit : SessionEnd::failed;
+  std::string why = "released by uid=" + str(caller.uid) + "(" + user_name(caller.uid) + ") pid=" + str(caller.pid);
+  if (req.has_exit_status()) why += ", session exit status " + std::to_string(req.exit_status());
+  end_lease(lease->id, why, how);
+  if (records_ && records_->owes_records_now()) return end_not_recorded();
+  return r;
+}
+
+v1::Response LeaseCore::list(const Call& call) {
+  v1::Response r = reply(v1::OK, "");
+  auto* out = r.mutable_list();
+  const auto leases = call.request.list().all() ? leases_.all() : leases_.for_uid(call.caller.uid);
+  // Capped so the reply fits one frame; the total says what was left out.
+  for (std::size_t i = 0; i < leases.size() && i < kMaxListedLeases; ++i) fill_lease(*leases[i], out->add_leases());
+  out->set_leases_total(static_cast<std::uint32_t>(leases.size()));
+  return r;
+}
+
+// --- status, metrics ----------------------------------------------------------
+
+v1::Response LeaseCore::status(const Call& call) {
+  const Caller& caller = call.caller;
+  const SteadyTime now = host_.now();
+  allocator_.expire_blocks(now);
+  v1::Response r = reply(v1::OK, "");
+  auto* s = r.mutable_status_reply();
+  const HostReport host = host_.report();
+  s->set_version(XPRA_BROKER_VERSION);
+  s->set_range_first(settings_.display_first);
+  s->set_range_last(settings_.display_last);
+  s->set_leases(static_cast<std::uint32_t>(leases_.size()));
+  s->set_max_leases(settings_.max_leases);
+  s->set_max_leases_per_user(settings_.max_leases_per_user);
+  s->set_free_displays(static_cast<std::uint32_t>(allocator_.free_count()));
+  s->set_connections(static_cast<std::uint32_t>(connections_));
+  s->set_uptime_ms(ms(now - started_));
+  s->set_stale_removed(static_cast<std::uint32_t>(counters_.stale_files_removed));
+  s->set_watched_directories(static_cast<std::uint32_t>(host.watched_directories));
+  s->set_watch_rescans(static_cast<std::uint32_t>(host.watch_rescans));
+  const bool admin = policy_.is_admin(caller);
+  // Start-up findings are the admin's business (they may name users).
+  if (admin)
+    for (const auto& w : warnings_) s->add_warnings(w);
+  // Counted off the event loop: reading it costs nothing.
+  const auto census = host_.x_servers();
+  s->set_x_servers_age_ms(census ? ms(now - census->taken_at) : -1);
+  std::uint32_t x_users = 0;
+  if (census)
+    for (const auto& [uid, pids] : census->by_uid) {
+      // Users see their own; root and admins see everyone's.
+      if (!admin && uid != caller.uid) continue;
+      if (++x_users > kMaxListedXServerUsers) continue;
+      auto* x = s->add_x_servers();
+      x->set_uid(uid);
+      x->set_user(user_name(uid));
+      for (std::size_t i = 0; i < pids.size() && i < kMaxListedPidsPerUser; ++i) x->add_pids(pids[i]);
+      x->set_count(static_cast<std::uint32_t>(pids.size()));
+      x->set_leases(static_cast<std::uint32_t>(leases_.count_for_uid(uid)));
+    }
+  s->set_x_server_users_total(x_users);
+  // Admins see what the broker found (owner, pid, its words); users only
+  // that a number is blocked and a generic reason: never another user's
+  // uid or text.
+  for (const auto& [display, block] : allocator_.blocked()) {
+    if (static_cast<std::size_t>(s->blocked_size()) >= kMaxListedBlocked) break;
+    auto* b = s->add_blocked();
+    b->set_display(display);
+    const auto f = host_findings_.find(display);
+    if (f != host_findings_.end()) b->set_stale(f->second.use == DisplayUse::stale);
+    if (admin) {
+      b->set_reason(block.reason);
+      if (f != host_findings_.end()) {
+        b->set_owner_uid(f->second.owner);
+        b->set_pid(f->second.pid);
+      }
+    } else {
+      const auto p = block_reasons_.find(display);
+      b->set_reason(p != block_reasons_.end() ? block_reason_text(p->second) : "not available");
+    }
+  }
+  s->set_blocked_total(static_cast<std::uint32_t>(allocator_.blocked().size()));
+  // Where Xpra looks: system configuration, the same for every caller.
+  s->set_xpra_socket_hostname(host.hostname);
+  for (std::size_t i = 0; i < host.xpra_socket_dirs.size() && i < kMaxListedXpraSocketDirs; ++i) {
+    const auto& dir = host.xpra_socket_dirs[i];
+    auto* d = s->add_xpra_socket_dirs();
+    // Root's config, but a protobuf string must be UTF-8 whatever it holds.
+    d->set_path(escape_untrusted(dir.path, 512));
+    d->set_source(escape_untrusted(dir.source, 512));
+    d->set_shared(dir.shared);
+    d->set_state(escape_untrusted(dir.state, 512));
+  }
+  if (records_) {
+    const auto health = records_->health();
+    if (health.degraded)
+      s->set_journal_problem(health.problem +
+                             "; new leases are refused until space is freed in the runtime dir, running sessions "
+                             "keep running");
+    s->set_journal_owed_records(static_cast<std::uint32_t>(health.owed_records));
+  }
+  for (const auto& held : held_for_record_)
+    if (static_cast<std::size_t>(s->displays_awaiting_journal_size()) < kMaxListedBlocked)
+      s->add_displays_awaiting_journal(held.display);
+  return r;
+}
+
+MetricsSnapshot LeaseCore::metrics_snapshot() {
+  const SteadyTime now = host_.now();
+  allocator_.expire_blocks(now);
+  MetricsSnapshot m;
+  m.version = XPRA_BROKER_VERSION;
+  m.start_time_unix_seconds = std::chrono::duration<double>(started_wall_.time_since_epoch()).count();
+  m.uptime_seconds = std::chrono::duration<double>(now - started_).count();
+  std::map<uid_t, UserMetrics> users;
+  for (const Lease* lease : leases_.all()) {
+    ++(lease->ending ? m.leases_ending : lease->detached ? m.leases_detached : m.leases_active);
+    ++users[lease->uid].leases;
+  }
+  m.max_leases = settings_.max_leases;
+  m.max_leases_per_user = settings_.max_leases_per_user;
+  m.x_server_warn_threshold = xserver_warn_threshold();
+  m.range_size = settings_.display_last - settings_.display_first + 1;
+  m.free_displays = static_cast<std::uint32_t>(allocator_.free_count());
+  for (const auto& [display, block] : allocator_.blocked()) {
+    const auto r = block_reasons_.find(display);
+    ++m.blocked[static_cast<std::size_t>(r != block_reasons_.end() ? r->second : BlockReason::in_use)];
+  }
+  // Leased in the allocator without a lease: held for the records, or for
+  // an orphan's reap (a number can wait for both; counted once, as the
+  // journal's).
+  std::set<std::uint32_t> awaiting;
+  for (const auto& held : held_for_record_)
+    if (!allocator_.blocked().count(held.display)) awaiting.insert(held.display);
+  m.blocked[static_cast<std::size_t>(BlockReason::awaiting_journal)] = static_cast<std::uint32_t>(awaiting.size());
+  for (const auto& [display, reaps] : orphan_reaps_)
+    if (!awaiting.count(display) && !allocator_.blocked().count(display))
+      ++m.blocked[static_cast<std::size_t>(BlockReason::orphan_reap)];
+  m.connections = static_cast<std::uint32_t>(connections_);
+  if (const auto census = host_.x_servers()) {
+    m.x_server_census_age_seconds = std::chrono::duration<double>(now - census->taken_at).count();
+    for (const auto& [uid, pids] : census->by_uid) users[uid].x_servers = static_cast<std::uint32_t>(pids.size());
+  }
+  m.users.reserve(users.size());
+  for (auto& [uid, row] : users) {
+    row.uid = uid;
+    row.name = user_name(uid);
+    m.users.push_back(std::move(row));
+  }
+  if (records_) {
+    const auto health = records_->health();
+    m.journal = JournalMetrics{health.bytes, health.records, health.degraded, health.owed_records};
+  }
+  return m;
+}
+
+v1::Response LeaseCore::metrics(const Call&) {
+  v1::Response r = reply(v1::OK, "");
+  r.mutable_metrics()->set_exposition(render_metrics(counters_, metrics_snapshot()));
+  return r;
+}
+
+// --- Logins (the PAM module) --------------------------------------------------
+
+v1::Response LeaseCore::open_login(const Call& call) {
+  const uid_t uid = call.request.open_login().uid();
+  const LogSubject subject{{}, uid, user_name(uid), 0, 0};
+  const auto dir = host_.prepare_user_dir(uid);
+  if (!dir.ok) {
+    log(LogLevel::error, subject, "login: open failed: " + dir.error);
+    return reply(v1::INTERNAL, "the broker could not prepare the directory: " + dir.error);
+  }
+  const std::uint32_t sessions = ++login_sessions_[uid];
+  if (records_ && !records_->login_opened(uid, sessions, [this, uid](bool written) {
+        if (written) return;  // the file counts it: so does memory
+        if (auto it = login_sessions_.find(uid); it != login_sessions_.end())
+          if (--it->second == 0) login_sessions_.erase(it);
+      }))
+    return refused_unrecorded("login session");
+  log(LogLevel::info, subject, "login opened, " + str(sessions) + " login session(s), dir=" + dir.path);
+  v1::Response r = reply(v1::OK, "");
+  r.mutable_open_login()->set_runtime_dir(dir.path);
+  r.mutable_open_login()->set_login_sessions(sessions);
+  return r;
+}
+
+v1::Response LeaseCore::close_login(const Call& call) {
+  const uid_t uid = call.request.close_login().uid();
+  const LogSubject subject{{}, uid, user_name(uid), 0, 0};
+  std::uint32_t left = 0;
+  const auto it = login_sessions_.find(uid);
+  const bool counted = it != login_sessions_.end();
+  if (counted) {
+    left = it->second > 0 ? it->second - 1 : 0;
+    if (left == 0)
+      login_sessions_.erase(it);
+    else
+      it->second = left;
+  } else {
+    // Not knowing of any login, the broker cannot tell that this was the
+    // last one: keep the leases rather than end a session still in use.
+    log(LogLevel::warn, subject, "close_login with no login session counted; leases kept");
+  }
+  // A logout is never refused: its record is owed if the disk is full.
+  if (counted && records_) records_->login_closed(uid, left);
+  std::uint32_t ended = 0;
+  if (counted && left == 0 && call.request.close_login().reap_leases()) {
+    std::vector<std::string> ids;
+    for (const Lease* lease : leases_.for_uid(uid)) ids.push_back(lease->id);
+    for (const auto& id : ids) end_lease(id, "last login session of the user ended", SessionEnd::neutral);
+    ended = static_cast<std::uint32_t>(ids.size());
+  }
+  log(LogLevel::info, subject,
+      "login closed, " + str(left) + " login session(s) left, " + str(ended) + " lease(s) ended");
+  v1::Response r = reply(v1::OK, "");
+  r.mutable_close_login()->set_login_sessions(left);
+  r.mutable_close_login()->set_leases_ended(ended);
+  r.mutable_close_login()->set_counted(counted);
+  return r;
+}
+
+// --- The end of a lease -------------------------------------------------------
+
+void LeaseCore::end_lease(std::string id, const std::string& why, SessionEnd how) {
+  Lease* lease = leases_.find_mutable(id);
+  if (!lease || lease->ending) return;
+  lease->ending = true;
+  const SteadyTime now = host_.now();
+  const auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(now - lease->acquired_steady);
+  if (how != SessionEnd::neutral) guard_.record_session_end(lease->uid, how == SessionEnd::failed, ran, now);
+  log(LogLevel::info, LogSubject::of(*lease), "ending after " + str(ran.count() / 1000) + " s: " + why);
+  ReapJob job{lease->id, lease->uid, lease->display, lease->runtime_dir, lease->processes};
+  // A lease under which nothing ran (no process reported, no X lock on its
+  // display) ends at once: one record, no reaper round trip.
+  if (host_.nothing_to_reap(job)) return finish_lease(id, {});
+  // Recorded, so that a broker restarted mid-reap finishes the reaping
+  // instead of handing the lease back to a holder that gave it up.
+  if (records_) records_->lease_ending(*lease);  // owed if the disk is full
+  host_.reap(std::move(job), [this, id](ReapOutcome outcome) {
+    count_reap(outcome);
+    finish_lease(id, outcome);
+  });
+}
+
+void LeaseCore::count_reap(const ReapOutcome& outcome) {
+  counters_.processes_terminated += outcome.terminated;
+  counters_.processes_killed += outcome.killed;
+  counters_.processes_unkillable += outcome.unkillable;
+  counters_.reap_duration.observe(std::chrono::duration<double>(outcome.took).count());
+}
+
+void LeaseCore::finish_lease(const std::string& id, const ReapOutcome& outcome) {
+  auto lease = leases_.remove(id);
+  if (!lease) return;
+  ++counters_.leases_ended;
+  const LogSubject subject = LogSubject::of(*lease);
+  // Only now, with nothing of it running, is the lease forgotten: a crash
+  // while reaping finds it again and finishes the job. If the disk is full
+  // the record is owed, and the number waits for it.
+  if (records_ && !records_->lease_removed(lease->id))
+    log(LogLevel::error, subject,
+        "cannot write its end to the journal (" + records_->health().error +
+            "); the display stays out of circulation until it is recorded");
+  for (const auto& removed : outcome.removed) {
+    ++counters_.stale_files_removed;
+    log(LogLevel::info, subject,
+        "removed " + removed.what + " " + removed.path + " (owner uid=" + str(removed.owner) + ", " +
+            std::to_string(removed.age_seconds) + " s old)");
+  }
+  give_back_when_recorded(lease->display, lease->id);
+  release_recorded_numbers();
+  if (outcome.unkillable > 0) {
+    // Something of it survived SIGKILL: keep the number out of the pool.
+    log(LogLevel::error, subject,
+        "reaped with " + str(outcome.unkillable) + " process(es) surviving SIGKILL; the display is quarantined for " +
+            str(settings_.quarantine_seconds) + " s",
+        LogEvent::reaped_with_survivors);
+    block_display(lease->display, host_.now() + std::chrono::seconds(settings_.quarantine_seconds),
+                  DisplayVerdict{DisplayUse::live, "processes of the last lease survived SIGKILL", lease->uid, 0},
+                  BlockReason::reap_survivors);
+  }
+  log(LogLevel::info, subject,
+      "ended: " + str(outcome.terminated) + " process(es) terminated, " + str(outcome.killed) + " killed, " +
+          str(outcome.unkillable) + " unkillable, reaped in " + str(outcome.took.count()) + " ms");
+}
+
+// --- Processes under a lease ------------------------------------------------------
+
+v1::Response LeaseCore::report_process(const Call& call) {
+  const auto& req = call.request.report_process();
+  Lease* lease = call.lease;
+  if (lease->processes.size() >= kMaxProcessesPerLease)
+    return reply(v1::EXHAUSTED, "a lease tracks at most 16 reported processes");
+  const auto process = host_.open_process(req.pid());
+  // A process that is not the lease owner's is refused exactly like a missing
+  // one: the broker never acts on, nor reveals, another user's processes.
+  if (!process || process->uid != lease->uid) {
+    log_refusal(call.caller, "report-process",
+                "lease=" + lease->id + " reported pid " + str(req.pid()) + " that is not its own; refused");
+    return reply(v1::DENIED, "pid " + str(req.pid()) + " is not a running process of yours");
+  }
+  TrackedProcess tracked;
+  tracked.pid = req.pid();
+  tracked.role = req.role();
+  tracked.handle = process->handle;
+  if (process->pgid == process->pid) tracked.group_leader = process->pgid;
+  if (process->sid == process->pid) tracked.session_leader = process->sid;
+  tracked.start_time = process->start_time;
+  lease->processes.push_back(std::move(tracked));
+  const pid_t pid = req.pid();
+  if (records_ && !records_->process_added(*lease, lease->processes.back(),
+                                           [this, id = lease->id, pid](bool written) { untrack_process(id, pid, written); }))
+    return refused_unrecorded("process");
+  log(LogLevel::info, LogSubject::of(*lease),
+      "tracks pid " + str(pid) + " (" + process->comm + ", " + v1::ProcessRole_Name(req.role()) + ")");
+  v1::Response r = reply(v1::OK, "");
+  r.mutable_report_process();
+  return r;
+}
+
+void LeaseCore::untrack_process(const std::string& lease_id, pid_t pid, bool written) {
+  Lease* lease = leases_.find_mutable(lease_id);
+  if (written || !lease) return;  // recorded: tracked, and reaped with its lease
+  std::erase_if(lease->processes, [pid](const TrackedProcess& p) { return p.pid == pid; });
+  log(LogLevel::error, LogSubject::of(*lease),
+      "does not track pid " + str(pid) + ": the lease journal cannot be written (" + records_->health().error +
+          "); the client was told so");
+}
+
+std::uint32_t LeaseCore::xserver_warn_threshold() const {
+  return settings_.xserver_warn_per_user ? settings_.xserver_warn_per_user : settings_.max_leases_per_user + 1;
+}
+
+void LeaseCore::check_for_leaked_x_servers() {
+  guard_.forget_idle(host_.now());
+  const auto census = host_.x_servers();
+  if (!census) return;
+  for (const auto& [uid, pids] : census->by_uid) {
+    if (pids.size() <= xserver_warn_threshold()) continue;
+    std::string list;
+    for (std::size_t i = 0; i < pids.size() && i < 64; ++i) list += (list.empty() ? "" : ",") + str(pids[i]);
+    if (pids.size() > 64) list += ",...";
+    log(LogLevel::warn, {{}, uid, user_name(uid), 0, 0},
+        "runs " + str(pids.size()) + " X servers (threshold " + str(xserver_warn_threshold()) + "), " +
+            str(leases_.count_for_uid(uid)) + " under broker leases: pids " + list,
+        LogEvent::leak_watchdog);
+  }
+}
+
+// --- Display conflicts ------------------------------------------------------------
+
+void LeaseCore::block_display(std::uint32_t display, SteadyTime until, const DisplayVerdict& finding,
+                              BlockReason reason) {
+  allocator_.block(display, until, finding.reason);
+  host_findings_[display] = finding;
+  block_reasons_[display] = reason;
+}
+
+std::size_t LeaseCore::quarantines_of(uid_t uid) {
+  std::size_t n = 0;
+  for (auto it = quarantined_by_.begin(); it != quarantined_by_.end();) {
+    if (!allocator_.blocked().count(it->first)) {
+      it = quarantined_by_.erase(it);  // the quarantine ran out
+      continue;
+    }
+    n += it->second == uid;
+    ++it;
+  }
+  return n;
+}
+
+v1::Response LeaseCore::report_start_failure(const Call& call) {
+  const auto& req = call.request.report_start_failure();
+  Lease* lease = call.lease;
+  const std::uint32_t display = lease->display;
+  const std::string detail = escape_untrusted(req.detail(), 512);
+  v1::Response r = reply(v1::OK, "");
+  auto* out = r.mutable_report_start_failure();
+  // A conflict is a claim about the host: believed only when the broker
+  // itself finds something of another owner on the display. A believed one
+  // is the host's doing (an X server outside the broker), not a failing
+  // session, and must not hold the retry back; one the broker cannot confirm
+  // counts against the reporter like any failed start, so reporting
+  // conflicts cannot take numbers away from other users.
+  std::optional<ConflictEvidence> evidence;
+  if (req.failure() == v1::DISPLAY_CONFLICT) evidence = host_.confirm_conflict(display, lease->runtime_dir, lease->uid);
+  const LogSubject subject = LogSubject::of(*lease);
+  if (!evidence) {
+    guard_.record_start_failure(lease->uid, host_.now());
+    log(LogLevel::warn, subject,
+        "start failed (" + v1::StartFailure_Name(req.failure()) + ")" +
+            (req.failure() == v1::DISPLAY_CONFLICT ? ", but the broker finds no conflict on the host; counted as a "
+                                                     "failed start"
+                                                   : "") +
+            ": \"" + detail + "\"");
+  } else {
+    out->set_conflict_confirmed(true);
+    // Bounded per reporter: beyond that the number is not blocked at all;
+    // the next probe judges it like any other (a live server skipped, a
+    // leftover cleaned).
+    const std::size_t held = quarantines_of(lease->uid);
+    const bool quarantine = held < settings_.max_quarantines_per_user;
+    if (quarantine) {
+      block_display(display, host_.now() + std::chrono::seconds(settings_.quarantine_seconds),
+                    DisplayVerdict{DisplayUse::live, "quarantined after a display conflict: " + evidence->what,
+                                   lease->uid, 0},
+                    BlockReason::quarantined);
+      quarantined_by_[display] = lease->uid;
+      ++counters_.quarantines;
+      out->set_quarantined_display(display);
+    }
+    log(LogLevel::warn, subject,
+        "start failed with a display conflict (" + evidence->what + "); " +
+            (quarantine ? "quarantined for " + str(settings_.quarantine_seconds) + " s"
+                        : "not quarantined: the user's reports already hold " + str(held) +
+                              " (max-quarantines-per-user)") +
+            ": \"" + detail + "\"",
+        quarantine ? LogEvent::quarantine : LogEvent::none);
+  }
+  end_lease(lease->id, "start failed", SessionEnd::neutral);
+  return r;
+}
+
+// --- Replies --------------------------------------------------------------------
+
+void LeaseCore::fill_lease(const Lease& lease, v1::Lease* out) const {
+  out->set_id(lease.id);
+  out->set_display(lease.display);
+  out->set_uid(lease.uid);
+  out->set_gid(lease.gid);
+  out->set_pid(lease.holder_pid);
+  out->set_user(lease.user);
+  out->set_runtime_dir(lease.runtime_dir);
+  out->set_purpose(lease.purpose);
+  out->set_state(lease.ending ? v1::ENDING : lease.detached ? v1::DETACHED : v1::ACTIVE);
+  for (const auto& p : lease.processes) out->add_process_pids(p.pid);
+  out->set_acquired_unix_ms(ms(lease.acquired_at.time_since_epoch()));
+}
+
+// --- Restart: recovered leases ----------------------------------------------------
+
+std::vector<TrackedProcess> LeaseCore::verified_processes(const RecoveredLease& recovered) {
+  std::vector<TrackedProcess> processes;
+  for (const auto& p : recovered.processes) {
+    const auto now = host_.open_process(p.pid);
+    // Same pid, same uid, same start time: the very process reported then.
+    if (!now || now->uid != recovered.lease.uid || now->start_time != p.start_time) continue;
+    // A leader pulls its group or session into the reap: believed only for
+    // a process that leads it now, as when it was reported.
+    const pid_t group_leader = p.group_leader == p.pid && now->pgid == now->pid ? now->pid : 0;
+    const pid_t session_leader = p.session_leader == p.pid && now->sid == now->pid ? now->pid : 0;
+    processes.push_back({p.pid, p.role, now->handle, group_leader, session_leader, p.start_time});
+  }
+  return processes;
+}
+
+void LeaseCore::reap_orphan(const RecoveredLease& recovered, const char* why) {
+  const Lease& j = recovered.lease;
+  ReapJob job{j.id, j.uid, j.display, j.runtime_dir, verified_processes(recovered)};
+  job.processes_only = true;
+  log(LogLevel::warn, {j.id, j.uid, j.user, 0, j.display},
+      std::string("from the journal ") + why + "; " + str(job.processes.size()) + " of its process(es) still run" +
+          (job.processes.empty() ? "" : ": reaping them"));
+  if (job.processes.empty() || host_.nothing_to_reap(job)) {
+    if (records_) records_->lease_removed(j.id);
+    return;
+  }
+  // The number stays out of circulation while a process of it may live.
+  const bool holds_number = allocator_.in_range(j.display);
+  if (holds_number) ++orphan_reaps_[j.display];
+  host_.reap(std::move(job), [this, id = j.id, display = j.display, holds_number](ReapOutcome outcome) {
+    count_reap(outcome);
+    log(LogLevel::info, {id, {}, {}, 0, display},
+        "(superseded) reaped: " + str(outcome.terminated) + " terminated, " + str(outcome.killed) + " killed, " +
+            str(outcome.unkillable) + " unkillable");
+    if (records_) records_->lease_removed(id);
+    if (holds_number && --orphan_reaps_[display] == 0) {
+      orphan_reaps_.erase(display);
+      give_back_when_recorded(display, id);
+    }
+    release_recorded_numbers();
+  });
+}
+
+LeaseCore::RestoreSummary LeaseCore::restore(const std::vector<RecoveredLease>& leases, std::chrono::seconds grace) {
+  RestoreSummary summary;
+  const SteadyTime now = host_.now();
+  // A number held by two leases (a journal written before lease ends held
+  // their number until recorded) goes to the one recorded last: the older
+  // one had ended, since the broker handed its number out again.
+  std::map<std::uint32_t, std::size_t> last_on_display;
+  for (std::size_t i = 0; i < leases.size(); ++i) last_on_display[leases[i].lease.display] = i;
+  std::vector<std::string> to_reap;
+  for (std::size_t i = 0; i < leases.size(); ++i) {
+    const auto& recovered = leases[i];
+    if (!allocator_.in_range(recovered.lease.display)) {
+      reap_orphan(recovered, "is outside the display range (was the range changed?)");
+      ++summary.dropped;
+      continue;
+    }
+    if (last_on_display[recovered.lease.display] != i) {
+      reap_orphan(recovered, "was superseded by a later lease on the same display");
+      ++summary.dropped;
+      continue;
+    }
+    Lease lease = recovered.lease;
+    lease.acquired_steady = now;
+    lease.connection = 0;
+    lease.processes = verified_processes(recovered);
+    const bool holder_alive = !recovered.ending && host_.process_alive(lease.holder_pid);
+    lease.ending = false;
+    lease.detached = true;
+    lease.reattach_deadline = now + grace;
+    allocator_.take(lease.display);
+    if (!holder_alive) to_reap.push_back(lease.id);
+    log(LogLevel::info, {lease.id, lease.uid, lease.user, 0, lease.display},
+        "recovered from the journal, " + str(lease.processes.size()) + " tracked process(es); " +
+            (holder_alive ? "waiting " + str(grace.count()) + " s for its holder (pid " + str(lease.holder_pid) +
+                                ") to reattach"
+                          : std::string(recovered.ending ? "it had ended: reaping" : "its holder is gone: reaping")));
+    leases_.add(std::move(lease));
+    ++(holder_alive ? summary.waiting : summary.reaping);
+  }
+  for (const auto& id : to_reap) end_lease(id, "holder gone while the broker was down", SessionEnd::neutral);
+  return summary;
+}
+
+void LeaseCore::restore_logins(const std::map<std::uint32_t, std::uint32_t>& login_sessions) {
+  for (const auto& [uid, sessions] : login_sessions) login_sessions_[uid] = sessions;
+}
+
+void LeaseCore::expire_detached() {
+  const SteadyTime now = host_.now();
+  std::vector<std::string> expired;
+  for (const Lease* lease : leases_.all())
+    if (lease->detached && !lease->ending && now >= lease->reattach_deadline) expired.push_back(lease->id);
+  for (const auto& id : expired)
+    end_lease(id, "its holder did not reattach after the broker restarted", SessionEnd::neutral);
+}
+
+v1::Response LeaseCore::reattach(const Call& call) {
+  const Caller& caller = call.caller;
+  const auto& req = call.request.reattach();
+  Lease* lease = call.lease;
+  // A wrong token reads like no lease at all (the verb table answers the
+  // same for a missing lease or another user's).
+  if (!same_secret(lease->reattach_token, req.reattach_token())) {
+    log_refusal(caller, "reattach", "refused reattach: lease \"" + escape_untrusted(req.lease_id(), 64) + "\"");
+    return reply(v1::NOT_FOUND, "no lease " + escape_untrusted(req.lease_id(), 64) +
+                                    " of yours to reattach (it ended, or the token does not match)");
+  }
+  const ConnectionId connection = call.connection;
+  const ConnectionId old_connection = lease->connection;
+  const pid_t old_holder = lease->holder_pid;
+  const bool was_detached = lease->detached;
+  leases_.move_to_connection(lease->id, connection);
+  lease->detached = false;
+  lease->holder_pid = caller.pid;
+  if (records_ && !records_->lease_reattached(*lease, [=, this, id = lease->id](bool written) {
+        Lease* l = leases_.find_mutable(id);
+        if (written || !l || l->ending || l->connection != connection) return;
+        leases_.move_to_connection(id, old_connection);
+        l->detached = was_detached;
+        l->holder_pid = old_holder;
+      }))
+    return refused_unrecorded("reattach");
+  log(LogLevel::info, LogSubject::of(*lease), "reattached");
+  v1::Response r = reply(v1::OK, "reattached to display :" + str(lease->display));
+  fill_lease(*lease, r.mutable_reattach()->mutable_lease());
+  return r;
+}
+
+}  // namespace xpra_broker
