@@ -1,5 +1,5 @@
 // libFuzzer target: the frame codec (proto/framing.h) and Request parsing, fed
-// a byte stream the way ClientSession (broker/broker_server.cpp) reads one:
+// a byte stream the way ClientSession (broker/server/broker_server.cpp) reads one:
 // header, length check, body, ParseFromArray, verb check, next frame in the
 // same buffer. Checks that whatever parses survives a round trip through
 // encode_frame, and that the header codec is its own inverse.

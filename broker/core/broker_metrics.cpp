@@ -1,7 +1,7 @@
 #include "broker_metrics.h"
 
 #include <algorithm>
-#include <fmt/format.h>
+#include <charconv>
 
 namespace xpra_broker {
 
@@ -128,20 +128,26 @@ std::string escape_label_value(std::string_view value) {
 namespace {
 
 // Integers print as integers; other values in the shortest form that reads
-// back the same (fmt's default for double).
-std::string number(double v) { return fmt::format("{}", v); }
+// back the same (std::to_chars without a format: the core links no
+// formatting library).
+std::string number(double v) {
+  char buf[32];
+  const auto end = std::to_chars(buf, buf + sizeof(buf), v).ptr;
+  return std::string(buf, end);
+}
 std::string number(std::uint64_t v) { return std::to_string(v); }
 
 class Exposition {
  public:
   // HELP and TYPE once per family, before its samples.
   void family(std::string_view name, std::string_view type, std::string_view help) {
-    fmt::format_to(std::back_inserter(out_), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    ((((out_ += "# HELP ") += name) += ' ') += help) += '\n';
+    ((((out_ += "# TYPE ") += name) += ' ') += type) += '\n';
   }
   template <typename Value>
   void sample(std::string_view name, std::string_view labels, Value value) {
     out_ += name;
-    if (!labels.empty()) out_ += fmt::format("{{{}}}", labels);
+    if (!labels.empty()) ((out_ += '{') += labels) += '}';
     out_ += ' ';
     out_ += number(value);
     out_ += '\n';
@@ -170,7 +176,7 @@ class Exposition {
 };
 
 std::string label(std::string_view key, std::string_view value) {
-  return fmt::format("{}=\"{}\"", key, escape_label_value(value));
+  return std::string(key) + "=\"" + escape_label_value(value) + "\"";
 }
 
 }  // namespace

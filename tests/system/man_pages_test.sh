@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The man pages (man/) render without a warning from man or groff, and
-# cannot drift from the programs: every config key of broker/config.cpp is
+# cannot drift from the programs: every config key of broker/daemon/config.cpp is
 # described in xpra-broker.conf(5); every subcommand and option of
 # `xpra-request-display --help` in xpra-request-display(1), and every exit
 # code of client/exit_codes.h; every option of `xpra-brokerd --help` and
@@ -27,8 +27,8 @@ check "man --warnings reports a broken page (sanity check of this test)" \
 
 # xpra-broker.conf(5): each key as an entry "KEY = ..." of its own.
 conf=$SCRATCH/xpra-broker.conf.5.txt
-keys=$(grep -oE '\{\{"[a-z0-9-]+",' "$XPB_SOURCE_DIR/broker/config.cpp" | tr -d '{",')
-check "broker/config.cpp has keys" test -n "$keys"
+keys=$(grep -oE '\{\{"[a-z0-9-]+",' "$XPB_SOURCE_DIR/broker/daemon/config.cpp" | tr -d '{",')
+check "broker/daemon/config.cpp has keys" test -n "$keys"
 for key in $keys; do
   check "xpra-broker.conf(5) describes '$key'" grep -Eq "^ $key = " "$conf"
 done
@@ -60,7 +60,7 @@ broker_page=$SCRATCH/xpra-brokerd.8.txt
 for o in $("$XPB_BROKERD" --help | awk '/^Options:/ { on = 1; next } on && /^$/ { on = 0 } on' | grep -oE -- '--?[a-z][a-z-]*'); do
   check "xpra-brokerd(8) describes '$o'" grep -Eq -- "(^| |,)$o([ =,]|$)" "$broker_page"
 done
-for code in 0 $(sed -nE 's/^constexpr int kExit[A-Za-z]+ = ([0-9]+);.*/\1/p' "$XPB_SOURCE_DIR/broker/main.cpp"); do
+for code in 0 $(sed -nE 's/^constexpr int kExit[A-Za-z]+ = ([0-9]+);.*/\1/p' "$XPB_SOURCE_DIR/broker/daemon/main.cpp"); do
   check "xpra-brokerd(8) lists exit code $code" grep -Eq "^ $code( |$)" "$broker_page"
 done
 
