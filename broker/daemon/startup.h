@@ -1,6 +1,6 @@
 // Start-up steps that touch the outside world, in the order main() runs them.
-// Each throws std::runtime_error with a message for the admin (exceptions are
-// used only here, at start-up).
+// Each throws std::runtime_error (or ConfigurationError) with a message for
+// the admin: start-up is where exceptions belong (docs/hacking.md, "Errors").
 #pragma once
 
 #include <sys/stat.h>

@@ -59,7 +59,7 @@ struct PrivilegeSetup {
 // Start-up, once: when root, switch to user/group (if given) keeping only the
 // broker's capabilities; then clear effective, inheritable and ambient sets,
 // shrink the bounding set and set no_new_privs. Throws std::runtime_error with
-// a message for the admin on failure (the only place exceptions are used).
+// a message for the admin on failure (a start-up step: docs/hacking.md, "Errors").
 PrivilegeSetup setup_process_privileges(const std::string& user, const std::string& group);
 
 }  // namespace xpra_broker
