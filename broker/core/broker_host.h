@@ -204,6 +204,8 @@ class BrokerHost {
 
   virtual HostReport report() = 0;
 
+  // Would a line of this level be written? (The core skips making it if not.)
+  virtual bool wants_log(LogLevel level) = 0;
   virtual void log(const LogLine& line) = 0;
 };
 

@@ -99,14 +99,11 @@ LeaseCore::Authorized LeaseCore::authorize(const VerbRule& rule, const Caller& c
 
 // --- The log -----------------------------------------------------------------
 
-void LeaseCore::log(LogLevel level, LogSubject subject, std::string text, LogEvent event) {
-  host_.log(LogLine{level, event, std::move(subject), std::move(text)});
-}
-
 void LeaseCore::log_refusal(const Caller& caller, const char* reason, std::string text, LogEvent event) {
   const auto d = refusal_log_.admit(caller.uid, reason, host_.now());
   if (!d.log) return;
-  log(LogLevel::warn, subject_of(caller), std::move(text) + refusal_log_.suffix(d), event);
+  log(LogLevel::warn, [&] { return subject_of(caller); },
+      [&] { return std::string(std::move(text) + refusal_log_.suffix(d)); }, event);
 }
 
 LogSubject LeaseCore::subject_of(const Caller& caller) {
@@ -179,9 +176,9 @@ std::optional<std::uint32_t> LeaseCore::pick_free_display(const std::string& use
       // sticky /tmp/.X11-unix): remove them and look again.
       for (const auto& removed : host_.clean_display(*candidate, user_dir)) {
         ++counters_.stale_files_removed;
-        log(LogLevel::info, {{}, {}, {}, 0, *candidate},
-            "removed " + removed.what + " " + removed.path + " (owner uid=" + str(removed.owner) + ", " +
-                std::to_string(removed.age_seconds) + " s old)");
+        log(LogLevel::info, [&] { return LogSubject{{}, {}, {}, 0, *candidate}; },
+            [&] { return std::string("removed " + removed.what + " " + removed.path + " (owner uid=" + str(removed.owner) + ", " +
+                std::to_string(removed.age_seconds) + " s old)"); });
       }
       verdict = host_.examine_display(*candidate, user_dir);
     }
@@ -190,9 +187,9 @@ std::optional<std::uint32_t> LeaseCore::pick_free_display(const std::string& use
       block_reasons_.erase(*candidate);
       return candidate;
     }
-    log(LogLevel::info, {{}, {}, {}, 0, *candidate},
-        "skipped: " + verdict.reason + " (owner uid=" + str(verdict.owner) +
-            (verdict.pid ? ", pid=" + str(verdict.pid) : "") + ")");
+    log(LogLevel::info, [&] { return LogSubject{{}, {}, {}, 0, *candidate}; },
+        [&] { return std::string("skipped: " + verdict.reason + " (owner uid=" + str(verdict.owner) +
+            (verdict.pid ? ", pid=" + str(verdict.pid) : "") + ")"); });
     block_display(*candidate, now + std::chrono::seconds(settings_.recheck_seconds), verdict,
                   verdict.use == DisplayUse::stale ? BlockReason::leftovers : BlockReason::in_use);
   }
@@ -246,7 +243,8 @@ v1::Response LeaseCore::acquire(const Call& call) {
 
   const BrokerHost::UserDir dir = host_.prepare_user_dir(caller.uid);
   if (!dir.ok) {
-    log(LogLevel::error, subject_of(caller), "acquire failed: " + dir.error);
+    log(LogLevel::error, [&] { return subject_of(caller); },
+        [&] { return std::string("acquire failed: " + dir.error); });
     return reply(v1::INTERNAL, "the broker could not prepare your directory: " + dir.error);
   }
 
@@ -285,8 +283,8 @@ v1::Response LeaseCore::acquire(const Call& call) {
     ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::journal)];
     return refused_unrecorded("lease");
   }
-  log(LogLevel::info, LogSubject::of(added),
-      added.purpose.empty() ? "acquired" : "acquired purpose=\"" + escape_untrusted(added.purpose) + "\"");
+  log(LogLevel::info, [&] { return LogSubject::of(added); },
+      [&] { return std::string(added.purpose.empty() ? "acquired" : "acquired purpose=\"" + escape_untrusted(added.purpose) + "\""); });
   return r;
 }
 
@@ -299,8 +297,8 @@ void LeaseCore::withdraw_lease(const std::string& id, bool written) {
     end_lease(id, "the lease journal could not confirm its acquire", SessionEnd::neutral);
     return;
   }
-  log(LogLevel::error, LogSubject::of(*lease),
-      "withdrawn: the lease journal cannot be written (" + records_->health().error + ")");
+  log(LogLevel::error, [&] { return LogSubject::of(*lease); },
+      [&] { return std::string("withdrawn: the lease journal cannot be written (" + records_->health().error + ")"); });
   const auto removed = leases_.remove(id);
   give_back_if_unused(removed->display);
 }
@@ -485,7 +483,8 @@ v1::Response LeaseCore::open_login(const Call& call) {
   const LogSubject subject{{}, uid, user_name(uid), 0, 0};
   const auto dir = host_.prepare_user_dir(uid);
   if (!dir.ok) {
-    log(LogLevel::error, subject, "login: open failed: " + dir.error);
+    log(LogLevel::error, [&] { return subject; },
+        [&] { return std::string("login: open failed: " + dir.error); });
     return reply(v1::INTERNAL, "the broker could not prepare the directory: " + dir.error);
   }
   const std::uint32_t sessions = ++login_sessions_[uid];
@@ -495,7 +494,8 @@ v1::Response LeaseCore::open_login(const Call& call) {
           if (--it->second == 0) login_sessions_.erase(it);
       }))
     return refused_unrecorded("login session");
-  log(LogLevel::info, subject, "login opened, " + str(sessions) + " login session(s), dir=" + dir.path);
+  log(LogLevel::info, [&] { return subject; },
+      [&] { return std::string("login opened, " + str(sessions) + " login session(s), dir=" + dir.path); });
   v1::Response r = reply(v1::OK, "");
   r.mutable_open_login()->set_runtime_dir(dir.path);
   r.mutable_open_login()->set_login_sessions(sessions);
@@ -517,7 +517,8 @@ v1::Response LeaseCore::close_login(const Call& call) {
   } else {
     // Not knowing of any login, the broker cannot tell that this was the
     // last one: keep the leases rather than end a session still in use.
-    log(LogLevel::warn, subject, "close_login with no login session counted; leases kept");
+    log(LogLevel::warn, [&] { return subject; },
+        [&] { return std::string("close_login with no login session counted; leases kept"); });
   }
   // A logout is never refused: its record is owed if the disk is full.
   if (counted && records_) records_->login_closed(uid, left);
@@ -528,8 +529,8 @@ v1::Response LeaseCore::close_login(const Call& call) {
     for (const auto& id : ids) end_lease(id, "last login session of the user ended", SessionEnd::neutral);
     ended = static_cast<std::uint32_t>(ids.size());
   }
-  log(LogLevel::info, subject,
-      "login closed, " + str(left) + " login session(s) left, " + str(ended) + " lease(s) ended");
+  log(LogLevel::info, [&] { return subject; },
+      [&] { return std::string("login closed, " + str(left) + " login session(s) left, " + str(ended) + " lease(s) ended"); });
   v1::Response r = reply(v1::OK, "");
   r.mutable_close_login()->set_login_sessions(left);
   r.mutable_close_login()->set_leases_ended(ended);
@@ -546,7 +547,8 @@ void LeaseCore::end_lease(std::string id, const std::string& why, SessionEnd how
   const SteadyTime now = host_.now();
   const auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(now - lease->acquired_steady);
   if (how != SessionEnd::neutral) guard_.record_session_end(lease->uid, how == SessionEnd::failed, ran, now);
-  log(LogLevel::info, LogSubject::of(*lease), "ending after " + str(ran.count() / 1000) + " s: " + why);
+  log(LogLevel::info, [&] { return LogSubject::of(*lease); },
+      [&] { return std::string("ending after " + str(ran.count() / 1000) + " s: " + why); });
   ReapJob job{lease->id, lease->uid, lease->display, lease->runtime_dir, lease->processes};
   // A lease under which nothing ran (no process reported, no X lock on its
   // display) ends at once: one record, no reaper round trip.
@@ -576,30 +578,29 @@ void LeaseCore::finish_lease(const std::string& id, const ReapOutcome& outcome) 
   // while reaping finds it again and finishes the job. If the disk is full
   // the record is owed, and the number waits for it.
   if (records_ && !records_->lease_removed(lease->id))
-    log(LogLevel::error, subject,
-        "cannot write its end to the journal (" + records_->health().error +
-            "); the display stays out of circulation until it is recorded");
+    log(LogLevel::error, [&] { return subject; },
+        [&] { return std::string("cannot write its end to the journal (" + records_->health().error +
+            "); the display stays out of circulation until it is recorded"); });
   for (const auto& removed : outcome.removed) {
     ++counters_.stale_files_removed;
-    log(LogLevel::info, subject,
-        "removed " + removed.what + " " + removed.path + " (owner uid=" + str(removed.owner) + ", " +
-            std::to_string(removed.age_seconds) + " s old)");
+    log(LogLevel::info, [&] { return subject; },
+        [&] { return std::string("removed " + removed.what + " " + removed.path + " (owner uid=" + str(removed.owner) + ", " +
+            std::to_string(removed.age_seconds) + " s old)"); });
   }
   give_back_when_recorded(lease->display, lease->id);
   release_recorded_numbers();
   if (outcome.unkillable > 0) {
     // Something of it survived SIGKILL: keep the number out of the pool.
-    log(LogLevel::error, subject,
-        "reaped with " + str(outcome.unkillable) + " process(es) surviving SIGKILL; the display is quarantined for " +
-            str(settings_.quarantine_seconds) + " s",
-        LogEvent::reaped_with_survivors);
+    log(LogLevel::error, [&] { return subject; },
+        [&] { return std::string("reaped with " + str(outcome.unkillable) + " process(es) surviving SIGKILL; the display is quarantined for " +
+            str(settings_.quarantine_seconds) + " s"); }, LogEvent::reaped_with_survivors);
     block_display(lease->display, host_.now() + std::chrono::seconds(settings_.quarantine_seconds),
                   DisplayVerdict{DisplayUse::live, "processes of the last lease survived SIGKILL", lease->uid, 0},
                   BlockReason::reap_survivors);
   }
-  log(LogLevel::info, subject,
-      "ended: " + str(outcome.terminated) + " process(es) terminated, " + str(outcome.killed) + " killed, " +
-          str(outcome.unkillable) + " unkillable, reaped in " + str(outcome.took.count()) + " ms");
+  log(LogLevel::info, [&] { return subject; },
+      [&] { return std::string("ended: " + str(outcome.terminated) + " process(es) terminated, " + str(outcome.killed) + " killed, " +
+          str(outcome.unkillable) + " unkillable, reaped in " + str(outcome.took.count()) + " ms"); });
 }
 
 // --- Processes under a lease ------------------------------------------------------
@@ -629,8 +630,8 @@ v1::Response LeaseCore::report_process(const Call& call) {
   if (records_ && !records_->process_added(*lease, lease->processes.back(),
                                            [this, id = lease->id, pid](bool written) { untrack_process(id, pid, written); }))
     return refused_unrecorded("process");
-  log(LogLevel::info, LogSubject::of(*lease),
-      "tracks pid " + str(pid) + " (" + process->comm + ", " + v1::ProcessRole_Name(req.role()) + ")");
+  log(LogLevel::info, [&] { return LogSubject::of(*lease); },
+      [&] { return std::string("tracks pid " + str(pid) + " (" + process->comm + ", " + v1::ProcessRole_Name(req.role()) + ")"); });
   v1::Response r = reply(v1::OK, "");
   r.mutable_report_process();
   return r;
@@ -640,9 +641,9 @@ void LeaseCore::untrack_process(const std::string& lease_id, pid_t pid, bool wri
   Lease* lease = leases_.find_mutable(lease_id);
   if (written || !lease) return;  // recorded: tracked, and reaped with its lease
   std::erase_if(lease->processes, [pid](const TrackedProcess& p) { return p.pid == pid; });
-  log(LogLevel::error, LogSubject::of(*lease),
-      "does not track pid " + str(pid) + ": the lease journal cannot be written (" + records_->health().error +
-          "); the client was told so");
+  log(LogLevel::error, [&] { return LogSubject::of(*lease); },
+      [&] { return std::string("does not track pid " + str(pid) + ": the lease journal cannot be written (" + records_->health().error +
+          "); the client was told so"); });
 }
 
 std::uint32_t LeaseCore::xserver_warn_threshold() const {
@@ -658,10 +659,9 @@ void LeaseCore::check_for_leaked_x_servers() {
     std::string list;
     for (std::size_t i = 0; i < pids.size() && i < 64; ++i) list += (list.empty() ? "" : ",") + str(pids[i]);
     if (pids.size() > 64) list += ",...";
-    log(LogLevel::warn, {{}, uid, user_name(uid), 0, 0},
-        "runs " + str(pids.size()) + " X servers (threshold " + str(xserver_warn_threshold()) + "), " +
-            str(leases_.count_for_uid(uid)) + " under broker leases: pids " + list,
-        LogEvent::leak_watchdog);
+    log(LogLevel::warn, [&] { return LogSubject{{}, uid, user_name(uid), 0, 0}; },
+        [&] { return std::string("runs " + str(pids.size()) + " X servers (threshold " + str(xserver_warn_threshold()) + "), " +
+            str(leases_.count_for_uid(uid)) + " under broker leases: pids " + list); }, LogEvent::leak_watchdog);
   }
 }
 
@@ -705,12 +705,12 @@ v1::Response LeaseCore::report_start_failure(const Call& call) {
   const LogSubject subject = LogSubject::of(*lease);
   if (!evidence) {
     guard_.record_start_failure(lease->uid, host_.now());
-    log(LogLevel::warn, subject,
-        "start failed (" + v1::StartFailure_Name(req.failure()) + ")" +
+    log(LogLevel::warn, [&] { return subject; },
+        [&] { return std::string("start failed (" + v1::StartFailure_Name(req.failure()) + ")" +
             (req.failure() == v1::DISPLAY_CONFLICT ? ", but the broker finds no conflict on the host; counted as a "
                                                      "failed start"
                                                    : "") +
-            ": \"" + detail + "\"");
+            ": \"" + detail + "\""); });
   } else {
     out->set_conflict_confirmed(true);
     // Bounded per reporter: beyond that the number is not blocked at all;
@@ -727,13 +727,12 @@ v1::Response LeaseCore::report_start_failure(const Call& call) {
       ++counters_.quarantines;
       out->set_quarantined_display(display);
     }
-    log(LogLevel::warn, subject,
-        "start failed with a display conflict (" + evidence->what + "); " +
+    log(LogLevel::warn, [&] { return subject; },
+        [&] { return std::string("start failed with a display conflict (" + evidence->what + "); " +
             (quarantine ? "quarantined for " + str(settings_.quarantine_seconds) + " s"
                         : "not quarantined: the user's reports already hold " + str(held) +
                               " (max-quarantines-per-user)") +
-            ": \"" + detail + "\"",
-        quarantine ? LogEvent::quarantine : LogEvent::none);
+            ": \"" + detail + "\""); }, quarantine ? LogEvent::quarantine : LogEvent::none);
   }
   end_lease(lease->id, "start failed", SessionEnd::neutral);
   return r;
@@ -776,9 +775,9 @@ void LeaseCore::reap_orphan(const RecoveredLease& recovered, const char* why) {
   const Lease& j = recovered.lease;
   ReapJob job{j.id, j.uid, j.display, j.runtime_dir, verified_processes(recovered)};
   job.processes_only = true;
-  log(LogLevel::warn, {j.id, j.uid, j.user, 0, j.display},
-      std::string("from the journal ") + why + "; " + str(job.processes.size()) + " of its process(es) still run" +
-          (job.processes.empty() ? "" : ": reaping them"));
+  log(LogLevel::warn, [&] { return LogSubject{j.id, j.uid, j.user, 0, j.display}; },
+      [&] { return std::string(std::string("from the journal ") + why + "; " + str(job.processes.size()) + " of its process(es) still run" +
+          (job.processes.empty() ? "" : ": reaping them")); });
   if (job.processes.empty() || host_.nothing_to_reap(job)) {
     if (records_) records_->lease_removed(j.id);
     return;
@@ -788,9 +787,9 @@ void LeaseCore::reap_orphan(const RecoveredLease& recovered, const char* why) {
   if (holds_number) ++orphan_reaps_[j.display];
   host_.reap(std::move(job), [this, id = j.id, display = j.display, holds_number](ReapOutcome outcome) {
     count_reap(outcome);
-    log(LogLevel::info, {id, {}, {}, 0, display},
-        "(superseded) reaped: " + str(outcome.terminated) + " terminated, " + str(outcome.killed) + " killed, " +
-            str(outcome.unkillable) + " unkillable");
+    log(LogLevel::info, [&] { return LogSubject{id, {}, {}, 0, display}; },
+        [&] { return std::string("(superseded) reaped: " + str(outcome.terminated) + " terminated, " + str(outcome.killed) + " killed, " +
+            str(outcome.unkillable) + " unkillable"); });
     if (records_) records_->lease_removed(id);
     if (holds_number && --orphan_reaps_[display] == 0) {
       orphan_reaps_.erase(display);
@@ -831,11 +830,11 @@ LeaseCore::RestoreSummary LeaseCore::restore(const std::vector<RecoveredLease>& 
     lease.reattach_deadline = now + grace;
     allocator_.take(lease.display);
     if (!holder_alive) to_reap.push_back(lease.id);
-    log(LogLevel::info, {lease.id, lease.uid, lease.user, 0, lease.display},
-        "recovered from the journal, " + str(lease.processes.size()) + " tracked process(es); " +
+    log(LogLevel::info, [&] { return LogSubject{lease.id, lease.uid, lease.user, 0, lease.display}; },
+        [&] { return std::string("recovered from the journal, " + str(lease.processes.size()) + " tracked process(es); " +
             (holder_alive ? "waiting " + str(grace.count()) + " s for its holder (pid " + str(lease.holder_pid) +
                                 ") to reattach"
-                          : std::string(recovered.ending ? "it had ended: reaping" : "its holder is gone: reaping")));
+                          : std::string(recovered.ending ? "it had ended: reaping" : "its holder is gone: reaping"))); });
     leases_.add(std::move(lease));
     ++(holder_alive ? summary.waiting : summary.reaping);
   }
@@ -882,7 +881,8 @@ v1::Response LeaseCore::reattach(const Call& call) {
         l->holder_pid = old_holder;
       }))
     return refused_unrecorded("reattach");
-  log(LogLevel::info, LogSubject::of(*lease), "reattached");
+  log(LogLevel::info, [&] { return LogSubject::of(*lease); },
+      [&] { return std::string("reattached"); });
   v1::Response r = reply(v1::OK, "reattached to display :" + str(lease->display));
   fill_lease(*lease, r.mutable_reattach()->mutable_lease());
   return r;

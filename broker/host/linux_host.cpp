@@ -106,10 +106,18 @@ HostReport LinuxHost::report() {
   return r;
 }
 
-void LinuxHost::log(const LogLine& line) {
+namespace {
+spdlog::level::level_enum spdlog_level(LogLevel level) {
   static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::info,
                                                           spdlog::level::warn, spdlog::level::err};
-  const auto level = kLevels[static_cast<int>(line.level)];
+  return kLevels[static_cast<int>(level)];
+}
+}  // namespace
+
+bool LinuxHost::wants_log(LogLevel level) { return spdlog::should_log(spdlog_level(level)); }
+
+void LinuxHost::log(const LogLine& line) {
+  const auto level = spdlog_level(line.level);
   if (!spdlog::should_log(level)) return;
   ScopedLogEvent event(line.event);
   spdlog::log(level, "{}", format_log_line(line));

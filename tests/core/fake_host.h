@@ -91,6 +91,7 @@ class FakeHost final : public BrokerHost {
   }
   bool nothing_to_reap(const ReapJob& job) override { return !reap_everything && job.processes.empty(); }
   HostReport report() override { return {"testhost", 3, 0, {}}; }
+  bool wants_log(LogLevel) override { return true; }
   void log(const LogLine& line) override { lines.push_back(line); }
 
  private:
