@@ -654,7 +654,10 @@ void LeaseCore::check_for_leaked_x_servers() {
   guard_.forget_idle(host_.now());
   const auto census = host_.x_servers();
   if (!census) return;
-  for (const auto& [uid, pids] : census->by_uid) {
+  for (const auto& entry : census->by_uid) {
+    // Named copies: clang does not let a lambda capture a structured binding.
+    const uid_t uid = entry.first;
+    const auto& pids = entry.second;
     if (pids.size() <= xserver_warn_threshold()) continue;
     std::string list;
     for (std::size_t i = 0; i < pids.size() && i < 64; ++i) list += (list.empty() ? "" : ",") + str(pids[i]);

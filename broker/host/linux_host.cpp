@@ -4,7 +4,9 @@
 #include <sys/random.h>
 
 #include <spdlog/spdlog.h>
-#include <stdexcept>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 
 #include "display_verdict.h"
 #include "host_display.h"
@@ -23,8 +25,13 @@ std::string LinuxHost::random_id() {
   static std::uint8_t pool[256];
   static std::size_t used = sizeof(pool);
   if (used + 8 > sizeof(pool)) {
-    if (::getrandom(pool, sizeof(pool), 0) != static_cast<ssize_t>(sizeof(pool)))
-      throw std::runtime_error("getrandom failed");  // cannot happen once the pool is seeded
+    // 256 bytes from a seeded pool: getrandom() returns them whole. If the
+    // kernel ever did not, no id could be trusted: stop rather than hand
+    // out guessable reattach tokens (no exception crosses the event loop).
+    if (::getrandom(pool, sizeof(pool), 0) != static_cast<ssize_t>(sizeof(pool))) {
+      spdlog::critical("getrandom failed: {}; stopping", std::strerror(errno));
+      std::abort();
+    }
     used = 0;
   }
   const std::uint8_t* bytes = pool + used;
