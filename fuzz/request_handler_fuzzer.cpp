@@ -1,4 +1,4 @@
-// libFuzzer target: the broker core (broker/display_broker.h) driven through
+// libFuzzer target: the broker core (broker/core/lease_core.h on the real host, tests/support/hosted_broker.h) driven through
 // its public API, the way the server drives it, by a sequence of steps read
 // from the input:
 //

@@ -1,4 +1,4 @@
-// broker/durable/lease_journal.h and the durable-lease paths of display_broker.h:
+// broker/durable/lease_journal.h and the durable-lease paths (durable_leases.h, the core):
 //
 // - the record codec and replay_journal() on bytes in memory: round trip,
 //   the live set after add/remove/process records, a torn tail cut at every

@@ -1,6 +1,7 @@
-// display_broker.h driven directly through handle(): a scripted DisplayProbe
-// says what the host has on each number, a real UserDirectories works in a
-// temporary directory, and the clock is a variable the test moves.
+// The lease core on the real host (LinuxHost, tests/support/hosted_broker.h),
+// driven through handle(): a scripted DisplayProbe says what the host has on
+// each number, a real UserDirectories works in a temporary directory, and the
+// clock is a variable the test moves (the pure decisions: tests/core/).
 //
 // Runs as root (like CI) so the per-user directories can be handed to the
 // made-up test uids below.
@@ -106,7 +107,7 @@ DisplayFacts stale_x11_socket(std::uint32_t display, uid_t owner) {
   return f;
 }
 
-class DisplayBrokerTest : public ::testing::Test {
+class BrokerOnHostTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(::geteuid(), 0u) << "these tests hand per-user directories to test uids: run them as root, as CI does";
@@ -211,7 +212,7 @@ class DisplayBrokerTest : public ::testing::Test {
   std::unique_ptr<HostedBroker> broker_;
 };
 
-TEST_F(DisplayBrokerTest, AcquireReturnsDistinctDisplaysInTheRange) {
+TEST_F(BrokerOnHostTest, AcquireReturnsDistinctDisplaysInTheRange) {
   std::set<std::uint32_t> displays;
   std::set<std::string> ids;
   for (const Caller& c : {kAlice, kAlice, kBob}) {
@@ -238,7 +239,7 @@ TEST_F(DisplayBrokerTest, AcquireReturnsDistinctDisplaysInTheRange) {
   expect_consistent();
 }
 
-TEST_F(DisplayBrokerTest, AcquirePreparesTheCallersDirectoryAndProbesWithIt) {
+TEST_F(BrokerOnHostTest, AcquirePreparesTheCallersDirectoryAndProbesWithIt) {
   const auto r = acquire(kAlice);
   ASSERT_EQ(r.status(), v1::OK) << r.message();
   const std::string dir = runtime_dir_ + "/4001";
@@ -252,14 +253,14 @@ TEST_F(DisplayBrokerTest, AcquirePreparesTheCallersDirectoryAndProbesWithIt) {
   EXPECT_EQ(probe_.calls.back().second, dir) << "the probe must look in the caller's own socket dir";
 }
 
-TEST_F(DisplayBrokerTest, RootMayAcquireWithItsOwnUid) {
+TEST_F(BrokerOnHostTest, RootMayAcquireWithItsOwnUid) {
   const Caller self = make_caller(::getuid(), ::getgid());
   const auto r = acquire(self);
   ASSERT_EQ(r.status(), v1::OK) << r.message();
   EXPECT_EQ(r.acquire().lease().uid(), ::getuid());
 }
 
-TEST_F(DisplayBrokerTest, PerUserQuotaGivesExhaustedWithAHelpfulMessage) {
+TEST_F(BrokerOnHostTest, PerUserQuotaGivesExhaustedWithAHelpfulMessage) {
   for (int i = 0; i < 3; ++i) must_acquire(kAlice);
   const auto r = acquire(kAlice);
   EXPECT_EQ(r.status(), v1::EXHAUSTED);
@@ -276,7 +277,7 @@ TEST_F(DisplayBrokerTest, PerUserQuotaGivesExhaustedWithAHelpfulMessage) {
   expect_consistent();
 }
 
-TEST_F(DisplayBrokerTest, GlobalQuotaGivesExhaustedWithAHelpfulMessage) {
+TEST_F(BrokerOnHostTest, GlobalQuotaGivesExhaustedWithAHelpfulMessage) {
   config_.max_leases_per_user = 3;
   config_.max_leases = 4;
   for (int i = 0; i < 3; ++i) must_acquire(kAlice);
@@ -292,7 +293,7 @@ TEST_F(DisplayBrokerTest, GlobalQuotaGivesExhaustedWithAHelpfulMessage) {
   EXPECT_EQ(broker().allocator().free_count(), 1u);
 }
 
-TEST_F(DisplayBrokerTest, RangeExhaustedGivesExhaustedWithRetryAfter) {
+TEST_F(BrokerOnHostTest, RangeExhaustedGivesExhaustedWithRetryAfter) {
   config_.max_leases_per_user = 10;
   config_.max_leases = 10;
   for (int i = 0; i < 5; ++i) must_acquire(kAlice);
@@ -303,7 +304,7 @@ TEST_F(DisplayBrokerTest, RangeExhaustedGivesExhaustedWithRetryAfter) {
   EXPECT_EQ(r.retry_after_ms(), 30000u);
 }
 
-TEST_F(DisplayBrokerTest, LiveAndStaleNumbersAreSkippedAndShownInStatus) {
+TEST_F(BrokerOnHostTest, LiveAndStaleNumbersAreSkippedAndShownInStatus) {
   probe_.facts[100] = live_x_server(100, 1234, 777);
   probe_.facts[101] = dead_lock(101, 4321, 778);
   probe_.facts[102] = stale_x11_socket(102, 779);
@@ -345,7 +346,7 @@ TEST_F(DisplayBrokerTest, LiveAndStaleNumbersAreSkippedAndShownInStatus) {
   EXPECT_EQ(s.status_reply().leases(), 1u);
 }
 
-TEST_F(DisplayBrokerTest, BlockedNumbersAreNotProbedAgainUntilRecheckAndThenReturn) {
+TEST_F(BrokerOnHostTest, BlockedNumbersAreNotProbedAgainUntilRecheckAndThenReturn) {
   config_.max_leases_per_user = 10;
   config_.max_leases = 10;
   probe_.facts[100] = live_x_server(100, 1234, 777);
@@ -378,7 +379,7 @@ TEST_F(DisplayBrokerTest, BlockedNumbersAreNotProbedAgainUntilRecheckAndThenRetu
   expect_consistent();
 }
 
-TEST_F(DisplayBrokerTest, EveryNumberInUseOnTheHostGivesExhausted) {
+TEST_F(BrokerOnHostTest, EveryNumberInUseOnTheHostGivesExhausted) {
   for (std::uint32_t d = 100; d <= 104; ++d) probe_.facts[d] = live_x_server(d, 100 + d, 777);
   const auto r = acquire(kAlice);
   EXPECT_EQ(r.status(), v1::EXHAUSTED);
@@ -388,7 +389,7 @@ TEST_F(DisplayBrokerTest, EveryNumberInUseOnTheHostGivesExhausted) {
   EXPECT_EQ(status().status_reply().free_displays(), 0u);
 }
 
-TEST_F(DisplayBrokerTest, ReleaseByIdAndByDisplay) {
+TEST_F(BrokerOnHostTest, ReleaseByIdAndByDisplay) {
   const auto a = acquire(kAlice);
   const auto b = acquire(kAlice);
   ASSERT_EQ(a.status(), v1::OK);
@@ -414,7 +415,7 @@ TEST_F(DisplayBrokerTest, ReleaseByIdAndByDisplay) {
   EXPECT_EQ(release_display(kAlice, b.acquire().lease().display()).status(), v1::NOT_FOUND);
 }
 
-TEST_F(DisplayBrokerTest, ReleaseWithoutATargetIsInvalid) {
+TEST_F(BrokerOnHostTest, ReleaseWithoutATargetIsInvalid) {
   v1::Request r;
   r.mutable_release();
   const auto resp = broker().handle(kAlice, 1, r);
@@ -422,7 +423,7 @@ TEST_F(DisplayBrokerTest, ReleaseWithoutATargetIsInvalid) {
   EXPECT_FALSE(resp.message().empty());
 }
 
-TEST_F(DisplayBrokerTest, ReleaseOfAnotherUsersLeaseLooksExactlyLikeAMissingOne) {
+TEST_F(BrokerOnHostTest, ReleaseOfAnotherUsersLeaseLooksExactlyLikeAMissingOne) {
   const auto a = acquire(kAlice);
   ASSERT_EQ(a.status(), v1::OK);
   const std::string id = a.acquire().lease().id();
@@ -450,14 +451,14 @@ TEST_F(DisplayBrokerTest, ReleaseOfAnotherUsersLeaseLooksExactlyLikeAMissingOne)
   EXPECT_TRUE(Contains(by_id_missing.message(), "list"));
 }
 
-TEST_F(DisplayBrokerTest, ReleaseMessageDoesNotEchoALongIdInFull) {
+TEST_F(BrokerOnHostTest, ReleaseMessageDoesNotEchoALongIdInFull) {
   const std::string long_id(5000, 'x');
   const auto r = release_id(kAlice, long_id);
   EXPECT_EQ(r.status(), v1::NOT_FOUND);
   EXPECT_LT(r.message().size(), 300u);
 }
 
-TEST_F(DisplayBrokerTest, RootAndAdminsMayReleaseAnyLease) {
+TEST_F(BrokerOnHostTest, RootAndAdminsMayReleaseAnyLease) {
   const std::string a = must_acquire_id(kAlice);
   const std::string b = must_acquire_id(kBob);
   EXPECT_EQ(release_id(kAdmin, a).status(), v1::OK);
@@ -465,7 +466,7 @@ TEST_F(DisplayBrokerTest, RootAndAdminsMayReleaseAnyLease) {
   EXPECT_EQ(broker().leases().size(), 0u);
 }
 
-TEST_F(DisplayBrokerTest, ListShowsOnlyTheCallersOwnLeases) {
+TEST_F(BrokerOnHostTest, ListShowsOnlyTheCallersOwnLeases) {
   const std::uint32_t a1 = must_acquire(kAlice);
   const std::uint32_t b1 = must_acquire(kBob);
   const std::uint32_t a2 = must_acquire(kAlice);
@@ -481,7 +482,7 @@ TEST_F(DisplayBrokerTest, ListShowsOnlyTheCallersOwnLeases) {
   EXPECT_EQ(list(kCarol).status(), v1::OK) << "list is open to every user";
 }
 
-TEST_F(DisplayBrokerTest, ListAllIsForRootAndAdminGroupsOnly) {
+TEST_F(BrokerOnHostTest, ListAllIsForRootAndAdminGroupsOnly) {
   must_acquire(kAlice);
   must_acquire(kBob);
   must_acquire(kAlice);
@@ -500,7 +501,7 @@ TEST_F(DisplayBrokerTest, ListAllIsForRootAndAdminGroupsOnly) {
   }
 }
 
-TEST_F(DisplayBrokerTest, ConnectionClosedEndsThatConnectionsLeasesOnly) {
+TEST_F(BrokerOnHostTest, ConnectionClosedEndsThatConnectionsLeasesOnly) {
   config_.max_leases = 10;
   config_.max_leases_per_user = 10;
   const std::string a1 = must_acquire_id(kAlice, 1);
@@ -526,7 +527,7 @@ TEST_F(DisplayBrokerTest, ConnectionClosedEndsThatConnectionsLeasesOnly) {
   EXPECT_NE(broker().leases().find(a3), nullptr);
 }
 
-TEST_F(DisplayBrokerTest, OpenLoginPreparesTheDirectoryAndCountsSessions) {
+TEST_F(BrokerOnHostTest, OpenLoginPreparesTheDirectoryAndCountsSessions) {
   const auto r1 = open_login(4001);
   ASSERT_EQ(r1.status(), v1::OK) << r1.message();
   EXPECT_EQ(r1.open_login().login_sessions(), 1u);
@@ -538,7 +539,7 @@ TEST_F(DisplayBrokerTest, OpenLoginPreparesTheDirectoryAndCountsSessions) {
   EXPECT_EQ(open_login(4002).open_login().login_sessions(), 1u) << "counted per uid";
 }
 
-TEST_F(DisplayBrokerTest, LoginVerbsAreRootOnly) {
+TEST_F(BrokerOnHostTest, LoginVerbsAreRootOnly) {
   for (const Caller& c : {kAlice, kAdmin, kCarol}) {
     EXPECT_EQ(open_login(c.uid, c).status(), v1::DENIED) << c.uid;
     EXPECT_EQ(close_login(c.uid, true, c).status(), v1::DENIED) << c.uid;
@@ -547,7 +548,7 @@ TEST_F(DisplayBrokerTest, LoginVerbsAreRootOnly) {
   EXPECT_NE(::lstat((runtime_dir_ + "/4001").c_str(), &st), 0) << "a denied open_login must not create anything";
 }
 
-TEST_F(DisplayBrokerTest, CloseLoginWithReapEndsLeasesOnlyWhenTheLastLoginSessionEnds) {
+TEST_F(BrokerOnHostTest, CloseLoginWithReapEndsLeasesOnlyWhenTheLastLoginSessionEnds) {
   ASSERT_EQ(open_login(4001).status(), v1::OK);
   ASSERT_EQ(open_login(4001).status(), v1::OK);
   must_acquire(kAlice);
@@ -569,7 +570,7 @@ TEST_F(DisplayBrokerTest, CloseLoginWithReapEndsLeasesOnlyWhenTheLastLoginSessio
   expect_consistent();
 }
 
-TEST_F(DisplayBrokerTest, CloseLoginWithoutReapKeepsLeases) {
+TEST_F(BrokerOnHostTest, CloseLoginWithoutReapKeepsLeases) {
   ASSERT_EQ(open_login(4001).status(), v1::OK);
   must_acquire(kAlice);
   const auto r = close_login(4001, false);
@@ -579,14 +580,14 @@ TEST_F(DisplayBrokerTest, CloseLoginWithoutReapKeepsLeases) {
   EXPECT_EQ(broker().leases().count_for_uid(4001), 1u);
 }
 
-TEST_F(DisplayBrokerTest, LoginSessionCountNeverGoesBelowZero) {
+TEST_F(BrokerOnHostTest, LoginSessionCountNeverGoesBelowZero) {
   ASSERT_EQ(open_login(4001).status(), v1::OK);
   EXPECT_EQ(close_login(4001, false).close_login().login_sessions(), 0u);
   EXPECT_EQ(close_login(4001, false).close_login().login_sessions(), 0u);
   EXPECT_EQ(open_login(4001).open_login().login_sessions(), 1u);
 }
 
-TEST_F(DisplayBrokerTest, MissingVerbIsInvalid) {
+TEST_F(BrokerOnHostTest, MissingVerbIsInvalid) {
   const v1::Request empty;
   for (const Caller& c : {kRoot, kAlice, kCarol}) {
     const auto r = broker().handle(c, 1, empty);
@@ -597,7 +598,7 @@ TEST_F(DisplayBrokerTest, MissingVerbIsInvalid) {
 
 // Every verb the protocol defines: a verb in the policy table reaches a
 // handler; one that is not in the table is INVALID before any handler runs.
-TEST_F(DisplayBrokerTest, EveryProtocolVerbIsEitherHandledOrInvalid) {
+TEST_F(BrokerOnHostTest, EveryProtocolVerbIsEitherHandledOrInvalid) {
   const auto* oneof = v1::Request::descriptor()->FindOneofByName("verb");
   ASSERT_NE(oneof, nullptr);
   for (int i = 0; i < oneof->field_count(); ++i) {
@@ -618,7 +619,7 @@ TEST_F(DisplayBrokerTest, EveryProtocolVerbIsEitherHandledOrInvalid) {
 
 // The metrics verb: admins get the exposition; what it counts follows what
 // the handlers did (the renderer's format is broker_metrics_test's).
-TEST_F(DisplayBrokerTest, MetricsAreForRootAndAdminsAndCountWhatHappened) {
+TEST_F(BrokerOnHostTest, MetricsAreForRootAndAdminsAndCountWhatHappened) {
   v1::Request m;
   m.mutable_metrics();
   const auto denied = broker().handle(kAlice, 1, m);
@@ -653,7 +654,7 @@ TEST_F(DisplayBrokerTest, MetricsAreForRootAndAdminsAndCountWhatHappened) {
   EXPECT_EQ(broker().counters().requests(v1::Request::kMetrics, v1::OK), 2u);
 }
 
-TEST_F(DisplayBrokerTest, MetricsCountBlockedDisplaysByReason) {
+TEST_F(BrokerOnHostTest, MetricsCountBlockedDisplaysByReason) {
   probe_.facts[100] = live_x_server(100, 1234, 777);
   probe_.facts[101] = dead_lock(101, 4321, 778);  // stale, but no cleaner here: a leftover
   EXPECT_EQ(must_acquire(kAlice), 102u);
@@ -669,7 +670,7 @@ TEST_F(DisplayBrokerTest, MetricsCountBlockedDisplaysByReason) {
   EXPECT_EQ(live->reason(), block_reason_text(BlockReason::in_use));
 }
 
-TEST_F(DisplayBrokerTest, PurposeOfAtMost128BytesIsAccepted) {
+TEST_F(BrokerOnHostTest, PurposeOfAtMost128BytesIsAccepted) {
   const auto ok = acquire(kAlice, 1, std::string(128, 'p'));
   ASSERT_EQ(ok.status(), v1::OK) << ok.message();
   EXPECT_EQ(ok.acquire().lease().purpose(), std::string(128, 'p'));
@@ -677,7 +678,7 @@ TEST_F(DisplayBrokerTest, PurposeOfAtMost128BytesIsAccepted) {
   EXPECT_EQ(empty.status(), v1::OK);
 }
 
-TEST_F(DisplayBrokerTest, PurposeLongerThan128BytesIsInvalid) {
+TEST_F(BrokerOnHostTest, PurposeLongerThan128BytesIsInvalid) {
   for (std::size_t n : {129u, 1000u, 60000u}) {
     const auto r = acquire(kAlice, 1, std::string(n, 'p'));
     EXPECT_EQ(r.status(), v1::INVALID) << n;
@@ -687,7 +688,7 @@ TEST_F(DisplayBrokerTest, PurposeLongerThan128BytesIsInvalid) {
   EXPECT_TRUE(probe_.calls.empty()) << "an invalid request must not reach the host";
 }
 
-TEST_F(DisplayBrokerTest, CallerOutsideAllowedGroupsIsDeniedAcquire) {
+TEST_F(BrokerOnHostTest, CallerOutsideAllowedGroupsIsDeniedAcquire) {
   const auto r = acquire(kCarol);
   EXPECT_EQ(r.status(), v1::DENIED);
   EXPECT_TRUE(Contains(r.message(), "allowed-groups"));
@@ -700,12 +701,12 @@ TEST_F(DisplayBrokerTest, CallerOutsideAllowedGroupsIsDeniedAcquire) {
   EXPECT_EQ(list(kCarol).status(), v1::OK);
 }
 
-TEST_F(DisplayBrokerTest, SupplementaryGroupAndAdminGroupMayAcquire) {
+TEST_F(BrokerOnHostTest, SupplementaryGroupAndAdminGroupMayAcquire) {
   EXPECT_EQ(acquire(kBob).status(), v1::OK);
   EXPECT_EQ(acquire(kAdmin).status(), v1::OK);
 }
 
-TEST_F(DisplayBrokerTest, StatusReportsRangeQuotasCountsWarningsAndUptime) {
+TEST_F(BrokerOnHostTest, StatusReportsRangeQuotasCountsWarningsAndUptime) {
   broker().set_warnings({"runtime dir is writable by others"});
   broker().set_connection_count(7);
   must_acquire(kAlice);
@@ -728,7 +729,7 @@ TEST_F(DisplayBrokerTest, StatusReportsRangeQuotasCountsWarningsAndUptime) {
   EXPECT_EQ(a.warnings(0), "runtime dir is writable by others");
 }
 
-TEST_F(DisplayBrokerTest, RepliesStayWithinOneFrameWhateverTheCounts) {
+TEST_F(BrokerOnHostTest, RepliesStayWithinOneFrameWhateverTheCounts) {
   // Every number of a large range blocked, and many leases: status and
   // list --all are capped with totals, so each reply fits the frame limit.
   config_.display_first = 1000;
@@ -752,7 +753,7 @@ TEST_F(DisplayBrokerTest, RepliesStayWithinOneFrameWhateverTheCounts) {
   EXPECT_LE(l.ByteSizeLong(), wire::kMaxFrameSize);
 }
 
-TEST_F(DisplayBrokerTest, PurposeWithControlCharactersIsRefused) {
+TEST_F(BrokerOnHostTest, PurposeWithControlCharactersIsRefused) {
   for (const std::string& purpose : std::vector<std::string>{"a\nlease=forged", "\x1b[2J", std::string("nul\0", 4), "\xff"}) {
     const auto r = acquire(kAlice, 1, purpose);
     EXPECT_EQ(r.status(), v1::INVALID);
@@ -762,7 +763,7 @@ TEST_F(DisplayBrokerTest, PurposeWithControlCharactersIsRefused) {
   EXPECT_EQ(acquire(kAlice, 1, "Grüße: xpra desktop").status(), v1::OK);
 }
 
-TEST_F(DisplayBrokerTest, DirectoryFailureGivesInternalAndTakesNoDisplay) {
+TEST_F(BrokerOnHostTest, DirectoryFailureGivesInternalAndTakesNoDisplay) {
   // A regular file where alice's directory goes.
   const std::string in_the_way = runtime_dir_ + "/4001";
   std::ofstream(in_the_way) << "not a directory";
@@ -775,7 +776,7 @@ TEST_F(DisplayBrokerTest, DirectoryFailureGivesInternalAndTakesNoDisplay) {
   EXPECT_EQ(acquire(kBob).status(), v1::OK);
 }
 
-TEST_F(DisplayBrokerTest, AcquireIsRateLimitedPerUser) {
+TEST_F(BrokerOnHostTest, AcquireIsRateLimitedPerUser) {
   config_.acquire_burst = 2;
   config_.acquires_per_minute = 1;
   config_.max_leases_per_user = 10;
@@ -791,7 +792,7 @@ TEST_F(DisplayBrokerTest, AcquireIsRateLimitedPerUser) {
   EXPECT_EQ(acquire(kAlice).status(), v1::OK) << "the bucket refills with time";
 }
 
-TEST_F(DisplayBrokerTest, ReleasedDisplayIsReusedOnlyAfterTheRestOfTheRange) {
+TEST_F(BrokerOnHostTest, ReleasedDisplayIsReusedOnlyAfterTheRestOfTheRange) {
   config_.max_leases_per_user = 10;
   config_.max_leases = 10;
   const auto first = acquire(kAlice);
@@ -805,7 +806,7 @@ TEST_F(DisplayBrokerTest, ReleasedDisplayIsReusedOnlyAfterTheRestOfTheRange) {
 
 // Random and mutated requests from ordinary users: every one gets a reply
 // with a status, and the table and allocator stay in step.
-TEST_F(DisplayBrokerTest, RandomRequestsNeverBreakTheBroker) {
+TEST_F(BrokerOnHostTest, RandomRequestsNeverBreakTheBroker) {
   // Invalid UTF-8 in string fields is expected here; protobuf would log each.
   google::protobuf::LogSilencer quiet_protobuf;
   config_.max_leases_per_user = 3;
