@@ -10,12 +10,14 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <optional>
 #include <iostream>
 
 #include "exit_codes.h"
+#include "process_group.h"
 #include "untrusted_text.h"
 #include "unique_fd.h"
 #include "x_server_launcher.h"
@@ -35,42 +37,6 @@ int exit_status_of(int wait_status) {
   return kExitInternal;
 }
 
-bool group_alive(pid_t pgid) { return ::kill(-pgid, 0) == 0 || errno == EPERM; }
-
-// Reaps every exited child (we are a subreaper, so orphans of the command
-// come to us), noting the command's own status when it is among them.
-void reap_children(pid_t leader, int& leader_status, bool& leader_done) {
-  for (;;) {
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) return;
-    if (pid == leader) {
-      leader_status = status;
-      leader_done = true;
-    }
-  }
-}
-
-// TERM, then KILL after the grace period, to what is left of the group.
-void terminate_group(pid_t pgid, std::chrono::milliseconds grace, int& leader_status, bool& leader_done) {
-  reap_children(pgid, leader_status, leader_done);
-  if (!group_alive(pgid)) return;
-  ::kill(-pgid, SIGTERM);
-  ::kill(-pgid, SIGCONT);  // a stopped process cannot act on SIGTERM
-  const auto deadline = Clock::now() + grace;
-  while (Clock::now() < deadline) {
-    reap_children(pgid, leader_status, leader_done);
-    if (!group_alive(pgid)) return;
-    ::usleep(20000);
-  }
-  ::kill(-pgid, SIGKILL);
-  for (int i = 0; i < 250 && group_alive(pgid); ++i) {
-    reap_children(pgid, leader_status, leader_done);
-    ::usleep(20000);
-  }
-  reap_children(pgid, leader_status, leader_done);
-}
-
 // Copies one read's worth of `from` (non-blocking) to our stderr and keeps
 // the last 16 KiB in `tail` for the conflict check. Returns read()'s result:
 // > 0 copied, 0 the writers closed it, < 0 nothing now (EAGAIN) or an error.
@@ -87,6 +53,50 @@ ssize_t forward_stderr(int from, std::string* tail) {
 }
 
 bool still_open(ssize_t read_result) { return read_result > 0 || (read_result < 0 && errno == EAGAIN); }
+
+// As a shell reports a command it could not run.
+int exit_code_for_exec_error(int err) { return err == ENOENT ? kExitCommandNotFound : kExitCannotExecute; }
+
+struct Pipe {
+  UniqueFd read, write;
+
+  bool open() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return false;
+    read.reset(fds[0]);
+    write.reset(fds[1]);
+    return true;
+  }
+};
+
+// Between us and the forked command, until it execs.
+struct CommandPipes {
+  Pipe exec_error;  // its errno when exec fails; EOF once exec succeeded
+  Pipe command_stderr;
+  Pipe go;  // see wait_for_go()
+
+  bool open() { return exec_error.open() && command_stderr.open() && go.open(); }
+};
+
+// The command as the parent holds it, from fork until it is stopped.
+struct CommandChild {
+  pid_t pid = -1;
+  UniqueFd exec_error;
+  UniqueFd stderr_read;  // forwarded to ours, its tail kept for the conflict check
+  bool stderr_open = true;
+  UniqueFd go;
+};
+
+// In the child: it runs only once the parent has reported its pid to the
+// broker, so a client killed in between leaves no untracked command behind.
+// EOF without the go byte means the parent died or the broker refused the
+// pid: false, and the child must not run at all.
+bool wait_for_go(int go_read) {
+  char go = 0;
+  while (::read(go_read, &go, 1) < 0 && errno == EINTR) {
+  }
+  return go == 'g';
+}
 
 // False if the broker did not take it (then nothing may run untracked: the
 // caller stops the process before it does anything).
@@ -142,7 +152,7 @@ class ExecAttempt {
       if (x.outcome == XStart::ready && x_untracked_) {
         // The broker could not record it (its journal is full): an X server
         // it does not know of would outlive a broker restart. Stop it.
-        stop_process_group(x.pid, exec_.grace);
+        stop_process_group(x.pid, exec_.grace, Reap::leader_only);
         warn("not starting the command: the broker could not track its X server");
         release_lease(std::nullopt);
         return {kExitInternal, false};
@@ -152,7 +162,7 @@ class ExecAttempt {
       x_stderr_ = std::move(x.stderr_fd);
     }
     AttemptResult result = run_command();
-    if (x_pid_ > 0) stop_process_group(x_pid_, exec_.grace);
+    if (x_pid_ > 0) stop_process_group(x_pid_, exec_.grace, Reap::leader_only);
 
     const bool failed = result.exit_code != 0;
     if (failed && !stop_requested_ && !broker_lost_ && is_display_conflict(stderr_tail_)) {
@@ -214,134 +224,186 @@ class ExecAttempt {
   }
 
   AttemptResult run_command() {
-    std::vector<std::string> args;
-    if (exec_.xpra) {
-      args = complete_xpra_command(exec_.command, check_xpra_command(exec_.command).shape, lease_.display(),
-                                   lease_.runtime_dir());
-    } else {
-      for (const auto& a : exec_.command)
-        args.push_back(substitute_placeholders(a, lease_.display(), lease_.runtime_dir()));
-    }
-
-    int exec_pipe[2], err_pipe[2], go_pipe[2];
-    if (::pipe2(exec_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(go_pipe, O_CLOEXEC) != 0) {
-      warn(std::string("pipe: ") + std::strerror(errno));
-      return {kExitOsError, false};
-    }
-    UniqueFd exec_read(exec_pipe[0]), exec_write(exec_pipe[1]);
-    UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
-    UniqueFd go_read(go_pipe[0]), go_write(go_pipe[1]);
-
+    std::vector<std::string> args = command_args();
     const bool own_terminal = ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
-    const pid_t child = ::fork();
-    if (child < 0) {
-      warn(std::string("fork: ") + std::strerror(errno));
-      return {kExitOsError, false};
-    }
-    if (child == 0) {
-      ::setpgid(0, 0);
-      // Wait until the parent has reported this pid to the broker: a client
-      // killed in between must not leave an untracked command behind. EOF
-      // without the go byte means the parent died: do not run at all.
-      go_write.reset();
-      char go = 0;
-      while (::read(go_read.get(), &go, 1) < 0 && errno == EINTR) {
-      }
-      if (go != 'g') ::_exit(kExitInternal);
-      ::sigprocmask(SIG_SETMASK, &child_mask_, nullptr);
-      ::dup2(err_write.get(), STDERR_FILENO);
-      ::setenv("DISPLAY", (":" + std::to_string(lease_.display())).c_str(), 1);
-      ::setenv("XPRA_BROKER_DISPLAY", std::to_string(lease_.display()).c_str(), 1);
-      ::setenv("XPRA_BROKER_RUNTIME_DIR", lease_.runtime_dir().c_str(), 1);
-      ::setenv("XPRA_BROKER_LEASE", lease_.id().c_str(), 1);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execvp(argv[0], argv.data());
-      const int err = errno;
-      (void)!::write(exec_write.get(), &err, sizeof(err));
-      ::_exit(err == ENOENT ? kExitCommandNotFound : kExitCannotExecute);
-    }
-    ::setpgid(child, child);  // also here: no race with the child's own call
-    exec_write.reset();
-    err_write.reset();
-    go_read.reset();
-    if (!report_process(conn_, lease_, child, v1::SESSION)) {
-      // Untracked, the command could outlive its lease: it never starts
-      // (without the go byte the child exits before exec).
-      go_write.reset();
-      int ignored = 0;
-      ::waitpid(child, &ignored, 0);
-      warn("not starting '" + args.front() + "': the broker could not track it");
-      untracked_ = true;
-      return {kExitInternal, false};
-    }
-    (void)!::write(go_write.get(), "g", 1);
-    go_write.reset();
-    ::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
-    if (x_stderr_) ::fcntl(x_stderr_.get(), F_SETFL, O_NONBLOCK);
-    if (own_terminal) {
-      // Give the command the terminal, as a shell does for a foreground job.
-      ::signal(SIGTTOU, SIG_IGN);
-      ::tcsetpgrp(STDIN_FILENO, child);
-    }
-    int exec_errno = 0;
-    if (::read(exec_read.get(), &exec_errno, sizeof(exec_errno)) == sizeof(exec_errno))
-      warn("cannot run '" + args.front() + "': " + std::strerror(exec_errno) +
-           (exec_errno == ENOENT ? " (is it installed and on PATH?)" : ""));
+    std::optional<CommandChild> child = start_child(args);
+    if (!child) return {kExitOsError, false};
+    if (!report_process(conn_, lease_, child->pid, v1::SESSION)) return never_start(*child, args.front());
+    let_command_run(*child);
+    if (own_terminal) hand_terminal_to(child->pid);
+    const int exec_errno = wait_for_exec(*child, args.front());
+    std::optional<int> status = wait_for_command(*child);
+    forward_last_stderr(*child);
+    // The command ended: nothing of its process group may outlive the lease.
+    // Its orphans came to us (the subreaper), so their zombies are ours too.
+    const GroupStop stop = stop_process_group(child->pid, exec_.grace, Reap::every_child);
+    if (stop.leader_status) status = stop.leader_status;
+    if (own_terminal) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
+    if (exec_errno) return {exit_code_for_exec_error(exec_errno), false};
+    return {exit_status_of(status.value_or(0)), false};
+  }
 
-    int status = 0;
-    bool done = false;
-    bool err_open = true;
-    while (!done) {
-      pollfd fds[4] = {{signal_fd_, POLLIN, 0},
-                       {broker_lost_ ? -1 : conn_.fd(), POLLIN, 0},
-                       {err_open ? err_read.get() : -1, POLLIN, 0},
-                       {x_stderr_ ? x_stderr_.get() : -1, POLLIN, 0}};
-      int wait_ms = -1;
-      if (broker_lost_ && !lease_gone_)
-        wait_ms = static_cast<int>(std::max<long>(
-            0, std::chrono::duration_cast<std::chrono::milliseconds>(reconnect_at_ - Clock::now()).count()));
-      if (::poll(fds, 4, wait_ms) < 0 && errno != EINTR) break;
-      if (broker_lost_ && !lease_gone_ && Clock::now() >= reconnect_at_) try_reattach();
-      if (fds[0].revents & POLLIN) {
-        signalfd_siginfo info{};
-        while (::read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
-          if (info.ssi_signo == SIGCHLD) continue;
-          stop_requested_ = true;
-          // xpra is told alone: it stops its own X server and removes its
-          // sockets from every socket dir, shared ones included. Signalled
-          // with it, the X server dies first and xpra exits on the broken
-          // display without cleaning up (tests/xpra counts the difference).
-          // The rest of the group is ended once xpra has exited
-          // (terminate_group below).
-          ::kill(exec_.xpra ? child : -child, static_cast<int>(info.ssi_signo));
-        }
-        reap_children(child, status, done);
+  std::vector<std::string> command_args() const {
+    if (exec_.xpra)
+      return complete_xpra_command(exec_.command, check_xpra_command(exec_.command).shape, lease_.display(),
+                                   lease_.runtime_dir());
+    std::vector<std::string> args;
+    for (const auto& a : exec_.command)
+      args.push_back(substitute_placeholders(a, lease_.display(), lease_.runtime_dir()));
+    return args;
+  }
+
+  // Forks the command into its own process group; it waits before exec
+  // until let_command_run(). Nothing if that failed (said why).
+  std::optional<CommandChild> start_child(std::vector<std::string>& args) {
+    CommandPipes pipes;
+    if (!pipes.open()) {
+      warn(std::string("pipe: ") + std::strerror(errno));
+      return std::nullopt;
+    }
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      warn(std::string("fork: ") + std::strerror(errno));
+      return std::nullopt;
+    }
+    if (pid == 0) become_command(pipes, args);
+    ::setpgid(pid, pid);  // also here: no race with the child's own call
+    // Our copies of the child's ends close as `pipes` goes: else no read of
+    // ours would see EOF when the child execs or exits.
+    return CommandChild{pid, std::move(pipes.exec_error.read), std::move(pipes.command_stderr.read), true,
+                        std::move(pipes.go.write)};
+  }
+
+  [[noreturn]] void become_command(CommandPipes& pipes, std::vector<std::string>& args) {
+    ::setpgid(0, 0);
+    pipes.go.write.reset();  // else our own copy would hide the parent's death
+    if (!wait_for_go(pipes.go.read.get())) ::_exit(kExitInternal);
+    ::sigprocmask(SIG_SETMASK, &child_mask_, nullptr);
+    ::dup2(pipes.command_stderr.write.get(), STDERR_FILENO);
+    export_lease_environment();
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    const int err = errno;
+    (void)!::write(pipes.exec_error.write.get(), &err, sizeof(err));
+    ::_exit(exit_code_for_exec_error(err));
+  }
+
+  void export_lease_environment() const {
+    ::setenv("DISPLAY", (":" + std::to_string(lease_.display())).c_str(), 1);
+    ::setenv("XPRA_BROKER_DISPLAY", std::to_string(lease_.display()).c_str(), 1);
+    ::setenv("XPRA_BROKER_RUNTIME_DIR", lease_.runtime_dir().c_str(), 1);
+    ::setenv("XPRA_BROKER_LEASE", lease_.id().c_str(), 1);
+  }
+
+  // Untracked, the command could outlive its lease: it never starts
+  // (without the go byte the child exits before exec).
+  AttemptResult never_start(CommandChild& child, const std::string& program) {
+    child.go.reset();
+    int ignored = 0;
+    ::waitpid(child.pid, &ignored, 0);
+    warn("not starting '" + program + "': the broker could not track it");
+    untracked_ = true;
+    return {kExitInternal, false};
+  }
+
+  static void let_command_run(CommandChild& child) {
+    (void)!::write(child.go.get(), "g", 1);
+    child.go.reset();
+  }
+
+  // As a shell does for a foreground job. SIGTTOU ignored: we are in the
+  // background then, and take the terminal back when the command ends.
+  static void hand_terminal_to(pid_t pgid) {
+    ::signal(SIGTTOU, SIG_IGN);
+    ::tcsetpgrp(STDIN_FILENO, pgid);
+  }
+
+  // Blocks until the command has exec'd (the pipe closes on exec) or failed
+  // to. Its errno when exec failed (said why), else 0.
+  static int wait_for_exec(const CommandChild& child, const std::string& program) {
+    int exec_errno = 0;
+    if (::read(child.exec_error.get(), &exec_errno, sizeof(exec_errno)) == sizeof(exec_errno))
+      warn("cannot run '" + program + "': " + std::strerror(exec_errno) +
+           (exec_errno == ENOENT ? " (is it installed and on PATH?)" : ""));
+    return exec_errno;
+  }
+
+  enum WatchedFd { kSignals, kBroker, kCommandStderr, kXServerStderr, kWatchedFds };
+
+  // Until the command's leader exits, relays stop signals and both stderrs
+  // and reattaches when the broker goes away. The leader's wait status, or
+  // nothing if poll() failed.
+  std::optional<int> wait_for_command(CommandChild& child) {
+    ::fcntl(child.stderr_read.get(), F_SETFL, O_NONBLOCK);
+    if (x_stderr_) ::fcntl(x_stderr_.get(), F_SETFL, O_NONBLOCK);
+    std::optional<int> status;
+    while (!status) {
+      auto fds = watched_fds(child);
+      if (::poll(fds.data(), fds.size(), poll_timeout_ms()) < 0 && errno != EINTR) break;
+      if (reattach_due()) try_reattach();
+      if (fds[kSignals].revents & POLLIN) {
+        relay_stop_signals(child.pid);
+        if (auto leader_status = reap_exited_children(child.pid)) status = leader_status;
       }
-      if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
-        // The broker sends nothing unasked: readable means it closed.
-        char byte;
-        if (::recv(conn_.fd(), &byte, 1, MSG_DONTWAIT) <= 0) {
-          broker_lost_ = true;
-          reconnect_delay_ = std::chrono::milliseconds(100);
-          reconnect_at_ = Clock::now() + reconnect_delay_;
-          warn("lost the connection to the broker; the command keeps running on :" +
-               std::to_string(lease_.display()) + " while this client reattaches to lease " + lease_.id());
-        }
-      }
-      if (fds[2].revents & (POLLIN | POLLHUP)) err_open = still_open(forward_stderr(err_read.get(), &stderr_tail_));
-      if (fds[3].revents & (POLLIN | POLLHUP))
+      if (fds[kBroker].revents & (POLLIN | POLLHUP | POLLERR)) check_broker_connection();
+      if (fds[kCommandStderr].revents & (POLLIN | POLLHUP))
+        child.stderr_open = still_open(forward_stderr(child.stderr_read.get(), &stderr_tail_));
+      if (fds[kXServerStderr].revents & (POLLIN | POLLHUP))
         if (!still_open(forward_stderr(x_stderr_.get(), nullptr))) x_stderr_.reset();
     }
-    // What the command wrote just before it exited.
-    while (err_open && forward_stderr(err_read.get(), &stderr_tail_) > 0) {
+    return status;
+  }
+
+  // A negative fd is skipped by poll(): what is closed or lost is not watched.
+  std::array<pollfd, kWatchedFds> watched_fds(const CommandChild& child) const {
+    return {{{signal_fd_, POLLIN, 0},
+             {broker_lost_ ? -1 : conn_.fd(), POLLIN, 0},
+             {child.stderr_open ? child.stderr_read.get() : -1, POLLIN, 0},
+             {x_stderr_ ? x_stderr_.get() : -1, POLLIN, 0}}};
+  }
+
+  // While the broker is away, wake up for the next reconnect attempt.
+  int poll_timeout_ms() const {
+    if (!broker_lost_ || lease_gone_) return -1;
+    return static_cast<int>(std::max<long>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(reconnect_at_ - Clock::now()).count()));
+  }
+
+  bool reattach_due() const { return broker_lost_ && !lease_gone_ && Clock::now() >= reconnect_at_; }
+
+  // SIGCHLD only wakes us up; the others are a request to stop.
+  void relay_stop_signals(pid_t command) {
+    signalfd_siginfo info{};
+    while (::read(signal_fd_, &info, sizeof(info)) == sizeof(info)) {
+      if (info.ssi_signo == SIGCHLD) continue;
+      stop_requested_ = true;
+      // xpra is told alone: it stops its own X server and removes its
+      // sockets from every socket dir, shared ones included. Signalled
+      // with it, the X server dies first and xpra exits on the broken
+      // display without cleaning up (tests/xpra counts the difference).
+      // The rest of the group is ended once xpra has exited
+      // (stop_process_group in run_command).
+      ::kill(exec_.xpra ? command : -command, static_cast<int>(info.ssi_signo));
     }
-    // The command ended: nothing of its process group may outlive the lease.
-    terminate_group(child, exec_.grace, status, done);
-    if (own_terminal) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
-    return {exec_errno ? (exec_errno == ENOENT ? kExitCommandNotFound : kExitCannotExecute) : exit_status_of(status),
-            false};
+  }
+
+  // The broker sends nothing unasked: readable means it closed.
+  void check_broker_connection() {
+    char byte;
+    if (::recv(conn_.fd(), &byte, 1, MSG_DONTWAIT) > 0) return;
+    broker_lost_ = true;
+    reconnect_delay_ = std::chrono::milliseconds(100);
+    reconnect_at_ = Clock::now() + reconnect_delay_;
+    warn("lost the connection to the broker; the command keeps running on :" + std::to_string(lease_.display()) +
+         " while this client reattaches to lease " + lease_.id());
+  }
+
+  // What the command wrote just before it exited.
+  void forward_last_stderr(CommandChild& child) {
+    while (child.stderr_open && forward_stderr(child.stderr_read.get(), &stderr_tail_) > 0) {
+    }
   }
 
   // The broker restarted (or crashed): reconnect with back-off and take the

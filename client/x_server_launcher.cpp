@@ -11,6 +11,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "process_group.h"
 #include "unique_fd.h"
 
 namespace xpra_broker::client {
@@ -39,22 +40,6 @@ bool is_display_conflict(const std::string& text) {
   for (const char* p : patterns)
     if (text.find(p) != std::string::npos) return true;
   return false;
-}
-
-void stop_process_group(pid_t pgid, std::chrono::milliseconds grace) {
-  if (pgid <= 0) return;
-  ::kill(-pgid, SIGTERM);
-  ::kill(-pgid, SIGCONT);
-  const auto deadline = Clock::now() + grace;
-  int status = 0;
-  bool leader_reaped = false;
-  while (Clock::now() < deadline) {
-    if (!leader_reaped && ::waitpid(pgid, &status, WNOHANG) == pgid) leader_reaped = true;
-    if (::kill(-pgid, 0) != 0 && errno == ESRCH) return;
-    ::usleep(20000);
-  }
-  ::kill(-pgid, SIGKILL);
-  if (!leader_reaped) ::waitpid(pgid, &status, 0);
 }
 
 XServerResult start_x_server(const std::string& command, std::uint32_t display, std::chrono::milliseconds timeout,
@@ -131,7 +116,7 @@ XServerResult start_x_server(const std::string& command, std::uint32_t display, 
     char buf[4096];
     for (ssize_t got; err_open && (got = ::read(err_read.get(), buf, sizeof(buf))) > 0;)
       if (result.error_lines.size() < 16384) result.error_lines.append(buf, static_cast<std::size_t>(got));
-    stop_process_group(pid, std::chrono::milliseconds(1000));
+    stop_process_group(pid, std::chrono::milliseconds(1000), Reap::leader_only);
     result.pid = 0;
   }
   result.display_conflict = is_display_conflict(result.error_lines);

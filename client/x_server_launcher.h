@@ -44,7 +44,4 @@ std::chrono::milliseconds display_fd_timeout();
 // Does this X server's (or xpra's) output mean "the display number is taken"?
 bool is_display_conflict(const std::string& text);
 
-// SIGTERM to the group, SIGKILL after `grace`, then waits for the leader.
-void stop_process_group(pid_t pgid, std::chrono::milliseconds grace);
-
 }  // namespace xpra_broker::client

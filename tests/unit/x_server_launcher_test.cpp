@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "process_group.h"
 #include "test_processes.h"
 #include "test_support.h"
 
@@ -166,7 +167,7 @@ TEST_F(StartXServerTest, ServerThatWritesItsDisplayNumberIsReady) {
   EXPECT_EQ(info.pgid, r.pid);
   EXPECT_FALSE(running_members_of_group(r.pid).empty());
 
-  stop_process_group(r.pid, milliseconds(5000));
+  stop_process_group(r.pid, milliseconds(5000), Reap::leader_only);
   EXPECT_TRUE(group_gone(r.pid));
 }
 
@@ -246,7 +247,7 @@ TEST_F(StartXServerTest, DisplayAndDisplayFdArgumentsArePassed) {
   std::string line;
   std::getline(in, line);
   EXPECT_EQ(line, ":321 -displayfd 3");
-  stop_process_group(r.pid, milliseconds(5000));
+  stop_process_group(r.pid, milliseconds(5000), Reap::leader_only);
   EXPECT_TRUE(group_gone(r.pid));
 }
 
