@@ -392,7 +392,9 @@ class ExecAttempt {
   // The broker sends nothing unasked: readable means it closed.
   void check_broker_connection() {
     char byte;
-    if (::recv(conn_.fd(), &byte, 1, MSG_DONTWAIT) > 0) return;
+    const ssize_t got = ::recv(conn_.fd(), &byte, 1, MSG_DONTWAIT);
+    // A spurious wake-up is not a lost broker: only EOF or an error is.
+    if (got > 0 || (got < 0 && (errno == EAGAIN || errno == EINTR))) return;
     broker_lost_ = true;
     reconnect_delay_ = std::chrono::milliseconds(100);
     reconnect_at_ = Clock::now() + reconnect_delay_;
