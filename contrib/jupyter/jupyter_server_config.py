@@ -23,4 +23,7 @@ c.ServerProxy.servers = {  # noqa: F821 (c is the config object Jupyter passes i
     # Upstream bound Xpra's TCP socket on every interface; the proxy only
     # needs localhost. To get upstream's exposure back:
     #   "xprahtml5": setup_xpra(bind_host="0.0.0.0"),
+    # Xpra starts `start` (xterm) and not the start commands of the host's
+    # /etc/xpra (Debian's Xsession); to run those too:
+    #   "xprahtml5": setup_xpra(host_start=True),
 }

@@ -830,6 +830,29 @@ def xpra_servers_of_lease(lease):
     return out
 
 
+def xpra_children(server):
+    """argv of the live children of an `xpra start` process (its start commands among them)."""
+    return [p.argv for p in processes(server.uid) if p.ppid == server.pid]
+
+
+def host_start_processes(mark, uid):
+    """Processes of uid from this run that the host's default Xpra start
+    commands run (Debian: /etc/X11/Xsession true, its xmessage and its
+    `ssh-agent x-terminal-emulator`), none of which the drop-in asks for."""
+    return [p for p in marked_processes(mark, uid)
+            if "/etc/X11/Xsession" in p.argv or p.comm in ("ssh-agent", "xmessage", "x-terminal-emul")]
+
+
+def check_start_commands(mark, server, expected=("xterm", "-fa", "Monospace"), within=30):
+    """Xpra runs the drop-in's start command, and nothing of the host's
+    start= list (see host_start_processes). Raises AssertionError."""
+    wait_until(lambda: list(expected) in xpra_children(server), within,
+               what="xpra (pid %d) to start %s" % (server.pid, " ".join(expected)))
+    extra = host_start_processes(mark, server.uid)
+    if extra:
+        raise AssertionError("xpra (pid %d) ran start commands the drop-in did not ask for: %r" % (server.pid, extra))
+
+
 # ------------------------------------------------------------------ what a stopped server may leave: nothing
 
 

@@ -52,6 +52,8 @@ c.XpraDesktopSpawner.pam_service = %r
         self.assertEqual(session.display, lease["display"])
         self.assertIn("--socket-dir=" + lease["runtime_dir"], server.argv)
         self.assertIn("--tcp-auth=pam,service=" + self.xpra_service, server.argv)
+        # The spawner's start_command (xterm), not the host's start= list.
+        h.check_start_commands(self.run_.mark, server)
 
         # The hub's proxy routes /user/<name>/ to Xpra, which serves its client there.
         status, body = self.hub.get_as_service("/user/%s/" % USER)

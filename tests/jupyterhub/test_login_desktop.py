@@ -82,6 +82,8 @@ class LoginAndDesktop(h.HubTestCase):
                 self.assertEqual(session.display, display, servers[0].argv)
                 self.assertIn("--socket-dir=" + runtime_dir, servers[0].argv)
                 self.assertIn("--bind-tcp=127.0.0.1:%d" % session.port, servers[0].argv)
+                # The drop-in's start command (xterm), not the host's start= list.
+                h.check_start_commands(self.run_.mark, servers[0])
                 h.wait_until(lambda: os.path.exists(os.path.join(runtime_dir, "%s-%d" % (socket.gethostname(),
                                                                                            display))),
                              30, what="xpra's socket in " + runtime_dir)

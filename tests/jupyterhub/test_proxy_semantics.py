@@ -101,6 +101,14 @@ class ProxySemantics(h.HubTestCase):
         self.assertFalse(any(":{" in a or a.startswith(":") for a in command), "the command names a display")
         private = environment["XDG_RUNTIME_DIR"]
         self.assertEqual(os.stat(private).st_mode & 0o777, 0o700)
+        # Xpra reads <dir>/xpra/xpra.conf of the last XDG config dir after
+        # /etc/xpra: the drop-in's, which empties the host's start commands.
+        xdg_dirs = environment["XDG_CONFIG_DIRS"].split(":")
+        self.assertEqual(xdg_dirs[:-1], (os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":"))
+        with open(os.path.join(xdg_dirs[-1], "xpra", "xpra.conf")) as f:
+            settings = [l.split("=", 1) for l in f.read().splitlines() if l.strip() and not l.startswith("#")]
+        self.assertEqual(sorted((k.strip(), v.strip()) for k, v in settings), [("start", ""), ("start-child", "")])
+        self.assertNotIn("XDG_CONFIG_DIRS", setup_xpra(host_start=True)["environment"])
         for option, name in (("--tcp-auth=file:filename=", "password"), ("--tcp-encryption-keyfile=", "aes-key")):
             [value] = [a[len(option):] for a in command if a.startswith(option)]
             self.assertEqual(value, os.path.join(private, name))

@@ -106,7 +106,8 @@ class RestartLoop(h.HubTestCase):
         histogram = {n: sum(1 for s in samples if s[1] == n) for n in sorted({s[1] for s in samples})}
         log = self.broker.log_text()
         acquired = len(re.findall(r"uid=%d\(%s\) pid=\d+ display=:\d+ acquired" % (uid, USER), log))
-        refusal_lines = re.findall(r"refused acquire for uid=%d\(%s\) pid=\d+: ([^\n]*)" % (uid, USER), log)
+        # "uid=1003(xpb-mallory) pid=8848 refused acquire: back-off after 3 ..." (the broker's lease core).
+        refusal_lines = re.findall(r"uid=%d\(%s\) pid=\d+ refused acquire: ([^\n]*)" % (uid, USER), log)
         refusals = [l for l in refusal_lines if l.startswith(("back-off after", "acquire rate limit"))]
         # The broker logs a refusal once per 10 s and counts the rest.
         held_back = sum(int(n) for l in refusal_lines for n in re.findall(r"\((\d+) more", l))

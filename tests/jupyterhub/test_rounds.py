@@ -56,6 +56,7 @@ class StartStopRounds(h.HubTestCase):
                     names = {p.comm for p in running}
                     if not (h.xpra_processes(uid, self.run_.mark) and any(c.startswith("Xvfb") for c in names)):
                         raise AssertionError("Xpra and its X server do not carry the run's mark: %r" % running)
+                    h.check_start_commands(self.run_.mark, h.xpra_servers_of_lease(leases[0])[0])
 
                 self.hub.stop_server(user)
                 # Xpra, its X server, the client, xterm, the notebook server:

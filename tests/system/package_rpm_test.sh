@@ -48,7 +48,8 @@ check "package contains the licence" grep -q "/usr/share/licenses/xpra-broker[^/
 check "nothing in /etc/tmpfiles.d (an admin's directory)" bash -c "! grep -q ' /etc/tmpfiles.d' '$SCRATCH/contents'"
 owned_dirs=$(awk '$1 ~ /^d/ { print $NF }' "$SCRATCH/contents" | grep -v '^/usr/lib/\.build-id' | grep -v '^/usr/share/licenses/' | tr '\n' ' ')
 expect_eq "directories the package owns" "/etc/xpra /usr/share/doc/xpra-broker /usr/share/doc/xpra-broker/examples \
-/usr/share/xpra-broker /usr/share/xpra-broker/jupyter /usr/share/xpra-broker/jupyter/jupyter_xpra_broker_proxy " "$owned_dirs"
+/usr/share/xpra-broker /usr/share/xpra-broker/jupyter /usr/share/xpra-broker/jupyter/jupyter_xpra_broker_proxy \
+/usr/share/xpra-broker/jupyter/jupyter_xpra_broker_proxy/xdg /usr/share/xpra-broker/jupyter/jupyter_xpra_broker_proxy/xdg/xpra " "$owned_dirs"
 expect_eq "config files" "/etc/xpra/broker.conf" "$(rpm -qcp "$RPM" 2>/dev/null)"
 check "broker.conf is %config(noreplace)" bash -c "rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' '$RPM' 2>/dev/null | grep -qx 'cn /etc/xpra/broker.conf'"
 expect_eq "License" "GPL-2.0-or-later" "$(rpm -qp --qf '%{LICENSE}' "$RPM" 2>/dev/null)"

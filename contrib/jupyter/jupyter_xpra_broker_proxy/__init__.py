@@ -23,6 +23,13 @@ Why the command looks the way it does:
   connects to `localhost:{port}` (aiohttp and tornado try 127.0.0.1 when
   ::1 refuses), so nobody else on the network needs to reach the port.
   Pass `bind_host="0.0.0.0"` to get upstream's exposure back.
+- Xpra starts `start` (xterm) and none of the host's own start commands:
+  the environment appends this package's `xdg` directory to
+  XDG_CONFIG_DIRS, whose xpra/xpra.conf empties `start` and `start-child`
+  after /etc/xpra has set them (Debian's `start = /etc/X11/Xsession true`
+  shows an xmessage, then starts `ssh-agent x-terminal-emulator`, whose agent
+  outlives the session by up to 10 s; Xpra 3.1 has no command-line option
+  that removes configured start commands). `host_start=True` keeps them.
 - The password and the AES key are made once per call of `setup_xpra()`,
   that is once per start of the user's Jupyter server, in a private 0700
   directory that is also Xpra's XDG_RUNTIME_DIR (upstream made the same three
@@ -53,7 +60,7 @@ import string
 import tempfile
 from urllib.parse import urlencode
 
-__all__ = ["setup_xpra", "xpra_start_options", "SERVER_NAME"]
+__all__ = ["setup_xpra", "xpra_start_options", "xpra_config_dirs", "SERVER_NAME"]
 
 SERVER_NAME = "xprahtml5"
 
@@ -76,6 +83,24 @@ _UPSTREAM_TRAILING_FLAGS = (
 def _literal(text):
     """`text` as it must appear in a template so that str.format gives it back."""
     return str(text).replace("{", "{{").replace("}", "}}")
+
+
+# XDG config dir whose xpra/xpra.conf empties the host's start commands.
+XDG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "xdg")
+
+
+def xpra_config_dirs(current):
+    """XDG_CONFIG_DIRS for the drop-in's Xpra: `current` (the XDG default,
+    /etc/xdg, when unset or empty) with XDG_DIR last, where Xpra reads it
+    after /etc/xpra and the other XDG dirs. Only Xpra looks for an xpra/
+    subdirectory there; the session's other programs find nothing of theirs.
+    A `current` that already ends with it is returned as it is."""
+    dirs = [d for d in (current or "/etc/xdg").split(":") if d]
+    if ":" in XDG_DIR:  # cannot be listed; Xpra then keeps the host's start commands
+        return ":".join(dirs)
+    if not dirs or dirs[-1] != XDG_DIR:
+        dirs.append(XDG_DIR)
+    return ":".join(dirs)
 
 
 def _program(variable, name, fallback):
@@ -119,12 +144,14 @@ def xpra_start_options(password_file, key_file, bind_host="127.0.0.1", start="xt
 
 
 def setup_xpra(bind_host="127.0.0.1", start="xterm -fa Monospace", extra_xpra_args=(), timeout=90,
-               purpose="jupyter-server-proxy " + SERVER_NAME):
+               purpose="jupyter-server-proxy " + SERVER_NAME, host_start=False):
     """The jupyter-server-proxy configuration of the Xpra desktop.
 
     Each call makes a new private directory with a new password and key.
     `extra_xpra_args` are appended to `xpra start` as they are (escaped for
-    the proxy's str.format like everything else).
+    the proxy's str.format like everything else); a `--start=...` there runs
+    too. Xpra runs `start` (empty: nothing) and not the start commands of the
+    host's Xpra config, unless `host_start` is true.
     """
     private_dir = tempfile.mkdtemp(prefix="xpra_broker_%d_" % os.getuid())  # mode 0700
     atexit.register(shutil.rmtree, private_dir, True)
@@ -153,9 +180,13 @@ def setup_xpra(bind_host="127.0.0.1", start="xterm -fa Monospace", extra_xpra_ar
             return "/index.html" + url_params
         return path
 
+    environment = {"XDG_RUNTIME_DIR": _literal(private_dir)}
+    if not host_start:
+        environment["XDG_CONFIG_DIRS"] = _literal(xpra_config_dirs(os.environ.get("XDG_CONFIG_DIRS")))
+
     return {
         "command": command,
-        "environment": {"XDG_RUNTIME_DIR": _literal(private_dir)},
+        "environment": environment,
         "timeout": timeout,
         "mappath": mappath,
         "absolute_url": False,

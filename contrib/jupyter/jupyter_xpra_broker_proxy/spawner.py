@@ -19,6 +19,9 @@ as the user, and the hub's proxy sends /user/<name>/ to Xpra's port.
   only: Xpra runs the service's session close as the user, which
   pam_xpra_broker.so would send to the broker (refused, and logged). The
   password travels inside the hub's HTTPS and then over localhost.
+- Xpra runs `start_command` and not the host's own start commands (Debian's
+  `/etc/X11/Xsession true`): XDG_CONFIG_DIRS gets the package's `xdg`
+  directory last, as with `setup_xpra()`; `host_start = True` keeps them.
 
 Configure it in jupyterhub_config.py:
 
@@ -32,9 +35,9 @@ import shutil
 import tempfile
 
 from jupyterhub.spawner import LocalProcessSpawner
-from traitlets import List, Unicode
+from traitlets import Bool, List, Unicode
 
-from . import _UPSTREAM_TRAILING_FLAGS, _program
+from . import _UPSTREAM_TRAILING_FLAGS, _program, xpra_config_dirs
 
 XPRA_WWW = "/usr/share/xpra/www"
 
@@ -46,6 +49,9 @@ class XpraDesktopSpawner(LocalProcessSpawner):
         help="PAM service Xpra checks the user's password with; empty: PAMAuthenticator.service, else 'login'.",
     )
     start_command = Unicode("xterm -fa Monospace", config=True, help="Xpra's --start (upstream's default).")
+    host_start = Bool(
+        False, config=True,
+        help="Also run the start commands of the host's Xpra config (Debian: /etc/X11/Xsession true).")
     extra_xpra_args = List(Unicode(), config=True, help="Appended to `xpra start`.")
     request_display = Unicode(
         "", config=True, help="The client; empty: $XPRA_BROKER_REQUEST_DISPLAY, else xpra-request-display on PATH."
@@ -87,6 +93,12 @@ class XpraDesktopSpawner(LocalProcessSpawner):
                    # All of Xpra's sockets in the broker's directory (see the package's docstring).
                    "--socket-dirs=$XPRA_BROKER_RUNTIME_DIR"] + list(self.extra_xpra_args)
         return await super().start()
+
+    def get_env(self):
+        env = super().get_env()
+        if not self.host_start:
+            env["XDG_CONFIG_DIRS"] = xpra_config_dirs(env.get("XDG_CONFIG_DIRS"))
+        return env
 
     def get_args(self):
         # LocalProcessSpawner.start() appends these after self.port is chosen.
