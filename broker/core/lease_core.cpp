@@ -27,8 +27,12 @@ std::string format_log_line(const LogLine& line) {
 }
 
 LeaseCore::LeaseCore(const CoreSettings& settings, AccessPolicy policy, BrokerHost& host)
-    : settings_(settings), policy_(std::move(policy)), host_(host), started_(host.now()),
-      started_wall_(host.wall_now()), allocator_(settings.display_first, settings.display_last),
+    : settings_(settings),
+      policy_(std::move(policy)),
+      host_(host),
+      started_(host.now()),
+      started_wall_(host.wall_now()),
+      allocator_(settings.display_first, settings.display_last),
       guard_(settings.restart_guard) {}
 
 // --- The central check and dispatch ------------------------------------------
@@ -62,10 +66,11 @@ LeaseCore::Authorized LeaseCore::authorize(const VerbRule& rule, const Caller& c
     return {true, {}, nullptr};
   const LeaseTarget target = rule.target(request);
   if (!target.valid) return {false, reply(v1::INVALID, std::string(rule.name) + " needs a lease id or a display")};
-  Lease* lease = target.display ? leases_.find_mutable_by_display(*target.display) : leases_.find_mutable(target.lease_id);
-  const bool allowed = lease && (rule.audience == VerbAudience::lease_owner
-                                     ? lease->uid == caller.uid && !lease->ending
-                                     : policy_.may_manage_lease(caller, lease->uid));
+  Lease* lease =
+      target.display ? leases_.find_mutable_by_display(*target.display) : leases_.find_mutable(target.lease_id);
+  const bool allowed =
+      lease && (rule.audience == VerbAudience::lease_owner ? lease->uid == caller.uid && !lease->ending
+                                                           : policy_.may_manage_lease(caller, lease->uid));
   // Another user's lease is refused exactly like a missing one: users never
   // learn about each other's leases.
   if (!allowed) {
@@ -80,8 +85,8 @@ LeaseCore::Authorized LeaseCore::authorize(const VerbRule& rule, const Caller& c
 void LeaseCore::log_refusal(const Caller& caller, const char* reason, std::string text, LogEvent event) {
   const auto d = refusal_log_.admit(caller.uid, reason, host_.now());
   if (!d.log) return;
-  log(LogLevel::warn, [&] { return subject_of(caller); },
-      [&] { return std::string(std::move(text) + refusal_log_.suffix(d)); }, event);
+  log(
+      LogLevel::warn, subject_of(caller), [&] { return std::move(text) + refusal_log_.suffix(d); }, event);
 }
 
 LogSubject LeaseCore::subject_of(const Caller& caller) {
@@ -154,9 +159,10 @@ std::optional<std::uint32_t> LeaseCore::pick_free_display(const std::string& use
       // sticky /tmp/.X11-unix): remove them and look again.
       for (const auto& removed : host_.clean_display(*candidate, user_dir)) {
         ++counters_.stale_files_removed;
-        log(LogLevel::info, [&] { return LogSubject{{}, {}, {}, 0, *candidate}; },
-            [&] { return std::string("removed " + removed.what + " " + removed.path + " (owner uid=" + str(removed.owner) + ", " +
-                std::to_string(removed.age_seconds) + " s old)"); });
+        log(LogLevel::info, LogSubject{{}, {}, {}, 0, *candidate}, [&] {
+          return "removed " + removed.what + " " + removed.path + " (owner uid=" + str(removed.owner) + ", " +
+                 std::to_string(removed.age_seconds) + " s old)";
+        });
       }
       verdict = host_.examine_display(*candidate, user_dir);
     }
@@ -165,9 +171,10 @@ std::optional<std::uint32_t> LeaseCore::pick_free_display(const std::string& use
       block_reasons_.erase(*candidate);
       return candidate;
     }
-    log(LogLevel::info, [&] { return LogSubject{{}, {}, {}, 0, *candidate}; },
-        [&] { return std::string("skipped: " + verdict.reason + " (owner uid=" + str(verdict.owner) +
-            (verdict.pid ? ", pid=" + str(verdict.pid) : "") + ")"); });
+    log(LogLevel::info, LogSubject{{}, {}, {}, 0, *candidate}, [&] {
+      return "skipped: " + verdict.reason + " (owner uid=" + str(verdict.owner) +
+             (verdict.pid ? ", pid=" + str(verdict.pid) : "") + ")";
+    });
     block_display(*candidate, now + std::chrono::seconds(settings_.recheck_seconds), verdict,
                   verdict.use == DisplayUse::stale ? BlockReason::leftovers : BlockReason::in_use);
   }
@@ -185,15 +192,17 @@ v1::Response LeaseCore::acquire(const Call& call) {
   const std::size_t held = leases_.count_for_uid(caller.uid);
   if (held >= settings_.max_leases_per_user) {
     ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::user_quota)];
-    log_refusal(caller, "quota",
-                "refused acquire: holds " + str(held) + " of max-leases-per-user=" + str(settings_.max_leases_per_user));
-    return reply(v1::EXHAUSTED, "you already hold " + str(held) + " displays (max-leases-per-user=" +
-                                    str(settings_.max_leases_per_user) +
+    log_refusal(
+        caller, "quota",
+        "refused acquire: holds " + str(held) + " of max-leases-per-user=" + str(settings_.max_leases_per_user));
+    return reply(v1::EXHAUSTED, "you already hold " + str(held) +
+                                    " displays (max-leases-per-user=" + str(settings_.max_leases_per_user) +
                                     "); release one with 'xpra-request-display release :N' or end a session");
   }
   if (leases_.size() >= settings_.max_leases) {
     ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::host_limit)];
-    log_refusal(caller, "max-leases", "refused acquire: host-wide max-leases=" + str(settings_.max_leases) + " reached");
+    log_refusal(caller, "max-leases",
+                "refused acquire: host-wide max-leases=" + str(settings_.max_leases) + " reached");
     return reply(v1::EXHAUSTED, "the host's limit of " + str(settings_.max_leases) +
                                     " displays (max-leases) is reached; try again later or ask the administrator");
   }
@@ -202,7 +211,8 @@ v1::Response LeaseCore::acquire(const Call& call) {
   if (guard.refusal != RestartGuard::Refusal::none) {
     const auto wait_ms = static_cast<std::uint32_t>(guard.retry_after.count());
     const bool backoff = guard.refusal == RestartGuard::Refusal::backing_off;
-    ++counters_.acquire_refusals[static_cast<std::size_t>(backoff ? AcquireRefusal::backoff : AcquireRefusal::rate_limit)];
+    ++counters_
+          .acquire_refusals[static_cast<std::size_t>(backoff ? AcquireRefusal::backoff : AcquireRefusal::rate_limit)];
     log_refusal(caller, backoff ? "backoff" : "rate",
                 "refused acquire: " +
                     (backoff ? "back-off after " + str(guard.consecutive_failures) + " failed sessions"
@@ -221,8 +231,7 @@ v1::Response LeaseCore::acquire(const Call& call) {
 
   const BrokerHost::UserDir dir = host_.prepare_user_dir(caller.uid);
   if (!dir.ok) {
-    log(LogLevel::error, [&] { return subject_of(caller); },
-        [&] { return std::string("acquire failed: " + dir.error); });
+    log(LogLevel::error, subject_of(caller), [&] { return "acquire failed: " + dir.error; });
     return reply(v1::INTERNAL, "the broker could not prepare your directory: " + dir.error);
   }
 
@@ -231,10 +240,10 @@ v1::Response LeaseCore::acquire(const Call& call) {
     ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::no_free_display)];
     const std::string range = str(settings_.display_first) + "-" + str(settings_.display_last);
     log_refusal(caller, "no-display", "refused acquire: no free display in " + range);
-    return reply(v1::EXHAUSTED,
-                 "no free display in " + range +
-                     " (all leased or in use on the host); see 'xpra-request-display status'",
-                 settings_.recheck_seconds * 1000);
+    return reply(
+        v1::EXHAUSTED,
+        "no free display in " + range + " (all leased or in use on the host); see 'xpra-request-display status'",
+        settings_.recheck_seconds * 1000);
   }
 
   Lease lease;
@@ -261,8 +270,9 @@ v1::Response LeaseCore::acquire(const Call& call) {
     ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::journal)];
     return refused_unrecorded("lease");
   }
-  log(LogLevel::info, [&] { return LogSubject::of(added); },
-      [&] { return std::string(added.purpose.empty() ? "acquired" : "acquired purpose=\"" + escape_untrusted(added.purpose) + "\""); });
+  log(LogLevel::info, added, [&] {
+    return added.purpose.empty() ? "acquired" : "acquired purpose=\"" + escape_untrusted(added.purpose) + "\"";
+  });
   return r;
 }
 
@@ -275,8 +285,8 @@ void LeaseCore::withdraw_lease(const std::string& id, bool written) {
     end_lease(id, "the lease journal could not confirm its acquire", SessionEnd::neutral);
     return;
   }
-  log(LogLevel::error, [&] { return LogSubject::of(*lease); },
-      [&] { return std::string("withdrawn: the lease journal cannot be written (" + records_->health().error + ")"); });
+  log(LogLevel::error, *lease,
+      [&] { return "withdrawn: the lease journal cannot be written (" + records_->health().error + ")"; });
   const auto removed = leases_.remove(id);
   give_back_if_unused(removed->display);
 }
@@ -318,8 +328,7 @@ v1::Response LeaseCore::open_login(const Call& call) {
   const LogSubject subject{{}, uid, user_name(uid), 0, 0};
   const auto dir = host_.prepare_user_dir(uid);
   if (!dir.ok) {
-    log(LogLevel::error, [&] { return subject; },
-        [&] { return std::string("login: open failed: " + dir.error); });
+    log(LogLevel::error, subject, [&] { return "login: open failed: " + dir.error; });
     return reply(v1::INTERNAL, "the broker could not prepare the directory: " + dir.error);
   }
   const std::uint32_t sessions = ++login_sessions_[uid];
@@ -329,8 +338,7 @@ v1::Response LeaseCore::open_login(const Call& call) {
           if (--it->second == 0) login_sessions_.erase(it);
       }))
     return refused_unrecorded("login session");
-  log(LogLevel::info, [&] { return subject; },
-      [&] { return std::string("login opened, " + str(sessions) + " login session(s), dir=" + dir.path); });
+  log(LogLevel::info, subject, [&] { return "login opened, " + str(sessions) + " login session(s), dir=" + dir.path; });
   v1::Response r = reply(v1::OK, "");
   r.mutable_open_login()->set_runtime_dir(dir.path);
   r.mutable_open_login()->set_login_sessions(sessions);
@@ -352,8 +360,7 @@ v1::Response LeaseCore::close_login(const Call& call) {
   } else {
     // Not knowing of any login, the broker cannot tell that this was the
     // last one: keep the leases rather than end a session still in use.
-    log(LogLevel::warn, [&] { return subject; },
-        [&] { return std::string("close_login with no login session counted; leases kept"); });
+    log(LogLevel::warn, subject, [&] { return "close_login with no login session counted; leases kept"; });
   }
   // A logout is never refused: its record is owed if the disk is full.
   if (counted && records_) records_->login_closed(uid, left);
@@ -364,8 +371,8 @@ v1::Response LeaseCore::close_login(const Call& call) {
     for (const auto& id : ids) end_lease(id, "last login session of the user ended", SessionEnd::neutral);
     ended = static_cast<std::uint32_t>(ids.size());
   }
-  log(LogLevel::info, [&] { return subject; },
-      [&] { return std::string("login closed, " + str(left) + " login session(s) left, " + str(ended) + " lease(s) ended"); });
+  log(LogLevel::info, subject,
+      [&] { return "login closed, " + str(left) + " login session(s) left, " + str(ended) + " lease(s) ended"; });
   v1::Response r = reply(v1::OK, "");
   r.mutable_close_login()->set_login_sessions(left);
   r.mutable_close_login()->set_leases_ended(ended);
@@ -382,8 +389,7 @@ void LeaseCore::end_lease(std::string id, const std::string& why, SessionEnd how
   const SteadyTime now = host_.now();
   const auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(now - lease->acquired_steady);
   if (how != SessionEnd::neutral) guard_.record_session_end(lease->uid, how == SessionEnd::failed, ran, now);
-  log(LogLevel::info, [&] { return LogSubject::of(*lease); },
-      [&] { return std::string("ending after " + str(ran.count() / 1000) + " s: " + why); });
+  log(LogLevel::info, *lease, [&] { return "ending after " + str(ran.count() / 1000) + " s: " + why; });
   ReapJob job{lease->id, lease->uid, lease->display, lease->runtime_dir, lease->processes};
   // A lease under which nothing ran (no process reported, no X lock on its
   // display) ends at once: one record, no reaper round trip.
@@ -413,29 +419,37 @@ void LeaseCore::finish_lease(const std::string& id, const ReapOutcome& outcome) 
   // while reaping finds it again and finishes the job. If the disk is full
   // the record is owed, and the number waits for it.
   if (records_ && !records_->lease_removed(lease->id))
-    log(LogLevel::error, [&] { return subject; },
-        [&] { return std::string("cannot write its end to the journal (" + records_->health().error +
-            "); the display stays out of circulation until it is recorded"); });
+    log(LogLevel::error, subject, [&] {
+      return "cannot write its end to the journal (" + records_->health().error +
+             "); the display stays out of circulation until it is recorded";
+    });
   for (const auto& removed : outcome.removed) {
     ++counters_.stale_files_removed;
-    log(LogLevel::info, [&] { return subject; },
-        [&] { return std::string("removed " + removed.what + " " + removed.path + " (owner uid=" + str(removed.owner) + ", " +
-            std::to_string(removed.age_seconds) + " s old)"); });
+    log(LogLevel::info, subject, [&] {
+      return "removed " + removed.what + " " + removed.path + " (owner uid=" + str(removed.owner) + ", " +
+             std::to_string(removed.age_seconds) + " s old)";
+    });
   }
   give_back_when_recorded(lease->display, lease->id);
   release_recorded_numbers();
   if (outcome.unkillable > 0) {
     // Something of it survived SIGKILL: keep the number out of the pool.
-    log(LogLevel::error, [&] { return subject; },
-        [&] { return std::string("reaped with " + str(outcome.unkillable) + " process(es) surviving SIGKILL; the display is quarantined for " +
-            str(settings_.quarantine_seconds) + " s"); }, LogEvent::reaped_with_survivors);
+    log(
+        LogLevel::error, subject,
+        [&] {
+          return "reaped with " + str(outcome.unkillable) +
+                 " process(es) surviving SIGKILL; the display is quarantined for " + str(settings_.quarantine_seconds) +
+                 " s";
+        },
+        LogEvent::reaped_with_survivors);
     block_display(lease->display, host_.now() + std::chrono::seconds(settings_.quarantine_seconds),
                   DisplayVerdict{DisplayUse::live, "processes of the last lease survived SIGKILL", lease->uid, 0},
                   BlockReason::reap_survivors);
   }
-  log(LogLevel::info, [&] { return subject; },
-      [&] { return std::string("ended: " + str(outcome.terminated) + " process(es) terminated, " + str(outcome.killed) + " killed, " +
-          str(outcome.unkillable) + " unkillable, reaped in " + str(outcome.took.count()) + " ms"); });
+  log(LogLevel::info, subject, [&] {
+    return "ended: " + str(outcome.terminated) + " process(es) terminated, " + str(outcome.killed) + " killed, " +
+           str(outcome.unkillable) + " unkillable, reaped in " + str(outcome.took.count()) + " ms";
+  });
 }
 
 // --- Processes under a lease ------------------------------------------------------
@@ -462,11 +476,12 @@ v1::Response LeaseCore::report_process(const Call& call) {
   tracked.start_time = process->start_time;
   lease->processes.push_back(std::move(tracked));
   const pid_t pid = req.pid();
-  if (records_ && !records_->process_added(*lease, lease->processes.back(),
-                                           [this, id = lease->id, pid](bool written) { untrack_process(id, pid, written); }))
+  if (records_ && !records_->process_added(*lease, lease->processes.back(), [this, id = lease->id, pid](bool written) {
+        untrack_process(id, pid, written);
+      }))
     return refused_unrecorded("process");
-  log(LogLevel::info, [&] { return LogSubject::of(*lease); },
-      [&] { return std::string("tracks pid " + str(pid) + " (" + process->comm + ", " + v1::ProcessRole_Name(req.role()) + ")"); });
+  log(LogLevel::info, *lease,
+      [&] { return "tracks pid " + str(pid) + " (" + process->comm + ", " + v1::ProcessRole_Name(req.role()) + ")"; });
   v1::Response r = reply(v1::OK, "");
   r.mutable_report_process();
   return r;
@@ -476,9 +491,10 @@ void LeaseCore::untrack_process(const std::string& lease_id, pid_t pid, bool wri
   Lease* lease = leases_.find_mutable(lease_id);
   if (written || !lease) return;  // recorded: tracked, and reaped with its lease
   std::erase_if(lease->processes, [pid](const TrackedProcess& p) { return p.pid == pid; });
-  log(LogLevel::error, [&] { return LogSubject::of(*lease); },
-      [&] { return std::string("does not track pid " + str(pid) + ": the lease journal cannot be written (" + records_->health().error +
-          "); the client was told so"); });
+  log(LogLevel::error, *lease, [&] {
+    return "does not track pid " + str(pid) + ": the lease journal cannot be written (" + records_->health().error +
+           "); the client was told so";
+  });
 }
 
 std::uint32_t LeaseCore::xserver_warn_threshold() const {
@@ -497,9 +513,13 @@ void LeaseCore::check_for_leaked_x_servers() {
     std::string list;
     for (std::size_t i = 0; i < pids.size() && i < 64; ++i) list += (list.empty() ? "" : ",") + str(pids[i]);
     if (pids.size() > 64) list += ",...";
-    log(LogLevel::warn, [&] { return LogSubject{{}, uid, user_name(uid), 0, 0}; },
-        [&] { return std::string("runs " + str(pids.size()) + " X servers (threshold " + str(xserver_warn_threshold()) + "), " +
-            str(leases_.count_for_uid(uid)) + " under broker leases: pids " + list); }, LogEvent::leak_watchdog);
+    log(
+        LogLevel::warn, LogSubject{{}, uid, user_name(uid), 0, 0},
+        [&] {
+          return "runs " + str(pids.size()) + " X servers (threshold " + str(xserver_warn_threshold()) + "), " +
+                 str(leases_.count_for_uid(uid)) + " under broker leases: pids " + list;
+        },
+        LogEvent::leak_watchdog);
   }
 }
 
@@ -543,12 +563,13 @@ v1::Response LeaseCore::report_start_failure(const Call& call) {
   const LogSubject subject = LogSubject::of(*lease);
   if (!evidence) {
     guard_.record_start_failure(lease->uid, host_.now());
-    log(LogLevel::warn, [&] { return subject; },
-        [&] { return std::string("start failed (" + v1::StartFailure_Name(req.failure()) + ")" +
-            (req.failure() == v1::DISPLAY_CONFLICT ? ", but the broker finds no conflict on the host; counted as a "
-                                                     "failed start"
-                                                   : "") +
-            ": \"" + detail + "\""); });
+    log(LogLevel::warn, subject, [&] {
+      return "start failed (" + v1::StartFailure_Name(req.failure()) + ")" +
+             (req.failure() == v1::DISPLAY_CONFLICT ? ", but the broker finds no conflict on the host; counted as a "
+                                                      "failed start"
+                                                    : "") +
+             ": \"" + detail + "\"";
+    });
   } else {
     out->set_conflict_confirmed(true);
     // Bounded per reporter: beyond that the number is not blocked at all;
@@ -557,20 +578,24 @@ v1::Response LeaseCore::report_start_failure(const Call& call) {
     const std::size_t held = quarantines_of(lease->uid);
     const bool quarantine = held < settings_.max_quarantines_per_user;
     if (quarantine) {
-      block_display(display, host_.now() + std::chrono::seconds(settings_.quarantine_seconds),
-                    DisplayVerdict{DisplayUse::live, "quarantined after a display conflict: " + evidence->what,
-                                   lease->uid, 0},
-                    BlockReason::quarantined);
+      block_display(
+          display, host_.now() + std::chrono::seconds(settings_.quarantine_seconds),
+          DisplayVerdict{DisplayUse::live, "quarantined after a display conflict: " + evidence->what, lease->uid, 0},
+          BlockReason::quarantined);
       quarantined_by_[display] = lease->uid;
       ++counters_.quarantines;
       out->set_quarantined_display(display);
     }
-    log(LogLevel::warn, [&] { return subject; },
-        [&] { return std::string("start failed with a display conflict (" + evidence->what + "); " +
-            (quarantine ? "quarantined for " + str(settings_.quarantine_seconds) + " s"
-                        : "not quarantined: the user's reports already hold " + str(held) +
-                              " (max-quarantines-per-user)") +
-            ": \"" + detail + "\""); }, quarantine ? LogEvent::quarantine : LogEvent::none);
+    log(
+        LogLevel::warn, subject,
+        [&] {
+          return "start failed with a display conflict (" + evidence->what + "); " +
+                 (quarantine ? "quarantined for " + str(settings_.quarantine_seconds) + " s"
+                             : "not quarantined: the user's reports already hold " + str(held) +
+                                   " (max-quarantines-per-user)") +
+                 ": \"" + detail + "\"";
+        },
+        quarantine ? LogEvent::quarantine : LogEvent::none);
   }
   end_lease(lease->id, "start failed", SessionEnd::neutral);
   return r;

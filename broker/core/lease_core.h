@@ -164,13 +164,17 @@ class LeaseCore {
   // Quarantines the reports of `uid` hold right now.
   std::size_t quarantines_of(uid_t uid);
 
-  // The log, through the host. Subject and text are made only when the host
+  // The log, through the host. The text is made only when the host
   // writes lines of this level (most acquires log at info, which a busy
   // host may turn off). log_refusal() writes at most one line per uid and
   // reason per interval (what a client can cause in a loop).
-  template <typename MakeSubject, typename MakeText>
-  void log(LogLevel level, MakeSubject&& subject, MakeText&& text, LogEvent event = LogEvent::none) {
-    if (host_.wants_log(level)) host_.log(LogLine{level, event, subject(), text()});
+  template <typename MakeText>
+  void log(LogLevel level, const LogSubject& subject, MakeText&& text, LogEvent event = LogEvent::none) {
+    if (host_.wants_log(level)) host_.log(LogLine{level, event, subject, text()});
+  }
+  template <typename MakeText>
+  void log(LogLevel level, const Lease& lease, MakeText&& text, LogEvent event = LogEvent::none) {
+    if (host_.wants_log(level)) host_.log(LogLine{level, event, LogSubject::of(lease), text()});
   }
   void log_refusal(const Caller& caller, const char* reason, std::string text, LogEvent event = LogEvent::none);
   LogSubject subject_of(const Caller& caller);

@@ -42,9 +42,10 @@ void LeaseCore::reap_orphan(const RecoveredLease& recovered, const char* why) {
   const Lease& j = recovered.lease;
   ReapJob job{j.id, j.uid, j.display, j.runtime_dir, verified_processes(recovered)};
   job.processes_only = true;
-  log(LogLevel::warn, [&] { return LogSubject{j.id, j.uid, j.user, 0, j.display}; },
-      [&] { return std::string(std::string("from the journal ") + why + "; " + str(job.processes.size()) + " of its process(es) still run" +
-          (job.processes.empty() ? "" : ": reaping them")); });
+  log(LogLevel::warn, LogSubject{j.id, j.uid, j.user, 0, j.display}, [&] {
+    return std::string("from the journal ") + why + "; " + str(job.processes.size()) + " of its process(es) still run" +
+           (job.processes.empty() ? "" : ": reaping them");
+  });
   if (job.processes.empty() || host_.nothing_to_reap(job)) {
     if (records_) records_->lease_removed(j.id);
     return;
@@ -54,9 +55,10 @@ void LeaseCore::reap_orphan(const RecoveredLease& recovered, const char* why) {
   if (holds_number) ++orphan_reaps_[j.display];
   host_.reap(std::move(job), [this, id = j.id, display = j.display, holds_number](ReapOutcome outcome) {
     count_reap(outcome);
-    log(LogLevel::info, [&] { return LogSubject{id, {}, {}, 0, display}; },
-        [&] { return std::string("(superseded) reaped: " + str(outcome.terminated) + " terminated, " + str(outcome.killed) + " killed, " +
-            str(outcome.unkillable) + " unkillable"); });
+    log(LogLevel::info, LogSubject{id, {}, {}, 0, display}, [&] {
+      return "(superseded) reaped: " + str(outcome.terminated) + " terminated, " + str(outcome.killed) + " killed, " +
+             str(outcome.unkillable) + " unkillable";
+    });
     if (records_) records_->lease_removed(id);
     if (holds_number && --orphan_reaps_[display] == 0) {
       orphan_reaps_.erase(display);
@@ -97,11 +99,12 @@ LeaseCore::RestoreSummary LeaseCore::restore(const std::vector<RecoveredLease>& 
     lease.reattach_deadline = now + grace;
     allocator_.take(lease.display);
     if (!holder_alive) to_reap.push_back(lease.id);
-    log(LogLevel::info, [&] { return LogSubject{lease.id, lease.uid, lease.user, 0, lease.display}; },
-        [&] { return std::string("recovered from the journal, " + str(lease.processes.size()) + " tracked process(es); " +
-            (holder_alive ? "waiting " + str(grace.count()) + " s for its holder (pid " + str(lease.holder_pid) +
-                                ") to reattach"
-                          : std::string(recovered.ending ? "it had ended: reaping" : "its holder is gone: reaping"))); });
+    log(LogLevel::info, LogSubject{lease.id, lease.uid, lease.user, 0, lease.display}, [&] {
+      return "recovered from the journal, " + str(lease.processes.size()) + " tracked process(es); " +
+             (holder_alive ? "waiting " + str(grace.count()) + " s for its holder (pid " + str(lease.holder_pid) +
+                                 ") to reattach"
+                           : std::string(recovered.ending ? "it had ended: reaping" : "its holder is gone: reaping"));
+    });
     leases_.add(std::move(lease));
     ++(holder_alive ? summary.waiting : summary.reaping);
   }
@@ -148,8 +151,7 @@ v1::Response LeaseCore::reattach(const Call& call) {
         l->holder_pid = old_holder;
       }))
     return refused_unrecorded("reattach");
-  log(LogLevel::info, [&] { return LogSubject::of(*lease); },
-      [&] { return std::string("reattached"); });
+  log(LogLevel::info, *lease, [&] { return "reattached"; });
   v1::Response r = reply(v1::OK, "reattached to display :" + str(lease->display));
   fill_lease(*lease, r.mutable_reattach()->mutable_lease());
   return r;

@@ -165,7 +165,8 @@ DurableLeases::CommitOutcome DurableLeases::commit_turn(const std::vector<v1::Re
   return {result.ok, std::move(withdrawn)};
 }
 
-v1::Response DurableLeases::reply_after_failed_commit(v1::Response response, const std::vector<std::string>& withdrawn) {
+v1::Response DurableLeases::reply_after_failed_commit(v1::Response response,
+                                                      const std::vector<std::string>& withdrawn) {
   if (response.status() != v1::OK) return response;
   auto& counters = core_.counters();
   // The request was counted OK when it was handled; it is answered INTERNAL.
@@ -210,10 +211,11 @@ void DurableLeases::note_health(std::size_t released) {
   const bool degraded = journal_.degraded();
   ScopedLogEvent event(LogEvent::journal_degraded);
   if (degraded && !degraded_logged_)
-    spdlog::error("lease journal: cannot be written ({}): running degraded. New leases, process reports, reattaches "
-                  "and logins are refused (INTERNAL) until space is freed; running sessions keep running; ended "
-                  "leases keep their displays out of circulation until their end is recorded",
-                  std::strerror(journal_.last_error()));
+    spdlog::error(
+        "lease journal: cannot be written ({}): running degraded. New leases, process reports, reattaches "
+        "and logins are refused (INTERNAL) until space is freed; running sessions keep running; ended "
+        "leases keep their displays out of circulation until their end is recorded",
+        std::strerror(journal_.last_error()));
   else if (!degraded && degraded_logged_)
     spdlog::info("lease journal: writable again; {} display(s) back in circulation", released);
   if (journal_.compaction_failed() && !compaction_failure_logged_)

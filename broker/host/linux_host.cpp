@@ -15,8 +15,7 @@
 
 namespace xpra_broker {
 
-LinuxHost::LinuxHost(std::unique_ptr<DisplayProbe> probe, std::unique_ptr<UserDirectories> user_dirs,
-                     SteadyClock clock)
+LinuxHost::LinuxHost(std::unique_ptr<DisplayProbe> probe, std::unique_ptr<UserDirectories> user_dirs, SteadyClock clock)
     : probe_(std::move(probe)), user_dirs_(std::move(user_dirs)), clock_(std::move(clock)) {}
 
 std::string LinuxHost::random_id() {
@@ -89,7 +88,12 @@ std::optional<ProcessFacts> LinuxHost::open_process(pid_t pid) {
   ProcessInfo info;
   UniqueFd pidfd = open_verified_pidfd(pid, info);
   if (!pidfd) return std::nullopt;
-  return ProcessFacts{info.pid,       info.uid, info.pgid, info.sid, info.start_time, info.comm,
+  return ProcessFacts{info.pid,
+                      info.uid,
+                      info.pgid,
+                      info.sid,
+                      info.start_time,
+                      info.comm,
                       std::make_shared<ProcessHandle>(ProcessHandle{std::move(pidfd)})};
 }
 

@@ -43,7 +43,9 @@ class FakeHost final : public BrokerHost {
     reaps.erase(reaps.begin());
     reap.done(outcome);
   }
-  void add_process(pid_t pid, uid_t uid) { processes[pid] = ProcessFacts{pid, uid, pid, pid, 1000u + pid, "proc", nullptr}; }
+  void add_process(pid_t pid, uid_t uid) {
+    processes[pid] = ProcessFacts{pid, uid, pid, pid, 1000u + pid, "proc", nullptr};
+  }
   std::string log_text() const {
     std::string all;
     for (const auto& l : lines) all += format_log_line(l) + "\n";
@@ -102,8 +104,8 @@ class FakeHost final : public BrokerHost {
 // held unwritten (owed) until the test writes them.
 class FakeRecords final : public LeaseRecords {
  public:
-  bool refuse = false;       // withdrawable records are refused
-  bool hold_owed = false;    // owed records stay unwritten until write_owed()
+  bool refuse = false;               // withdrawable records are refused
+  bool hold_owed = false;            // owed records stay unwritten until write_owed()
   std::vector<std::string> journal;  // what was recorded, in order
 
   void write_owed() { written_through_ = next_seq_ - 1; }
@@ -116,7 +118,9 @@ class FakeRecords final : public LeaseRecords {
   bool login_opened(uid_t uid, std::uint32_t n, Undo undo) override {
     return withdrawable("login " + std::to_string(uid) + "=" + std::to_string(n), undo);
   }
-  void login_closed(uid_t uid, std::uint32_t n) override { owed("login " + std::to_string(uid) + "=" + std::to_string(n)); }
+  void login_closed(uid_t uid, std::uint32_t n) override {
+    owed("login " + std::to_string(uid) + "=" + std::to_string(n));
+  }
   void lease_ending(const Lease& l) override { owed("ending " + l.id); }
   bool lease_removed(const std::string& id) override { return owed("removed " + id); }
   std::optional<Seq> unwritten_tail() const override {

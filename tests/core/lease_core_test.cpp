@@ -270,8 +270,9 @@ TEST_F(LeaseCoreTest, AnUnconfirmedConflictCountsAsAFailedStart) {
 
 TEST_F(LeaseCoreTest, LogLinesNameLeaseUidPidAndDisplayInOneOrder) {
   const auto lease = acquire(kAlice).acquire().lease();
-  const std::string expected = "lease=" + lease.id() + " uid=1001(user1001) pid=11001 display=:" +
-                               std::to_string(lease.display()) + " acquired purpose=\"test\"";
+  const std::string expected = "lease=" + lease.id() +
+                               " uid=1001(user1001) pid=11001 display=:" + std::to_string(lease.display()) +
+                               " acquired purpose=\"test\"";
   EXPECT_NE(host_.log_text().find(expected), std::string::npos) << host_.log_text();
 }
 
@@ -345,8 +346,8 @@ RecoveredLease recovered(const std::string& id, std::uint32_t display, uid_t uid
 
 TEST_F(LeaseCoreTest, RestoreWaitsForLiveHoldersAndReapsTheRest) {
   host_.add_process(7001, kAlice.uid);  // alice's holder still runs
-  const auto summary = core().restore({recovered("alive", 100, kAlice.uid, 7001), recovered("gone", 101, kBob.uid, 7002)},
-                                      30s);
+  const auto summary =
+      core().restore({recovered("alive", 100, kAlice.uid, 7001), recovered("gone", 101, kBob.uid, 7002)}, 30s);
   EXPECT_EQ(summary.waiting, 1u);
   EXPECT_EQ(summary.reaping, 1u);
   EXPECT_TRUE(core().leases().find("alive")->detached);

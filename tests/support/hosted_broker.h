@@ -17,7 +17,8 @@ namespace xpra_broker {
 class HostedBroker {
  public:
   HostedBroker(const BrokerConfig& config, AccessPolicy policy, std::unique_ptr<DisplayProbe> probe,
-               std::unique_ptr<UserDirectories> user_dirs, LinuxHost::SteadyClock clock = std::chrono::steady_clock::now)
+               std::unique_ptr<UserDirectories> user_dirs,
+               LinuxHost::SteadyClock clock = std::chrono::steady_clock::now)
       : host_(std::move(probe), std::move(user_dirs), std::move(clock)),
         core_(core_settings(config), std::move(policy), host_) {}
   // The core holds a reference to the host next to it: never moved.
@@ -35,14 +36,18 @@ class HostedBroker {
 
   void set_lifecycle(LeaseReaper* reaper, StaleArtifactCleaner* cleaner) { host_.set_lifecycle(reaper, cleaner); }
   void set_x_server_census(const XServerCensus* census) { host_.set_x_server_census(census); }
-  void set_xpra_socket_dir_notes(std::vector<XpraDirReport> notes) { host_.set_xpra_socket_dir_notes(std::move(notes)); }
+  void set_xpra_socket_dir_notes(std::vector<XpraDirReport> notes) {
+    host_.set_xpra_socket_dir_notes(std::move(notes));
+  }
   void set_warnings(std::vector<std::string> warnings) { core_.set_warnings(std::move(warnings)); }
   void set_connection_count(std::size_t count) { core_.set_connection_count(count); }
 
   void set_journal(LeaseJournal* journal) { durable_ = std::make_unique<DurableLeases>(*journal, core_); }
   void set_group_commit(bool on) { durable_->set_group_commit(on); }
   bool journal_uncommitted() const { return durable_ && durable_->has_uncommitted(); }
-  DurableLeases::CommitOutcome commit_journal() { return durable_ ? durable_->commit_turn({}) : DurableLeases::CommitOutcome{}; }
+  DurableLeases::CommitOutcome commit_journal() {
+    return durable_ ? durable_->commit_turn({}) : DurableLeases::CommitOutcome{};
+  }
   v1::Response reply_after_failed_commit(v1::Response response, const DurableLeases::CommitOutcome& outcome) {
     return durable_->reply_after_failed_commit(std::move(response), outcome.withdrawn);
   }
