@@ -225,7 +225,6 @@ BrokerServer::BrokerServer(asio::io_context& io, LeaseCore& core, DurableLeases*
 
 void BrokerServer::answer(const std::shared_ptr<ClientSession>& session, const Caller& caller, ConnectionId id,
                           const v1::Request& request) {
-  core_.set_connection_count(sessions_.size());
   if (durable_) durable_->begin_request();
   v1::Response response = core_.handle(caller, id, request);
   if (durable_) durable_->end_request();
@@ -279,6 +278,7 @@ void BrokerServer::accept_next() {
     const ConnectionId id = next_id_++;
     auto session = std::make_shared<ClientSession>(*this, std::move(socket), id, caller);
     sessions_.emplace(id, session);
+    core_.set_connection_count(sessions_.size());  // told when it changes, not per request
     const std::uint32_t count = ++connections_per_uid_[caller.uid];
     auto& counters = core_.counters();
     if (sessions_.size() > kMaxConnections) {
