@@ -474,6 +474,25 @@ std::string substitute_placeholders(const std::string& arg, std::uint32_t displa
   return out;
 }
 
+namespace {
+
+// The kernel sends us SIGTERM (read from the signalfd like any other) when
+// our parent dies; a parent that died before we asked is seen by getppid().
+bool end_with_parent() {
+  const pid_t parent = ::getppid();
+  if (::prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0) != 0) {
+    std::cerr << "xpra-request-display: --end-with-parent: prctl(PR_SET_PDEATHSIG): " << std::strerror(errno) << "\n";
+    return false;
+  }
+  if (::getppid() != parent) {
+    std::cerr << "xpra-request-display: --end-with-parent: the parent process is already gone; not starting\n";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 int run_exec(const GlobalOptions& options, const ExecOptions& exec) {
   auto conn = connect_or_report(options);
   if (!conn.connected()) return kExitUnavailable;
@@ -486,6 +505,7 @@ int run_exec(const GlobalOptions& options, const ExecOptions& exec) {
   UniqueFd signals(::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK));
   // Orphans of the command are reparented to us, so we can see and reap all.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  if (exec.end_with_parent && !end_with_parent()) return kExitUnavailable;
 
   // The purpose is shown to admins and logged: the broker takes printable
   // UTF-8 only, at most 128 bytes.

@@ -24,6 +24,10 @@ struct ExecOptions {
   // Starts that failed with a display conflict are retried on another
   // display, at most this many attempts in all.
   int max_attempts = 3;
+  // --end-with-parent: when the process that started this client dies (a
+  // supervisor killed with SIGKILL), end CMD and release the lease as on
+  // SIGTERM, instead of holding the display for nobody.
+  bool end_with_parent = false;
 };
 
 int run_exec(const GlobalOptions& options, const ExecOptions& exec);

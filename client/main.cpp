@@ -25,7 +25,7 @@ const char* kUsage =
     "\n"
     "Commands:\n"
     "  exec [--xvfb] [--xvfb-command CMDLINE] [--purpose TEXT] [--grace SECONDS]\n"
-    "       [--attempts N] [--] CMD [ARG...]\n"
+    "       [--attempts N] [--end-with-parent] [--] CMD [ARG...]\n"
     "  exec --xpra [OPTIONS] -- xpra start|start-desktop [XPRA ARGS...]\n"
     "        Lease a display, run CMD on it and hold the lease while CMD runs.\n"
     "        In CMD's arguments {display} becomes the number (e.g. 100) and\n"
@@ -40,7 +40,9 @@ const char* kUsage =
     "        waits for it to be ready (XPRA_DISPLAY_FD_TIMEOUT seconds, default 20);\n"
     "        one that is not ready in time is killed. A start that fails because\n"
     "        the display was taken after all is retried on another display\n"
-    "        (--attempts, default 3).\n"
+    "        (--attempts, default 3). --end-with-parent ends CMD and releases the\n"
+    "        lease when the process that started this program dies, even by SIGKILL\n"
+    "        (for supervisors such as jupyter-server-proxy).\n"
     "        --xpra: CMD is 'xpra start' or 'xpra start-desktop' (the first word\n"
     "        'xpra' or a path ending in /xpra), completed by this program: ':N'\n"
     "        right after the subcommand unless CMD names ':{display}', then\n"
@@ -133,6 +135,8 @@ int main(int argc, char** argv) {
   exec_cmd->add_option("--attempts", exec.max_attempts, "starts on other displays after a display conflict (default 3)")
       ->type_name("N")
       ->check(CLI::Range(1, 20));
+  exec_cmd->add_flag("--end-with-parent", exec.end_with_parent,
+                     "end CMD and release the lease when the process that started this one dies");
   // Everything from the first word that is not an exec option on (or after
   // `--`) is CMD and its arguments, options included.
   exec_cmd->prefix_command();

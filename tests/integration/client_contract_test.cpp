@@ -108,6 +108,53 @@ TEST_F(ClientContractTest, SigtermToTheClientIsForwardedToTheCommand) {
   EXPECT_TRUE(wait_until([&] { return lease_count() == 0; })) << list_all().dump(1);
 }
 
+// A supervisor (jupyter-server-proxy in a notebook server) starts the client
+// and is killed with SIGKILL: with --end-with-parent the session ends and the
+// lease is released; without it both outlive the supervisor (the control).
+TEST_F(ClientContractTest, EndWithParentEndsTheSessionWhenItsSupervisorIsKilled) {
+  start_broker({"--displays=368-369"});
+  // Whatever a failed expectation leaves running is ended (SIGTERM: the
+  // client stops its command and releases).
+  struct EndClients {
+    std::vector<pid_t> pids;
+    ~EndClients() {
+      for (pid_t p : pids)
+        if (process_running(p)) ::kill(p, SIGTERM);
+    }
+  } leftovers;
+  for (const bool end_with_parent : {true, false}) {
+    SCOPED_TRACE(end_with_parent ? "--end-with-parent" : "without --end-with-parent");
+    const std::string tag = end_with_parent ? "with" : "without";
+    const std::string ready = scratch("ready-" + tag), got = scratch("got-term-" + tag), pid = scratch("pid-" + tag);
+    std::vector<std::string> exec = {"exec"};
+    if (end_with_parent) exec.push_back("--end-with-parent");
+    for (const std::string& word :
+         {std::string("--"), std::string("sh"), std::string("-c"),
+          "trap 'echo term > " + got + "; exit 0' TERM; echo ready > " + ready + "; while :; do sleep 0.1; done"})
+      exec.push_back(word);
+    std::vector<std::string> supervisor = {"sh", "-c", "\"$@\" & echo $! > " + pid + "; wait", "sh"};
+    for (const auto& word : broker_->client_command(exec)) supervisor.push_back(word);
+    auto parent = spawn_as(kAlice, supervisor);
+    ASSERT_EQ(wait_for_file(ready), "ready") << parent.terminate().describe();
+    const pid_t client = std::stoi(wait_for_file(pid));
+    leftovers.pids.push_back(client);
+    ASSERT_EQ(lease_count(), 1u);
+    parent.send_signal(SIGKILL);
+    parent.wait(10s);
+    if (end_with_parent) {
+      EXPECT_EQ(wait_for_file(got), "term") << "the command never saw SIGTERM";
+      EXPECT_TRUE(wait_until([&] { return lease_count() == 0; })) << list_all().dump(1);
+      EXPECT_TRUE(wait_until([&] { return !process_running(client); })) << "the client outlived its parent";
+    } else {
+      // Without the flag the session is held for nobody: what the flag is for.
+      EXPECT_TRUE(process_running(client));
+      EXPECT_EQ(lease_count(), 1u);
+      ::kill(client, SIGTERM);
+      EXPECT_TRUE(wait_until([&] { return lease_count() == 0; })) << list_all().dump(1);
+    }
+  }
+}
+
 TEST_F(ClientContractTest, NothingOfTheCommandsProcessGroupOutlivesIt) {
   start_broker({"--displays=366-367"});
   const std::string pids = scratch("pids");

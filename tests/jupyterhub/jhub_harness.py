@@ -187,6 +187,10 @@ def processes(uid=None):
     return out
 
 
+def processes_by_pid(uid=None):
+    return {p.pid: p for p in processes(uid)}
+
+
 def environ_of(pid):
     try:
         with open("/proc/%d/environ" % pid, "rb") as f:

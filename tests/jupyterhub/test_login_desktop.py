@@ -3,7 +3,8 @@
 PAM), start their servers, open the Xpra desktop through the hub's proxy,
 and get a brokered display in their own directory; a real Xpra client
 reaches each session on its TCP port with the session's password and AES
-key, and not without them. Stopping the servers ends everything.
+key, and not without them. Stopping the servers ends everything, and so does a
+notebook server killed with SIGKILL (the client's --end-with-parent).
 
 Displays 1000-1009.
 """
@@ -112,6 +113,35 @@ class LoginAndDesktop(h.HubTestCase):
             self.hub.stop_server(user)
         for user in USERS:
             self.assert_nothing_left(user, DISPLAYS, what="after the stop")
+
+    def test_3_a_killed_notebook_server_takes_its_desktop_with_it(self):
+        # The notebook server dies by SIGKILL (the OOM killer, a node
+        # drained): jupyter-server-proxy cannot stop Xpra, but the client
+        # runs with --end-with-parent, so the session ends and the lease is
+        # released instead of holding a display for nobody.
+        user = USERS[0]
+        opener, _, _ = self.hub.login(user, self.passwords[user])
+        with opener.open(self.hub.url + "/hub/spawn", timeout=120) as r:
+            self.assertEqual(r.status, 200, r.geturl())
+        self.hub.wait_ready(user)
+        with opener.open(self.hub.url + self.deployment.desktop_path(user), timeout=120) as r:
+            self.assertEqual(r.status, 200)
+        leases = self.broker.leases(user)
+        self.assertEqual(len(leases), 1, leases)
+        client = h.processes_by_pid().get(leases[0]["pid"])
+        self.assertIsNotNone(client, "the lease's holder is not running")
+        notebook = client.ppid
+        self.assertIn("jupyter", " ".join(h.processes_by_pid()[notebook].argv), "the client's parent")
+        started = time.monotonic()
+        os.kill(notebook, 9)
+        took = self.assert_nothing_left(user, DISPLAYS, what="after the notebook server was killed")
+        h.measured("desktop of a SIGKILLed notebook server gone %.1f s after the kill (%.1f s of waiting)"
+                   % (time.monotonic() - started, took))
+        # The hub notices its server is gone (its poll); make sure it is.
+        try:
+            self.hub.stop_server(user)
+        except (h.HubError, AssertionError):
+            pass
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ class ProxySemantics(h.HubTestCase):
         command, environment, port = server.get_cmd(), server.get_env(), server.port
         self.assertEqual(command[:4], [self.run_.paths.request_display, "exec", "--xpra", "--purpose"])
         self.assertEqual(command[command.index("--") + 1:command.index("--") + 3], ["/usr/bin/xpra", "start"])
+        self.assertIn("--end-with-parent", command[:command.index("--")])
         self.assertIn("--bind-tcp=127.0.0.1:%d" % port, command)
         self.assertIn("--socket-dirs=$XPRA_BROKER_RUNTIME_DIR", command)
         for upstream in ("--html=on", "--start=xterm -fa Monospace", "--tcp-encryption=AES",

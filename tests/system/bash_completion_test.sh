@@ -44,7 +44,7 @@ B=_xpra_brokerd
 offers "subcommands" $'exec\nlist\nmetrics\nrelease\nstatus' $R xpra-request-display ""
 offers "subcommands after global options" "release" $R xpra-request-display --socket /x --timeout 2 re
 offers "global options" $'--help\n--socket\n--timeout\n--version' $R xpra-request-display --
-offers "exec options" $'--\n--attempts\n--grace\n--purpose\n--xpra\n--xvfb\n--xvfb-command' $R xpra-request-display exec -
+offers "exec options" $'--\n--attempts\n--end-with-parent\n--grace\n--purpose\n--xpra\n--xvfb\n--xvfb-command' $R xpra-request-display exec -
 offers "exec options after one" $'--xpra\n--xvfb\n--xvfb-command' $R xpra-request-display exec --grace 2 --x
 offers "a value is not completed as an option" "" $R xpra-request-display exec --purpose ""
 offers "list options" $'--all\n--json' $R xpra-request-display list --

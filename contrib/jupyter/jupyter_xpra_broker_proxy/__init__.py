@@ -162,7 +162,11 @@ def setup_xpra(bind_host="127.0.0.1", start="xterm -fa Monospace", extra_xpra_ar
 
     client = _program("XPRA_BROKER_REQUEST_DISPLAY", "xpra-request-display", "/usr/bin/xpra-request-display")
     xpra = _program("XPRA_BIN", "xpra", "/usr/bin/xpra")
-    command = [_literal(client), "exec", "--xpra", "--purpose", _literal(purpose), "--", _literal(xpra), "start"]
+    # --end-with-parent: a notebook server killed by SIGKILL (the OOM killer)
+    # cannot stop its proxied processes; the client then ends Xpra and
+    # releases the display itself.
+    command = [_literal(client), "exec", "--xpra", "--purpose", _literal(purpose), "--end-with-parent", "--",
+               _literal(xpra), "start"]
     command += xpra_start_options(password_file, key_file, bind_host, start)
     command += [_literal(a) for a in extra_xpra_args]
 
