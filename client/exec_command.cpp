@@ -491,6 +491,19 @@ bool end_with_parent() {
   return true;
 }
 
+// Under --xpra a supervisor (jupyter-server-proxy) starts a refused client
+// again at once: waiting out the broker's retry time (at most a minute; a
+// signal ends the wait) before exiting turns a spin of hundreds of refusals a
+// second into one per retry time.
+void wait_before_refused_exit(int signal_fd, std::uint32_t retry_after_ms) {
+  if (retry_after_ms == 0) return;
+  const int wait_ms = static_cast<int>(std::min<std::uint32_t>(retry_after_ms, 60000));
+  std::cerr << "xpra-request-display: --xpra: waiting " << (wait_ms + 999) / 1000
+            << " s before exiting, so a supervisor that restarts this at once does not spin\n";
+  pollfd fd{signal_fd, POLLIN, 0};
+  ::poll(&fd, 1, wait_ms);
+}
+
 }  // namespace
 
 int run_exec(const GlobalOptions& options, const ExecOptions& exec) {
@@ -530,7 +543,10 @@ int run_exec(const GlobalOptions& options, const ExecOptions& exec) {
     v1::Request request;
     request.mutable_acquire()->set_purpose(purpose);
     v1::Response response;
-    if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
+    if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) {
+      if (rc == kExitTempFail && exec.xpra) wait_before_refused_exit(signals.get(), response.retry_after_ms());
+      return rc;
+    }
     const v1::Lease lease = response.acquire().lease();
     ExecAttempt run(conn, options, exec, lease, response.acquire().reattach_token(), signals.get(), old_mask);
     const AttemptResult result = run.run(attempt == attempts);

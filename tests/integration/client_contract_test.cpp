@@ -155,6 +155,32 @@ TEST_F(ClientContractTest, EndWithParentEndsTheSessionWhenItsSupervisorIsKilled)
   }
 }
 
+// Under --xpra a refused start waits out the broker's retry time before it
+// exits 75 (a supervisor restarts it at once); a signal ends the wait. The
+// control: without --xpra the refusal exits at once.
+TEST_F(ClientContractTest, XpraModeWaitsOutARefusalBeforeExiting) {
+  start_broker({"--displays=386-387", "--acquire-burst=1", "--acquires-per-minute=1"});
+  const std::string ready = scratch("ready");
+  auto holder = broker_->spawn_client_as(kAlice, exec_shell("echo ready > " + ready + "; sleep 300"));
+  ASSERT_EQ(wait_for_file(ready), "ready") << holder.terminate().describe();
+
+  const auto plain = broker_->client_as(kAlice, {"exec", "--", "true"});
+  EXPECT_EQ(plain.exit_code, 75) << plain.describe();
+
+  auto refused = broker_->spawn_client_as(kAlice, {"exec", "--xpra", "--", "xpra", "start"});
+  ASSERT_TRUE(wait_until([&] { return broker_->log().find("refused acquire: acquire rate limit") != std::string::npos; }))
+      << broker_->log();
+  // Still there after the refusal: waiting out the retry time (about 60 s).
+  const auto early = refused.wait_for(2s);
+  EXPECT_FALSE(early.has_value()) << "the refused --xpra client exited at once: " << early->describe();
+  refused.send_signal(SIGTERM);
+  const auto r = refused.wait(10s);
+  EXPECT_EQ(r.exit_code, 75) << r.describe();
+  EXPECT_NE(r.err.find("RATE_LIMITED"), std::string::npos) << r.describe();
+  EXPECT_NE(r.err.find("waiting"), std::string::npos) << r.describe();
+  holder.send_signal(SIGTERM);
+}
+
 TEST_F(ClientContractTest, NothingOfTheCommandsProcessGroupOutlivesIt) {
   start_broker({"--displays=366-367"});
   const std::string pids = scratch("pids");

@@ -113,8 +113,8 @@ class RestartLoop(h.HubTestCase):
         held_back = sum(int(n) for l in refusal_lines for n in re.findall(r"\((\d+) more", l))
         h.measured("restart loop of %s for %.0f s: %d samples of its X servers, max %d (quota %d), histogram %s; "
                    "max %d lease(s)" % (USER, DURATION, len(samples), max_x, QUOTA, histogram, max_leases))
-        h.measured("restart loop: %d start(s) got a display; %d refused (%.0f per second: the supervisor restarts "
-                   "a refused client at once); the browser got %s"
+        h.measured("restart loop: %d start(s) got a display; %d refused (%.1f per second: a refused --xpra client "
+                   "waits out the retry time before the supervisor restarts it); the browser got %s"
                    % (acquired, len(refusals) + held_back, (len(refusals) + held_back) / DURATION,
                       [a[0] for a in answers]))
         self.assertGreater(len(samples), DURATION / SAMPLE_EVERY / 2, "too few samples")
