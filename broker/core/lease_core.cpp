@@ -39,7 +39,7 @@ LeaseCore::LeaseCore(const CoreSettings& settings, AccessPolicy policy, BrokerHo
 
 v1::Response LeaseCore::handle(const Caller& caller, ConnectionId connection, const v1::Request& request) {
   const VerbRule* rule = find_verb_rule(request.verb_case());
-  const auto decision = check_verb_access(policy_, caller, request);
+  const auto decision = check_verb_access(policy_, caller, rule, request);
   if (!decision.allowed) {
     if (decision.status == v1::DENIED) log_refusal(caller, rule->name, std::string("denied ") + rule->name);
     counters_.count_request(request.verb_case(), decision.status);

@@ -52,8 +52,7 @@ struct Call {
 
 // A lease found in the lease records at start-up.
 struct RecoveredLease {
-  Lease lease;  // its processes are not in here: see `processes`
-  bool ending = false;
+  Lease lease;  // its processes are not in here: see `processes`; ending: it had ended
   struct Process {
     pid_t pid = 0;
     int role = 0;

@@ -93,8 +93,9 @@ LeaseCore::RestoreSummary LeaseCore::restore(const std::vector<RecoveredLease>& 
     lease.acquired_steady = now;
     lease.connection = 0;
     lease.processes = verified_processes(recovered);
-    const bool holder_alive = !recovered.ending && host_.process_alive(lease.holder_pid);
-    lease.ending = false;
+    const bool had_ended = lease.ending;
+    const bool holder_alive = !had_ended && host_.process_alive(lease.holder_pid);
+    lease.ending = false;  // it ends again below, through end_lease
     lease.detached = true;
     lease.reattach_deadline = now + grace;
     allocator_.take(lease.display);
@@ -103,7 +104,7 @@ LeaseCore::RestoreSummary LeaseCore::restore(const std::vector<RecoveredLease>& 
       return "recovered from the journal, " + str(lease.processes.size()) + " tracked process(es); " +
              (holder_alive ? "waiting " + str(grace.count()) + " s for its holder (pid " + str(lease.holder_pid) +
                                  ") to reattach"
-                           : std::string(recovered.ending ? "it had ended: reaping" : "its holder is gone: reaping"));
+                           : std::string(had_ended ? "it had ended: reaping" : "its holder is gone: reaping"));
     });
     leases_.add(std::move(lease));
     ++(holder_alive ? summary.waiting : summary.reaping);

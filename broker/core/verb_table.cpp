@@ -66,36 +66,35 @@ const VerbRule* find_verb_rule(v1::Request::VerbCase verb) {
   return nullptr;
 }
 
-AccessDecision check_verb_access(const AccessPolicy& policy, const Caller& caller, v1::Request::VerbCase verb) {
-  const VerbRule* rule = find_verb_rule(verb);
+AccessDecision check_verb_access(const AccessPolicy& policy, const Caller& caller, const VerbRule* rule,
+                                 const v1::Request& request) {
   if (!rule) return {false, v1::INVALID, "unknown or missing request verb"};
   switch (rule->audience) {
     case VerbAudience::any_user:
     case VerbAudience::lease_owner:
-    case VerbAudience::lease_owner_or_admin: return {true, v1::OK, {}};
+    case VerbAudience::lease_owner_or_admin: break;
     case VerbAudience::allowed_users:
-      if (policy.may_use_broker(caller)) return {true, v1::OK, {}};
+      if (policy.may_use_broker(caller)) break;
       return {false, v1::DENIED,
               "uid " + std::to_string(caller.uid) +
                   " is not in any of the broker's allowed-groups; ask the administrator to add you"};
     case VerbAudience::root_only:
-      if (caller.is_root()) return {true, v1::OK, {}};
+      if (caller.is_root()) break;
       return {false, v1::DENIED, std::string(rule->name) + " is for root (the PAM module) only"};
     case VerbAudience::admins:
-      if (policy.is_admin(caller)) return {true, v1::OK, {}};
+      if (policy.is_admin(caller)) break;
       return {false, v1::DENIED,
               std::string(rule->name) + " is for root and members of admin-groups only (it names every user)"};
   }
-  return {false, v1::INTERNAL, "unhandled audience"};
-}
-
-AccessDecision check_verb_access(const AccessPolicy& policy, const Caller& caller, const v1::Request& request) {
-  AccessDecision d = check_verb_access(policy, caller, request.verb_case());
-  const VerbRule* rule = find_verb_rule(request.verb_case());
-  if (d.allowed && rule->admin_form && rule->admin_form(request) && !policy.is_admin(caller))
+  if (rule->admin_form && rule->admin_form(request) && !policy.is_admin(caller))
     return {false, v1::DENIED,
             std::string("only root and members of admin-groups may ") + rule->name + " every user's leases"};
-  return d;
+  return {true, v1::OK, {}};
+}
+
+AccessDecision check_verb_access(const AccessPolicy& policy, const Caller& caller, v1::Request::VerbCase verb) {
+  v1::Request request;  // the plain form of the verb (no admin form)
+  return check_verb_access(policy, caller, find_verb_rule(verb), request);
 }
 
 }  // namespace xpra_broker

@@ -65,7 +65,9 @@ struct AccessDecision {
 // The caller's part of the check (kernel identity, groups, admin forms).
 // The lease audiences pass here; the core then checks the lease itself
 // (LeaseCore::authorize).
-AccessDecision check_verb_access(const AccessPolicy& policy, const Caller& caller, const v1::Request& request);
+// `rule`: the request's row (find_verb_rule), or null for a verb not in the table.
+AccessDecision check_verb_access(const AccessPolicy& policy, const Caller& caller, const VerbRule* rule,
+                                 const v1::Request& request);
 AccessDecision check_verb_access(const AccessPolicy& policy, const Caller& caller, v1::Request::VerbCase verb);
 
 }  // namespace xpra_broker

@@ -8,6 +8,20 @@
 
 namespace xpra_broker {
 
+namespace {
+
+journal::JournaledProcess to_journaled(const TrackedProcess& p) {
+  journal::JournaledProcess jp;
+  jp.set_pid(p.pid);
+  jp.set_role(p.role);
+  jp.set_group_leader(p.group_leader);
+  jp.set_session_leader(p.session_leader);
+  jp.set_start_time(p.start_time);
+  return jp;
+}
+
+}  // namespace
+
 journal::JournaledLease to_journaled(const Lease& lease) {
   journal::JournaledLease j;
   j.set_id(lease.id);
@@ -22,14 +36,7 @@ journal::JournaledLease to_journaled(const Lease& lease) {
       std::chrono::duration_cast<std::chrono::milliseconds>(lease.acquired_at.time_since_epoch()).count());
   j.set_reattach_token(lease.reattach_token);
   j.set_ending(lease.ending);
-  for (const auto& p : lease.processes) {
-    auto* jp = j.add_processes();
-    jp->set_pid(p.pid);
-    jp->set_role(p.role);
-    jp->set_group_leader(p.group_leader);
-    jp->set_session_leader(p.session_leader);
-    jp->set_start_time(p.start_time);
-  }
+  for (const auto& p : lease.processes) *j.add_processes() = to_journaled(p);
   return j;
 }
 
@@ -46,10 +53,17 @@ RecoveredLease from_journaled(const journal::JournaledLease& j) {
   lease.purpose = j.purpose();
   lease.acquired_at = WallTime(std::chrono::milliseconds(j.acquired_unix_ms()));
   lease.reattach_token = j.reattach_token();
-  r.ending = j.ending();
+  lease.ending = j.ending();
   for (const auto& jp : j.processes())
     r.processes.push_back({jp.pid(), jp.role(), jp.group_leader(), jp.session_leader(), jp.start_time()});
   return r;
+}
+
+std::vector<RecoveredLease> from_journaled(const std::vector<journal::JournaledLease>& leases) {
+  std::vector<RecoveredLease> out;
+  out.reserve(leases.size());
+  for (const auto& j : leases) out.push_back(from_journaled(j));
+  return out;
 }
 
 DurableLeases::DurableLeases(LeaseJournal& journal, LeaseCore& core) : journal_(journal), core_(core) {
@@ -61,10 +75,7 @@ LeaseCore::RestoreSummary DurableLeases::restore(std::chrono::seconds grace) {
   if (loaded.dropped_bytes > 0)
     spdlog::warn("lease journal: dropped {} bytes at its end: {}", loaded.dropped_bytes, loaded.problem);
   core_.restore_logins(loaded.login_sessions);
-  std::vector<RecoveredLease> leases;
-  leases.reserve(loaded.leases.size());
-  for (const auto& j : loaded.leases) leases.push_back(from_journaled(j));
-  const auto summary = core_.restore(leases, grace);
+  const auto summary = core_.restore(from_journaled(loaded.leases), grace);
   if (!loaded.leases.empty())
     spdlog::info("lease journal: {} record(s), {} lease(s): {} waiting for their holder, {} being reaped, {} dropped",
                  loaded.records, loaded.leases.size(), summary.waiting, summary.reaping, summary.dropped);
@@ -89,13 +100,7 @@ bool DurableLeases::lease_added(const Lease& lease, Undo undo) {
 }
 
 bool DurableLeases::process_added(const Lease& lease, const TrackedProcess& p, Undo undo) {
-  journal::JournaledProcess jp;
-  jp.set_pid(p.pid);
-  jp.set_role(p.role);
-  jp.set_group_leader(p.group_leader);
-  jp.set_session_leader(p.session_leader);
-  jp.set_start_time(p.start_time);
-  return recorded_or_undone(journal_.process_added(lease.id, jp), {}, std::move(undo));
+  return recorded_or_undone(journal_.process_added(lease.id, to_journaled(p)), {}, std::move(undo));
 }
 
 bool DurableLeases::lease_reattached(const Lease& lease, Undo undo) {

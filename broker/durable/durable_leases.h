@@ -88,5 +88,6 @@ class DurableLeases final : public LeaseRecords {
 // The journal's record of a lease, and the lease a record describes.
 journal::JournaledLease to_journaled(const Lease& lease);
 RecoveredLease from_journaled(const journal::JournaledLease& j);
+std::vector<RecoveredLease> from_journaled(const std::vector<journal::JournaledLease>& leases);
 
 }  // namespace xpra_broker

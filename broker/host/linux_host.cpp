@@ -128,10 +128,8 @@ spdlog::level::level_enum spdlog_level(LogLevel level) {
 bool LinuxHost::wants_log(LogLevel level) { return spdlog::should_log(spdlog_level(level)); }
 
 void LinuxHost::log(const LogLine& line) {
-  const auto level = spdlog_level(line.level);
-  if (!spdlog::should_log(level)) return;
   ScopedLogEvent event(line.event);
-  spdlog::log(level, "{}", format_log_line(line));
+  spdlog::log(spdlog_level(line.level), "{}", format_log_line(line));
 }
 
 }  // namespace xpra_broker

@@ -55,9 +55,7 @@ class HostedBroker {
     if (durable_) durable_->retry();
   }
   LeaseCore::RestoreSummary restore(const std::vector<journal::JournaledLease>& leases, std::chrono::seconds grace) {
-    std::vector<RecoveredLease> recovered;
-    for (const auto& j : leases) recovered.push_back(from_journaled(j));
-    return core_.restore(recovered, grace);
+    return core_.restore(from_journaled(leases), grace);
   }
   void restore_logins(const std::map<std::uint32_t, std::uint32_t>& logins) { core_.restore_logins(logins); }
   void expire_detached() { core_.expire_detached(); }

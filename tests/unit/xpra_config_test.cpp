@@ -3,7 +3,10 @@
 // shared (the broker's) or per-user (each user's own).
 #include "xpra_config.h"
 
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -183,14 +186,29 @@ TEST(XpraConfigFilesTest, ConfDInSortedOrderThenXpraConfPerDirInTheGivenOrder) {
 }
 
 TEST(XpraConfigFilesTest, AnUnreadableFileIsReportedAndSkipped) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root reads every file";
   TempDir tmp;
+  ASSERT_EQ(::chmod(tmp.path().c_str(), 0755), 0);
   ASSERT_EQ(::mkdir((tmp.path() + "/conf.d").c_str(), 0755), 0);
   write(tmp.path() + "/conf.d/a.conf", "socket-dirs = /x\n");
   ASSERT_EQ(::chmod((tmp.path() + "/conf.d/a.conf").c_str(), 0), 0);
-  std::vector<std::string> problems;
-  EXPECT_TRUE(read_xpra_config_files({tmp.path()}, problems).empty());
-  EXPECT_EQ(problems.size(), 1u);
+  // Root reads every file: the reading is done as nobody, in a child, when
+  // the test runs as root (CI).
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::geteuid() == 0 &&
+        (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 || ::setresuid(65534, 65534, 65534) != 0))
+      ::_exit(2);
+    std::vector<std::string> problems;
+    const bool nothing_read = read_xpra_config_files({tmp.path()}, problems).empty();
+    ::_exit(nothing_read ? (problems.size() == 1u ? 0 : 3) : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 2) << "could not become nobody";
+  EXPECT_NE(WEXITSTATUS(status), 1) << "the unreadable file was read";
+  EXPECT_NE(WEXITSTATUS(status), 3) << "the unreadable file was not reported as one problem";
 }
 
 }  // namespace
