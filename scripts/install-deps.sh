@@ -23,7 +23,10 @@ runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux pa
                   # users' single-user server, Python 3 from Debian; Xpra's server
                   # needs PIL for any client connection (only recommended by xpra),
                   # and the desktop starts xterm as upstream's proxy does.
-                  jupyterhub node-configurable-http-proxy python3-notebook python3 python3-pil xterm)
+                  jupyterhub node-configurable-http-proxy python3-notebook python3 python3-pil xterm
+                  # Debian's default Xpra config runs dbus-launch (dbus-x11) and Xsession:
+                  # the containment tests run Xpra as a real host has it.
+                  dbus-x11)
 
 missing=()
 for p in "${build_packages[@]}" "${runtime_packages[@]}"; do
