@@ -18,6 +18,8 @@
 
 #include "exit_codes.h"
 #include "process_group.h"
+#include "process_tree.h"
+#include "session_keeper.h"
 #include "untrusted_text.h"
 #include "unique_fd.h"
 #include "x_server_launcher.h"
@@ -78,9 +80,11 @@ struct CommandPipes {
   bool open() { return exec_error.open() && command_stderr.open() && go.open(); }
 };
 
-// The command as the parent holds it, from fork until it is stopped.
+// The command as the client holds it, from fork until its tree is gone. Its
+// parent is the keeper (session_keeper.h), which reports its wait status.
 struct CommandChild {
   pid_t pid = -1;
+  Keeper keeper;
   UniqueFd exec_error;
   UniqueFd stderr_read;  // forwarded to ours, its tail kept for the conflict check
   bool stderr_open = true;
@@ -177,7 +181,7 @@ class ExecAttempt {
     // not track, did not fail: say nothing of its status, so it does not
     // feed the back-off.
     if (!broker_lost_)
-      release_lease(stop_requested_ || untracked_ ? std::nullopt : std::optional<int>(result.exit_code));
+      release_lease(stop_requested_ || untracked_ || never_ran_ ? std::nullopt : std::optional<int>(result.exit_code));
     return result;
   }
 
@@ -228,18 +232,26 @@ class ExecAttempt {
     const bool own_terminal = ::isatty(STDIN_FILENO) && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp();
     std::optional<CommandChild> child = start_child(args);
     if (!child) return {kExitOsError, false};
-    if (!report_process(conn_, lease_, child->pid, v1::SESSION)) return never_start(*child, args.front());
+    // The keeper first: once the broker tracks it, whatever the command's
+    // tree leaves behind descends from a process of the lease.
+    if (!report_process(conn_, lease_, child->keeper.pid, v1::KEEPER) ||
+        !report_process(conn_, lease_, child->pid, v1::SESSION))
+      return never_start(*child, args.front());
     let_command_run(*child);
     if (own_terminal) hand_terminal_to(child->pid);
     const int exec_errno = wait_for_exec(*child, args.front());
+    // The keeper has ended the command's whole tree when it reports.
     std::optional<int> status = wait_for_command(*child);
     forward_last_stderr(*child);
-    // The command ended: nothing of its process group may outlive the lease.
-    // Its orphans came to us (the subreaper), so their zombies are ours too.
-    const GroupStop stop = stop_process_group(child->pid, exec_.grace, Reap::every_child);
-    if (stop.leader_status) status = stop.leader_status;
+    if (!status) end_orphans_of_a_lost_keeper(*child);
+    ::waitpid(child->keeper.pid, nullptr, 0);
     if (own_terminal) ::tcsetpgrp(STDIN_FILENO, ::getpgrp());
-    if (exec_errno) return {exit_code_for_exec_error(exec_errno), false};
+    if (exec_errno) {
+      // The user's typo (no such program), not a failed session: it must not
+      // feed the back-off.
+      never_ran_ = true;
+      return {exit_code_for_exec_error(exec_errno), false};
+    }
     return {exit_status_of(status.value_or(0)), false};
   }
 
@@ -253,25 +265,37 @@ class ExecAttempt {
     return args;
   }
 
-  // Forks the command into its own process group; it waits before exec
-  // until let_command_run(). Nothing if that failed (said why).
+  // Forks the keeper and, under it, the command in its own process group;
+  // the command waits before exec until let_command_run(). Nothing if that
+  // failed (said why).
   std::optional<CommandChild> start_child(std::vector<std::string>& args) {
     CommandPipes pipes;
     if (!pipes.open()) {
       warn(std::string("pipe: ") + std::strerror(errno));
       return std::nullopt;
     }
-    const pid_t pid = ::fork();
-    if (pid < 0) {
+    std::optional<Keeper> keeper =
+        start_keeper({exec_.grace, exec_.xpra}, [this, &pipes, &args] { become_command(pipes, args); });
+    if (!keeper) {
       warn(std::string("fork: ") + std::strerror(errno));
       return std::nullopt;
     }
-    if (pid == 0) become_command(pipes, args);
-    ::setpgid(pid, pid);  // also here: no race with the child's own call
+    const pid_t pid = keeper->command;
     // Our copies of the child's ends close as `pipes` goes: else no read of
     // ours would see EOF when the child execs or exits.
-    return CommandChild{pid, std::move(pipes.exec_error.read), std::move(pipes.command_stderr.read), true,
-                        std::move(pipes.go.write)};
+    return CommandChild{pid, std::move(*keeper), std::move(pipes.exec_error.read),
+                        std::move(pipes.command_stderr.read), true, std::move(pipes.go.write)};
+  }
+
+  // The keeper died before it could end the tree (someone killed it): what
+  // it held was reparented to us, the next subreaper up. Nothing of it may
+  // outlive the lease either.
+  void end_orphans_of_a_lost_keeper(const CommandChild& child) {
+    warn("the keeper process (pid " + std::to_string(child.keeper.pid) +
+         ") died before the command's processes ended; ending them here");
+    end_process_tree(exec_.grace, [this](pid_t pid, int) {
+      if (pid == x_pid_) x_pid_ = 0;  // nothing left to stop
+    });
   }
 
   [[noreturn]] void become_command(CommandPipes& pipes, std::vector<std::string>& args) {
@@ -301,8 +325,8 @@ class ExecAttempt {
   // (without the go byte the child exits before exec).
   AttemptResult never_start(CommandChild& child, const std::string& program) {
     child.go.reset();
-    int ignored = 0;
-    ::waitpid(child.pid, &ignored, 0);
+    (void)read_keeper_report(child.keeper);  // the command exited, and the keeper with it
+    ::waitpid(child.keeper.pid, nullptr, 0);
     warn("not starting '" + program + "': the broker could not track it");
     untracked_ = true;
     return {kExitInternal, false};
@@ -330,35 +354,36 @@ class ExecAttempt {
     return exec_errno;
   }
 
-  enum WatchedFd { kSignals, kBroker, kCommandStderr, kXServerStderr, kWatchedFds };
+  enum WatchedFd { kSignals, kKeeper, kBroker, kCommandStderr, kXServerStderr, kWatchedFds };
 
-  // Until the command's leader exits, relays stop signals and both stderrs
-  // and reattaches when the broker goes away. The leader's wait status, or
-  // nothing if poll() failed.
+  // Until the keeper reports (the command exited and its tree is gone),
+  // relays stop signals and both stderrs and reattaches when the broker goes
+  // away. The command's wait status, or nothing if the keeper died without
+  // reporting or poll() failed.
   std::optional<int> wait_for_command(CommandChild& child) {
     ::fcntl(child.stderr_read.get(), F_SETFL, O_NONBLOCK);
     if (x_stderr_) ::fcntl(x_stderr_.get(), F_SETFL, O_NONBLOCK);
-    std::optional<int> status;
-    while (!status) {
+    for (;;) {
       auto fds = watched_fds(child);
-      if (::poll(fds.data(), fds.size(), poll_timeout_ms()) < 0 && errno != EINTR) break;
+      if (::poll(fds.data(), fds.size(), poll_timeout_ms()) < 0 && errno != EINTR) return std::nullopt;
       if (reattach_due()) try_reattach();
       if (fds[kSignals].revents & POLLIN) {
         relay_stop_signals(child.pid);
-        if (auto leader_status = reap_exited_children(child.pid)) status = leader_status;
+        reap_exited(nullptr);  // the keeper, an X server, orphans of a lost keeper
       }
+      if (fds[kKeeper].revents & (POLLIN | POLLHUP | POLLERR)) return read_keeper_report(child.keeper);
       if (fds[kBroker].revents & (POLLIN | POLLHUP | POLLERR)) check_broker_connection();
       if (fds[kCommandStderr].revents & (POLLIN | POLLHUP))
         child.stderr_open = still_open(forward_stderr(child.stderr_read.get(), &stderr_tail_));
       if (fds[kXServerStderr].revents & (POLLIN | POLLHUP))
         if (!still_open(forward_stderr(x_stderr_.get(), nullptr))) x_stderr_.reset();
     }
-    return status;
   }
 
   // A negative fd is skipped by poll(): what is closed or lost is not watched.
   std::array<pollfd, kWatchedFds> watched_fds(const CommandChild& child) const {
     return {{{signal_fd_, POLLIN, 0},
+             {child.keeper.report.get(), POLLIN, 0},
              {broker_lost_ ? -1 : conn_.fd(), POLLIN, 0},
              {child.stderr_open ? child.stderr_read.get() : -1, POLLIN, 0},
              {x_stderr_ ? x_stderr_.get() : -1, POLLIN, 0}}};
@@ -383,8 +408,7 @@ class ExecAttempt {
       // sockets from every socket dir, shared ones included. Signalled
       // with it, the X server dies first and xpra exits on the broken
       // display without cleaning up (tests/xpra counts the difference).
-      // The rest of the group is ended once xpra has exited
-      // (stop_process_group in run_command).
+      // The rest of its tree is ended by the keeper once xpra has exited.
       ::kill(exec_.xpra ? command : -command, static_cast<int>(info.ssi_signo));
     }
   }
@@ -453,6 +477,7 @@ class ExecAttempt {
   bool broker_lost_ = false;
   bool x_untracked_ = false;  // the broker refused to track the X server
   bool untracked_ = false;    // ... or the command, which then never ran
+  bool never_ran_ = false;    // the command could not be executed (not found, not executable)
 };
 
 }  // namespace

@@ -137,12 +137,18 @@ int run_status(const GlobalOptions& options, bool json) {
                          {"pid", b.pid()},
                          {"stale", b.stale()}});
     nlohmann::json x_servers = nlohmann::json::array();
-    for (const auto& x : s.x_servers())
+    for (const auto& x : s.x_servers()) {
+      nlohmann::json orphans = nlohmann::json::array();
+      for (const auto& o : x.orphan_processes())
+        orphans.push_back({{"pid", o.pid()}, {"comm", o.comm()}, {"lease", o.lease()}, {"display", o.display()}});
       x_servers.push_back({{"uid", x.uid()},
                            {"user", x.user()},
                            {"pids", x.pids()},
                            {"count", x.count()},
-                           {"leases", x.leases()}});
+                           {"leases", x.leases()},
+                           {"orphans", x.orphans()},
+                           {"orphan_processes", orphans}});
+    }
     nlohmann::json xpra_dirs = nlohmann::json::array();
     for (const auto& d : s.xpra_socket_dirs())
       xpra_dirs.push_back({{"path", d.path()}, {"source", d.source()}, {"shared", d.shared()}, {"state", d.state()}});
@@ -159,6 +165,7 @@ int run_status(const GlobalOptions& options, bool json) {
                           {"x_servers", x_servers},
                           {"x_server_users_total", s.x_server_users_total()},
                           {"x_servers_age_ms", s.x_servers_age_ms()},
+                          {"orphans_seen_total", s.orphans_seen_total()},
                           {"stale_removed", s.stale_removed()},
                           {"watched_directories", s.watched_directories()},
                           {"watch_rescans", s.watch_rescans()},
@@ -207,9 +214,18 @@ int run_status(const GlobalOptions& options, bool json) {
   }
   if (s.x_servers_size() > 0) {
     std::printf("X servers on the host:\n");
-    for (const auto& x : s.x_servers())
-      std::printf("  %-12s uid %-6u %3u X server(s), %u lease(s)\n", safe(x.user(), 64).c_str(), x.uid(),
+    for (const auto& x : s.x_servers()) {
+      std::printf("  %-12s uid %-6u %3u X server(s), %u lease(s)", safe(x.user(), 64).c_str(), x.uid(),
                   x.count() ? x.count() : static_cast<std::uint32_t>(x.pids_size()), x.leases());
+      if (x.orphans() > 0) {
+        // Processes that outlived their lease: what an admin should look at.
+        std::printf(", %u process(es) outlived their lease:", x.orphans());
+        for (const auto& o : x.orphan_processes())
+          std::printf(" %d %s (lease %s :%u)", o.pid(), safe(o.comm(), 32).c_str(), safe(o.lease(), 32).c_str(),
+                      o.display());
+      }
+      std::printf("\n");
+    }
     if (s.x_server_users_total() > static_cast<std::uint32_t>(s.x_servers_size()))
       std::printf("  (%u more users not shown)\n", s.x_server_users_total() - s.x_servers_size());
   }

@@ -75,9 +75,22 @@ struct ProcessFacts {
   std::shared_ptr<ProcessHandle> handle;
 };
 
-// X servers per uid on the host, counted off the event loop.
+// A process that outlived its lease (host/orphan_watch.h): it started while
+// a lease of its user ran, that lease has ended, and it was reparented to
+// init.
+struct OrphanProcess {
+  pid_t pid = 0;
+  std::string comm;
+  std::string lease;          // the ended lease it started under
+  std::uint32_t display = 0;  // that lease's display
+};
+
+// X servers per uid on the host, and orphans of ended leases, counted off the
+// event loop.
 struct XServerSnapshot {
   std::map<uid_t, std::vector<pid_t>> by_uid;
+  std::map<uid_t, std::vector<OrphanProcess>> orphans_by_uid;
+  std::uint64_t orphans_seen_total = 0;  // distinct orphans counted since start
   std::chrono::steady_clock::time_point taken_at;
   std::chrono::milliseconds took{0};
 };
@@ -126,7 +139,15 @@ struct HostReport {
 enum class LogLevel { debug, info, warn, error };
 
 // Events an admin filters on (journald MESSAGE_ID); most lines are none.
-enum class LogEvent { none, leak_watchdog, quarantine, backoff, reaped_with_survivors, journal_degraded };
+enum class LogEvent {
+  none,
+  leak_watchdog,
+  quarantine,
+  backoff,
+  reaped_with_survivors,
+  journal_degraded,
+  orphans_outlived_lease
+};
 
 // Who and which display a log line is about. Every line the core writes
 // names what it knows of these, in one fixed order (format_log_line), so an

@@ -98,6 +98,7 @@ struct UserMetrics {
   std::string name;  // from the passwd database; any bytes (escaped when rendered)
   std::uint32_t leases = 0;
   std::uint32_t x_servers = 0;
+  std::uint32_t orphans = 0;  // processes that outlived a lease of theirs (host/orphan_watch.h)
 };
 
 struct JournalMetrics {
@@ -121,10 +122,11 @@ struct MetricsSnapshot {
   std::uint32_t connections = 0;
   std::vector<UserMetrics> users;  // every user with a lease or an X server, any order
   std::optional<double> x_server_census_age_seconds;  // none before the first census
+  std::uint64_t orphans_seen_total = 0;               // distinct orphans of ended leases counted since start
   std::optional<JournalMetrics> journal;              // none with journal=no
 };
 
-// Per-user series: at most this many users, the ones with the most X servers
+// Per-user series: at most this many users, the ones with the most X servers and orphans
 // (then leases) first, so a leaking user is never the one left out.
 inline constexpr std::size_t kMaxMetricsUsers = 256;
 // The whole text, so the reply (plus Protobuf's few bytes) fits one 64 KiB

@@ -521,6 +521,33 @@ void LeaseCore::check_for_leaked_x_servers() {
         },
         LogEvent::leak_watchdog);
   }
+  report_orphans(*census);
+}
+
+void LeaseCore::report_orphans(const XServerSnapshot& census) {
+  // Said when a user's count grows, not every round: a user's own tmux
+  // server left to init during a lease would otherwise repeat forever.
+  std::map<uid_t, std::size_t> now;
+  for (const auto& entry : census.orphans_by_uid) {
+    const uid_t uid = entry.first;
+    const auto& orphans = entry.second;
+    now[uid] = orphans.size();
+    const auto before = orphans_reported_.find(uid);
+    if (before != orphans_reported_.end() && before->second >= orphans.size()) continue;
+    std::string list;
+    for (std::size_t i = 0; i < orphans.size() && i < 16; ++i)
+      list += (list.empty() ? "" : ", ") + str(orphans[i].pid) + " (" + escape_untrusted(orphans[i].comm, 32) +
+              ", lease " + orphans[i].lease + " :" + str(orphans[i].display) + ")";
+    if (orphans.size() > 16) list += ", ...";
+    log(
+        LogLevel::warn, LogSubject{{}, uid, user_name(uid), 0, 0},
+        [&] {
+          return "has " + str(orphans.size()) +
+                 " process(es) that outlived the lease they started under (reparented to init): " + list;
+        },
+        LogEvent::orphans_outlived_lease);
+  }
+  orphans_reported_ = std::move(now);
 }
 
 // --- Display conflicts ------------------------------------------------------------

@@ -92,7 +92,8 @@ class LeaseCore {
 
   // Periodic duties (the daemon's timers).
   void expire_detached();              // recovered leases whose holder did not come back
-  void check_for_leaked_x_servers();  // users who run more X servers than the threshold
+  void check_for_leaked_x_servers();  // users who run more X servers than the threshold, and orphans
+  void report_orphans(const XServerSnapshot& census);
 
   // Shown to admins in `status`: start-up findings.
   void set_warnings(std::vector<std::string> warnings) { warnings_ = std::move(warnings); }
@@ -202,6 +203,8 @@ class LeaseCore {
   std::map<std::uint32_t, BlockReason> block_reasons_;
   // Displays quarantined on a user's confirmed report, by reporter.
   std::map<std::uint32_t, uid_t> quarantined_by_;
+  // Orphans of ended leases per user at the last watchdog round (said again only when it grows).
+  std::map<uid_t, std::size_t> orphans_reported_;
   LogThrottle refusal_log_;
   std::unordered_map<uid_t, std::uint32_t> login_sessions_;
   std::size_t connections_ = 0;

@@ -40,18 +40,38 @@ v1::Response LeaseCore::status(const Call& call) {
   const auto census = host_.x_servers();
   s->set_x_servers_age_ms(census ? ms(now - census->taken_at) : -1);
   std::uint32_t x_users = 0;
-  if (census)
-    for (const auto& [uid, pids] : census->by_uid) {
+  if (census) {
+    // A user with X servers, orphans of ended leases, or both.
+    std::set<uid_t> uids;
+    for (const auto& entry : census->by_uid) uids.insert(entry.first);
+    for (const auto& entry : census->orphans_by_uid) uids.insert(entry.first);
+    for (const uid_t uid : uids) {
       // Users see their own; root and admins see everyone's.
       if (!admin && uid != caller.uid) continue;
       if (++x_users > kMaxListedXServerUsers) continue;
       auto* x = s->add_x_servers();
       x->set_uid(uid);
       x->set_user(user_name(uid));
-      for (std::size_t i = 0; i < pids.size() && i < kMaxListedPidsPerUser; ++i) x->add_pids(pids[i]);
-      x->set_count(static_cast<std::uint32_t>(pids.size()));
+      if (const auto it = census->by_uid.find(uid); it != census->by_uid.end()) {
+        const auto& pids = it->second;
+        for (std::size_t i = 0; i < pids.size() && i < kMaxListedPidsPerUser; ++i) x->add_pids(pids[i]);
+        x->set_count(static_cast<std::uint32_t>(pids.size()));
+      }
+      if (const auto it = census->orphans_by_uid.find(uid); it != census->orphans_by_uid.end()) {
+        const auto& orphans = it->second;
+        x->set_orphans(static_cast<std::uint32_t>(orphans.size()));
+        for (std::size_t i = 0; i < orphans.size() && i < kMaxListedPidsPerUser; ++i) {
+          auto* o = x->add_orphan_processes();
+          o->set_pid(orphans[i].pid);
+          o->set_comm(orphans[i].comm);
+          o->set_lease(orphans[i].lease);
+          o->set_display(orphans[i].display);
+        }
+      }
       x->set_leases(static_cast<std::uint32_t>(leases_.count_for_uid(uid)));
     }
+    if (admin) s->set_orphans_seen_total(census->orphans_seen_total);
+  }
   s->set_x_server_users_total(x_users);
   // Admins see what the broker found (owner, pid, its words); users only
   // that a number is blocked and a generic reason: never another user's
@@ -134,6 +154,9 @@ MetricsSnapshot LeaseCore::metrics_snapshot() {
   if (const auto census = host_.x_servers()) {
     m.x_server_census_age_seconds = std::chrono::duration<double>(now - census->taken_at).count();
     for (const auto& [uid, pids] : census->by_uid) users[uid].x_servers = static_cast<std::uint32_t>(pids.size());
+    for (const auto& [uid, orphans] : census->orphans_by_uid)
+      users[uid].orphans = static_cast<std::uint32_t>(orphans.size());
+    m.orphans_seen_total = census->orphans_seen_total;
   }
   m.users.reserve(users.size());
   for (auto& [uid, row] : users) {

@@ -255,8 +255,11 @@ struct Broker {
   std::shared_ptr<XpraSharedDirs> xpra_dirs;
   StaleArtifactCleaner cleaner;
   AsioLeaseReaper reaper;
-  // X servers per user, counted on a thread of its own (status, watchdog).
-  BackgroundXServerCensus census{std::chrono::seconds(5)};
+  // The time windows of reaped leases, for counting what outlived them.
+  OrphanWatch orphans;
+  // X servers and orphans of ended leases per user, counted on a thread of
+  // its own (status, watchdog, metrics).
+  BackgroundXServerCensus census{std::chrono::seconds(5), &orphans};
   LinuxHost host;
   LeaseCore core;
   std::unique_ptr<DurableLeases> durable;
@@ -274,6 +277,7 @@ struct Broker {
     for (const auto& d : xpra_dirs->report())
       spdlog::info("xpra socket dir {} (from {}): {}", d.path, d.source, d.state);
     reaper.use_probe(&host.probe());
+    reaper.record_ended_leases_in(&orphans);
     host.set_lifecycle(&reaper, &cleaner);
     host.set_x_server_census(&census);
     host.set_xpra_socket_dir_notes(xpra_plan.notes);

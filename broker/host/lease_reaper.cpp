@@ -19,8 +19,8 @@ namespace xpra_broker {
 using Clock = std::chrono::steady_clock;
 
 std::vector<pid_t> select_lease_processes(const std::vector<ProcessInfo>& snapshot, uid_t uid,
-                                          const std::vector<TrackedProcess>& tracked) {
-  std::set<pid_t> roots, groups, sessions;
+                                          const std::vector<TrackedProcess>& tracked, const std::set<pid_t>& chosen_before) {
+  std::set<pid_t> roots(chosen_before), groups, sessions;
   for (const auto& t : tracked) {
     roots.insert(t.pid);
     if (t.group_leader > 0) groups.insert(t.group_leader);
@@ -51,7 +51,13 @@ struct AsioLeaseReaper::Run {
   ReapJob job;
   std::function<void(ReapOutcome)> done;
   std::vector<std::pair<pid_t, UniqueFd>> alive;
+  std::set<pid_t> chosen;    // every pid taken so far, alive or not
+  std::set<pid_t> disowned;  // taken, then found to be another user's: never signalled
+  // Boot-time clock ticks (as /proc's starttime) from the oldest reported
+  // process to the end of the reap: what started in it is the lease's.
+  std::uint64_t window_from = 0;
   Clock::time_point started;
+  int polls = 0;
   bool kill_sent = false;
   bool anything_ran = true;
   ReapOutcome outcome;
@@ -94,26 +100,55 @@ void AsioLeaseReaper::reap(ReapJob job, std::function<void(ReapOutcome)> done) {
   });
 }
 
+// Takes what the reported processes (and what was taken before) have grown
+// since the last look: a process forked after the first /proc snapshot, or
+// an orphan reparented to the client's keeper, is the lease's too. Returns
+// how many new ones were taken.
+std::size_t AsioLeaseReaper::take_new_descendants(Run& run) {
+  const ReapJob& job = run.job;
+  std::size_t taken = 0;
+  for (pid_t pid : select_lease_processes(list_processes(job.uid), job.uid, job.processes, run.chosen)) {
+    if (run.chosen.count(pid)) continue;
+    ProcessInfo info;
+    UniqueFd fd = open_verified_pidfd(pid, info);
+    if (!fd || info.uid != job.uid) continue;  // gone, or reused by someone else
+    run.chosen.insert(pid);
+    run.alive.emplace_back(pid, std::move(fd));
+    ++taken;
+  }
+  return taken;
+}
+
+bool AsioLeaseReaper::signal_if_still_owned(Run& run, pid_t pid, int pidfd, int signo) {
+  if (process_still_owned_by(pid, pidfd, run.job.uid)) {
+    privileged_pidfd_signal(pidfd, signo);
+    return true;
+  }
+  // It exec'd a setuid program (or the like) since it was reported or
+  // selected: the user could not signal it herself, so neither does the
+  // broker on her lease's behalf.
+  if (pidfd_alive(pidfd) && run.disowned.insert(pid).second)
+    spdlog::warn("lease={} uid={} display=:{} pid {} is no longer uid {}'s (a setuid program?); not signalled",
+                 run.job.lease_id, run.job.uid, run.job.display, pid, run.job.uid);
+  return false;
+}
+
 void AsioLeaseReaper::collect_and_terminate(Run& run) {
   const ReapJob& job = run.job;
   const LockFacts lock = job.processes_only ? LockFacts{} : read_display_lock(x11_tmp_dir_, job.display);
   // A lease that never reported a process and has no X lock ran nothing we
   // could clean up after; allocation-time cleaning remains the backstop.
   run.anything_ran = !job.processes_only && (!job.processes.empty() || lock.kind != FileKind::absent);
-  std::set<pid_t> have;
+  std::set<pid_t>& have = run.chosen;
   auto take = [&](pid_t pid, UniqueFd fd) {
     have.insert(pid);
     run.alive.emplace_back(pid, std::move(fd));
   };
+  for (const auto& t : job.processes)
+    if (t.start_time > 0 && (run.window_from == 0 || t.start_time < run.window_from)) run.window_from = t.start_time;
   // What the holder reported (checked when reported), and what that grew.
   // Nothing reported: skip the /proc scan (a bare acquire/release).
-  if (!job.processes.empty()) {
-    for (pid_t pid : select_lease_processes(list_processes(job.uid), job.uid, job.processes)) {
-      ProcessInfo info;
-      UniqueFd fd = open_verified_pidfd(pid, info);
-      if (fd && info.uid == job.uid) take(pid, std::move(fd));  // else gone, or reused by someone else
-    }
-  }
+  if (!job.processes.empty()) take_new_descendants(run);
   // The X server a failed start left behind (its parent gone, in a session
   // of its own) is found through the display's lock, but only on evidence no
   // other user can forge (host_display.h), and only that one process: a
@@ -136,15 +171,39 @@ void AsioLeaseReaper::collect_and_terminate(Run& run) {
       UniqueFd dup(::fcntl(t.handle->pidfd.get(), F_DUPFD_CLOEXEC, 0));
       if (dup) run.alive.emplace_back(t.pid, std::move(dup));
     }
-  for (auto& [pid, fd] : run.alive) {
-    privileged_pidfd_signal(fd.get(), SIGTERM);
-    privileged_pidfd_signal(fd.get(), SIGCONT);  // a stopped process cannot act on TERM
+  terminate_from(run, 0);
+}
+
+std::size_t AsioLeaseReaper::take_and_signal_new_descendants(Run& run) {
+  const std::size_t first = run.alive.size();
+  const std::size_t taken = take_new_descendants(run);
+  if (!run.kill_sent) {
+    terminate_from(run, first);
+  } else {
+    for (std::size_t i = first; i < run.alive.size(); ++i)
+      signal_if_still_owned(run, run.alive[i].first, run.alive[i].second.get(), SIGKILL);
+  }
+  return taken;
+}
+
+void AsioLeaseReaper::terminate_from(Run& run, std::size_t first) {
+  for (std::size_t i = first; i < run.alive.size(); ++i) {
+    auto& [pid, fd] = run.alive[i];
+    if (signal_if_still_owned(run, pid, fd.get(), SIGTERM))
+      privileged_pidfd_signal(fd.get(), SIGCONT);  // a stopped process cannot act on TERM
   }
 }
 
 void AsioLeaseReaper::poll(std::shared_ptr<Run> run) {
   auto& alive = run->alive;
+  // Every 10th look (200 ms), and once more before the last: what the
+  // lease's processes forked or had reparented to them since the last scan.
+  if (!run->job.processes.empty() && ++run->polls % 10 == 0) take_and_signal_new_descendants(*run);
   for (auto it = alive.begin(); it != alive.end();) {
+    if (run->disowned.count(it->first)) {  // another user's now: not ours to wait for
+      it = alive.erase(it);
+      continue;
+    }
     if (pidfd_alive(it->second.get())) {
       ++it;
       continue;
@@ -153,12 +212,14 @@ void AsioLeaseReaper::poll(std::shared_ptr<Run> run) {
     it = alive.erase(it);
   }
   const auto elapsed = Clock::now() - run->started;
-  if (alive.empty()) return finish(run);
+  // One last look before the end: nothing forked in the meantime.
+  if (alive.empty() && (run->job.processes.empty() || take_and_signal_new_descendants(*run) == 0))
+    return finish(run);
   if (!run->kill_sent && elapsed >= grace_) {
     for (auto& [pid, fd] : alive) {
       spdlog::warn("lease={} uid={} display=:{} pid {} ignored SIGTERM for {} ms; sending SIGKILL", run->job.lease_id,
                    run->job.uid, run->job.display, pid, grace_.count());
-      privileged_pidfd_signal(fd.get(), SIGKILL);
+      signal_if_still_owned(*run, pid, fd.get(), SIGKILL);
     }
     run->kill_sent = true;
   } else if (run->kill_sent && elapsed >= grace_ + std::chrono::seconds(5)) {
@@ -175,6 +236,8 @@ void AsioLeaseReaper::poll(std::shared_ptr<Run> run) {
 }
 
 void AsioLeaseReaper::finish(std::shared_ptr<Run> run) {
+  if (orphans_ && run->window_from > 0)
+    orphans_->lease_ended(run->job.lease_id, run->job.uid, run->job.display, run->window_from, boot_time_ticks_now());
   if (run->anything_ran) run->outcome.removed = cleaner_.clean_display(run->job.display, run->job.user_dir);
   run->outcome.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - run->started);
   run->done(std::move(run->outcome));

@@ -18,10 +18,12 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "display_probe.h"
+#include "orphan_watch.h"
 #include "lease_table.h"
 #include "process_inspector.h"
 #include "stale_artifact_cleaner.h"
@@ -39,9 +41,12 @@ class LeaseReaper {
   virtual bool nothing_to_reap(const ReapJob&) const { return false; }
 };
 
-// Which host processes belong to a lease. Pure, over a /proc snapshot.
+// Which host processes belong to a lease. Pure, over a /proc snapshot:
+// `chosen_before` (taken in an earlier scan of the same reap) count as
+// reported processes whose descendants are the lease's too.
 std::vector<pid_t> select_lease_processes(const std::vector<ProcessInfo>& snapshot, uid_t uid,
-                                          const std::vector<TrackedProcess>& tracked);
+                                          const std::vector<TrackedProcess>& tracked,
+                                          const std::set<pid_t>& chosen_before = {});
 
 class AsioLeaseReaper : public LeaseReaper {
  public:
@@ -54,10 +59,19 @@ class AsioLeaseReaper : public LeaseReaper {
   // Lets nothing_to_reap() ask the probe's name watch about the X lock
   // instead of the filesystem.
   void use_probe(const DisplayProbe* probe) { probe_ = probe; }
+  // Tells `orphans` the time window of each reaped lease, so the census can
+  // count what outlived it.
+  void record_ended_leases_in(OrphanWatch* orphans) { orphans_ = orphans; }
 
  private:
   struct Run;
   void collect_and_terminate(Run& run);
+  std::size_t take_new_descendants(Run& run);
+  std::size_t take_and_signal_new_descendants(Run& run);
+  void terminate_from(Run& run, std::size_t first);
+  // Signals only a process that is still the lease user's (real, effective
+  // and saved uid); false (logged) if it is not.
+  bool signal_if_still_owned(Run& run, pid_t pid, int pidfd, int signo);
   void poll(std::shared_ptr<Run> run);
   void finish(std::shared_ptr<Run> run);
 
@@ -66,6 +80,7 @@ class AsioLeaseReaper : public LeaseReaper {
   std::string x11_tmp_dir_;
   std::chrono::milliseconds grace_;
   const DisplayProbe* probe_ = nullptr;
+  OrphanWatch* orphans_ = nullptr;
 };
 
 }  // namespace xpra_broker

@@ -76,6 +76,7 @@ const char* message_id(LogEvent event) {
     case LogEvent::backoff: return "15198fca3a47494694560cd367a24c94";
     case LogEvent::reaped_with_survivors: return "187adf223a3e465086bb5f78555ea5e4";
     case LogEvent::journal_degraded: return "4b6b2ae16ad942e68f1ee5ac739380f8";
+    case LogEvent::orphans_outlived_lease: return "d3ff49d1f32f4172939088381a06f023";
     case LogEvent::none: break;
   }
   return nullptr;

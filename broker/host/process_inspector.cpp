@@ -55,10 +55,12 @@ bool read_process(pid_t pid, ProcessInfo& out) {
   const std::string status = read_small_file(base + "/status");
   const auto uid_line = status.find("\nUid:");
   if (uid_line == std::string::npos) return false;
-  unsigned real_uid = 0, effective_uid = 0;
-  if (std::sscanf(status.c_str() + uid_line + 5, "%u %u", &real_uid, &effective_uid) != 2) return false;
+  unsigned real_uid = 0, effective_uid = 0, saved_uid = 0;
+  if (std::sscanf(status.c_str() + uid_line + 5, "%u %u %u", &real_uid, &effective_uid, &saved_uid) != 3)
+    return false;
   out.uid = real_uid;
   out.euid = effective_uid;
+  out.suid = saved_uid;
   return true;
 }
 
@@ -130,6 +132,14 @@ bool pidfd_alive(int pidfd) {
   pollfd p{pidfd, POLLIN, 0};
   // A pidfd becomes readable when its process exits.
   return ::poll(&p, 1, 0) == 0;
+}
+
+bool process_still_owned_by(pid_t pid, int pidfd, uid_t uid) {
+  ProcessInfo now;
+  if (!read_process(pid, now)) return false;
+  // Read before the liveness check: if the pid had been reused meanwhile,
+  // the pidfd's process is gone and the answer is no.
+  return pidfd_alive(pidfd) && now.uid == uid && now.euid == uid && now.suid == uid;
 }
 
 bool is_x_server_command(const std::string& comm) {

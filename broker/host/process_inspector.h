@@ -28,6 +28,7 @@ struct ProcessInfo {
   pid_t sid = 0;
   uid_t uid = 0;   // real uid
   uid_t euid = 0;  // effective uid (differs for a setuid X server such as Xorg.wrap)
+  uid_t suid = 0;  // saved set-user-id
   std::string comm;
   char state = '?';
   std::uint64_t start_time = 0;  // clock ticks after boot: tells a reused pid apart
@@ -48,6 +49,12 @@ UniqueFd open_verified_pidfd(pid_t pid, ProcessInfo& info);
 
 // True while the process behind the pidfd has not exited.
 bool pidfd_alive(int pidfd);
+
+// Is the process behind `pidfd` (pid `pid`) still `uid`'s, in its real,
+// effective and saved uid? Read now, then the pidfd checked alive, so the
+// answer is about this very process. False once it exec'd a setuid program
+// (or otherwise changed owner): the broker must not act on it any more.
+bool process_still_owned_by(pid_t pid, int pidfd, uid_t uid);
 
 // Does the process's command line (/proc/<pid>/cmdline, first 64 KiB) hold
 // `argument` as one whole argument?

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "broker_host.h"
+#include "orphan_watch.h"
 
 namespace xpra_broker {
 
@@ -28,12 +29,13 @@ class XServerCensus {
   virtual std::shared_ptr<const XServerSnapshot> latest() const = 0;
 };
 
-// Counts once, on the calling thread (for tests and tools).
-XServerSnapshot count_x_servers();
+// Counts once, on the calling thread (for tests and tools); with `orphans`,
+// the orphans of ended leases too.
+XServerSnapshot count_x_servers(OrphanWatch* orphans = nullptr);
 
 class BackgroundXServerCensus : public XServerCensus {
  public:
-  explicit BackgroundXServerCensus(std::chrono::milliseconds interval);
+  explicit BackgroundXServerCensus(std::chrono::milliseconds interval, OrphanWatch* orphans = nullptr);
   ~BackgroundXServerCensus() override;  // stops and joins the thread
   BackgroundXServerCensus(const BackgroundXServerCensus&) = delete;
   BackgroundXServerCensus& operator=(const BackgroundXServerCensus&) = delete;
@@ -44,6 +46,7 @@ class BackgroundXServerCensus : public XServerCensus {
   void run();
 
   std::chrono::milliseconds interval_;
+  OrphanWatch* orphans_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;

@@ -49,7 +49,7 @@ class CrossUserKillTest : public AdversarialTest {
     const bool up = wait_until(
         [&] {
           for (const auto& l : leases())
-            if (l.uid() == bob && l.process_pids_size() == 2) lease = l;
+            if (l.uid() == bob && l.process_pids_size() == 3) lease = l;
           return lease.has_value() || !client.running();
         },
         120s, 50ms);

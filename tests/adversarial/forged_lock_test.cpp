@@ -45,7 +45,7 @@ TEST_F(ForgedLockTest, LocksNamingLiveProcessesThatAreNoXServerOfTheirOwnerDoNot
       [&] {
         displays.clear();
         for (const auto& l : leases())
-          if (l.uid() == alice && l.process_pids_size() == 2) displays.insert(l.display());
+          if (l.uid() == alice && l.process_pids_size() == 3) displays.insert(l.display());
         bool any_ended = false;
         for (auto& c : clients) any_ended = any_ended || !c.running();
         return displays.size() == 3 || any_ended;

@@ -292,6 +292,43 @@ TEST_F(LeaseCoreTest, StatusShowsUsersOnlyTheirOwnAndAdminsTheFindings) {
   EXPECT_EQ(admins.xpra_socket_hostname(), "testhost");
 }
 
+TEST_F(LeaseCoreTest, OrphansOfEndedLeasesAreShownToTheirUserAndAdminsAndLoggedWhenTheyGrow) {
+  host_.census = std::make_shared<XServerSnapshot>();
+  host_.census->orphans_by_uid = {{1001, {{501, "dbus-daemon", "aaaa", 100}, {502, "ssh-agent", "aaaa", 100}}},
+                                  {1002, {{601, "dbus-daemon", "bbbb", 101}}}};
+  host_.census->orphans_seen_total = 3;
+  host_.census->taken_at = host_.clock;
+  const auto mine = status(kAlice).status_reply();
+  ASSERT_EQ(mine.x_servers_size(), 1) << "a user with orphans but no X server is listed, and only her own";
+  EXPECT_EQ(mine.x_servers(0).uid(), 1001u);
+  EXPECT_EQ(mine.x_servers(0).orphans(), 2u);
+  ASSERT_EQ(mine.x_servers(0).orphan_processes_size(), 2);
+  EXPECT_EQ(mine.x_servers(0).orphan_processes(0).comm(), "dbus-daemon");
+  EXPECT_EQ(mine.x_servers(0).orphan_processes(0).lease(), "aaaa");
+  EXPECT_EQ(mine.orphans_seen_total(), 0u) << "the host-wide count is the admins'";
+  const auto admins = status(kAdmin).status_reply();
+  EXPECT_EQ(admins.x_servers_size(), 2);
+  EXPECT_EQ(admins.orphans_seen_total(), 3u);
+
+  auto orphan_lines = [&] {
+    std::size_t n = 0;
+    for (const auto& l : host_.lines) n += l.event == LogEvent::orphans_outlived_lease;
+    return n;
+  };
+  core().check_for_leaked_x_servers();
+  EXPECT_EQ(orphan_lines(), 2u) << host_.log_text();
+  EXPECT_NE(host_.log_text().find("uid=1001(user1001) has 2 process(es) that outlived the lease they started under "
+                                  "(reparented to init): 501 (dbus-daemon, lease aaaa :100), 502 (ssh-agent, lease "
+                                  "aaaa :100)"),
+            std::string::npos)
+      << host_.log_text();
+  core().check_for_leaked_x_servers();
+  EXPECT_EQ(orphan_lines(), 2u) << "the same count is not said again every round";
+  host_.census->orphans_by_uid[1002].push_back({602, "dbus-daemon", "cccc", 102});
+  core().check_for_leaked_x_servers();
+  EXPECT_EQ(orphan_lines(), 3u) << "a growing count is said again";
+}
+
 // --- The rule of durable leases, with records in memory ----------------------
 
 TEST_F(LeaseCoreTest, ALeaseTheRecordsRefuseIsNotGiven) {

@@ -99,11 +99,11 @@ TEST_F(FullDiskTest, ALeaseEndedOnAFullDiskDoesNotCostTheNextLeaseOnItsNumberIts
   auto first = broker().spawn_client_as(kAlice, {"exec", "--xvfb", "--purpose", "first", "--", "sleep", "1001"});
   ASSERT_TRUE(wait_until([&] {
     const auto leases = list_all();
-    return leases.size() == 1 && leases[0].process_pids_size() == 2;
+    return leases.size() == 1 && leases[0].process_pids_size() == 3;  // X server, keeper, command
   }, 30s)) << "the first session did not start";
   const std::string first_id = list_all()[0].id();
   ASSERT_EQ(list_all()[0].display(), kDisplay);
-  const pid_t first_sleep = list_all()[0].process_pids(1);
+  const pid_t first_sleep = list_all()[0].process_pids(2);
 
   fill_runtime_dir();
   use_up_journal_page(broker(), first_id, first_sleep);
@@ -145,7 +145,7 @@ TEST_F(FullDiskTest, ALeaseEndedOnAFullDiskDoesNotCostTheNextLeaseOnItsNumberIts
   auto second = broker().spawn_client_as(kAlice, {"exec", "--xvfb", "--purpose", "second", "--", "sleep", "1001"});
   ASSERT_TRUE(wait_until([&] {
     for (const auto& l : list_all())
-      if (l.uid() == alice && l.process_pids_size() == 2) return true;
+      if (l.uid() == alice && l.process_pids_size() == 3) return true;
     return false;
   }, 30s)) << "the second session did not start";
   std::string second_id;

@@ -17,7 +17,7 @@ TEST_F(ReattachGraceTest, ALeaseWhoseHolderDoesNotComeBackWithinTheGraceIsReaped
   ASSERT_TRUE(integration::wait_until(
       [&] {
         const auto leases = list_all();
-        if (leases.size() != 1 || leases[0].process_pids_size() != 2 || !x_server_on(leases[0].display()))
+        if (leases.size() != 1 || leases[0].process_pids_size() != 3 || !x_server_on(leases[0].display()))
           return false;
         lease = leases[0];
         return true;

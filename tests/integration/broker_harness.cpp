@@ -273,6 +273,7 @@ ChildProcess spawn_as(const std::string& user, const std::vector<std::string>& a
   if (pid < 0) fail("fork");
   if (pid == 0) {
     reset_signals_in_child();
+    if (options.own_process_group) ::setpgid(0, 0);
     ::dup2(null_fd, STDIN_FILENO);
     ::dup2(out_fd, STDOUT_FILENO);
     ::dup2(err_fd, STDERR_FILENO);

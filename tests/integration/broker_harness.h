@@ -71,6 +71,9 @@ struct SpawnOptions {
   // of the test's own environment are never inherited.
   std::map<std::string, std::string> env;
   std::string cwd = "/";
+  // In a process group of its own (as a supervisor's child is), so that a
+  // test can kill the whole group without killing itself.
+  bool own_process_group = false;
 };
 
 // A process started by spawn_as(); move-only. The destructor ends it if it is

@@ -52,7 +52,7 @@ TEST_F(CrossUserTest, AliceCannotMakeTheBrokerKillOrCleanBobsThings) {
   ASSERT_TRUE(integration::wait_until(
       [&] {
         for (const auto& l : leases())
-          if (l.uid() == bob && l.process_pids_size() == 2) bob_lease = l;
+          if (l.uid() == bob && l.process_pids_size() == 3) bob_lease = l;
         return bob_lease.has_value() || !bob_client.running();
       },
       120s))
@@ -169,7 +169,7 @@ TEST_F(CrossUserTest, AliceCannotMakeTheBrokerKillOrCleanBobsThings) {
   // Bob's lease is untouched: still active, his display not quarantined.
   bool bob_active = false;
   for (const auto& l : leases())
-    if (l.id() == bob_lease_id) bob_active = l.state() == v1::ACTIVE && l.process_pids_size() == 2;
+    if (l.id() == bob_lease_id) bob_active = l.state() == v1::ACTIVE && l.process_pids_size() == 3;
   EXPECT_TRUE(bob_active) << "bob's lease was ended or changed";
   const auto status = raw_status();
   for (const auto& b : status.blocked()) {

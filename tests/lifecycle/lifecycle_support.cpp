@@ -1,6 +1,7 @@
 #include "lifecycle_support.h"
 
 #include <fstream>
+#include <sstream>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -205,6 +207,46 @@ std::vector<std::string> quick_xpra_options() {
           "--bell=no",        "--system-tray=no",  "--tray=no"};
 }
 
+std::vector<std::string> host_default_xpra_options() {
+  return {"--mdns=no", "--html=off", "--printing=no", "--webcam=no", "--pulseaudio=no"};
+}
+
+std::uint64_t boot_ticks_now() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_BOOTTIME, &ts);
+  const auto hz = static_cast<std::uint64_t>(::sysconf(_SC_CLK_TCK));
+  return static_cast<std::uint64_t>(ts.tv_sec) * hz + static_cast<std::uint64_t>(ts.tv_nsec) / (1000000000ull / hz);
+}
+
+// Every live (not zombie) process of `uid` that started at or after `since`
+// (boot clock ticks, /proc/<pid>/stat's starttime).
+std::vector<UserProcess> processes_of_since(uid_t uid, std::uint64_t since) {
+  std::vector<UserProcess> out;
+  for (const HostProcess& p : host_processes()) {
+    if (p.uid != uid) continue;
+    std::ifstream stat_file("/proc/" + std::to_string(p.pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+    const auto paren = stat.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream fields(stat.substr(paren + 2));
+    std::string field;
+    std::vector<std::string> f;
+    while (fields >> field) f.push_back(field);
+    // After comm: [0] state ... [19] starttime.
+    if (f.size() < 20 || f[0] == "Z") continue;
+    if (std::stoull(f[19]) < since) continue;
+    out.push_back({p.pid, p.ppid, p.comm});
+  }
+  return out;
+}
+
+std::string describe(const std::vector<UserProcess>& processes) {
+  std::string out;
+  for (const auto& p : processes)
+    out += "\n  pid " + std::to_string(p.pid) + " ppid " + std::to_string(p.ppid) + " " + p.comm;
+  return out;
+}
+
 pid_t unused_pid() {
   const std::string text = read_proc_file("/proc/sys/kernel/pid_max");
   const long pid_max = text.empty() ? 32768 : std::stol(text);
@@ -330,10 +372,11 @@ BrokerProcess& LifecycleTest::start_broker(std::vector<std::string> options) {
 }
 
 ChildProcess LifecycleTest::spawn_client(const std::string& user, const std::vector<std::string>& args,
-                                         std::map<std::string, std::string> env) {
+                                         std::map<std::string, std::string> env, bool own_process_group) {
   env[kMarkVariable] = mark_;
   SpawnOptions options;
   options.env = std::move(env);
+  options.own_process_group = own_process_group;
   return broker_->spawn_client_as(user, args, options);
 }
 

@@ -11,6 +11,7 @@
 //   680-684, 685-689 kill -9 of the holder during start-up (two tests)
 //   690-694 reaping of a session that ignores SIGTERM
 //   695-699 display conflict after earlier failures (back-off)
+//   560-579 containment: every end path with Debian's default Xpra config
 #pragma once
 
 #include <gtest/gtest.h>
@@ -85,6 +86,26 @@ std::string host_name();
 // systemd scope, OpenGL probe, HTML server or tray; no --start command.
 std::vector<std::string> quick_xpra_options();
 
+// Xpra as a real host runs it: Debian's default config as it is, with
+// `dbus-launch` (dbus-x11) and the `start = /etc/X11/Xsession true` command
+// on, so a session starts a dbus-daemon and an ssh-agent that leave its
+// process group and session. Off: only what reaches outside the host or
+// needs hardware (mDNS, the HTML server, printing, webcam, PulseAudio).
+std::vector<std::string> host_default_xpra_options();
+
+// Boot-time clock ticks now, the clock of /proc/<pid>/stat's starttime.
+std::uint64_t boot_ticks_now();
+struct UserProcess {
+  pid_t pid = 0;
+  pid_t ppid = 0;
+  std::string comm;
+};
+// Every live (not zombie) process of `uid` that started at or after `since`
+// (boot_ticks_now()): what a session of that user left, whatever its name.
+std::vector<UserProcess> processes_of_since(uid_t uid, std::uint64_t since);
+// "\n  pid N ppid M comm" per process.
+std::string describe(const std::vector<UserProcess>& processes);
+
 // Files planted as another user, as a crashed session of that user leaves
 // them; mtime set `age` in the past. Throws if planting fails.
 void plant_dead_socket(const std::string& user, const std::string& path, std::chrono::seconds age);
@@ -121,7 +142,7 @@ class LifecycleTest : public ::testing::Test {
 
   // xpra-request-display ARGS as `user`, marked; `env` is added.
   ChildProcess spawn_client(const std::string& user, const std::vector<std::string>& args,
-                            std::map<std::string, std::string> env = {});
+                            std::map<std::string, std::string> env = {}, bool own_process_group = false);
   ProcessResult run_client(const std::string& user, const std::vector<std::string>& args,
                            std::chrono::milliseconds timeout = 90s, std::map<std::string, std::string> env = {});
   // `exec` as `user` (with `exec_options` before the command) of a command

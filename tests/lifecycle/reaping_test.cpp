@@ -55,7 +55,7 @@ class ReapingTest : public LifecycleTest {
   std::optional<KillTimes> kill_one_session(const std::string& script, bool kill_holder) {
     const uid_t alice = integration::uid_of(kAlice);
     auto client = spawn_client(kAlice, {"exec", "--xvfb", "--purpose", "reap", "--", "sh", "-c", script});
-    const auto lease = wait_for_lease(client, 2);
+    const auto lease = wait_for_lease(client, 3);  // X server, keeper, command
     if (!lease) {
       ADD_FAILURE() << "no lease with X server and command reported: " << client.terminate().describe();
       return std::nullopt;
@@ -66,9 +66,8 @@ class ReapingTest : public LifecycleTest {
       ADD_FAILURE() << xs.size() << " X servers on :" << display;
       return std::nullopt;
     }
-    pid_t command = 0;
-    for (pid_t pid : lease->process_pids())
-      if (pid != xs[0].pid) command = pid;
+    // Reported in order: X server, keeper, command.
+    const pid_t command = lease->process_pids(2);
     // Both sleeps (the background grandchild and the foreground one) run.
     const bool sleeping = integration::wait_until(
         [&] {

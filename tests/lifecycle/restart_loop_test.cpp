@@ -209,7 +209,7 @@ TEST_F(RestartLoopTest, SupervisorRestartingFailingSessionsLeaksNoXServer) {
             [&] {
               if (!path_exists(ready)) return !client.running();
               for (const auto& l : leases())
-                if (l.pid() == client.pid() && l.process_pids_size() == 2) return true;
+                if (l.pid() == client.pid() && l.process_pids_size() == 3) return true;
               return !client.running();
             },
             120s, 10ms);

@@ -322,13 +322,30 @@ TEST(BrokerMetricsTest, PerUserSeriesAreCappedKeepingTheUsersWithTheMostXServers
   EXPECT_EQ(value_of(p, "xpra_broker_user_x_servers", {{"user", "user10299"}, {"uid", "10299"}}), "50");
 }
 
+TEST(BrokerMetricsTest, OrphansHaveASeriesOnlyForUsersWithSomeAndRankTheUserFirst) {
+  MetricsSnapshot s = typical_snapshot();
+  s.users.clear();
+  for (uid_t uid = 10000; uid < 10300; ++uid)
+    s.users.push_back({uid, "user" + std::to_string(uid), 1, 1, uid == 10299 ? 60u : 0u});
+  s.orphans_seen_total = 75;
+  const Parsed p = parse_exposition(render_metrics(BrokerCounters{}, s));
+  EXPECT_TRUE(p.errors.empty()) << ::testing::PrintToString(p.errors);
+  // Cut at the cap, the user whose sessions leave processes behind is kept.
+  EXPECT_EQ(samples_named(p, "xpra_broker_user_orphan_processes").size(), 1u);
+  EXPECT_EQ(value_of(p, "xpra_broker_user_orphan_processes", {{"user", "user10299"}, {"uid", "10299"}}), "60");
+  EXPECT_EQ(value_of(p, "xpra_broker_orphans_seen_total"), "75");
+  EXPECT_EQ(p.types.at("xpra_broker_user_orphan_processes"), "gauge");
+  EXPECT_EQ(p.types.at("xpra_broker_orphans_seen_total"), "counter");
+}
+
 TEST(BrokerMetricsTest, LongNamesAndEveryCounterAtItsMaximumStillFitOneFrame) {
   BrokerCounters c;
   for (auto& verb : c.requests_by_verb) verb.fill(~std::uint64_t{0} >> 1);
   MetricsSnapshot s = typical_snapshot();
   s.users.clear();
   for (uid_t uid = 0; uid < 1000; ++uid)
-    s.users.push_back({4000000000u + uid, std::string(200, '"') + std::to_string(uid), 4000000000u, 4000000000u});
+    s.users.push_back(
+        {4000000000u + uid, std::string(200, '"') + std::to_string(uid), 4000000000u, 4000000000u, 4000000000u});
   const std::string text = render_metrics(c, s);
   EXPECT_LE(text.size(), kMaxExpositionBytes);
   const Parsed p = parse_exposition(text);

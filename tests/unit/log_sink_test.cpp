@@ -41,7 +41,7 @@ TEST(JournalFieldsTest, QuotedTextCannotPoseAsAField) {
 TEST(JournalFieldsTest, EachAlertableEventHasItsOwnMessageId) {
   std::set<std::string> ids;
   for (auto e : {LogEvent::leak_watchdog, LogEvent::quarantine, LogEvent::backoff, LogEvent::reaped_with_survivors,
-                 LogEvent::journal_degraded}) {
+                 LogEvent::journal_degraded, LogEvent::orphans_outlived_lease}) {
     ASSERT_NE(message_id(e), nullptr);
     EXPECT_EQ(std::string(message_id(e)).size(), 32u);
     EXPECT_TRUE(ids.insert(message_id(e)).second);

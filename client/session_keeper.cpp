@@ -1,0 +1,185 @@
+#include "session_keeper.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <vector>
+
+#include "exit_codes.h"
+#include "process_tree.h"
+
+namespace xpra_broker::client {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A signal sent to the keeper comes from the broker's reaper (or an admin):
+// everything has had SIGTERM already, and the reaper SIGKILLs after its own
+// grace (3 s by default), so the keeper's must be shorter to finish first.
+constexpr std::chrono::milliseconds kGraceWhenSignalled{1000};
+
+// Every descriptor but stdin, stdout, stderr and `keep`.
+void close_inherited_fds(const std::vector<int>& keep) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (!dir) return;
+  std::vector<int> to_close;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    const int fd = std::atoi(entry->d_name);
+    if (fd > 2 && fd != ::dirfd(dir) && std::find(keep.begin(), keep.end(), fd) == keep.end()) to_close.push_back(fd);
+  }
+  ::closedir(dir);
+  for (int fd : to_close) ::close(fd);
+}
+
+void send_int(int fd, int value) { (void)!::send(fd, &value, sizeof(value), MSG_NOSIGNAL); }
+
+// The keeper itself, after the fork; never returns.
+class KeeperProcess {
+ public:
+  KeeperProcess(const KeeperOptions& options, int report, int lifeline)
+      : options_(options), report_(report), lifeline_(lifeline) {}
+
+  [[noreturn]] void run(const std::function<void()>& become_command) {
+    // Named for `ps`; the command's child takes the client's name back, so
+    // the broker's log does not call the command "xpra-rd-keeper" before it
+    // execs.
+    char client_name[16] = {};
+    ::prctl(PR_GET_NAME, client_name, 0, 0, 0);
+    ::prctl(PR_SET_NAME, "xpra-rd-keeper", 0, 0, 0);
+    ::setpgid(0, 0);  // out of the client's group: a kill of that group spares us
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    // The client blocked these (its signalfd); we read ours the same way.
+    sigset_t handled;
+    sigemptyset(&handled);
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&handled, s);
+    ::sigprocmask(SIG_BLOCK, &handled, nullptr);
+    signals_ = ::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    command_ = ::fork();
+    if (command_ < 0) {
+      send_int(report_, -errno);
+      ::_exit(kExitOsError);
+    }
+    if (command_ == 0) {
+      ::close(report_);
+      ::close(lifeline_);
+      ::close(signals_);
+      ::prctl(PR_SET_NAME, client_name, 0, 0, 0);
+      ::setpgid(0, 0);
+      become_command();
+      ::_exit(kExitInternal);
+    }
+    ::setpgid(command_, command_);  // also here: the group exists before the client hears of it
+    close_inherited_fds({report_, lifeline_, signals_});
+    send_int(report_, command_);
+    watch();
+    const TreeStop stop = end_process_tree(grace_, [this](pid_t pid, int status) { note_exit(pid, status); });
+    (void)stop;
+    send_int(report_, status_.value_or(W_EXITCODE(kExitInternal, 0)));
+    ::_exit(0);
+  }
+
+ private:
+  // Until the tree is to be ended: the command exited, the client is gone
+  // and the command did not stop within the grace, or we were signalled.
+  void watch() {
+    std::optional<Clock::time_point> command_told_at;
+    for (;;) {
+      pollfd fds[2] = {{signals_, POLLIN, 0}, {lifeline_, POLLIN, 0}};
+      int timeout = -1;
+      if (command_told_at) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            *command_told_at + options_.grace - Clock::now());
+        if (left.count() <= 0) return;
+        timeout = static_cast<int>(left.count());
+      }
+      if (::poll(fds, lifeline_ >= 0 ? 2 : 1, timeout) < 0 && errno != EINTR) return;
+      if (fds[0].revents & POLLIN) {
+        signalfd_siginfo info{};
+        while (::read(signals_, &info, sizeof(info)) == sizeof(info)) {
+          if (info.ssi_signo == SIGCHLD) continue;
+          grace_ = std::min(grace_, kGraceWhenSignalled);
+          return;
+        }
+        reap_exited([this](pid_t pid, int status) { note_exit(pid, status); });
+        if (status_) return;
+      }
+      if (lifeline_ >= 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+        // The client holds the only writer and never writes: this is EOF.
+        ::close(lifeline_);
+        lifeline_ = -1;
+        ::kill(options_.stop_command_alone ? command_ : -command_, SIGTERM);
+        command_told_at = Clock::now();
+      }
+    }
+  }
+
+  void note_exit(pid_t pid, int status) {
+    if (pid == command_ && !status_) status_ = status;
+  }
+
+  const KeeperOptions& options_;
+  int report_;
+  int lifeline_;
+  int signals_ = -1;
+  pid_t command_ = -1;
+  std::chrono::milliseconds grace_ = options_.grace;
+  std::optional<int> status_;
+};
+
+bool read_int(int fd, int& value) {
+  ssize_t got;
+  do got = ::recv(fd, &value, sizeof(value), MSG_WAITALL);
+  while (got < 0 && errno == EINTR);
+  return got == sizeof(value);
+}
+
+}  // namespace
+
+std::optional<Keeper> start_keeper(const KeeperOptions& options, const std::function<void()>& become_command) {
+  int report[2], lifeline[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, report) != 0) return std::nullopt;
+  UniqueFd report_ours(report[0]), report_theirs(report[1]);
+  if (::pipe2(lifeline, O_CLOEXEC) != 0) return std::nullopt;
+  UniqueFd lifeline_read(lifeline[0]), lifeline_write(lifeline[1]);
+
+  const pid_t pid = ::fork();
+  if (pid < 0) return std::nullopt;
+  if (pid == 0) {
+    report_ours.reset();
+    lifeline_write.reset();  // else our own copy would hide the client's death
+    KeeperProcess(options, report_theirs.release(), lifeline_read.release()).run(become_command);
+  }
+  ::setpgid(pid, pid);
+  report_theirs.reset();
+  lifeline_read.reset();
+  Keeper keeper{pid, -1, std::move(report_ours), std::move(lifeline_write)};
+  int command = 0;
+  if (!read_int(keeper.report.get(), command) || command <= 0) {
+    if (command < 0) errno = -command;
+    ::waitpid(pid, nullptr, 0);
+    return std::nullopt;
+  }
+  keeper.command = command;
+  return keeper;
+}
+
+std::optional<int> read_keeper_report(const Keeper& keeper) {
+  int status = 0;
+  if (!read_int(keeper.report.get(), status)) return std::nullopt;
+  return status;
+}
+
+}  // namespace xpra_broker::client
