@@ -21,10 +21,10 @@ grace running out (holders stopped across a broker restart).
 With --baseline-build (a build of another commit, e.g. main before the
 change), the same mix (same seed) runs there first, and both results are
 printed: the before and the after, in one run. Needs root (it runs the
-broker as root, which switches to xpra-broker, and the sessions as the test
-users xpb-alice and xpb-bob, made by tests/support/create-test-users.sh).
-Leaves the host as it found it: whatever the users have left is counted,
-printed, and then killed.
+broker as root, which switches to xpra-broker, and the sessions as two users
+it makes for the run, xpb-soak-a and xpb-soak-b). Leaves the host as it
+found it: whatever the users have left is counted, printed, and then killed,
+and the users it made are removed.
 """
 
 import argparse
@@ -39,7 +39,9 @@ import sys
 import tempfile
 import time
 
-USERS = ["xpb-alice", "xpb-bob"]
+# Users of their own, so the count is not mixed with a test's processes; made
+# for the run and removed after it.
+USERS = ["xpb-soak-a", "xpb-soak-b"]
 XPRA_OPTIONS = ["--mdns=no", "--html=off", "--printing=no", "--webcam=no", "--pulseaudio=no"]
 SESSION_PATHS = ["exit", "SIGTERM", "SIGINT", "SIGHUP", "kill9", "kill9-group", "release-owner", "release-root"]
 ROUND_PATHS = ["pam-logout", "broker-restart-holders-killed", "reattach-grace-expired"]
@@ -72,7 +74,7 @@ class Broker:
             f.write("# empty: every setting comes from the command line\n")
         self.args = [self.brokerd, "--config=" + self.config, "--user=xpra-broker", "--group=xpra",
                      "--runtime-dir=" + self.run_dir, "--socket=" + self.socket, "--displays=" + displays,
-                     "--failures-before-backoff=100000", "--acquire-burst=100000", "--acquires-per-minute=100000",
+                     "--failures-before-backoff=1000", "--acquire-burst=1000", "--acquires-per-minute=100000",
                      "--max-leases-per-user=64", "--reattach-grace-seconds=3"]
         self.proc = None
 
@@ -314,7 +316,21 @@ def main():
         sys.exit("containment_soak: run as root (it starts the broker and runs sessions as the test users)")
     if not shutil.which("dbus-launch"):
         sys.exit("containment_soak: dbus-launch is missing (apt-get install dbus-x11): the soak is about it")
-    subprocess.run([os.path.join(REPO, "tests", "support", "create-test-users.sh")], check=True)
+    subprocess.run([os.path.join(REPO, "tests", "support", "create-test-users.sh")], check=True)  # xpra-broker
+    made = []
+    for u in USERS:
+        if subprocess.run(["id", u], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", u], check=True)
+            made.append(u)
+    try:
+        run_all(args)
+    finally:
+        kill_user_processes(USERS)
+        for u in made:
+            subprocess.run(["userdel", "--remove", u], capture_output=True)
+
+
+def run_all(args):
     if user_processes(USERS):
         sys.exit("containment_soak: the test users already run processes; end them first: %s" %
                  user_processes(USERS))

@@ -15,6 +15,7 @@
 //     52000-52099 quarantine flooding      52100-52109 control characters
 //     52200-52209 log/connection flooding  52300-52309 stall under read spam
 //     52400-52409 idle connections         52500-52509 own files, root start
+//     52600-52609 a reported process that became root
 #pragma once
 
 #include <sys/types.h>

@@ -251,7 +251,8 @@ TEST_F(ContainmentTest, OrphansOfAKilledKeeperAreCountedByTheCensus) {
       [&] {
         status = broker().client_as("root", {"status", "--json"});
         if (status.exit_code != 0) return false;
-        for (const auto& row : nlohmann::json::parse(status.out)["x_servers"])
+        const nlohmann::json reply = nlohmann::json::parse(status.out);
+        for (const auto& row : reply["x_servers"])
           if (row["user"] == kAlice) alice_row = row;
         return alice_row.is_object() && alice_row["orphans"].get<std::size_t>() >= 1;
       },
