@@ -20,7 +20,9 @@ grace running out (holders stopped across a broker restart).
 
 With --baseline-build (a build of another commit, e.g. main before the
 change), the same mix (same seed) runs there first, and both results are
-printed: the before and the after, in one run. Needs root (it runs the
+printed: the before and the after, in one run. --census-check N then runs N
+sessions of the baseline's client (no keeper) against this broker, so the
+census has real orphans to count. Needs root (it runs the
 broker as root, which switches to xpra-broker, and the sessions as two users
 it makes for the run, xpb-soak-a and xpb-soak-b). Leaves the host as it
 found it: whatever the users have left is counted, printed, and then killed,
@@ -63,9 +65,9 @@ def as_user(user, argv):
 
 
 class Broker:
-    def __init__(self, build, displays, tmp):
+    def __init__(self, build, displays, tmp, client_build=None):
         self.brokerd = os.path.join(build, "broker", "xpra-brokerd")
-        self.client = os.path.join(build, "client", "xpra-request-display")
+        self.client = os.path.join(client_build or build, "client", "xpra-request-display")
         self.run_dir = os.path.join(tmp, "run")
         self.socket = os.path.join(self.run_dir, "broker.sock")
         self.config = os.path.join(tmp, "broker.conf")
@@ -222,11 +224,12 @@ def kill_user_processes(users):
         time.sleep(0.1)
 
 
-def soak(build, args, label):
+def soak(build, args, label, client_build=None, sessions=None):
     rng = random.Random(args.seed)
     tmp = tempfile.mkdtemp(prefix="xpb-soak-")
     os.chmod(tmp, 0o755)
-    broker = Broker(build, args.displays, tmp)
+    broker = Broker(build, args.displays, tmp, client_build)
+    sessions_wanted = sessions or args.sessions
     module = os.path.join(build, "pam", "pam_xpra_broker.so")
     broker.start()
     paths = collections.Counter()
@@ -235,9 +238,9 @@ def soak(build, args, label):
     started_at = time.time()
     orphans_max = 0
     try:
-        while ended < args.sessions:
+        while ended < sessions_wanted:
             rounds += 1
-            n = min(args.parallel, args.sessions - ended)
+            n = min(args.parallel, sessions_wanted - ended)
             round_path = rng.choice(ROUND_PATHS) if rng.random() < 0.25 else None
             sessions = [Session(broker, USERS[(ended + i) % len(USERS)], own_group=True) for i in range(n)]
             live = wait_live(broker, sessions)
@@ -280,14 +283,14 @@ def soak(build, args, label):
                 orphans_max = max(orphans_max, sum(x.get("orphans", 0) for x in st.get("x_servers", [])))
             if rounds % 10 == 0:
                 log("  [%s] %d/%d sessions, %d processes of the users now, %.0f s" %
-                    (label, ended, args.sessions, len(user_processes(USERS)), time.time() - started_at))
+                    (label, ended, sessions_wanted, len(user_processes(USERS)), time.time() - started_at))
         # Let keepers and reapers finish, and the census count twice (5 s).
         time.sleep(15)
         st = broker.status() or {}
         left = user_processes(USERS)
         return {
             "label": label,
-            "sessions": args.sessions,
+            "sessions": sessions_wanted,
             "seconds": round(time.time() - started_at),
             "end_paths": dict(paths),
             "left": len(left),
@@ -310,6 +313,9 @@ def main():
     p.add_argument("--baseline-build", help="a build of another commit: the before, run first with the same mix")
     p.add_argument("--displays", default="1200-1299")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--census-check", type=int, default=0, metavar="N",
+                   help="with --baseline-build: N more sessions of the baseline's client against this broker, "
+                        "to show the census counting what they leave")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if os.geteuid() != 0:
@@ -338,6 +344,11 @@ def run_all(args):
     if args.baseline_build:
         results.append(soak(args.baseline_build, args, "before"))
     results.append(soak(args.build, args, "after"))
+    if args.baseline_build and args.census_check:
+        # The census on real leaks: this broker, the baseline's client (no
+        # keeper), so its sessions' dbus-daemons escape again.
+        results.append(soak(args.build, args, "census", client_build=args.baseline_build,
+                            sessions=args.census_check))
     if args.json:
         print(json.dumps(results, indent=2))
         return

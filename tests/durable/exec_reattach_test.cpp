@@ -127,10 +127,11 @@ TEST_F(ExecReattachTest, TheSessionOfAHolderThatDiedWhileTheBrokerWasDownIsReape
   // for the broker.
   ASSERT_TRUE(integration::process_running(x));
   ASSERT_TRUE(x11_socket_exists(lease.display()));
-  for (pid_t pid : tracked)
-    if (pid != x)
-      EXPECT_TRUE(integration::wait_until([&] { return !integration::process_running(pid); }, 15s))
-          << "pid " << pid << " (keeper or command) outlived the holder";
+  for (pid_t pid : tracked) {
+    if (pid == x) continue;
+    EXPECT_TRUE(integration::wait_until([&] { return !integration::process_running(pid); }, 15s))
+        << "pid " << pid << " (keeper or command) outlived the holder";
+  }
 
   restart_broker();
   // Reaped at once, not after the 120 s grace: its holder is gone.
