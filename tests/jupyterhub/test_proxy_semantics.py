@@ -10,9 +10,10 @@ sessions (the broker makes the user's directory at the first acquire):
    every non-zero exit, SIGKILL when a request's start timeout passes): the
    X server of every start, sampled every 50 ms, is gone by the time that
    start has ended (plus the broker's reap when the start was SIGKILLed);
-3. one successful start: the proxy sees it ready on {port}, gets Xpra's
-   HTML5 client page there, and a real Xpra client reaches the session with
-   its password and AES key; SIGTERM to the proxy ends it all.
+3. one successful start: the proxy sees it ready on {unix_socket}, gets
+   Xpra's HTML5 client page there, and a real Xpra client reaches the
+   session on that socket as the user, with no password; SIGTERM to the
+   proxy ends it all.
 
 The broker's back-off and rate limit are off here, so that every one of the
 200 starts gets a display and starts an X server (the restart-loop test has
@@ -88,13 +89,19 @@ class ProxySemantics(h.HubTestCase):
         from jupyter_xpra_broker_proxy import setup_xpra
         config = setup_xpra()
         server = jsp.SupervisedServer("xprahtml5", config, base_url="/user/%s/" % USER)
-        command, environment, port = server.get_cmd(), server.get_env(), server.port
+        command, environment, unix_socket = server.get_cmd(), server.get_env(), server.unix_socket
         self.assertEqual(command[:4], [self.run_.paths.request_display, "exec", "--xpra", "--purpose"])
         self.assertEqual(command[command.index("--") + 1:command.index("--") + 3], ["/usr/bin/xpra", "start"])
         self.assertIn("--end-with-parent", command[:command.index("--")])
-        self.assertIn("--bind-tcp=127.0.0.1:%d" % port, command)
+        # Xpra on the proxy's Unix socket, in the drop-in's private dir,
+        # checking the peer's uid; no TCP port, no password, no key.
+        self.assertEqual(server.port, 0, "a unix_socket server gets no port")
+        self.assertEqual(os.path.dirname(unix_socket), environment["XDG_RUNTIME_DIR"])
+        self.assertIn("--bind=" + unix_socket, command)
+        self.assertIn("--auth=peercred", command)
+        self.assertFalse([a for a in command if "tcp" in a or "password" in a or "encryption" in a], command)
         self.assertIn("--socket-dirs=$XPRA_BROKER_RUNTIME_DIR", command)
-        for upstream in ("--html=on", "--start=xterm -fa Monospace", "--tcp-encryption=AES",
+        for upstream in ("--html=on", "--start=xterm -fa Monospace",
                          "--clipboard-direction=both", "--no-mdns", "--no-bell", "--no-speaker", "--no-printing",
                          "--no-microphone", "--no-notifications", "--no-systemd-run", "--sharing", "--no-daemon"):
             self.assertIn(upstream, command)
@@ -110,12 +117,12 @@ class ProxySemantics(h.HubTestCase):
             settings = [l.split("=", 1) for l in f.read().splitlines() if l.strip() and not l.startswith("#")]
         self.assertEqual(sorted((k.strip(), v.strip()) for k, v in settings), [("start", ""), ("start-child", "")])
         self.assertNotIn("XDG_CONFIG_DIRS", setup_xpra(host_start=True)["environment"])
-        for option, name in (("--tcp-auth=file:filename=", "password"), ("--tcp-encryption-keyfile=", "aes-key")):
-            [value] = [a[len(option):] for a in command if a.startswith(option)]
-            self.assertEqual(value, os.path.join(private, name))
-            self.assertEqual(os.stat(value).st_mode & 0o777, 0o600)
+        self.assertEqual(os.listdir(private), [], "the private dir holds something before Xpra's socket")
         self.assertEqual(server.get_timeout(), 90)
-        self.assertRegex(server.map_path("/"), r"^/index\.html\?username=[^&]+&password=\w+&encryption=AES&key=\w+")
+        # The launcher and the page carry no query string: nothing secret.
+        self.assertEqual(server.map_path("/"), "/index.html")
+        self.assertEqual(server.map_path("/js/Client.js"), "/js/Client.js")
+        self.assertEqual(config["launcher_entry"]["path_info"], "xprahtml5/")
 
         # The recipes this replaces, rendered the same way, never started.
         old_readme = ["xpra-request-display", "exec", "--", "xpra", "start", ":{display}", "--daemon=no",
@@ -210,30 +217,28 @@ class ProxySemantics(h.HubTestCase):
             [ready] = [e for e in events if e["ev"] == "ready"]
             [page] = [e for e in events if e["ev"] == "page"]
             self.assertEqual(len([e for e in events if e["ev"] == "start"]), 1, "the start was not the first one")
-            self.assertEqual(ready["port"], rendered["port"])
+            self.assertEqual(ready["unix_socket"], rendered["unix_socket"])
             self.assertEqual(page["status"], 200)
             self.assertTrue(page["xpra_client"], "not Xpra's HTML5 client page")
 
             [lease] = self.broker.leases(USER)
             [server] = h.xpra_servers_of_lease(lease)
             session = h.XpraSession(server)
-            self.assertEqual(session.port, rendered["port"], "Xpra does not listen on the proxy's {port}")
+            self.assertEqual(session.socket, rendered["unix_socket"], "Xpra does not listen on the proxy's socket")
+            self.assertIsNone(session.port, "Xpra listens on TCP")
             self.assertEqual(session.display, lease["display"])
-            self.assertIn("--tcp-auth=file:filename=" + session.password_file, rendered["command"])
             info = session.client(USER, "info")
             self.assertEqual(info.returncode, 0, info.stdout[-2000:] + info.stderr[-2000:])
             self.assertRegex(info.stdout, r"(?m)=:%d$" % lease["display"])
-            refused = session.client(USER, "info", key_file=False)
-            self.assertNotEqual(refused.returncode, 0, "xpra info without the AES key succeeded")
-            h.measured("successful start ready on {port}=%d after %.2f s; xpra info on tcp://127.0.0.1:%d/ with "
-                       "the password and key: exit 0" % (ready["port"], ready["seconds"], ready["port"]))
+            h.measured("successful start ready on {unix_socket}=%s after %.2f s; xpra info there as the user, "
+                       "no password: exit 0" % (ready["unix_socket"], ready["seconds"]))
             private = rendered["environment"]["XDG_RUNTIME_DIR"]
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)  # the notebook server stopping
         self.assertEqual(proc.wait(30), 0)
         self.assert_nothing_left(USER, DISPLAYS, what="after the end")
-        self.assertFalse(os.path.exists(private), "the private dir with the password outlived the server")
+        self.assertFalse(os.path.exists(private), "the private dir with Xpra's socket outlived the server")
 
 
 if __name__ == "__main__":
