@@ -81,6 +81,58 @@ class ProxySemantics(h.HubTestCase):
                 out.append(json.loads(line))
         return out
 
+    # ------------------------------------------------------------------ 0
+
+    def test_0_websocket_over_a_unix_socket_on_debians_tornado(self):
+        """jupyter-server-proxy 4.1.2's websocket client (pingable_ws_connect,
+        reproduced in server_proxy_extension) on the Unix socket of a real
+        tornado websocket server: a TypeError on tornado 6.2 until the
+        drop-in's tornado_compat is enabled, then a round trip."""
+        import asyncio
+        import tempfile
+        import tornado
+        from tornado import httpclient, httpserver, netutil, web, websocket
+        sys.path.insert(0, self.run_.paths.dropin_dir)
+        from jupyter_xpra_broker_proxy import tornado_compat
+        import server_proxy_extension as ext
+
+        class Echo(websocket.WebSocketHandler):
+            def on_message(self, message):
+                self.write_message(message, binary=isinstance(message, bytes))
+
+        async def round_trip(path):
+            request = httpclient.HTTPRequest(url="ws://localhost:0/")
+            received = asyncio.get_running_loop().create_future()
+            connection = await ext.pingable_ws_connect(
+                request=request, on_message_callback=lambda m: received.done() or received.set_result(m),
+                resolver=ext.UnixResolver(path))
+            connection.write_message(b"\x00xpra", binary=True)
+            answer = await asyncio.wait_for(received, 10)
+            connection.close()
+            return answer
+
+        async def main():
+            directory = tempfile.mkdtemp(dir=self.run_.scratch)
+            path = os.path.join(directory, "ws.sock")
+            server = httpserver.HTTPServer(web.Application([(r"/.*", Echo)]))
+            server.add_socket(netutil.bind_unix_socket(path))
+            try:
+                if tornado.version_info < (6, 3):
+                    self.assertTrue(tornado_compat.needed())
+                    with self.assertRaises(TypeError):
+                        await round_trip(path)
+                self.assertEqual(tornado_compat.enable(), tornado.version_info < (6, 3))
+                self.assertFalse(tornado_compat.needed())
+                self.assertFalse(tornado_compat.enable(), "enabled twice")
+                return await round_trip(path)
+            finally:
+                server.stop()
+
+        self.assertEqual(asyncio.run(main()), b"\x00xpra")
+        h.measured("tornado %s: websocket over a Unix socket as jupyter-server-proxy 4.1.2 opens it: %s"
+                   % (tornado.version, "TypeError without tornado_compat, round trip with it"
+                      if tornado.version_info < (6, 3) else "round trip, tornado_compat not needed"))
+
     # ------------------------------------------------------------------ 1
 
     def test_1_rendering(self):
