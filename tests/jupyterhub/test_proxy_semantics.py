@@ -292,6 +292,56 @@ class ProxySemantics(h.HubTestCase):
         self.assert_nothing_left(USER, DISPLAYS, what="after the end")
         self.assertFalse(os.path.exists(private), "the private dir with Xpra's socket outlived the server")
 
+    # ------------------------------------------------------------------ 4
+
+    def test_4_the_docs_say_what_is_shipped(self):
+        """docs/jupyterhub.md against the files it names: the snippet, the
+        rendered command, the files under /usr/share/xpra-broker/jupyter, the
+        single-user app the tests run, and the proxy service's ports."""
+        docs = h.read_text(os.path.join(self.run_.paths.source_dir, "docs", "jupyterhub.md"))
+        dropin = self.run_.paths.dropin_dir
+        snippet = h.read_text(os.path.join(dropin, "jupyter_server_config.py"))
+        [block] = re.findall(r"Paste the snippet.*?```python\n(.*?)```", docs, re.S)
+        # Both, run as Jupyter runs a config file, configure the same server
+        # (the module from the source tree instead of /usr/share).
+        from traitlets.config import Config
+
+        def configured(text):
+            c = Config()
+            exec(compile(text.replace("/usr/share/xpra-broker/jupyter", dropin), "config", "exec"), {"c": c})
+            return {name: server["command"] for name, server in c.ServerProxy.servers.items()}
+        self.assertEqual(configured(block), configured(snippet))
+        self.assertEqual(list(configured(block)), ["xprahtml5"])
+        for name in set(re.findall(r"/usr/share/xpra-broker/jupyter/([\w.-]+)", docs)):
+            self.assertTrue(os.path.exists(os.path.join(dropin, name)), "docs name %s, not shipped" % name)
+        self.assertNotIn("pyproject.toml", os.listdir(dropin))
+        self.assertIn('"JUPYTERHUB_SINGLEUSER_APP": "notebook.notebookapp.NotebookApp"', docs)
+        self.assertIn('"JUPYTERHUB_SINGLEUSER_APP": "notebook.notebookapp.NotebookApp"',
+                      h.read_text(os.path.join(self.run_.paths.tests_dir, "jhub_harness.py")))
+        # The rendered command in the docs: the same options as setup_xpra()'s.
+        [shown] = re.findall(r"returns what the proxy renders into:\n\n```\n(.*?)```", docs, re.S)
+        sys.path.insert(0, dropin)
+        from jupyter_xpra_broker_proxy import setup_xpra
+        config = setup_xpra()
+        command = config["command"]
+        for option in command[command.index("start") + 1:]:
+            self.assertIn(option, shown, "the docs' command lacks %s" % option)
+        self.assertIn("unix_socket: <dir>/xpra.sock", shown)
+        self.assertIn("path_info %s" % config["launcher_entry"]["path_info"], shown)
+        # The proxy service's ports, in its unit, the hub's snippet and the docs.
+        unit = h.read_text(os.path.join(dropin, "jupyterhub-proxy.service"))
+        hub_snippet = h.read_text(os.path.join(dropin, "jupyterhub_config_proxy.py"))
+        ports = dict(re.findall(r"(PROXY_API_PORT|HUB_PORT|PROXY_PORT)=(\d+)", unit))
+        self.assertIn("http://127.0.0.1:%s\"" % ports["PROXY_API_PORT"], hub_snippet)
+        self.assertIn("http://127.0.0.1:%s\"" % ports["HUB_PORT"], hub_snippet)
+        self.assertIn("public %s, API\n   %s on localhost, the hub %s" % (ports["PROXY_PORT"], ports["PROXY_API_PORT"],
+                                                                         ports["HUB_PORT"]), docs)
+        for setting in ("should_start = False", "cleanup_servers = False"):
+            self.assertIn(setting, hub_snippet)
+            self.assertIn(setting.split(" =")[0], docs)
+        r = h.run(["systemd-analyze", "verify", os.path.join(dropin, "jupyterhub-proxy.service")])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
 
 if __name__ == "__main__":
     h.main(__name__)
