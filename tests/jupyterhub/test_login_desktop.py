@@ -86,7 +86,7 @@ class LoginAndDesktop(h.HubTestCase):
                 # The proxy's Unix socket, in a private 0700 dir of the user; no TCP port.
                 self.assertIsNone(session.port, servers[0].argv)
                 self.assertIsNotNone(session.socket, servers[0].argv)
-                self.assertIn("--auth=peercred", servers[0].argv)
+                self.assertIn("--auth=peercred:uid=%d" % uid, servers[0].argv)
                 st = os.lstat(os.path.dirname(session.socket))
                 self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (uid, 0o700), session.socket)
                 # The drop-in's start command (xterm), not the host's start= list.

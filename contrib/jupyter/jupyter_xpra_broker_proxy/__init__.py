@@ -21,8 +21,9 @@ Why the command looks the way it does:
   broker removes them when the lease ends.
 - No password, no key, nothing secret in any URL: Xpra listens on a Unix
   socket (jupyter-server-proxy's `unix_socket`, >= 4.0) in a private 0700
-  directory of the user, with `--auth=peercred` (the kernel's SO_PEERCRED:
-  only the user's own uid gets in), and on no TCP port. The HTML5 client is
+  directory of the user, with `--auth=peercred:uid=<the user's uid>` (the
+  kernel's SO_PEERCRED: only the user's own uid gets in; without `uid=` the
+  module lets in every uid), and on no TCP port. The HTML5 client is
   opened at `xprahtml5/` with no query string; upstream put the password and
   the AES key in that URL, which the hub's proxy, the hub and the Jupyter
   server log (a start timeout logged the whole URL). Xpra 3.1 serves its
@@ -123,8 +124,13 @@ def xpra_start_options(start="xterm -fa Monospace"):
         "--html=on",
         # The proxy's socket, in the private dir; no TCP socket at all.
         "--bind={unix_socket}",
+        # A --bind on the command line replaces the config's `bind = auto`;
+        # keep that one too: the session's socket in the broker's directory
+        # (--socket-dir), where `xpra info :N` and `xpra list` find it.
+        "--bind=auto",
         # Only processes of the user's own uid (the kernel says who connects).
-        "--auth=peercred",
+        # Without uid=, Xpra's peercred module (3.1 to 6.x) lets in any uid.
+        "--auth=peercred:uid=%d" % os.getuid(),
         "--start=" + _literal(start),
     ] + list(_UPSTREAM_TRAILING_FLAGS) + [
         # Xpra makes a socket in every one of its socket-dirs (Debian's config
