@@ -39,7 +39,7 @@ MARK_VARIABLE = "XPB_JHUB_MARK"
 # nodejs from elsewhere (NodeSource's, on some images) does not, and then
 # configurable-http-proxy cannot find its modules.
 NODE_PATH = "/usr/share/nodejs:/usr/lib/nodejs"
-TEST_USERS = ("xpb-alice", "xpb-bob", "xpb-mallory")
+TEST_USERS = ("xpb-alice", "xpb-bob", "xpb-mallory", "xpb-carol", "xpb-dave")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

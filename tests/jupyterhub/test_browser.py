@@ -16,7 +16,8 @@ cookie secret, the proxy's token, the test's API token, each notebook
 server's API token and the browser's cookies; none may be there. Stopping
 the servers leaves no process of either user at all.
 
-Displays 1090-1099.
+Displays 1090-1099. Users xpb-carol and xpb-dave, which no other suite
+runs as: "no process of the user" counts every process of theirs.
 """
 
 import os
@@ -30,8 +31,8 @@ import urllib.request
 
 import jhub_harness as h
 
-USER = "xpb-alice"
-FAILING = "xpb-bob"
+USER = "xpb-carol"
+FAILING = "xpb-dave"
 DISPLAYS = range(1090, 1100)
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
