@@ -12,6 +12,7 @@ a killed run left.
 """
 
 import contextlib
+import glob
 import http.cookiejar
 import json
 import os
@@ -21,6 +22,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -305,6 +307,7 @@ class TestRun:
             self.cleanups.callback(log, "kept " + self.scratch)
         else:
             self.cleanups.callback(shutil.rmtree, self.scratch, True)
+        self.cleanups.callback(remove_new_private_dirs, set(glob.glob(PRIVATE_DIR_PATTERN)))
         self.cleanups.callback(self._kill_marked)
         # ctest's timeout and Ctrl-C still clean up.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -351,6 +354,21 @@ class TestRun:
                 print("---- %s (last %d lines of %s) ----\n%s" % (title, lines, path, "\n".join(text[-lines:])),
                       flush=True)
         self.cleanups.close()
+
+
+# The drop-in's private dirs (setup_xpra); a notebook server killed by
+# SIGKILL cannot remove its own (atexit), and the tests kill some.
+PRIVATE_DIR_PATTERN = os.path.join(tempfile.gettempdir(), "xpra_broker_*_*")
+
+
+def remove_new_private_dirs(before):
+    """Removes the drop-in's private dirs of the test users that appeared during the run."""
+    test_uids = {uid_of(u) for u in TEST_USERS}
+    for path in set(glob.glob(PRIVATE_DIR_PATTERN)) - before:
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid in test_uids:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 _POLLING = re.compile(r"(GET /hub/api/users/[^ ]+ \(xpb-test@|Unrestricted access to /hub/api/users/)")
