@@ -69,8 +69,11 @@ same "any answer" rule); the handlers are a classic-notebook (notebook 6.4)
 server extension on IPythonHandler, where 4.1.2's are jupyter_server
 JupyterHandlers loaded into the notebook through jupyter_server's
 compatibility; the rewrite_response hooks, the /proxy/<port> handlers, the
-icon handler, request_headers_override and entry points are left out (the
-drop-in uses none of them); no Windows.
+icon handler, request_headers_override, entry points and _record_activity
+(the idle-culling timestamp) are left out (the drop-in and the tests use
+none of them); the launcher's servers-info lists the configured servers
+from c.ServerProxy.servers directly rather than through ServerProcess
+tuples; no Windows.
 """
 
 import asyncio
