@@ -497,18 +497,21 @@ class Hub:
     service, LocalProcessSpawner. `spawner_config` is Python appended to
     jupyterhub_config.py (the Spawner settings of the deployment under test)."""
 
-    def __init__(self, run_, broker, pam_service, users, spawner_config, hub_env=None, separate_proxy=False):
+    def __init__(self, run_, broker, pam_service, users, spawner_config, hub_env=None, separate_proxy=False,
+                 name="hub", extra_config=""):
         self.run = run_
         # The proxy as its own service (contrib/jupyter/jupyterhub-proxy.service
         # and jupyterhub_config_proxy.py): the test starts it, the hub uses it.
         self.separate_proxy = separate_proxy
         self.proxy_proc = None
-        self.proxy_log_path = run_.path("proxy.log")
+        self.proxy_log_path = run_.path(name + "-proxy.log")
         self.hub_env = dict(hub_env or {})
         self.broker = broker
         self.users = list(users)
-        self.dir = run_.mkdir("hub", mode=0o700)
-        self.log_path = run_.path("hub.log")
+        self.extra_config = extra_config
+        self.pam_service = pam_service
+        self.dir = run_.mkdir(name, mode=0o700)
+        self.log_path = run_.path(name + ".log")
         self.port = free_port()
         self.hub_port = free_port()
         self.api_port = free_port()
@@ -558,7 +561,9 @@ c.Spawner.environment = {{
 }}
 {spawner_config}
 {proxy_config}
-""".format(proxy_config=self._separate_proxy_config() if self.separate_proxy else "", url=self.url, hub_port=self.hub_port, api_port=self.api_port, proxy_token=self.proxy_token,
+{extra_config}
+""".format(proxy_config=self._separate_proxy_config() if self.separate_proxy else "", extra_config=self.extra_config,
+           url=self.url, hub_port=self.hub_port, api_port=self.api_port, proxy_token=self.proxy_token,
            dir=self.dir, pam_service=pam_service, users=self.users, token=self.token, socket=self.broker.socket,
            client=self.run.paths.request_display, mark_var=MARK_VARIABLE, mark=self.run.mark,
            spawner_config=spawner_config)

@@ -59,8 +59,8 @@ class BrowserTest(h.HubTestCase):
             cls.run_, [USER, FAILING], DISPLAYS, failing=[FAILING], failing_timeout=FAILING_TIMEOUT,
             separate_proxy=True, log_in=False)
         cls.proof = os.path.join("/home", USER, "xpb-browser-" + secrets.token_hex(4))
-        cls.run_.cleanups.callback(lambda: [os.unlink(p) for p in (cls.proof + "-1", cls.proof + "-2")
-                                            if os.path.lexists(p)])
+        cls.run_.cleanups.callback(lambda: [os.unlink(cls.proof + "-%d" % n) for n in range(1, 5)
+                                            if os.path.lexists(cls.proof + "-%d" % n)])
         # What Xpra starts outside the run's mark (Debian's dbus-launch gives
         # its dbus-daemon a clean environment, with only DISPLAY of the
         # session) and a failed run can leave: at the end, the processes of
@@ -115,13 +115,15 @@ class BrowserTest(h.HubTestCase):
         window = self.driver.find_element(By.CSS_SELECTOR, "#screen .window canvas")
         ActionChains(self.driver).move_to_element(window).click().pause(0.5).send_keys(text).perform()
 
-    def test_1_browser_login_launcher_desktop_and_a_hub_restart(self):
+    def open_desktop(self, hub):
+        """As a user: the hub's login form, the spawn, the tree's New ->
+        Xpra Desktop, the HTML5 client's first window in the new tab.
+        Returns the tree's window handle and the seconds from submitting the
+        form to the window."""
         from selenium.webdriver.common.by import By
 
         d = self.driver
-        uid = h.uid_of(USER)
-        self.assertEqual(h.processes(uid), [], "%s has processes before the test" % USER)
-        d.get(self.hub.url + "/hub/login")
+        d.get(hub.url + "/hub/login")
         d.find_element(By.ID, "username_input").send_keys(USER)
         d.find_element(By.ID, "password_input").send_keys(self.passwords[USER])
         logged_in = time.monotonic()
@@ -135,15 +137,21 @@ class BrowserTest(h.HubTestCase):
         d.find_element(By.ID, "new-dropdown-button").click()
         entry = h.wait_until(lambda: [e for e in d.find_elements(By.LINK_TEXT, "Xpra Desktop") if e.is_displayed()],
                              60, 0.2, what="the launcher entry Xpra Desktop in the New menu")[0]
-        href = entry.get_attribute("href")
-        self.assertEqual(href, self.hub.url + "/user/%s/xprahtml5/" % USER, "the launcher's URL")
+        self.assertEqual(entry.get_attribute("href"), hub.url + "/user/%s/xprahtml5/" % USER, "the launcher's URL")
         entry.click()
         h.wait_until(lambda: len(d.window_handles) == 2, 30, 0.2, what="the desktop's tab")
         d.switch_to.window([w for w in d.window_handles if w != tree][0])
         self.wait_for("document.querySelector('#screen .window canvas')", 120,
                       "the HTML5 client's first window (at %s)" % d.current_url)
-        window_seconds = time.monotonic() - logged_in
+        seconds = time.monotonic() - logged_in
         self.assertNotIn("?", d.current_url, "the desktop's URL has a query string")
+        return tree, seconds
+
+    def test_1_browser_login_launcher_desktop_and_a_hub_restart(self):
+        d = self.driver
+        uid = h.uid_of(USER)
+        self.assertEqual(h.processes(uid), [], "%s has processes before the test" % USER)
+        tree, window_seconds = self.open_desktop(self.hub)
         h.measured("browser: login submitted to the HTML5 client's first window: %.1f s" % window_seconds)
         time.sleep(1)  # xterm draws its prompt
 
@@ -257,6 +265,42 @@ class BrowserTest(h.HubTestCase):
                    % (len(self.secrets), ", ".join(sorted(self.secrets)), len(texts), ", ".join(sorted(texts)),
                       sum(len(t) for t in texts.values()), len(found)))
         self.assertEqual(found, [])
+
+    def test_3_control_a_hub_with_its_own_proxy_freezes_the_open_tab(self):
+        """The control of test_1's restart (issue 22, item 3): the same
+        deployment, but the hub starts its own proxy (JupyterHub's default;
+        only cleanup_servers is off, so the servers stay): a restart of the
+        hub replaces that proxy, and a command typed into the open tab
+        afterwards never arrives, although the session is still there."""
+        d = self.driver
+        for handle in d.window_handles[1:]:
+            d.switch_to.window(handle)
+            d.close()
+        d.switch_to.window(d.window_handles[0])
+        d.delete_all_cookies()  # the first hub's, for the same host
+        hub = h.Hub(self.run_, self.broker, self.hub.pam_service, [USER, FAILING], self.deployment.spawner_config(),
+                    name="hub-control", extra_config="c.JupyterHub.cleanup_servers = False\n")
+        hub.start()
+        self.open_desktop(hub)
+        time.sleep(1)
+        [lease] = self.broker.leases(USER)
+        [server] = h.xpra_servers_of_lease(lease)
+        self.type_into_desktop("touch %s-3\n" % self.proof)
+        h.wait_until(lambda: os.path.exists(self.proof + "-3"), 30, 0.2, what="the command before the restart")
+        proxy_pid = hub.proxy_pid()
+        hub.restart()
+        self.assertNotEqual(hub.proxy_pid(), proxy_pid, "the restarted hub kept its proxy")
+        self.assertEqual([l["lease"] for l in self.broker.leases(USER)], [lease["lease"]], "the lease changed")
+        self.assertTrue(h.pid_alive(server.pid), "Xpra did not survive the hub's restart")
+        self.type_into_desktop("touch %s-4\n" % self.proof)
+        time.sleep(10)
+        self.screenshot("control-after-hub-restart.png")
+        self.assertFalse(os.path.exists(self.proof + "-4"),
+                         "a command typed into the tab arrived although the hub replaced its proxy: "
+                         "the control does not show what the separate proxy prevents")
+        h.measured("browser (control): hub with its own proxy restarted, the open tab's command did not arrive "
+                   "within 10 s; the session (lease, Xpra) still ran")
+        hub.stop_server(USER)
 
 
 if __name__ == "__main__":
