@@ -26,7 +26,10 @@ runtime_packages=(xvfb x11-utils xpra pamtester libcap2-bin procps util-linux pa
                   jupyterhub node-configurable-http-proxy python3-notebook python3 python3-pil xterm
                   # Debian's default Xpra config runs dbus-launch (dbus-x11) and Xsession:
                   # the containment tests run Xpra as a real host has it.
-                  dbus-x11)
+                  dbus-x11
+                  # jupyterhub.browser: a real browser (headless) on the desktop, driven
+                  # through WebDriver.
+                  chromium chromium-driver python3-selenium)
 
 missing=()
 for p in "${build_packages[@]}" "${runtime_packages[@]}"; do

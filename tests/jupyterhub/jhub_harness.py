@@ -12,6 +12,7 @@ a killed run left.
 """
 
 import contextlib
+import glob
 import http.cookiejar
 import json
 import os
@@ -21,6 +22,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -39,7 +41,7 @@ MARK_VARIABLE = "XPB_JHUB_MARK"
 # nodejs from elsewhere (NodeSource's, on some images) does not, and then
 # configurable-http-proxy cannot find its modules.
 NODE_PATH = "/usr/share/nodejs:/usr/lib/nodejs"
-TEST_USERS = ("xpb-alice", "xpb-bob", "xpb-mallory")
+TEST_USERS = ("xpb-alice", "xpb-bob", "xpb-mallory", "xpb-carol", "xpb-dave")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -305,6 +307,7 @@ class TestRun:
             self.cleanups.callback(log, "kept " + self.scratch)
         else:
             self.cleanups.callback(shutil.rmtree, self.scratch, True)
+        self.cleanups.callback(remove_new_private_dirs, set(glob.glob(PRIVATE_DIR_PATTERN)))
         self.cleanups.callback(self._kill_marked)
         # ctest's timeout and Ctrl-C still clean up.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -351,6 +354,21 @@ class TestRun:
                 print("---- %s (last %d lines of %s) ----\n%s" % (title, lines, path, "\n".join(text[-lines:])),
                       flush=True)
         self.cleanups.close()
+
+
+# The drop-in's private dirs (setup_xpra); a notebook server killed by
+# SIGKILL cannot remove its own (atexit), and the tests kill some.
+PRIVATE_DIR_PATTERN = os.path.join(tempfile.gettempdir(), "xpra_broker_*_*")
+
+
+def remove_new_private_dirs(before):
+    """Removes the drop-in's private dirs of the test users that appeared during the run."""
+    test_uids = {uid_of(u) for u in TEST_USERS}
+    for path in set(glob.glob(PRIVATE_DIR_PATTERN)) - before:
+        with contextlib.suppress(OSError):
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid in test_uids:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 _POLLING = re.compile(r"(GET /hub/api/users/[^ ]+ \(xpb-test@|Unrestricted access to /hub/api/users/)")
@@ -479,13 +497,21 @@ class Hub:
     service, LocalProcessSpawner. `spawner_config` is Python appended to
     jupyterhub_config.py (the Spawner settings of the deployment under test)."""
 
-    def __init__(self, run_, broker, pam_service, users, spawner_config, hub_env=None):
+    def __init__(self, run_, broker, pam_service, users, spawner_config, hub_env=None, separate_proxy=False,
+                 name="hub", extra_config=""):
         self.run = run_
+        # The proxy as its own service (contrib/jupyter/jupyterhub-proxy.service
+        # and jupyterhub_config_proxy.py): the test starts it, the hub uses it.
+        self.separate_proxy = separate_proxy
+        self.proxy_proc = None
+        self.proxy_log_path = run_.path(name + "-proxy.log")
         self.hub_env = dict(hub_env or {})
         self.broker = broker
         self.users = list(users)
-        self.dir = run_.mkdir("hub", mode=0o700)
-        self.log_path = run_.path("hub.log")
+        self.extra_config = extra_config
+        self.pam_service = pam_service
+        self.dir = run_.mkdir(name, mode=0o700)
+        self.log_path = run_.path(name + ".log")
         self.port = free_port()
         self.hub_port = free_port()
         self.api_port = free_port()
@@ -534,14 +560,73 @@ c.Spawner.environment = {{
     "PYTHONDONTWRITEBYTECODE": "1",
 }}
 {spawner_config}
-""".format(url=self.url, hub_port=self.hub_port, api_port=self.api_port, proxy_token=self.proxy_token,
+{proxy_config}
+{extra_config}
+""".format(proxy_config=self._separate_proxy_config() if self.separate_proxy else "", extra_config=self.extra_config,
+           url=self.url, hub_port=self.hub_port, api_port=self.api_port, proxy_token=self.proxy_token,
            dir=self.dir, pam_service=pam_service, users=self.users, token=self.token, socket=self.broker.socket,
            client=self.run.paths.request_display, mark_var=MARK_VARIABLE, mark=self.run.mark,
            spawner_config=spawner_config)
 
+    def _separate_proxy_config(self):
+        snippet = os.path.join(self.run.paths.dropin_dir, "jupyterhub_config_proxy.py")
+        return """# The proxy apart from the hub: the shipped snippet, as an admin adds it,
+# then this test's ports instead of the snippet's.
+exec(compile(open({snippet!r}).read(), {snippet!r}, "exec"))
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
+""".format(snippet=snippet, api_port=self.api_port, hub_port=self.hub_port)
+
+    def proxy_service_argv(self):
+        """ExecStart= of contrib/jupyter/jupyterhub-proxy.service, its ${VARS}
+        set to this hub's ports (as the unit's Environment= lines would be
+        edited), and the unit's other Environment= values."""
+        unit = read_text(os.path.join(self.run.paths.dropin_dir, "jupyterhub-proxy.service"))
+        values = {"PROXY_IP": "127.0.0.1", "PROXY_PORT": str(self.port), "PROXY_API_PORT": str(self.api_port),
+                  "HUB_PORT": str(self.hub_port)}
+        env, exec_start = {}, None
+        for line in unit.splitlines():
+            if line.startswith("Environment="):
+                for item in line[len("Environment="):].split():
+                    key, _, value = item.partition("=")
+                    env[key] = value
+            elif line.startswith("ExecStart="):
+                exec_start = line[len("ExecStart="):]
+        if exec_start is None:
+            raise AssertionError("jupyterhub-proxy.service has no ExecStart=")
+        for key in values:
+            if key not in env:
+                raise AssertionError("jupyterhub-proxy.service sets no %s" % key)
+        argv = [re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], a) for a in exec_start.split()]
+        extra = {k: v for k, v in env.items() if k not in values}
+        return argv, extra
+
+    def start_proxy_service(self, timeout=30):
+        argv, extra = self.proxy_service_argv()
+        with open(self.proxy_log_path, "ab") as out:
+            self.proxy_proc = subprocess.Popen(argv, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out,
+                                               stderr=subprocess.STDOUT,
+                                               env=self.run.environment(CONFIGPROXY_AUTH_TOKEN=self.proxy_token,
+                                                                        **extra))
+        self.run.cleanups.callback(terminate, self.proxy_proc, 10)
+        self.run.show_on_failure("the proxy's log (its own service)", self.proxy_log_path, 60)
+
+        def answers():
+            if self.proxy_proc.poll() is not None:
+                raise HubError("configurable-http-proxy exited %d:\n%s" % (self.proxy_proc.returncode,
+                                                                           tail(self.proxy_log_path)))
+            with contextlib.suppress(OSError):
+                with socket.create_connection(("127.0.0.1", self.api_port), timeout=1):
+                    return True
+            return False
+        wait_until(answers, timeout, 0.1, what="configurable-http-proxy's API on port %d" % self.api_port)
+        log("proxy service up (pid %d): %s" % (self.proxy_proc.pid, " ".join(argv)))
+
     # -- process
 
     def start(self, timeout=90):
+        if self.separate_proxy and self.proxy_proc is None:
+            self.start_proxy_service()
         with open(self.log_path, "ab") as out:
             out.write(b"\n===== jupyterhub start =====\n")
             out.flush()
@@ -575,8 +660,14 @@ c.Spawner.environment = {{
         self.proc.wait()
 
     def stop(self):
-        """SIGTERM: the hub stops the servers it runs (cleanup_servers) and its proxy."""
+        """SIGTERM: the hub stops the servers it runs (cleanup_servers) and its proxy
+        (a proxy of its own: not the separate service's)."""
         terminate(self.proc, 60)
+
+    def restart(self):
+        """What `systemctl restart jupyterhub` does: SIGTERM, then a new hub."""
+        self.stop()
+        self.start()
 
     def shutdown(self):
         self.stop()
@@ -695,6 +786,11 @@ def user_python_dir(run_):
         shutil.copy(os.path.join(run_.paths.dropin_dir, "jupyter_server_config.py"), path)
         for module in ("server_proxy_emulation.py", "server_proxy_extension.py", "proxy_driver.py"):
             shutil.copy(os.path.join(run_.paths.tests_dir, module), path)
+        # jupyter-server-proxy's nbextension, where its package installs it
+        # (<data dir>/nbextensions/jupyter_server_proxy/), under JUPYTER_PATH.
+        nbextension = os.path.join(path, "jupyter-data", "nbextensions", "jupyter_server_proxy")
+        os.makedirs(nbextension)
+        shutil.copy(os.path.join(run_.paths.tests_dir, "nbextension", "tree.js"), nbextension)
         for root, dirs, files in os.walk(path):
             for d in dirs:
                 os.chmod(os.path.join(root, d), 0o755)
@@ -728,7 +824,7 @@ class ProxyDeployment:
 
     SERVER = "xprahtml5"
 
-    def __init__(self, run_, failing=()):
+    def __init__(self, run_, failing=(), failing_timeout=None):
         self.run = run_
         self.python_dir = user_python_dir(run_)
         snippet = os.path.join(self.python_dir, "jupyter_server_config.py")
@@ -738,8 +834,9 @@ class ProxyDeployment:
         for user in failing:
             self.config_dirs[user] = self._config_dir(
                 "failing-" + user, snippet,
-                extra='c.ServerProxy.servers["%s"] = setup_xpra(extra_xpra_args=["--socket-dir=%s"])\n'
-                      % (self.SERVER, self.shared_socket_dir))
+                extra='c.ServerProxy.servers["%s"] = setup_xpra(extra_xpra_args=["--socket-dir=%s"]%s)\n'
+                      % (self.SERVER, self.shared_socket_dir,
+                         ", timeout=%r" % failing_timeout if failing_timeout else ""))
 
     def _config_dir(self, name, snippet, extra):
         path = self.run.mkdir("jupyter-config-" + name)
@@ -750,6 +847,15 @@ class ProxyDeployment:
             f.write("# What jupyter-server-proxy would add by being installed:\n"
                     "c.NotebookApp.nbserver_extensions = {'server_proxy_extension': True}\n")
         os.chmod(os.path.join(path, "jupyter_notebook_config.py"), 0o644)
+        # The launcher entry: what jupyter-server-proxy's package installs as
+        # etc/jupyter/nbconfig/tree.d/jupyter-server-proxy.json.
+        nbconfig = os.path.join(path, "nbconfig", "tree.d")
+        os.makedirs(nbconfig)
+        for d in (os.path.join(path, "nbconfig"), nbconfig):
+            os.chmod(d, 0o755)
+        with open(os.path.join(nbconfig, "jupyter-server-proxy.json"), "w") as f:
+            json.dump({"load_extensions": {"jupyter_server_proxy/tree": True}}, f)
+        os.chmod(os.path.join(nbconfig, "jupyter-server-proxy.json"), 0o644)
         return path
 
     def spawner_config(self):
@@ -761,14 +867,18 @@ c.Spawner.environment.update({{
     "PYTHONPATH": {python!r},
     # A system-wide config dir, as /etc/jupyter is (the user's own ~/.jupyter stays theirs).
     "JUPYTER_CONFIG_PATH": lambda spawner: CONFIG_DIRS.get(spawner.user.name, {default!r}),
+    # A system-wide data dir, as /usr/share/jupyter is: the proxy's nbextension.
+    "JUPYTER_PATH": {data!r},
 }})
-""".format(dirs=self.config_dirs, python=self.python_dir, default=self.default_config_dir)
+""".format(dirs=self.config_dirs, python=self.python_dir, default=self.default_config_dir,
+           data=os.path.join(self.python_dir, "jupyter-data"))
 
     def desktop_path(self, user):
         return "/user/%s/%s/" % (user, self.SERVER)
 
 
-def start_proxy_hub(run_, users, displays, broker_options=(), failing=(), log_in=True):
+def start_proxy_hub(run_, users, displays, broker_options=(), failing=(), log_in=True, failing_timeout=None,
+                    separate_proxy=False):
     """Deployment 1 on a fresh broker: the broker, passwords for `users`, the
     PAM service, the users' servers (ProxyDeployment) and the hub; each user
     logged in once through the form unless `log_in` is false.
@@ -777,8 +887,8 @@ def start_proxy_hub(run_, users, displays, broker_options=(), failing=(), log_in
     broker.start()
     passwords = set_passwords(run_, users)
     service = install_pam_service(run_, broker)
-    deployment = ProxyDeployment(run_, failing=failing)
-    hub = Hub(run_, broker, service, users, deployment.spawner_config())
+    deployment = ProxyDeployment(run_, failing=failing, failing_timeout=failing_timeout)
+    hub = Hub(run_, broker, service, users, deployment.spawner_config(), separate_proxy=separate_proxy)
     hub.start()
     if log_in:
         for user in users:
@@ -790,28 +900,23 @@ def start_proxy_hub(run_, users, displays, broker_options=(), failing=(), log_in
 
 
 class XpraSession:
-    """The Xpra server behind a lease, as root reads it from /proc: its TCP
-    port and the password and key files on its command line."""
+    """The Xpra server behind a lease, as root reads it from /proc: the Unix
+    socket the drop-in binds (its only listening socket besides the broker
+    dir's), and its TCP port if it has one (deployment 2)."""
 
     def __init__(self, proc):
         self.proc = proc
-        self.port = self.password_file = self.key_file = None
+        self.port = self.socket = None
         for a in proc.argv:
             if a.startswith("--bind-tcp="):
                 self.port = int(a.rsplit(":", 1)[1])
-            elif a.startswith("--tcp-auth=file:filename="):
-                self.password_file = a.split("filename=", 1)[1]
-            elif a.startswith("--tcp-encryption-keyfile="):
-                self.key_file = a.split("=", 1)[1]
+            elif a.startswith("--bind=/"):
+                self.socket = a.split("=", 1)[1]
         self.display = display_argument(proc.argv)
 
-    def client(self, user, subcommand="info", password_file=None, key_file=None, timeout=60):
-        """`xpra SUBCOMMAND tcp://127.0.0.1:PORT/` as `user` with the session's credentials."""
-        argv = ["/usr/bin/xpra", subcommand, "tcp://127.0.0.1:%d/" % self.port]
-        if password_file is not False:
-            argv.append("--password-file=" + (password_file or self.password_file))
-        if key_file is not False:
-            argv += ["--encryption=AES", "--encryption-keyfile=" + (key_file or self.key_file)]
+    def client(self, user, subcommand="info", timeout=60):
+        """`xpra SUBCOMMAND socket:PATH` as `user` (no password: Xpra checks the uid)."""
+        argv = ["/usr/bin/xpra", subcommand, "socket:" + self.socket]
         env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "HOME": pwd.getpwnam(user).pw_dir,
                "XDG_RUNTIME_DIR": "/nonexistent"}
         return run(argv, timeout=timeout, user=user, env=env)

@@ -23,7 +23,6 @@ import asyncio
 import json
 import sys
 import time
-import urllib.request
 
 import server_proxy_emulation as jsp
 from jupyter_xpra_broker_proxy import setup_xpra
@@ -40,6 +39,7 @@ def emit(**event):
 def rendered(server):
     # Exactly what ensure_process will run: the proxy renders at each start.
     emit(ev="rendered", command=server.get_cmd(), environment=server.get_env(), port=server.port,
+         unix_socket=server.unix_socket,
          timeout=server.get_timeout())
 
 
@@ -89,6 +89,18 @@ async def failing(starts, timeout, socket_dir):
     return 0
 
 
+async def http_get_unix(socket_path, path):
+    """GET path on the Unix socket (the proxy's SimpleAsyncHTTPClient with a
+    UnixResolver does the same); returns (body text, status)."""
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n" % path).encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 30)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return body.decode(errors="replace"), int(head.split()[1])
+
+
 async def ok():
     config = setup_xpra()
     jsp.enable_signal_propagation()  # as importing simpervisor does in the proxy
@@ -99,12 +111,11 @@ async def ok():
     rendered(server)
     started = time.monotonic()
     await server.ensure_process()
-    emit(ev="ready", port=server.port, pid=state["proc"].pid, seconds=time.monotonic() - started)
+    emit(ev="ready", unix_socket=server.unix_socket, pid=state["proc"].pid, seconds=time.monotonic() - started)
     # What the proxy sends to Xpra for the desktop's first page.
     path = server.map_path("/")
-    with urllib.request.urlopen("http://localhost:%d%s" % (server.port, path), timeout=30) as r:
-        page = r.read().decode(errors="replace")
-    emit(ev="page", status=r.status, path=path, xpra_client="xpra websockets client" in page)
+    page, status = await http_get_unix(server.unix_socket, path)
+    emit(ev="page", status=status, path=path, xpra_client="xpra websockets client" in page)
     await asyncio.Event().wait()  # until SIGTERM
 
 

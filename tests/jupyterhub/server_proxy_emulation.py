@@ -1,33 +1,57 @@
-"""What jupyter-server-proxy does with a server's configuration, for the tests.
+"""What jupyter-server-proxy 4.1.2 does with a server's configuration, for the tests.
 
-jupyter-server-proxy is not packaged in Debian 12, so the suite reproduces
-the part of it that decides whether an Xpra desktop leaks: how a server's
-`command` and `environment` are rendered, and how the process is started,
-supervised, restarted and killed. The code below follows these sources line
-by line (names kept, so the two can be read side by side):
+jupyter-server-proxy is not packaged in Debian 12 (nor simpervisor), so the
+suite reproduces the part of it the desktop depends on: how a server's
+`command` and `environment` are rendered, how the process is started,
+supervised, restarted and killed, and (server_proxy_extension.py) how HTTP
+requests and websockets are proxied to its port or Unix socket. 4.1.2 is the
+newest release that Debian 12's jupyter_server 1.23.3 allows (4.2 needs
+jupyter_server >= 1.24). The code follows these sources line by line (names
+kept, so the two can be read side by side):
 
-jupyter-server-proxy, commit cf61ed14621249441ed248f470095e0bde36c95a (4.4.0+108):
+jupyter-server-proxy v4.1.2, commit ca21c38c9dee85703df94cf4f3222e0ce04fc047:
   jupyter_server_proxy/handlers.py
-    822-828   process_args: {"port", "unix_socket" ("" if none), "base_url"}
-    830-842   _render_template: str -> value.format(**args); lists and dicts
+    97-600    ProxyHandler: prepare (authentication; a websocket upgrade
+              without a user is a 403), proxy (HTTP: hop-by-hop headers
+              dropped, SimpleAsyncHTTPClient with UnixResolver for a Unix
+              socket, X-Forwarded-Context, the answer's headers copied but
+              Content-Length/Transfer-Encoding/Connection), proxy_open
+              (websocket: pingable_ws_connect with resolver=UnixResolver,
+              "requires tornado >= 6.3"), on_message, on_ping, on_close,
+              check_xsrf_cookie (deferred to the app), select_subprotocol
+              -> server_proxy_extension.py
+    692-697   process_args: {"port", "unix_socket" ("" if none), "base_url"}
+    699-711   _render_template: str -> value.format(**args); lists and dicts
               (keys too) recursively; anything else raises ValueError
-    844-848   _realize_rendered_template: a callable is called with the args
+    713-717   _realize_rendered_template: a callable is called with the args
               it asks for (utils.call_with_asked_args), then rendered
-    850-859   proxy: mappath (callable with `path`, or a dict)
-    910-941   port (requested, else bind ("", 0) and close) and unix_socket
-    943-944   get_cmd
-    965-981   _http_ready_func: GET http://localhost:{port}, any response
+    719-728   proxy: mappath (callable with `path`, or a dict), HTTP only
+    733-734   open: the websocket gets no mappath
+    780-810   port (0 with a unix_socket; requested, else bind ("", 0) and
+              close) and unix_socket (True: mkdtemp + "socket"; a string:
+              that path)
+    812-813   get_cmd
+    834-850   _http_ready_func: aiohttp GET of http://localhost (through a
+              UnixConnector) or http://localhost:{port}; any response
               counts, a connection error does not
-    983-1031  ensure_process: under a lock, if no "proc" in state: render the
+    852-900   ensure_process: under a lock, if no "proc" in state: render the
               command, env = os.environ + rendered environment, start a
               SupervisedProcess, wait ready(); not ready -> kill() and HTTP
               500; on any error "proc" is removed from state, so the next
               request starts it again
+    902-908   proxy and open of a supervised server: ensure_process first
+  jupyter_server_proxy/websocket.py 13-56 PingableWSClientConnection,
+              pingable_ws_connect; 60-106 WebSocketHandlerMixin
+  jupyter_server_proxy/unixsock.py UnixResolver
+  jupyter_server_proxy/api.py 8-35 ServersInfoHandler (server-proxy/servers-info)
+  jupyter_server_proxy/static/tree.js: the classic notebook's launcher
+              entry ("New" menu); tests/jupyterhub/nbextension/tree.js is
+              a verbatim copy
   jupyter_server_proxy/config.py
-    330-345   the per-server handler class: get_env renders `environment`,
-              get_timeout returns `timeout`
+    66-93     the per-server handler class: get_env renders `environment`,
+              get_timeout returns `timeout`, proxy_base is the name
   jupyter_server_proxy/utils.py 1-30  call_with_asked_args
-simpervisor, commit 24730d8bf9574e1adfb755804882acedd3696855:
+simpervisor, commit 24730d8bf9574e1adfb755804882acedd3696855 (1.0):
   simpervisor/process.py
     192-199   _handle_signal: SIGINT/SIGTERM of the server go to the child
     201-242   start: asyncio.create_subprocess_exec, watcher task
@@ -39,9 +63,17 @@ simpervisor, commit 24730d8bf9574e1adfb755804882acedd3696855:
   simpervisor/atexitasync.py: the server's SIGINT/SIGTERM handler calls each
     running child's _handle_signal, then sys.exit(0)
 
-What is not reproduced: proxying of websockets and of methods other than
-GET (the tests need none), the tornado request handler (see
-server_proxy_extension.py for the notebook-server side), Windows.
+Where it differs: the readiness check speaks HTTP over asyncio's own
+connections instead of aiohttp (not installed on CI; the same requests, the
+same "any answer" rule); the handlers are a classic-notebook (notebook 6.4)
+server extension on IPythonHandler, where 4.1.2's are jupyter_server
+JupyterHandlers loaded into the notebook through jupyter_server's
+compatibility; the rewrite_response hooks, the /proxy/<port> handlers, the
+icon handler, request_headers_override, entry points and _record_activity
+(the idle-culling timestamp) are left out (the drop-in and the tests use
+none of them); the launcher's servers-info lists the configured servers
+from c.ServerProxy.servers directly rather than through ServerProcess
+tuples; no Windows.
 """
 
 import asyncio
@@ -273,7 +305,7 @@ class SupervisedServer:
 
     @property
     def port(self):
-        if self.requested_unix_socket:
+        if self.requested_unix_socket:  # unix_socket has priority over port
             return 0
         if "port" not in self.state:
             if self.requested_port:
@@ -308,8 +340,9 @@ class SupervisedServer:
         return self.timeout
 
     async def _http_ready_func(self, p):
-        # aiohttp's GET of http://localhost:{port}: any HTTP answer is ready,
-        # a refused or dropped connection (ClientConnectionError) is not.
+        # aiohttp's GET of http://localhost (UnixConnector) or
+        # http://localhost:{port}: any HTTP answer is ready, a refused or
+        # dropped connection (ClientConnectionError) is not.
         try:
             if self.unix_socket is not None:
                 reader, writer = await asyncio.open_unix_connection(self.unix_socket)

@@ -2,8 +2,9 @@
 """Two real users log in to JupyterHub with their passwords (login form,
 PAM), start their servers, open the Xpra desktop through the hub's proxy,
 and get a brokered display in their own directory; a real Xpra client
-reaches each session on its TCP port with the session's password and AES
-key, and not without them. Stopping the servers ends everything, and so does a
+reaches each session on its private Unix socket as the user, with no
+password, and not as another user (not even through an opened-up socket:
+Xpra checks the peer's uid). Stopping the servers ends everything, and so does a
 notebook server killed with SIGKILL (the client's --end-with-parent).
 
 Displays 1000-1009.
@@ -82,7 +83,12 @@ class LoginAndDesktop(h.HubTestCase):
                 # --xpra put the display and the directory on xpra's command line.
                 self.assertEqual(session.display, display, servers[0].argv)
                 self.assertIn("--socket-dir=" + runtime_dir, servers[0].argv)
-                self.assertIn("--bind-tcp=127.0.0.1:%d" % session.port, servers[0].argv)
+                # The proxy's Unix socket, in a private 0700 dir of the user; no TCP port.
+                self.assertIsNone(session.port, servers[0].argv)
+                self.assertIsNotNone(session.socket, servers[0].argv)
+                self.assertIn("--auth=peercred:uid=%d" % uid, servers[0].argv)
+                st = os.lstat(os.path.dirname(session.socket))
+                self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (uid, 0o700), session.socket)
                 # The drop-in's start command (xterm), not the host's start= list.
                 h.check_start_commands(self.run_.mark, servers[0])
                 h.wait_until(lambda: os.path.exists(os.path.join(runtime_dir, "%s-%d" % (socket.gethostname(),
@@ -91,22 +97,27 @@ class LoginAndDesktop(h.HubTestCase):
                 self.assertEqual(len(h.x_servers(uid, DISPLAYS)), 1, h.x_servers(uid, DISPLAYS))
                 self.assertEqual(h.display_argument(h.x_servers(uid, DISPLAYS)[0].argv), display)
 
-                # A real Xpra client on the TCP port, with the password and the key.
+                # A real Xpra client on that socket, as the user: no password.
+                h.wait_until(lambda: os.path.exists(session.socket), 30, what=session.socket)
                 info = session.client(user, "info")
                 self.assertEqual(info.returncode, 0, info.stdout[-2000:] + info.stderr[-2000:])
                 self.assertRegex(info.stdout, r"(?m)^display\.|^server\.")
                 self.assertRegex(info.stdout, r"(?m)=:%d$" % display, "xpra info does not name :%d" % display)
-                # (Not `xpra version`: Xpra 3.1.3 answers a version request in
-                # clear text before authentication, so it proves nothing here
-                # and an AES client drops the answer.)
-                # ... and not without them.
-                wrong = h.run(["sh", "-c", "umask 077; echo -n wrong > %s/wrong-password" % runtime_dir],
-                              user=user)
-                self.assertEqual(wrong.returncode, 0, wrong.stderr)
-                refused = session.client(user, "info", password_file=runtime_dir + "/wrong-password")
-                self.assertNotEqual(refused.returncode, 0, "xpra info with a wrong password succeeded")
-                no_key = session.client(user, "info", key_file=False)
-                self.assertNotEqual(no_key.returncode, 0, "xpra info without the AES key succeeded")
+                # ... and not as another user: the directory keeps them out,
+                # and Xpra's peercred check does even when it does not.
+                other = USERS[1] if user == USERS[0] else USERS[0]
+                refused = session.client(other, "info")
+                self.assertNotEqual(refused.returncode, 0, "xpra info as %s got into %s's desktop" % (other, user))
+                socket_dir = os.path.dirname(session.socket)
+                os.chmod(socket_dir, 0o711)
+                os.chmod(session.socket, 0o666)
+                try:
+                    refused = session.client(other, "info")
+                finally:
+                    os.chmod(session.socket, 0o600)
+                    os.chmod(socket_dir, 0o700)
+                self.assertNotEqual(refused.returncode, 0,
+                                    "xpra info as %s through an opened socket got into %s's desktop" % (other, user))
         self.assertEqual(len(displays), 2, "two users, one display each")
 
         for user in USERS:

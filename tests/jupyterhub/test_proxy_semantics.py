@@ -10,9 +10,10 @@ sessions (the broker makes the user's directory at the first acquire):
    every non-zero exit, SIGKILL when a request's start timeout passes): the
    X server of every start, sampled every 50 ms, is gone by the time that
    start has ended (plus the broker's reap when the start was SIGKILLed);
-3. one successful start: the proxy sees it ready on {port}, gets Xpra's
-   HTML5 client page there, and a real Xpra client reaches the session with
-   its password and AES key; SIGTERM to the proxy ends it all.
+3. one successful start: the proxy sees it ready on {unix_socket}, gets
+   Xpra's HTML5 client page there, and a real Xpra client reaches the
+   session on that socket as the user, with no password; SIGTERM to the
+   proxy ends it all.
 
 The broker's back-off and rate limit are off here, so that every one of the
 200 starts gets a display and starts an X server (the restart-loop test has
@@ -80,6 +81,58 @@ class ProxySemantics(h.HubTestCase):
                 out.append(json.loads(line))
         return out
 
+    # ------------------------------------------------------------------ 0
+
+    def test_0_websocket_over_a_unix_socket_on_debians_tornado(self):
+        """jupyter-server-proxy 4.1.2's websocket client (pingable_ws_connect,
+        reproduced in server_proxy_extension) on the Unix socket of a real
+        tornado websocket server: a TypeError on tornado 6.2 until the
+        drop-in's tornado_compat is enabled, then a round trip."""
+        import asyncio
+        import tempfile
+        import tornado
+        from tornado import httpclient, httpserver, netutil, web, websocket
+        sys.path.insert(0, self.run_.paths.dropin_dir)
+        from jupyter_xpra_broker_proxy import tornado_compat
+        import server_proxy_extension as ext
+
+        class Echo(websocket.WebSocketHandler):
+            def on_message(self, message):
+                self.write_message(message, binary=isinstance(message, bytes))
+
+        async def round_trip(path):
+            request = httpclient.HTTPRequest(url="ws://localhost:0/")
+            received = asyncio.get_running_loop().create_future()
+            connection = await ext.pingable_ws_connect(
+                request=request, on_message_callback=lambda m: received.done() or received.set_result(m),
+                resolver=ext.UnixResolver(path))
+            connection.write_message(b"\x00xpra", binary=True)
+            answer = await asyncio.wait_for(received, 10)
+            connection.close()
+            return answer
+
+        async def main():
+            directory = tempfile.mkdtemp(dir=self.run_.scratch)
+            path = os.path.join(directory, "ws.sock")
+            server = httpserver.HTTPServer(web.Application([(r"/.*", Echo)]))
+            server.add_socket(netutil.bind_unix_socket(path))
+            try:
+                if tornado.version_info < (6, 3):
+                    self.assertTrue(tornado_compat.needed())
+                    with self.assertRaises(TypeError):
+                        await round_trip(path)
+                self.assertEqual(tornado_compat.enable(), tornado.version_info < (6, 3))
+                self.assertFalse(tornado_compat.needed())
+                self.assertFalse(tornado_compat.enable(), "enabled twice")
+                return await round_trip(path)
+            finally:
+                server.stop()
+
+        self.assertEqual(asyncio.run(main()), b"\x00xpra")
+        h.measured("tornado %s: websocket over a Unix socket as jupyter-server-proxy 4.1.2 opens it: %s"
+                   % (tornado.version, "TypeError without tornado_compat, round trip with it"
+                      if tornado.version_info < (6, 3) else "round trip, tornado_compat not needed"))
+
     # ------------------------------------------------------------------ 1
 
     def test_1_rendering(self):
@@ -88,13 +141,19 @@ class ProxySemantics(h.HubTestCase):
         from jupyter_xpra_broker_proxy import setup_xpra
         config = setup_xpra()
         server = jsp.SupervisedServer("xprahtml5", config, base_url="/user/%s/" % USER)
-        command, environment, port = server.get_cmd(), server.get_env(), server.port
+        command, environment, unix_socket = server.get_cmd(), server.get_env(), server.unix_socket
         self.assertEqual(command[:4], [self.run_.paths.request_display, "exec", "--xpra", "--purpose"])
         self.assertEqual(command[command.index("--") + 1:command.index("--") + 3], ["/usr/bin/xpra", "start"])
         self.assertIn("--end-with-parent", command[:command.index("--")])
-        self.assertIn("--bind-tcp=127.0.0.1:%d" % port, command)
+        # Xpra on the proxy's Unix socket, in the drop-in's private dir,
+        # checking the peer's uid; no TCP port, no password, no key.
+        self.assertEqual(server.port, 0, "a unix_socket server gets no port")
+        self.assertEqual(os.path.dirname(unix_socket), environment["XDG_RUNTIME_DIR"])
+        self.assertIn("--bind=" + unix_socket, command)
+        self.assertIn("--auth=peercred:uid=%d" % os.getuid(), command)
+        self.assertFalse([a for a in command if "tcp" in a or "password" in a or "encryption" in a], command)
         self.assertIn("--socket-dirs=$XPRA_BROKER_RUNTIME_DIR", command)
-        for upstream in ("--html=on", "--start=xterm -fa Monospace", "--tcp-encryption=AES",
+        for upstream in ("--html=on", "--start=xterm -fa Monospace",
                          "--clipboard-direction=both", "--no-mdns", "--no-bell", "--no-speaker", "--no-printing",
                          "--no-microphone", "--no-notifications", "--no-systemd-run", "--sharing", "--no-daemon"):
             self.assertIn(upstream, command)
@@ -110,12 +169,12 @@ class ProxySemantics(h.HubTestCase):
             settings = [l.split("=", 1) for l in f.read().splitlines() if l.strip() and not l.startswith("#")]
         self.assertEqual(sorted((k.strip(), v.strip()) for k, v in settings), [("start", ""), ("start-child", "")])
         self.assertNotIn("XDG_CONFIG_DIRS", setup_xpra(host_start=True)["environment"])
-        for option, name in (("--tcp-auth=file:filename=", "password"), ("--tcp-encryption-keyfile=", "aes-key")):
-            [value] = [a[len(option):] for a in command if a.startswith(option)]
-            self.assertEqual(value, os.path.join(private, name))
-            self.assertEqual(os.stat(value).st_mode & 0o777, 0o600)
+        self.assertEqual(os.listdir(private), [], "the private dir holds something before Xpra's socket")
         self.assertEqual(server.get_timeout(), 90)
-        self.assertRegex(server.map_path("/"), r"^/index\.html\?username=[^&]+&password=\w+&encryption=AES&key=\w+")
+        # The launcher and the page carry no query string: nothing secret.
+        self.assertEqual(server.map_path("/"), "/index.html")
+        self.assertEqual(server.map_path("/js/Client.js"), "/js/Client.js")
+        self.assertEqual(config["launcher_entry"]["path_info"], "xprahtml5/")
 
         # The recipes this replaces, rendered the same way, never started.
         old_readme = ["xpra-request-display", "exec", "--", "xpra", "start", ":{display}", "--daemon=no",
@@ -210,30 +269,79 @@ class ProxySemantics(h.HubTestCase):
             [ready] = [e for e in events if e["ev"] == "ready"]
             [page] = [e for e in events if e["ev"] == "page"]
             self.assertEqual(len([e for e in events if e["ev"] == "start"]), 1, "the start was not the first one")
-            self.assertEqual(ready["port"], rendered["port"])
+            self.assertEqual(ready["unix_socket"], rendered["unix_socket"])
             self.assertEqual(page["status"], 200)
             self.assertTrue(page["xpra_client"], "not Xpra's HTML5 client page")
 
             [lease] = self.broker.leases(USER)
             [server] = h.xpra_servers_of_lease(lease)
             session = h.XpraSession(server)
-            self.assertEqual(session.port, rendered["port"], "Xpra does not listen on the proxy's {port}")
+            self.assertEqual(session.socket, rendered["unix_socket"], "Xpra does not listen on the proxy's socket")
+            self.assertIsNone(session.port, "Xpra listens on TCP")
             self.assertEqual(session.display, lease["display"])
-            self.assertIn("--tcp-auth=file:filename=" + session.password_file, rendered["command"])
             info = session.client(USER, "info")
             self.assertEqual(info.returncode, 0, info.stdout[-2000:] + info.stderr[-2000:])
             self.assertRegex(info.stdout, r"(?m)=:%d$" % lease["display"])
-            refused = session.client(USER, "info", key_file=False)
-            self.assertNotEqual(refused.returncode, 0, "xpra info without the AES key succeeded")
-            h.measured("successful start ready on {port}=%d after %.2f s; xpra info on tcp://127.0.0.1:%d/ with "
-                       "the password and key: exit 0" % (ready["port"], ready["seconds"], ready["port"]))
+            h.measured("successful start ready on {unix_socket}=%s after %.2f s; xpra info there as the user, "
+                       "no password: exit 0" % (ready["unix_socket"], ready["seconds"]))
             private = rendered["environment"]["XDG_RUNTIME_DIR"]
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)  # the notebook server stopping
         self.assertEqual(proc.wait(30), 0)
         self.assert_nothing_left(USER, DISPLAYS, what="after the end")
-        self.assertFalse(os.path.exists(private), "the private dir with the password outlived the server")
+        self.assertFalse(os.path.exists(private), "the private dir with Xpra's socket outlived the server")
+
+    # ------------------------------------------------------------------ 4
+
+    def test_4_the_docs_say_what_is_shipped(self):
+        """docs/jupyterhub.md against the files it names: the snippet, the
+        rendered command, the files under /usr/share/xpra-broker/jupyter, the
+        single-user app the tests run, and the proxy service's ports."""
+        docs = h.read_text(os.path.join(self.run_.paths.source_dir, "docs", "jupyterhub.md"))
+        dropin = self.run_.paths.dropin_dir
+        snippet = h.read_text(os.path.join(dropin, "jupyter_server_config.py"))
+        [block] = re.findall(r"Paste the snippet.*?```python\n(.*?)```", docs, re.S)
+        # Both, run as Jupyter runs a config file, configure the same server
+        # (the module from the source tree instead of /usr/share).
+        from traitlets.config import Config
+
+        def configured(text):
+            c = Config()
+            exec(compile(text.replace("/usr/share/xpra-broker/jupyter", dropin), "config", "exec"), {"c": c})
+            return {name: server["command"] for name, server in c.ServerProxy.servers.items()}
+        self.assertEqual(configured(block), configured(snippet))
+        self.assertEqual(list(configured(block)), ["xprahtml5"])
+        for name in set(re.findall(r"/usr/share/xpra-broker/jupyter/([\w.-]+)", docs)):
+            self.assertTrue(os.path.exists(os.path.join(dropin, name)), "docs name %s, not shipped" % name)
+        self.assertNotIn("pyproject.toml", os.listdir(dropin))
+        self.assertIn('"JUPYTERHUB_SINGLEUSER_APP": "notebook.notebookapp.NotebookApp"', docs)
+        self.assertIn('"JUPYTERHUB_SINGLEUSER_APP": "notebook.notebookapp.NotebookApp"',
+                      h.read_text(os.path.join(self.run_.paths.tests_dir, "jhub_harness.py")))
+        # The rendered command in the docs: the same options as setup_xpra()'s.
+        [shown] = re.findall(r"returns what the proxy renders into:\n\n```\n(.*?)```", docs, re.S)
+        sys.path.insert(0, dropin)
+        from jupyter_xpra_broker_proxy import setup_xpra
+        config = setup_xpra()
+        command = config["command"]
+        for option in command[command.index("start") + 1:]:
+            option = re.sub(r"uid=\d+$", "uid=<uid>", option)
+            self.assertIn(option, shown, "the docs' command lacks %s" % option)
+        self.assertIn("unix_socket: <dir>/xpra.sock", shown)
+        self.assertIn("path_info %s" % config["launcher_entry"]["path_info"], shown)
+        # The proxy service's ports, in its unit, the hub's snippet and the docs.
+        unit = h.read_text(os.path.join(dropin, "jupyterhub-proxy.service"))
+        hub_snippet = h.read_text(os.path.join(dropin, "jupyterhub_config_proxy.py"))
+        ports = dict(re.findall(r"(PROXY_API_PORT|HUB_PORT|PROXY_PORT)=(\d+)", unit))
+        self.assertIn("http://127.0.0.1:%s\"" % ports["PROXY_API_PORT"], hub_snippet)
+        self.assertIn("http://127.0.0.1:%s\"" % ports["HUB_PORT"], hub_snippet)
+        self.assertIn("public %s, API\n   %s on localhost, the hub %s" % (ports["PROXY_PORT"], ports["PROXY_API_PORT"],
+                                                                         ports["HUB_PORT"]), docs)
+        for setting in ("should_start = False", "cleanup_servers = False"):
+            self.assertIn(setting, hub_snippet)
+            self.assertIn(setting.split(" =")[0], docs)
+        r = h.run(["systemd-analyze", "verify", os.path.join(dropin, "jupyterhub-proxy.service")])
+        self.assertEqual(r.returncode, 0, r.stderr)
 
 
 if __name__ == "__main__":

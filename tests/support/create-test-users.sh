@@ -5,6 +5,9 @@
 #   xpb-alice   in xpb-users
 #   xpb-bob     in xpb-users
 #   xpb-mallory not in xpb-users: must be refused
+#   xpb-carol, xpb-dave  in xpb-users; only jupyterhub.browser runs as them,
+#               so it can count every process of its users while other
+#               suites run as alice and bob
 #   xpra-broker system user, group xpra: the broker's own identity
 set -euo pipefail
 exec 9>/run/xpra-broker-test-users.lock
@@ -13,8 +16,10 @@ getent group xpra >/dev/null || groupadd --system xpra
 getent group xpb-users >/dev/null || groupadd xpb-users
 id xpra-broker >/dev/null 2>&1 || useradd --system --gid xpra --no-create-home --home-dir /nonexistent \
   --shell /usr/sbin/nologin xpra-broker
-for u in xpb-alice xpb-bob xpb-mallory; do
+for u in xpb-alice xpb-bob xpb-mallory xpb-carol xpb-dave; do
   id "$u" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$u"
 done
 usermod -a -G xpb-users xpb-alice
 usermod -a -G xpb-users xpb-bob
+usermod -a -G xpb-users xpb-carol
+usermod -a -G xpb-users xpb-dave

@@ -19,10 +19,21 @@ Why the command looks the way it does:
 - Xpra's unix sockets go only to the broker's directory (`--socket-dir`
   from `--xpra`, `--socket-dirs=$XPRA_BROKER_RUNTIME_DIR` here), where the
   broker removes them when the lease ends.
-- `--bind-tcp=127.0.0.1:{port}`, not upstream's `0.0.0.0`: the proxy
-  connects to `localhost:{port}` (aiohttp and tornado try 127.0.0.1 when
-  ::1 refuses), so nobody else on the network needs to reach the port.
-  Pass `bind_host="0.0.0.0"` to get upstream's exposure back.
+- No password, no key, nothing secret in any URL: Xpra listens on a Unix
+  socket (jupyter-server-proxy's `unix_socket`, >= 4.0) in a private 0700
+  directory of the user, with `--auth=peercred:uid=<the user's uid>` (the
+  kernel's SO_PEERCRED: only the user's own uid gets in; without `uid=` the
+  module lets in every uid), and on no TCP port. The HTML5 client is
+  opened at `xprahtml5/` with no query string; upstream put the password and
+  the AES key in that URL, which the hub's proxy, the hub and the Jupyter
+  server log (a start timeout logged the whole URL). Xpra 3.1 serves its
+  HTML5 client and websocket on Unix sockets as on TCP (server_core.py,
+  `may_wrap_socket` for "unix-domain" when html is on).
+- jupyter-server-proxy 4.1.2 opens the websocket over that socket with
+  `websocket_connect(..., resolver=)`, which tornado has only from 6.3;
+  Debian 12 has 6.2. `tornado_compat.enable()` (called here) gives tornado
+  6.2's WebSocketClientConnection that parameter; it changes nothing on
+  tornado >= 6.3.
 - Xpra starts `start` (xterm) and none of the host's own start commands:
   the environment appends this package's `xdg` directory to
   XDG_CONFIG_DIRS, whose xpra/xpra.conf empties `start` and `start-child`
@@ -30,14 +41,12 @@ Why the command looks the way it does:
   shows an xmessage, then starts `ssh-agent x-terminal-emulator`, whose agent
   outlives the session by up to 10 s; Xpra 3.1 has no command-line option
   that removes configured start commands). `host_start=True` keeps them.
-- The password and the AES key are made once per call of `setup_xpra()`,
-  that is once per start of the user's Jupyter server, in a private 0700
-  directory that is also Xpra's XDG_RUNTIME_DIR (upstream made the same three
-  things with mkstemp/mkdtemp). The directory is removed when the server
-  exits.
+- The private directory is made once per call of `setup_xpra()`, that is
+  once per start of the user's Jupyter server; it is Xpra's XDG_RUNTIME_DIR
+  and holds its socket, and it is removed when the server exits.
 
-Use it either as a jupyter-server-proxy entry point (installing this package
-registers `xprahtml5`), or from a config file:
+Use it from the single-user server's config file (the package needs no
+installation; see jupyter_server_config.py next to it):
 
     from jupyter_xpra_broker_proxy import setup_xpra
     c.ServerProxy.servers = {"xprahtml5": setup_xpra()}
@@ -54,11 +63,10 @@ Environment, read when `setup_xpra()` runs:
 
 import atexit
 import os
-import secrets
 import shutil
-import string
 import tempfile
-from urllib.parse import urlencode
+
+from . import tornado_compat
 
 __all__ = ["setup_xpra", "xpra_start_options", "xpra_config_dirs", "SERVER_NAME"]
 
@@ -110,28 +118,20 @@ def _program(variable, name, fallback):
     return shutil.which(name) or fallback
 
 
-def _random_secret(length=32):
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def _write_private_file(directory, name, content):
-    path = os.path.join(directory, name)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(content)
-    return path
-
-
-def xpra_start_options(password_file, key_file, bind_host="127.0.0.1", start="xterm -fa Monospace"):
-    """Upstream's `xpra start` options, unrendered: `{port}` is still a template field."""
+def xpra_start_options(start="xterm -fa Monospace"):
+    """Upstream's `xpra start` options, unrendered: `{unix_socket}` is still a template field."""
     return [
         "--html=on",
-        "--bind-tcp=" + _literal(bind_host) + ":{port}",
+        # The proxy's socket, in the private dir; no TCP socket at all.
+        "--bind={unix_socket}",
+        # A --bind on the command line replaces the config's `bind = auto`;
+        # keep that one too: the session's socket in the broker's directory
+        # (--socket-dir), where `xpra info :N` and `xpra list` find it.
+        "--bind=auto",
+        # Only processes of the user's own uid (the kernel says who connects).
+        # Without uid=, Xpra's peercred module (3.1 to 6.x) lets in any uid.
+        "--auth=peercred:uid=%d" % os.getuid(),
         "--start=" + _literal(start),
-        "--tcp-auth=file:filename=" + _literal(password_file),
-        "--tcp-encryption=AES",
-        "--tcp-encryption-keyfile=" + _literal(key_file),
     ] + list(_UPSTREAM_TRAILING_FLAGS) + [
         # Xpra makes a socket in every one of its socket-dirs (Debian's config
         # adds ~/.xpra, /run/user/$UID/xpra, /run/xpra). A session killed
@@ -143,22 +143,19 @@ def xpra_start_options(password_file, key_file, bind_host="127.0.0.1", start="xt
     ]
 
 
-def setup_xpra(bind_host="127.0.0.1", start="xterm -fa Monospace", extra_xpra_args=(), timeout=90,
+def setup_xpra(start="xterm -fa Monospace", extra_xpra_args=(), timeout=90,
                purpose="jupyter-server-proxy " + SERVER_NAME, host_start=False):
     """The jupyter-server-proxy configuration of the Xpra desktop.
 
-    Each call makes a new private directory with a new password and key.
-    `extra_xpra_args` are appended to `xpra start` as they are (escaped for
-    the proxy's str.format like everything else); a `--start=...` there runs
-    too. Xpra runs `start` (empty: nothing) and not the start commands of the
-    host's Xpra config, unless `host_start` is true.
+    Each call makes a new private directory for Xpra's socket. `extra_xpra_args`
+    are appended to `xpra start` as they are (escaped for the proxy's
+    str.format like everything else); a `--start=...` there runs too. Xpra
+    runs `start` (empty: nothing) and not the start commands of the host's
+    Xpra config, unless `host_start` is true.
     """
+    tornado_compat.enable()
     private_dir = tempfile.mkdtemp(prefix="xpra_broker_%d_" % os.getuid())  # mode 0700
     atexit.register(shutil.rmtree, private_dir, True)
-    password = _random_secret()
-    aes_key = _random_secret()
-    password_file = _write_private_file(private_dir, "password", password)
-    key_file = _write_private_file(private_dir, "aes-key", aes_key)
 
     client = _program("XPRA_BROKER_REQUEST_DISPLAY", "xpra-request-display", "/usr/bin/xpra-request-display")
     xpra = _program("XPRA_BIN", "xpra", "/usr/bin/xpra")
@@ -167,22 +164,13 @@ def setup_xpra(bind_host="127.0.0.1", start="xterm -fa Monospace", extra_xpra_ar
     # releases the display itself.
     command = [_literal(client), "exec", "--xpra", "--purpose", _literal(purpose), "--end-with-parent", "--",
                _literal(xpra), "start"]
-    command += xpra_start_options(password_file, key_file, bind_host, start)
+    command += xpra_start_options(start)
     command += [_literal(a) for a in extra_xpra_args]
 
-    # The HTML5 client reads its credentials from the URL, as upstream's did.
-    url_params = "?" + urlencode({
-        "username": _user_name(),
-        "password": password,
-        "encryption": "AES",
-        "key": aes_key,
-        "sharing": "true",
-    })
-
     def mappath(path):  # jupyter-server-proxy passes the argument by this name
-        if path in ("/", "/index.html"):
-            return "/index.html" + url_params
-        return path
+        # The HTML5 client's page; it finds everything else (the websocket
+        # too) relative to its own location, and needs no parameter.
+        return "/index.html" if path == "/" else path
 
     environment = {"XDG_RUNTIME_DIR": _literal(private_dir)}
     if not host_start:
@@ -191,6 +179,9 @@ def setup_xpra(bind_host="127.0.0.1", start="xterm -fa Monospace", extra_xpra_ar
     return {
         "command": command,
         "environment": environment,
+        # A path, not True: jupyter-server-proxy's own (True) is a mkdtemp
+        # under /tmp that it never removes.
+        "unix_socket": os.path.join(private_dir, "xpra.sock"),
         "timeout": timeout,
         "mappath": mappath,
         "absolute_url": False,
@@ -198,15 +189,6 @@ def setup_xpra(bind_host="127.0.0.1", start="xterm -fa Monospace", extra_xpra_ar
         "launcher_entry": {
             "enabled": True,
             "title": "Xpra Desktop",
-            "path_info": SERVER_NAME + "/index.html" + url_params,
+            "path_info": SERVER_NAME + "/",
         },
     }
-
-
-def _user_name():
-    import pwd
-
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
