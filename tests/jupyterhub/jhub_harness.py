@@ -967,10 +967,13 @@ def check_start_commands(mark, server, expected=("xterm", "-fa", "Monospace"), w
 
 def leftovers(broker, mark, user, displays):
     """What is left of `user`'s desktops: leases, X servers on the test's
-    displays, and any process this run started as the user (Xpra, the
-    client, xterm, the Jupyter server itself)."""
+    displays, any process this run started as the user (Xpra, the client,
+    xterm, the Jupyter server itself), and every other process of the user
+    whatever its environment: the dbus-daemon that Debian's Xpra config
+    starts (dbus-launch) runs with a clean one, so no mark finds it."""
     uid = uid_of(user)
-    return {"leases": broker.leases(user), "x": x_servers(uid, displays), "marked": marked_processes(mark, uid)}
+    return {"leases": broker.leases(user), "x": x_servers(uid, displays), "marked": marked_processes(mark, uid),
+            "processes": ["%d %s" % (p.pid, p.comm) for p in processes(uid)]}
 
 
 def wait_nothing_left(broker, mark, user, displays, within=15.0, what="", interval=0.05):

@@ -7,7 +7,9 @@ the user's browser keeps asking for the desktop. Without the broker each
 failed start leaves its X server behind (checked first, outside the broker:
 the control). With it, the user's X servers, sampled every 0.25 s for
 two minutes, never exceed the per-user quota, the broker's back-off
-engages, and when the server is stopped nothing is left.
+engages, and when the server is stopped nothing is left: no process of the
+user at all (Debian's Xpra config starts a dbus-daemon per start, which
+leaves xpra's session; the client's keeper must end it with the rest).
 
 Displays 1030-1048 for the broker, 1049 for the control.
 """
