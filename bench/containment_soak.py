@@ -67,7 +67,10 @@ def as_user(user, argv):
 class Broker:
     def __init__(self, build, displays, tmp, client_build=None):
         self.brokerd = os.path.join(build, "broker", "xpra-brokerd")
-        self.client = os.path.join(client_build or build, "client", "xpra-request-display")
+        # The client the sessions run; status, list and release use this
+        # build's own (it knows the broker's newest fields).
+        self.session_client = os.path.join(client_build or build, "client", "xpra-request-display")
+        self.client = os.path.join(build, "client", "xpra-request-display")
         self.run_dir = os.path.join(tmp, "run")
         self.socket = os.path.join(self.run_dir, "broker.sock")
         self.config = os.path.join(tmp, "broker.conf")
@@ -118,7 +121,7 @@ class Broker:
 class Session:
     def __init__(self, broker, user, own_group):
         self.user = user
-        argv = as_user(user, [broker.client, "--socket", broker.socket, "exec", "--xpra", "--purpose", "soak",
+        argv = as_user(user, [broker.session_client, "--socket", broker.socket, "exec", "--xpra", "--purpose", "soak",
                               "--", "xpra", "start"] + XPRA_OPTIONS)
         self.out = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.out,

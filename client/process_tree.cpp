@@ -76,15 +76,17 @@ bool has_children(const std::function<void(pid_t, int)>& on_reaped) {
 
 }  // namespace
 
-TreeStop end_process_tree(std::chrono::milliseconds grace, const std::function<void(pid_t, int)>& on_reaped) {
+TreeStop end_process_tree(std::optional<std::chrono::milliseconds> grace,
+                          const std::function<void(pid_t, int)>& on_reaped) {
   TreeStop stop;
   std::set<pid_t> signalled;
-  const auto term_until = Clock::now() + grace;
+  const std::optional<Clock::time_point> term_until =
+      grace ? std::optional<Clock::time_point>(Clock::now() + *grace) : std::nullopt;
   std::optional<Clock::time_point> killed_at;
   bool any_signal = false;
   while (has_children(on_reaped)) {
     const auto now = Clock::now();
-    if (!killed_at && now >= term_until) killed_at = now;
+    if (!killed_at && term_until && now >= *term_until) killed_at = now;
     if (killed_at && now >= *killed_at + kWaitAfterKill) {
       stop.end = TreeEnd::gave_up;
       break;

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <vector>
 
 namespace xpra_broker::client {
@@ -30,12 +31,12 @@ struct TreeStop {
 };
 
 // SIGTERM (and SIGCONT) to every descendant, again to any that appears
-// while it waits; SIGKILL to all that are left after `grace`; returns once
-// the caller has no child left, or 5 s after SIGKILL (a process in
-// uninterruptible sleep, or one that became another user's). Every exited
-// child is reaped, and `on_reaped(pid, wait_status)` told of it, so the
-// caller can keep its command's status.
-TreeStop end_process_tree(std::chrono::milliseconds grace,
+// while it waits; SIGKILL to all that are left after `grace` (never, without
+// one); returns once the caller has no child left, or 5 s after SIGKILL (a
+// process in uninterruptible sleep, or one that became another user's).
+// Every exited child is reaped, and `on_reaped(pid, wait_status)` told of
+// it, so the caller can keep its command's status.
+TreeStop end_process_tree(std::optional<std::chrono::milliseconds> grace,
                           const std::function<void(pid_t, int)>& on_reaped = nullptr);
 
 // Reaps every child that has exited, without blocking, telling `on_reaped`.

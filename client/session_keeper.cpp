@@ -24,10 +24,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A signal sent to the keeper comes from the broker's reaper (or an admin):
-// everything has had SIGTERM already, and the reaper SIGKILLs after its own
-// grace (3 s by default), so the keeper's must be shorter to finish first.
-constexpr std::chrono::milliseconds kGraceWhenSignalled{1000};
 
 // Every descriptor but stdin, stdout, stderr and `keep`.
 void close_inherited_fds(const std::vector<int>& keep) {
@@ -67,6 +63,13 @@ class KeeperProcess {
     ::sigprocmask(SIG_BLOCK, &handled, nullptr);
     signals_ = ::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK);
 
+    // Closed by the command's child once it has its name and group: the
+    // client hears of the pid only then, so the broker's log names it right.
+    int named[2] = {-1, -1};
+    if (::pipe2(named, O_CLOEXEC) != 0) {
+      send_int(report_, -errno);
+      ::_exit(kExitOsError);
+    }
     command_ = ::fork();
     if (command_ < 0) {
       send_int(report_, -errno);
@@ -76,11 +79,18 @@ class KeeperProcess {
       ::close(report_);
       ::close(lifeline_);
       ::close(signals_);
+      ::close(named[0]);
       ::prctl(PR_SET_NAME, client_name, 0, 0, 0);
       ::setpgid(0, 0);
+      ::close(named[1]);
       become_command();
       ::_exit(kExitInternal);
     }
+    ::close(named[1]);
+    char ignored;
+    while (::read(named[0], &ignored, 1) < 0 && errno == EINTR) {
+    }
+    ::close(named[0]);
     ::setpgid(command_, command_);  // also here: the group exists before the client hears of it
     close_inherited_fds({report_, lifeline_, signals_});
     send_int(report_, command_);
@@ -110,7 +120,11 @@ class KeeperProcess {
         signalfd_siginfo info{};
         while (::read(signals_, &info, sizeof(info)) == sizeof(info)) {
           if (info.ssi_signo == SIGCHLD) continue;
-          grace_ = std::min(grace_, kGraceWhenSignalled);
+          // From the broker's reaper (release, logout, an expired reattach
+          // grace), which sends SIGTERM to the whole tree and SIGKILL after
+          // the admin's reap-grace-ms: pass SIGTERM on to what appears
+          // meanwhile, and leave SIGKILL to the reaper's timing.
+          grace_.reset();
           return;
         }
         reap_exited([this](pid_t pid, int status) { note_exit(pid, status); });
@@ -135,7 +149,7 @@ class KeeperProcess {
   int lifeline_;
   int signals_ = -1;
   pid_t command_ = -1;
-  std::chrono::milliseconds grace_ = options_.grace;
+  std::optional<std::chrono::milliseconds> grace_ = options_.grace;
   std::optional<int> status_;
 };
 

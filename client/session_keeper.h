@@ -21,7 +21,8 @@
 // - when the client is gone (its lifeline closed: exit, crash, SIGKILL), it
 //   stops the command as the client would on SIGTERM, then ends the rest;
 // - when it is signalled (the broker's reaper on release, logout or an
-//   expired reattach grace), it ends the tree at once;
+//   expired reattach grace), it passes SIGTERM on to the whole tree at once,
+//   and leaves SIGKILL to the reaper, after the admin's reap-grace-ms;
 // and only then reports the command's wait status to the client and exits.
 //
 // The client reports the keeper to the broker (role KEEPER) before the

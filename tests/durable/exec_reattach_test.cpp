@@ -87,7 +87,7 @@ TEST_F(ExecReattachTest, ExecClientsKeepTheirDisplaysAndXServersAcrossABrokerKil
     EXPECT_EQ(now.at("display").get<std::uint32_t>(), l.display()) << "same display";
     EXPECT_EQ(now.at("uid").get<std::uint32_t>(), l.uid());
     EXPECT_EQ(now.at("pid").get<int>(), clients.at(l.user()).pid()) << "the exec client holds it again";
-    EXPECT_EQ(now.at("processes").size(), 2u) << "its X server and session are still tracked";
+    EXPECT_EQ(now.at("processes").size(), 3u) << "its X server, keeper and session are still tracked";
     const auto x = x_server_on(l.display());
     ASSERT_TRUE(x) << "the X server of :" << l.display() << " is gone";
     EXPECT_EQ(x->pid, x_pid[l.id()]) << "the very X server that ran before the kill";

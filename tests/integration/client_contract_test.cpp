@@ -43,9 +43,12 @@ TEST_F(ClientContractTest, ExitStatusIsTheCommandsStatus) {
 TEST_F(ClientContractTest, CommandGetsDisplayDirectoryAndLeaseInArgumentsAndEnvironment) {
   start_broker({"--displays=362-363"});
   const std::string list_own = join_command(broker_->client_command({"list", "--json"}));
-  // Prints its arguments and environment, then lists its own lease.
+  // Prints its arguments and environment, its parent (the client's keeper)
+  // and the keeper's parent and name, then lists its own lease.
   const std::string script =
-      "echo \"$1|$2|$3|$DISPLAY|$XPRA_BROKER_DISPLAY|$XPRA_BROKER_RUNTIME_DIR|$XPRA_BROKER_LEASE|$PPID\"; " + list_own;
+      "echo \"$1|$2|$3|$DISPLAY|$XPRA_BROKER_DISPLAY|$XPRA_BROKER_RUNTIME_DIR|$XPRA_BROKER_LEASE|$PPID|"
+      "$(cut -d' ' -f4 /proc/$PPID/stat)|$(cat /proc/$PPID/comm)\"; " +
+      list_own;
   auto client = broker_->spawn_client_as(
       kAlice, exec_shell(script, {"{display}", "{runtime_dir}", "--bind={runtime_dir}/s,display=:{display}"}));
   const pid_t client_pid = client.pid();
@@ -54,7 +57,7 @@ TEST_F(ClientContractTest, CommandGetsDisplayDirectoryAndLeaseInArgumentsAndEnvi
 
   const auto newline = r.out.find('\n');
   const auto fields = split(r.out.substr(0, newline), '|');
-  ASSERT_EQ(fields.size(), 8u) << r.describe();
+  ASSERT_EQ(fields.size(), 10u) << r.describe();
   const std::string display = fields[0], dir = fields[1];
   EXPECT_TRUE(display == "362" || display == "363") << r.describe();
   EXPECT_EQ(dir, broker_->runtime_dir() + "/" + std::to_string(uid_of(kAlice)));
@@ -64,7 +67,9 @@ TEST_F(ClientContractTest, CommandGetsDisplayDirectoryAndLeaseInArgumentsAndEnvi
   EXPECT_EQ(fields[5], dir);
   const std::string lease = fields[6];
   EXPECT_EQ(lease.size(), 16u) << lease;
-  EXPECT_EQ(fields[7], std::to_string(client_pid)) << "CMD is not a child of the client";
+  // client -> keeper -> CMD (session_keeper.h).
+  EXPECT_EQ(fields[8], std::to_string(client_pid)) << "CMD's parent is not a child of the client";
+  EXPECT_EQ(fields[9], "xpra-rd-keeper") << "CMD's parent is not the client's keeper";
 
   // `list --json` from inside the command: the lease as the broker holds it.
   nlohmann::json listed;
