@@ -56,21 +56,23 @@ for d in $(seq 490 494); do
 done
 check "xpb-alice gets a display past the stale locks" client xpb-alice exec -- true
 log "      stale locks left: $(cd "$X11" && ls -A | grep -c -- -lock || true) of 5"
-# A holder killed with SIGKILL: the broker ends the lease and reaps its process.
+# A holder killed with SIGKILL, its keeper too: the broker ends the lease and
+# reaps the session itself (nothing else is left to end it).
 # (Processes are found through their parents: other suites run as the same
 # test users at the same time.)
 runuser -u xpb-bob -- "$XPB_CLIENT" --socket "$SOCK" exec -- sleep 60 &
-holder=$!  # runuser; its child is the client, whose child is the session
+holder=$!  # runuser; its child is the client, then the keeper, then the session
 STARTED_PIDS+=("$holder")
-holder_client="" sleeper=""
+holder_client="" keeper="" sleeper=""
 for _ in $(seq 1 50); do
   holder_client=$(pgrep -P "$holder" -n || true)
-  [[ -n "$holder_client" ]] && sleeper=$(pgrep -P "$holder_client" -n || true)
+  [[ -n "$holder_client" ]] && keeper=$(pgrep -P "$holder_client" -n || true)
+  [[ -n "$keeper" ]] && sleeper=$(pgrep -P "$keeper" -n || true)
   [[ -n "$sleeper" ]] && break
   sleep 0.1
 done
 check "xpb-bob's session is running" test -n "$sleeper"
-[[ -n "$holder_client" ]] && kill -9 "$holder_client"
+[[ -n "$holder_client" ]] && kill -9 "$holder_client" "$keeper"
 wait "$holder" 2>/dev/null || true
 # Gone, or a zombie nobody has collected yet (its parent was killed).
 running() { [[ -e /proc/$1 ]] && [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]]; }
