@@ -274,21 +274,23 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
     e.single("xpra_broker_x_server_census_age_seconds", "gauge",
              "Age of the X-server census the per-user X server counts come from.", *s.x_server_census_age_seconds);
 
-  // Per user: the users with the most X servers (then leases) first, as many
+  // Per user: the users blocking the most numbers, then with the most X
+  // servers (then leases) first, as many
   // as fit both the cap and the frame.
   std::vector<const UserMetrics*> users;
   users.reserve(s.users.size());
   for (const auto& u : s.users) users.push_back(&u);
   std::sort(users.begin(), users.end(), [](const UserMetrics* a, const UserMetrics* b) {
+    if (a->blocked_displays != b->blocked_displays) return a->blocked_displays > b->blocked_displays;
     if (a->x_servers != b->x_servers) return a->x_servers > b->x_servers;
     if (a->leases != b->leases) return a->leases > b->leases;
     return a->uid < b->uid;
   });
-  e.single("xpra_broker_users", "gauge", "Users with a lease or an X server on the host.",
+  e.single("xpra_broker_users", "gauge", "Users with a lease, an X server or a blocked display number on the host.",
            std::uint64_t{users.size()});
-  // What comes after the user lines: the two families' HELP/TYPE and the
+  // What comes after the user lines: the three families' HELP/TYPE and the
   // truncation gauge, well under 1 KiB.
-  constexpr std::size_t kTailReserve = 1024;
+  constexpr std::size_t kTailReserve = 1536;
   const std::size_t budget =
       kMaxExpositionBytes > e.text().size() + kTailReserve ? kMaxExpositionBytes - e.text().size() - kTailReserve : 0;
   std::vector<std::string> user_labels;
@@ -296,8 +298,8 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
   for (const UserMetrics* u : users) {
     if (user_labels.size() >= kMaxMetricsUsers) break;
     std::string labels = label("user", u->name) + "," + label("uid", std::to_string(u->uid));
-    // Both lines of this user: names, braces, a value of at most 10 digits.
-    const std::size_t cost = 2 * (labels.size() + 32 + 2 + 1 + 10 + 1);
+    // The three lines of this user: names, braces, a value of at most 10 digits.
+    const std::size_t cost = 3 * (labels.size() + 32 + 2 + 1 + 10 + 1);
     if (used + cost > budget) break;
     used += cost;
     user_labels.push_back(std::move(labels));
@@ -309,6 +311,10 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
            "X servers a user runs on the host, under broker leases or not (the leak watchdog's count).");
   for (std::size_t i = 0; i < user_labels.size(); ++i)
     e.sample("xpra_broker_user_x_servers", user_labels[i], std::uint64_t{users[i]->x_servers});
+  e.family("xpra_broker_user_blocked_displays", "gauge",
+           "Display numbers of the range a user holds outside broker leases (an X server, a socket listener).");
+  for (std::size_t i = 0; i < user_labels.size(); ++i)
+    e.sample("xpra_broker_user_blocked_displays", user_labels[i], std::uint64_t{users[i]->blocked_displays});
   e.single("xpra_broker_user_series_truncated", "gauge",
            "1 when users were left out of the per-user series (more than 256, or too long names for one frame).",
            std::uint64_t{user_labels.size() < users.size() ? 1u : 0u});

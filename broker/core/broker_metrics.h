@@ -98,6 +98,9 @@ struct UserMetrics {
   std::string name;  // from the passwd database; any bytes (escaped when rendered)
   std::uint32_t leases = 0;
   std::uint32_t x_servers = 0;
+  // Numbers of the range blocked by what this user runs outside broker
+  // leases (a live lock's X server, a socket or abstract listener).
+  std::uint32_t blocked_displays = 0;
 };
 
 struct JournalMetrics {

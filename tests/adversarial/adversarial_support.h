@@ -149,8 +149,8 @@ std::vector<std::string> log_lines_from(const std::string& log, std::size_t from
 std::size_t count_containing(const std::vector<std::string>& lines, const std::string& needle);
 
 // Why `bytes` is not clean terminal text: the first raw control byte (other
-// than \n and \t), DEL, or byte that is not part of valid UTF-8, with its
-// offset and line; empty if clean. Also: a line beginning with `marker`
+// than \n and \t), DEL, byte that is not part of valid UTF-8, or bidi or
+// zero-width format character, with its offset and line; empty if clean. Also: a line beginning with `marker`
 // (text injected as a line of its own).
 std::string unclean_text(const std::string& bytes, const std::string& marker = "");
 

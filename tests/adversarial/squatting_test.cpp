@@ -6,12 +6,18 @@
 // many ":N" it lists.
 //
 // A private --x11-tmp-dir (the locks are planted there), displays 52600-52609.
+// (Attacks 5 and 6, abstract-socket squatting, below: 52630-52639.)
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
+#include <cstring>
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include "adversarial_support.h"
 
@@ -63,6 +69,87 @@ TEST_F(SquattingTest, OneProcessNamedLikeAnXServerHoldsAtMostTheNumberItServes) 
   EXPECT_TRUE(integration::process_running(renamed.pid())) << "the broker signalled mallory's process";
   EXPECT_TRUE(listing.running()) << "the broker signalled mallory's process";
   renamed.set_counter(7, 1);
+}
+
+}  // namespace
+}  // namespace xpra_broker::adversarial
+
+namespace xpra_broker::adversarial {
+namespace {
+
+// Issue 21, attacks 5 and 6: mallory binds @<x11 dir>/.X11-unix/X<N> and
+// listens, for every number of the range (documented: the numbers are
+// hers while she holds them). The kernel knows whose those sockets are:
+// the log, root's `status` and the metrics must name her, not "uid=0", and
+// the "skipped" lines of the rechecks (every second here) must be one per
+// interval, not one per number per recheck.
+//
+// A private --x11-tmp-dir, displays 52630-52639.
+TEST_F(SquattingTest, AbstractSocketSquattingIsBlamedOnTheSquatterInFewLines) {
+  constexpr std::uint32_t kFirst = 52630, kLast = 52639;
+  const std::string x11_dir = private_x11_dir();
+  BackgroundAs squatter(kMallory, [x11_dir](BackgroundAs::Counters& c) {
+    std::vector<int> fds;
+    for (std::uint32_t d = kFirst; d <= kLast; ++d) {
+      const std::string name = x11_dir + "/.X11-unix/X" + std::to_string(d);
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      std::memcpy(a.sun_path + 1, name.data(), name.size());
+      const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+      if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), len) == 0 && ::listen(fd, 1) == 0) ++c[0];
+      fds.push_back(fd);
+    }
+    while (c[7] == 0) ::usleep(100000);
+    return 0;
+  });
+  ASSERT_TRUE(integration::wait_until([&] { return squatter.counter(0) == kLast - kFirst + 1; }, 10s));
+  start_broker({"--displays=52630-52639", "--x11-tmp-dir=" + x11_dir, "--recheck-seconds=1", "--leak-check-seconds=1",
+                "--xserver-warn-per-user=2", "--acquire-burst=100000", "--acquires-per-minute=1000000",
+                "--allowed-groups=" + std::string(kAllowedGroup)});
+  const std::size_t log_before = broker().log().size();
+  const uid_t mallory = integration::uid_of(kMallory);
+  const std::string by_mallory = "owner uid=" + std::to_string(mallory);
+
+  // Alice asks for 6 s: every second the range is probed again.
+  UserAgent alice(kAlice, broker().socket_path());
+  int exhausted = 0;
+  const auto until = std::chrono::steady_clock::now() + 6s;
+  while (std::chrono::steady_clock::now() < until) {
+    exhausted += alice.call(acquire_request("squatted")).status_name() == "EXHAUSTED";
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_GT(exhausted, 0) << "the range was not squatted";
+
+  const v1::Response status = broker().call(status_request());
+  std::size_t blamed = 0;
+  for (const auto& b : status.status_reply().blocked()) blamed += b.owner_uid() == mallory && !b.owner_unknown();
+  std::uint32_t held = 0;
+  for (const auto& h : status.status_reply().display_holders())
+    if (h.uid() == mallory) held = h.displays();
+  v1::Request metrics_request;
+  metrics_request.mutable_metrics();
+  const std::string exposition = broker().call(metrics_request).metrics().exposition();
+  const std::string metric = "xpra_broker_user_blocked_displays{user=\"" + std::string(kMallory) + "\",uid=\"" +
+                             std::to_string(mallory) + "\"} 10";
+
+  const auto lines = log_lines_from(broker().log(), log_before);
+  const std::size_t skipped = count_containing(lines, "skipped:");
+  const std::size_t skipped_naming_her = count_containing(lines, by_mallory);
+  const std::size_t watchdog = count_containing(lines, "display numbers of the range outside broker leases");
+  lifecycle::report("10 abstract X11 sockets of mallory's, rechecked every second for 6 s: root's status blames her "
+                    "for " + std::to_string(blamed) + " of " + std::to_string(status.status_reply().blocked_size()) +
+                    " blocked numbers (holders: " + std::to_string(held) + "); " + std::to_string(skipped) +
+                    " 'skipped' log lines (" + std::to_string(skipped_naming_her) + " naming her), " +
+                    std::to_string(watchdog) + " watchdog lines");
+  EXPECT_EQ(blamed, 10u) << "status must name the squatter, not uid 0";
+  EXPECT_EQ(held, 10u) << "status: display holders";
+  EXPECT_NE(exposition.find(metric), std::string::npos) << "no " << metric << " in\n" << exposition;
+  EXPECT_GE(skipped_naming_her, 1u) << "the log must name the squatter";
+  EXPECT_LE(skipped, 3u) << "the 'skipped' lines are throttled per owner and interval (30 s)";
+  EXPECT_GE(watchdog, 1u) << "the watchdog names the user holding more numbers than xserver-warn-per-user";
+  EXPECT_LE(watchdog, 8u) << "one watchdog line per interval (1 s) at most";
+  squatter.set_counter(7, 1);
 }
 
 }  // namespace
