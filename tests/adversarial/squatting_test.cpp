@@ -29,6 +29,9 @@ class SquattingTest : public AdversarialTest {};
 TEST_F(SquattingTest, OneProcessNamedLikeAnXServerHoldsAtMostTheNumberItServes) {
   constexpr std::uint32_t kFirst = 52600, kLast = 52609;
   const std::string x11_dir = private_x11_dir();
+  // Sticky and writable by all, as /tmp: the broker removes forged locks
+  // with CAP_FOWNER, which needs a directory it may write.
+  ASSERT_EQ(::chmod(x11_dir.c_str(), 01777), 0);
   // Mallory's two stand-ins: her own process renamed "Xvfb" with
   // PR_SET_NAME, and a copy of /bin/sh called Xvfb whose arguments list
   // every number of the range (it serves the last one, :52609).

@@ -322,6 +322,19 @@ TEST(BrokerMetricsTest, PerUserSeriesAreCappedKeepingTheUsersWithTheMostXServers
   EXPECT_EQ(value_of(p, "xpra_broker_user_x_servers", {{"user", "user10299"}, {"uid", "10299"}}), "50");
 }
 
+TEST(BrokerMetricsTest, ASquatterBlockingNumbersIsAPerUserSeriesAndKeptFirstWhenCapped) {
+  MetricsSnapshot s = typical_snapshot();
+  s.users.clear();
+  for (uid_t uid = 10000; uid < 10300; ++uid)
+    s.users.push_back({uid, "user" + std::to_string(uid), 1, 2});
+  s.users.push_back({20000, "squatter", 0, 0, 200});  // no lease, no X server by name: 200 numbers held
+  const Parsed p = parse_exposition(render_metrics(BrokerCounters{}, s));
+  EXPECT_TRUE(p.errors.empty()) << ::testing::PrintToString(p.errors);
+  EXPECT_EQ(value_of(p, "xpra_broker_user_blocked_displays", {{"user", "squatter"}, {"uid", "20000"}}), "200");
+  EXPECT_EQ(value_of(p, "xpra_broker_user_blocked_displays", {{"user", "user10000"}, {"uid", "10000"}}), "0");
+  EXPECT_EQ(samples_named(p, "xpra_broker_user_blocked_displays").size(), kMaxMetricsUsers);
+}
+
 TEST(BrokerMetricsTest, LongNamesAndEveryCounterAtItsMaximumStillFitOneFrame) {
   BrokerCounters c;
   for (auto& verb : c.requests_by_verb) verb.fill(~std::uint64_t{0} >> 1);
