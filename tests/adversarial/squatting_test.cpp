@@ -124,6 +124,9 @@ TEST_F(SquattingTest, AbstractSocketSquattingIsBlamedOnTheSquatterInFewLines) {
   }
   EXPECT_GT(exhausted, 0) << "the range was not squatted";
 
+  // Blocks last recheck-seconds (1 s here): probe once more right before
+  // each look, as a user's acquire would.
+  alice.call(acquire_request("squatted"));
   const v1::Response status = broker().call(status_request());
   std::size_t blamed = 0;
   for (const auto& b : status.status_reply().blocked()) blamed += b.owner_uid() == mallory && !b.owner_unknown();
@@ -132,6 +135,7 @@ TEST_F(SquattingTest, AbstractSocketSquattingIsBlamedOnTheSquatterInFewLines) {
     if (h.uid() == mallory) held = h.displays();
   v1::Request metrics_request;
   metrics_request.mutable_metrics();
+  alice.call(acquire_request("squatted"));
   const std::string exposition = broker().call(metrics_request).metrics().exposition();
   const std::string metric = "xpra_broker_user_blocked_displays{user=\"" + std::string(kMallory) + "\",uid=\"" +
                              std::to_string(mallory) + "\"} 10";
