@@ -298,8 +298,9 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
   for (const UserMetrics* u : users) {
     if (user_labels.size() >= kMaxMetricsUsers) break;
     std::string labels = label("user", u->name) + "," + label("uid", std::to_string(u->uid));
-    // The three lines of this user: names, braces, a value of at most 10 digits.
-    const std::size_t cost = 3 * (labels.size() + 32 + 2 + 1 + 10 + 1);
+    // The lines of this user (two, and a third if it blocks numbers): names,
+    // braces, a value of at most 10 digits.
+    const std::size_t cost = (u->blocked_displays ? 3 : 2) * (labels.size() + 32 + 2 + 1 + 10 + 1);
     if (used + cost > budget) break;
     used += cost;
     user_labels.push_back(std::move(labels));
@@ -313,8 +314,11 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
     e.sample("xpra_broker_user_x_servers", user_labels[i], std::uint64_t{users[i]->x_servers});
   e.family("xpra_broker_user_blocked_displays", "gauge",
            "Display numbers of the range a user holds outside broker leases (an X server, a socket listener).");
+  // Only users who block numbers: a line of zeros for everyone else would
+  // cost the frame 20 users' worth of series.
   for (std::size_t i = 0; i < user_labels.size(); ++i)
-    e.sample("xpra_broker_user_blocked_displays", user_labels[i], std::uint64_t{users[i]->blocked_displays});
+    if (users[i]->blocked_displays)
+      e.sample("xpra_broker_user_blocked_displays", user_labels[i], std::uint64_t{users[i]->blocked_displays});
   e.single("xpra_broker_user_series_truncated", "gauge",
            "1 when users were left out of the per-user series (more than 256, or too long names for one frame).",
            std::uint64_t{user_labels.size() < users.size() ? 1u : 0u});

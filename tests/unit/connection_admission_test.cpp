@@ -7,13 +7,14 @@ namespace {
 
 constexpr uid_t kRoot = 0, kAlice = 1001;
 
-ConnectionCounts counts(std::size_t total, std::size_t root, std::size_t of_caller, std::size_t users) {
+ConnectionCounts counts(std::size_t total, std::size_t root, std::size_t of_caller, std::size_t users,
+                        std::uint32_t max_per_user = 64) {
   ConnectionCounts c;
   c.total = total;
   c.root = root;
   c.of_caller = of_caller;
   c.users_holding = users;
-  c.max_per_user = 64;
+  c.max_per_user = max_per_user;
   return c;
 }
 
@@ -30,7 +31,7 @@ TEST(ConnectionAdmissionTest, RootGetsInWhenUsersHaveFilledTheirWholePool) {
 
 TEST(ConnectionAdmissionTest, UsersCannotTakeRootsReserve) {
   EXPECT_EQ(admit_connection(kAlice, counts(kUserConnectionPool - 1, 0, 10, 70)), Admission::admit);
-  EXPECT_EQ(admit_connection(kAlice, counts(kUserConnectionPool, 0, 60, 64)), Admission::refuse_full)
+  EXPECT_EQ(admit_connection(kAlice, counts(kUserConnectionPool, 0, fair_share(64), 64)), Admission::refuse_full)
       << "at her share already";
   // Root's connections do not count against the users' pool.
   EXPECT_EQ(admit_connection(kAlice, counts(kUserConnectionPool - 1 + 30, 30, 10, 70)), Admission::admit);
@@ -38,10 +39,14 @@ TEST(ConnectionAdmissionTest, UsersCannotTakeRootsReserve) {
 
 TEST(ConnectionAdmissionTest, AUserBelowHerShareOfAFullPoolTakesAnIdleConnectionFromTheBiggestHolder) {
   // One user holds the whole pool: alice (new) is below her half.
-  EXPECT_EQ(admit_connection(kAlice, counts(kUserConnectionPool, 0, 0, 2)), Admission::admit_evicting_idle);
-  EXPECT_EQ(admit_connection(kAlice, counts(kUserConnectionPool, 0, fair_share(2) - 1, 2)),
+  constexpr std::uint32_t kMany = 100000;  // max-connections-per-user out of the way
+  EXPECT_EQ(admit_connection(kAlice, counts(kUserConnectionPool, 0, 0, 2, kMany)), Admission::admit_evicting_idle);
+  EXPECT_EQ(admit_connection(kAlice, counts(kUserConnectionPool, 0, fair_share(2) - 1, 2, kMany)),
             Admission::admit_evicting_idle);
-  EXPECT_EQ(admit_connection(kAlice, counts(kUserConnectionPool, 0, fair_share(2), 2)), Admission::refuse_full);
+  EXPECT_EQ(admit_connection(kAlice, counts(kUserConnectionPool, 0, fair_share(2), 2, kMany)),
+            Admission::refuse_full);
+  // 64 users with 63 each: the 65th user's first connection gets in.
+  EXPECT_EQ(admit_connection(kAlice, counts(kUserConnectionPool, 0, 0, 65)), Admission::admit_evicting_idle);
   EXPECT_EQ(fair_share(64), kUserConnectionPool / 64);
   EXPECT_EQ(fair_share(0), kUserConnectionPool);
 }

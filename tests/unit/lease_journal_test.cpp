@@ -1475,17 +1475,33 @@ TEST_F(BrokerRestoreTest, WithoutAJournalTheBrokerWorksAndRestoresNothing) {
 // byte. The journal's appends land in the reserve it allocated at start-up;
 // compaction waits for room for a file with a whole reserve; once space is
 // back, compaction restores the reserve.
-TEST(LeaseJournalReserveTest, AppendsGoOnWhileSomebodyElseFillsTheFilesystem) {
-  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs";
+// A tmpfs of its own for each test (root only: it mounts one).
+class LeaseJournalReserveTest : public ::testing::Test {
+ protected:
+  void mount_tmpfs(const char* size) {
+    if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs";
+    const std::string options = std::string("size=") + size;
+    ASSERT_EQ(::mount("tmpfs", mount_point.path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()), 0)
+        << std::strerror(errno);
+    mounted_ = true;
+    dir.reset(::open(mount_point.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(dir);
+  }
+  void TearDown() override {
+    dir.reset();
+    if (mounted_) ::umount2(mount_point.path().c_str(), MNT_DETACH);
+  }
   TempDir mount_point;
-  ASSERT_EQ(::mount("tmpfs", mount_point.path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=16m"), 0)
-      << std::strerror(errno);
-  struct Unmount {
-    std::string path;
-    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mount_point.path()};
-  const UniqueFd dir(::open(mount_point.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  ASSERT_TRUE(dir);
+  UniqueFd dir;
+
+ private:
+  bool mounted_ = false;
+};
+
+TEST_F(LeaseJournalReserveTest, AppendsGoOnWhileSomebodyElseFillsTheFilesystem) {
+  // Room for the journal with its reserve and a compacted file with its own.
+  mount_tmpfs("24m");
+  if (IsSkipped() || HasFatalFailure()) return;
   auto journal = std::make_unique<LeaseJournal>(dir.get(), mount_point.path());
   EXPECT_EQ(journal->reserve_problem(), "");
   EXPECT_EQ(journal->reserve_left(), LeaseJournal::kSpaceReserveBytes);
@@ -1523,16 +1539,9 @@ TEST(LeaseJournalReserveTest, AppendsGoOnWhileSomebodyElseFillsTheFilesystem) {
   EXPECT_EQ(again.loaded().dropped_bytes, 0u) << "the reserve past the end is not read as records";
 }
 
-TEST(LeaseJournalReserveTest, WithoutRoomForTheReserveTheJournalRunsWithoutOne) {
-  if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs";
-  TempDir mount_point;
-  ASSERT_EQ(::mount("tmpfs", mount_point.path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "size=1m"), 0)
-      << std::strerror(errno);
-  struct Unmount {
-    std::string path;
-    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mount_point.path()};
-  const UniqueFd dir(::open(mount_point.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+TEST_F(LeaseJournalReserveTest, WithoutRoomForTheReserveTheJournalRunsWithoutOne) {
+  mount_tmpfs("1m");
+  if (IsSkipped() || HasFatalFailure()) return;
   LeaseJournal journal(dir.get(), mount_point.path());
   EXPECT_NE(journal.reserve_problem(), "");
   EXPECT_EQ(journal.reserve_left(), 0u);
