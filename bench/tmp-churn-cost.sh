@@ -26,7 +26,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # One process of nobody's: create+delete pairs in /tmp, counting them.
 churn() {
-  setpriv --reuid=nobody --regid=nogroup --clear-groups python3 -c '
+  setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/bin/python3 -c '
 import os, sys, time
 end = time.monotonic() + float(sys.argv[1]); n = 0; name = "/tmp/xpb-churn-%d-" % os.getpid()
 while time.monotonic() < end:
