@@ -220,8 +220,9 @@ LeaseJournal::Snapshot DurableLeases::snapshot() const {
 
 void DurableLeases::note_health(std::size_t released) {
   // Refusing records; compaction failing alone (the space reserve takes the
-  // appends meanwhile) refuses nothing.
-  const bool degraded = journal_.write_failing() || journal_.owed_records() > 0;
+  // appends meanwhile) refuses nothing. (Owed records queued in a batch are
+  // not a failure: the commit writes them.)
+  const bool degraded = journal_.write_failing();
   ScopedLogEvent event(LogEvent::journal_degraded);
   if (degraded && !degraded_logged_)
     spdlog::error(
