@@ -1540,7 +1540,7 @@ TEST_F(LeaseJournalReserveTest, AppendsGoOnWhileSomebodyElseFillsTheFilesystem) 
 }
 
 TEST_F(LeaseJournalReserveTest, WithoutRoomForTheReserveTheJournalRunsWithoutOne) {
-  mount_tmpfs("1m");
+  mount_tmpfs("512k");  // smaller than the reserve
   if (IsSkipped() || HasFatalFailure()) return;
   LeaseJournal journal(dir.get(), mount_point.path());
   EXPECT_NE(journal.reserve_problem(), "");
