@@ -15,8 +15,8 @@
 //     52000-52099 quarantine flooding      52100-52109 control characters
 //     52200-52209 log/connection flooding  52300-52309 stall under read spam
 //     52400-52409 idle connections         52500-52509 own files, root start
-//     52600-52609 one fake X server        52610-52619 the shared connection count
-//     52620-52629 a filled runtime dir     52630-52639 abstract-socket squatting
+//     52700-52709 one fake X server        52710-52719 the shared connection count
+//     52720-52729 a filled runtime dir     52730-52739 abstract-socket squatting
 #pragma once
 
 #include <sys/types.h>

@@ -6,7 +6,7 @@
 // holds none: the cap keeps a reserve for root, and a user below her fair
 // share of a full pool gets an idle connection of the biggest holder.
 //
-// A private --x11-tmp-dir, displays 52610-52619.
+// A private --x11-tmp-dir, displays 52710-52719.
 #include <poll.h>
 #include <sys/resource.h>
 
@@ -20,7 +20,7 @@ constexpr int kMalloryConnections = 4200;
 class ConnectionShareTest : public AdversarialTest {};
 
 TEST_F(ConnectionShareTest, OneUsersIdleConnectionsCannotLockOutRootOrAnotherUser) {
-  start_broker({"--displays=52610-52619", "--x11-tmp-dir=" + private_x11_dir(), "--max-connections-per-user=10000",
+  start_broker({"--displays=52710-52719", "--x11-tmp-dir=" + private_x11_dir(), "--max-connections-per-user=10000",
                 "--idle-timeout-seconds=600", "--allowed-groups=" + std::string(kAllowedGroup)});
   const std::string socket = broker().socket_path();
   // Counters: 0 = connected, 1 = refused (a reply and EOF at once),

@@ -5,7 +5,7 @@
 // into the space reserve it allocated at start-up (lease_journal.h).
 //
 // The runtime dir is a 32 MiB tmpfs mounted for the test (as /run is on a
-// real host); a private --x11-tmp-dir, displays 52620-52629.
+// real host); a private --x11-tmp-dir, displays 52720-52729.
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -34,7 +34,7 @@ class RuntimeFillTest : public AdversarialTest {
 
 TEST_F(RuntimeFillTest, AUserFillingHerRuntimeDirDoesNotStopOtherUsersLeases) {
   broker_ = std::make_unique<integration::BrokerProcess>(std::vector<std::string>{
-      "--displays=52620-52629", "--x11-tmp-dir=" + private_x11_dir(), "--acquire-burst=100000",
+      "--displays=52720-52729", "--x11-tmp-dir=" + private_x11_dir(), "--acquire-burst=100000",
       "--acquires-per-minute=1000000", "--allowed-groups=" + std::string(kAllowedGroup)});
   const std::string run = broker_->runtime_dir();
   integration::make_directory(run, 0755);

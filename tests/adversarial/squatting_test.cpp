@@ -5,8 +5,8 @@
 // hold at most the one number it serves, whatever it is called and however
 // many ":N" it lists.
 //
-// A private --x11-tmp-dir (the locks are planted there), displays 52600-52609.
-// (Attacks 5 and 6, abstract-socket squatting, below: 52630-52639.)
+// A private --x11-tmp-dir (the locks are planted there), displays 52700-52709.
+// (Attacks 5 and 6, abstract-socket squatting, below: 52730-52739.)
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -27,14 +27,14 @@ namespace {
 class SquattingTest : public AdversarialTest {};
 
 TEST_F(SquattingTest, OneProcessNamedLikeAnXServerHoldsAtMostTheNumberItServes) {
-  constexpr std::uint32_t kFirst = 52600, kLast = 52609;
+  constexpr std::uint32_t kFirst = 52700, kLast = 52709;
   const std::string x11_dir = private_x11_dir();
   // Sticky and writable by all, as /tmp: the broker removes forged locks
   // with CAP_FOWNER, which needs a directory it may write.
   ASSERT_EQ(::chmod(x11_dir.c_str(), 01777), 0);
   // Mallory's two stand-ins: her own process renamed "Xvfb" with
   // PR_SET_NAME, and a copy of /bin/sh called Xvfb whose arguments list
-  // every number of the range (it serves the last one, :52609).
+  // every number of the range (it serves the last one, :52709).
   BackgroundAs renamed(kMallory, [](BackgroundAs::Counters& c) {
     ::prctl(PR_SET_NAME, "Xvfb", 0, 0, 0);
     c[0] = 1;
@@ -50,10 +50,10 @@ TEST_F(SquattingTest, OneProcessNamedLikeAnXServerHoldsAtMostTheNumberItServes) 
   auto listing = spawn_marked(kMallory, argv);
   ASSERT_TRUE(integration::wait_until([&] { return renamed.counter(0) == 1; }, 10s));
   for (std::uint32_t d = kFirst; d <= kLast; ++d) {
-    const pid_t named = d < 52605 ? renamed.pid() : listing.pid();
+    const pid_t named = d < 52705 ? renamed.pid() : listing.pid();
     lifecycle::plant_lock_file(kMallory, x11_dir + "/.X" + std::to_string(d) + "-lock", named, 3600s);
   }
-  start_broker({"--displays=52600-52609", "--x11-tmp-dir=" + x11_dir, "--max-leases-per-user=10",
+  start_broker({"--displays=52700-52709", "--x11-tmp-dir=" + x11_dir, "--max-leases-per-user=10",
                 "--allowed-groups=" + std::string(kAllowedGroup)});
 
   UserAgent alice(kAlice, broker().socket_path());
@@ -68,7 +68,7 @@ TEST_F(SquattingTest, OneProcessNamedLikeAnXServerHoldsAtMostTheNumberItServes) 
                     std::to_string(got.size()) + " of 10 displays");
   EXPECT_EQ(got.size(), 9u) << "one fake X server must hold only the number it serves; last refusal: "
                             << last_refusal;
-  EXPECT_FALSE(got.count(kLast)) << ":52609 is served by mallory's stand-in by X's own rule";
+  EXPECT_FALSE(got.count(kLast)) << ":52709 is served by mallory's stand-in by X's own rule";
   EXPECT_TRUE(integration::process_running(renamed.pid())) << "the broker signalled mallory's process";
   EXPECT_TRUE(listing.running()) << "the broker signalled mallory's process";
   renamed.set_counter(7, 1);
@@ -87,9 +87,9 @@ namespace {
 // the "skipped" lines of the rechecks (every second here) must be one per
 // interval, not one per number per recheck.
 //
-// A private --x11-tmp-dir, displays 52630-52639.
+// A private --x11-tmp-dir, displays 52730-52739.
 TEST_F(SquattingTest, AbstractSocketSquattingIsBlamedOnTheSquatterInFewLines) {
-  constexpr std::uint32_t kFirst = 52630, kLast = 52639;
+  constexpr std::uint32_t kFirst = 52730, kLast = 52739;
   const std::string x11_dir = private_x11_dir();
   BackgroundAs squatter(kMallory, [x11_dir](BackgroundAs::Counters& c) {
     std::vector<int> fds;
@@ -107,7 +107,7 @@ TEST_F(SquattingTest, AbstractSocketSquattingIsBlamedOnTheSquatterInFewLines) {
     return 0;
   });
   ASSERT_TRUE(integration::wait_until([&] { return squatter.counter(0) == kLast - kFirst + 1; }, 10s));
-  start_broker({"--displays=52630-52639", "--x11-tmp-dir=" + x11_dir, "--recheck-seconds=1", "--leak-check-seconds=1",
+  start_broker({"--displays=52730-52739", "--x11-tmp-dir=" + x11_dir, "--recheck-seconds=1", "--leak-check-seconds=1",
                 "--xserver-warn-per-user=2", "--acquire-burst=100000", "--acquires-per-minute=1000000",
                 "--allowed-groups=" + std::string(kAllowedGroup)});
   const std::size_t log_before = broker().log().size();
