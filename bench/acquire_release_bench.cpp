@@ -31,6 +31,7 @@
 #include <iostream>
 #include <latch>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -64,6 +65,7 @@ struct Options {
   std::vector<int> clients{1, 16, 64};
   std::vector<EchoLoop> floors{EchoLoop::epoll, EchoLoop::asio};
   std::string broker = XPRA_BROKERD_PATH;
+  std::string baseline_broker;  // another build, measured in the same run ("baseline" rows)
   std::vector<std::string> broker_args;
   bool same_user = false;
   bool json = false;
@@ -86,6 +88,8 @@ void print_help() {
                "  --floors LIST    floor servers: epoll, asio, asio-no-timer, or none\n"
                "                   (default epoll,asio; epoll is the floor the goal uses)\n"
                "  --broker PATH    xpra-brokerd to run (default " XPRA_BROKERD_PATH ")\n"
+               "  --baseline-broker PATH  another xpra-brokerd (e.g. the build before a change),\n"
+               "                   measured at each level right before the broker, in the same run\n"
                "  --broker-arg ARG one more argument for xpra-brokerd (repeatable)\n"
                "  --same-user      every client connects as the caller's own uid (run as\n"
                "                   root, each client is by default a user of its own)\n"
@@ -158,6 +162,9 @@ int parse_args(int argc, char** argv, Options& options) {
           if (!loop) return usage_error("unknown floor '" + part + "' (epoll, asio, asio-no-timer, none)");
           options.floors.push_back(*loop);
         }
+    } else if (arg == "--baseline-broker") {
+      if (!need_value()) return usage_error("--baseline-broker needs a path");
+      options.baseline_broker = value;
     } else if (arg == "--broker") {
       if (!need_value()) return usage_error("--broker needs a path");
       options.broker = value;
@@ -449,33 +456,48 @@ int run(const Options& options) {
   ::sigaction(SIGTERM, &sa, nullptr);
 
   TempDir temp("xpra-broker-bench");
-  const std::string run_dir = temp.path() + "/run";
-  const std::string x11_dir = temp.path() + "/x11";
-  const std::string broker_socket = run_dir + "/broker.sock";
   const std::string config_path = temp.path() + "/broker.conf";
-  const std::string log_path = temp.path() + "/broker.log";
-  std::filesystem::create_directories(x11_dir + "/.X11-unix");
   // Client threads may run as other uids: they must reach the sockets.
   ::chmod(temp.path().c_str(), 0755);
   std::ofstream(config_path) << "# empty: every setting is on the command line\n";
 
-  // The broker first, while this process has no threads (fork).
-  std::vector<std::string> broker_args = {
-      "--config=" + config_path,       "--socket=" + broker_socket,      "--runtime-dir=" + run_dir,
-      "--x11-tmp-dir=" + x11_dir,      "--displays=1000-9999",           "--max-leases=100000",
-      "--max-leases-per-user=100000",  "--max-connections-per-user=1000", "--log-level=warn"};
-  // The per-user acquire rate limit (restart-loop defence) would measure the
-  // limit, not the broker: raise it to its maximum where the broker has it.
-  std::vector<std::string> relaxed;
-  for (const auto& [key, value] : {std::pair<const char*, const char*>{"acquire-burst", "100000"},
-                                   {"acquires-per-minute", "1000000"}})
-    if (broker_knows_key(options.broker, key)) relaxed.push_back(std::string("--") + key + "=" + value);
-  broker_args.insert(broker_args.end(), relaxed.begin(), relaxed.end());
-  broker_args.insert(broker_args.end(), options.broker_args.begin(), options.broker_args.end());
-  // Dies with SIGTERM if this process dies; says in its log if it cannot run.
-  ChildProcess broker(spawn_logged(options.broker, broker_args, log_path,
-                                    {.death_signal = SIGTERM, .log_exec_failure = true}));
-  wait_for_broker(broker, broker_socket, log_path);
+  // A broker on its own runtime and X11 dirs under `temp`.
+  struct RunningBroker {
+    std::string path, socket, log;
+    std::vector<std::string> args;
+    ChildProcess process;
+  };
+  const auto start_broker = [&](const std::string& path, const std::string& tag) {
+    RunningBroker b;
+    b.path = path;
+    const std::string run_dir = temp.path() + "/run" + tag;
+    const std::string x11_dir = temp.path() + "/x11" + tag;
+    b.socket = run_dir + "/broker.sock";
+    b.log = temp.path() + "/broker" + tag + ".log";
+    std::filesystem::create_directories(x11_dir + "/.X11-unix");
+    b.args = {"--config=" + config_path,       "--socket=" + b.socket,           "--runtime-dir=" + run_dir,
+              "--x11-tmp-dir=" + x11_dir,      "--displays=1000-9999",           "--max-leases=100000",
+              "--max-leases-per-user=100000",  "--max-connections-per-user=1000", "--log-level=warn"};
+    // The per-user acquire rate limit (restart-loop defence) would measure
+    // the limit, not the broker: raise it to its maximum where the broker
+    // has it.
+    for (const auto& [key, value] : {std::pair<const char*, const char*>{"acquire-burst", "100000"},
+                                     {"acquires-per-minute", "1000000"}})
+      if (broker_knows_key(path, key)) b.args.push_back(std::string("--") + key + "=" + value);
+    b.args.insert(b.args.end(), options.broker_args.begin(), options.broker_args.end());
+    // Dies with SIGTERM if this process dies; says in its log if it cannot run.
+    b.process = ChildProcess(spawn_logged(path, b.args, b.log, {.death_signal = SIGTERM, .log_exec_failure = true}));
+    wait_for_broker(b.process, b.socket, b.log);
+    return b;
+  };
+  // The brokers first, while this process has no threads (fork).
+  RunningBroker main_broker = start_broker(options.broker, "");
+  std::optional<RunningBroker> baseline;
+  if (!options.baseline_broker.empty()) baseline = start_broker(options.baseline_broker, "-baseline");
+  ChildProcess& broker = main_broker.process;
+  const std::string& broker_socket = main_broker.socket;
+  const std::string& log_path = main_broker.log;
+  const std::vector<std::string>& broker_args = main_broker.args;
   const MemoryUse before = memory_of(broker.pid());
   const double load_before = load_average();
 
@@ -522,6 +544,7 @@ int run(const Options& options) {
                   return list;
                 }().c_str());
     std::printf("broker: %s (pid %d)\n", options.broker.c_str(), broker.pid());
+    if (baseline) std::printf("baseline: %s (pid %d)\n", baseline->path.c_str(), baseline->process.pid());
     std::printf("broker args:%s\n", shown_broker_args(broker_args).c_str());
     std::printf("clients: %s\n", ::geteuid() == 0 && !options.same_user
                                       ? "each thread a user of its own (uid 2000000+i), one connection each"
@@ -545,6 +568,10 @@ int run(const Options& options) {
       if (!options.json) print_row(runs.back());
     }
     if (g_interrupted) break;
+    if (baseline) {
+      runs.push_back(measure("baseline", baseline->process.pid(), baseline->socket, clients, options));
+      if (!options.json) print_row(runs.back());
+    }
     runs.push_back(measure("broker", broker.pid(), broker_socket, clients, options));
     if (!options.json) print_row(runs.back());
     rss_after_level.emplace_back(clients, memory_of(broker.pid()).rss_kb);

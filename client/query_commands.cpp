@@ -134,8 +134,12 @@ int run_status(const GlobalOptions& options, bool json) {
       blocked.push_back({{"display", b.display()},
                          {"reason", b.reason()},
                          {"owner_uid", b.owner_uid()},
+                         {"owner_unknown", b.owner_unknown()},
                          {"pid", b.pid()},
                          {"stale", b.stale()}});
+    nlohmann::json holders = nlohmann::json::array();
+    for (const auto& h : s.display_holders())
+      holders.push_back({{"uid", h.uid()}, {"user", h.user()}, {"displays", h.displays()}});
     nlohmann::json x_servers = nlohmann::json::array();
     for (const auto& x : s.x_servers()) {
       nlohmann::json orphans = nlohmann::json::array();
@@ -162,6 +166,7 @@ int run_status(const GlobalOptions& options, bool json) {
                           {"uptime_ms", s.uptime_ms()},
                           {"blocked", blocked},
                           {"blocked_total", s.blocked_total()},
+                          {"display_holders", holders},
                           {"x_servers", x_servers},
                           {"x_server_users_total", s.x_server_users_total()},
                           {"x_servers_age_ms", s.x_servers_age_ms()},
@@ -196,10 +201,15 @@ int run_status(const GlobalOptions& options, bool json) {
   if (s.blocked_size() > 0) {
     std::printf("skipped displays (used outside the broker, or leftovers):\n");
     for (const auto& b : s.blocked())
-      std::printf("  :%-6u %-5s uid %-6u %s\n", b.display(), b.stale() ? "stale" : "live", b.owner_uid(),
-                  safe(b.reason()).c_str());
+      std::printf("  :%-6u %-5s uid %-7s %s\n", b.display(), b.stale() ? "stale" : "live",
+                  b.owner_unknown() ? "?" : std::to_string(b.owner_uid()).c_str(), safe(b.reason()).c_str());
     if (s.blocked_total() > static_cast<std::uint32_t>(s.blocked_size()))
       std::printf("  (%u more not shown)\n", s.blocked_total() - s.blocked_size());
+  }
+  if (s.display_holders_size() > 0) {
+    std::printf("displays held outside the broker, by owner:\n");
+    for (const auto& h : s.display_holders())
+      std::printf("  %-12s uid %-6u %u display(s)\n", safe(h.user(), 64).c_str(), h.uid(), h.displays());
   }
   std::printf("stale files removed since start: %u\n", s.stale_removed());
   if (s.watched_directories() > 0)

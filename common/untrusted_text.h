@@ -14,12 +14,14 @@ namespace xpra_broker {
 
 // Printable UTF-8 passes through unchanged; '\n', '\r', '\t' and '\\' become
 // C escapes; every other control character (C0, DEL, C1) and every byte that
-// is not part of valid UTF-8 becomes \xNN. At most `max_bytes` of the input
+// is not part of valid UTF-8 becomes \xNN; Unicode format characters (Cf:
+// bidi controls, zero-width ones, U+2028/9) become \uXXXX. At most `max_bytes` of the input
 // are looked at; a longer input ends with "...".
 std::string escape_untrusted(std::string_view text, std::size_t max_bytes = 256);
 
-// Valid UTF-8 without control characters (C0, DEL, C1): what a field meant
-// for people (a purpose) may hold.
+// Valid UTF-8 without control characters (C0, DEL, C1) or format
+// characters (Cf, bidi controls, U+2028/9): what a field meant for people
+// (a purpose) may hold.
 bool is_printable_text(std::string_view text);
 
 }  // namespace xpra_broker

@@ -44,6 +44,7 @@ struct DisplayVerdict {
   std::string reason;  // for logs and `status`; empty when free
   uid_t owner = 0;     // who left or runs it, when known
   pid_t pid = 0;
+  bool owner_known = true;  // false: an abstract socket whose listener the kernel did not name
 };
 
 // What the host shows of someone other than the reporter on a display whose

@@ -277,19 +277,21 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
            "Distinct processes the census found outliving the lease they started under (reparented to init).",
            s.orphans_seen_total);
 
-  // Per user: the users with the most X servers and orphans (then leases) first, as many
+  // Per user: the users blocking the most numbers, then with the most X
+  // servers and orphans (then leases) first, as many
   // as fit both the cap and the frame.
   std::vector<const UserMetrics*> users;
   users.reserve(s.users.size());
   for (const auto& u : s.users) users.push_back(&u);
   std::sort(users.begin(), users.end(), [](const UserMetrics* a, const UserMetrics* b) {
+    if (a->blocked_displays != b->blocked_displays) return a->blocked_displays > b->blocked_displays;
     const std::uint64_t a_leaked = std::uint64_t{a->x_servers} + a->orphans;
     const std::uint64_t b_leaked = std::uint64_t{b->x_servers} + b->orphans;
     if (a_leaked != b_leaked) return a_leaked > b_leaked;
     if (a->leases != b->leases) return a->leases > b->leases;
     return a->uid < b->uid;
   });
-  e.single("xpra_broker_users", "gauge", "Users with a lease or an X server on the host.",
+  e.single("xpra_broker_users", "gauge", "Users with a lease, an X server or a blocked display number on the host.",
            std::uint64_t{users.size()});
   // What comes after the user lines: the three families' HELP/TYPE and the
   // truncation gauge, well under 1.5 KiB.
@@ -301,9 +303,10 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
   for (const UserMetrics* u : users) {
     if (user_labels.size() >= kMaxMetricsUsers) break;
     std::string labels = label("user", u->name) + "," + label("uid", std::to_string(u->uid));
-    // The lines of this user (the orphan line only for a user with orphans):
-    // names, braces, a value of at most 10 digits.
-    const std::size_t cost = (u->orphans > 0 ? 3 : 2) * (labels.size() + 34 + 2 + 1 + 10 + 1);
+    // The lines of this user (two, a third if it has orphans, a fourth if it
+    // blocks numbers): names, braces, a value of at most 10 digits.
+    const std::size_t lines = 2 + (u->orphans > 0 ? 1 : 0) + (u->blocked_displays > 0 ? 1 : 0);
+    const std::size_t cost = lines * (labels.size() + 34 + 2 + 1 + 10 + 1);
     if (used + cost > budget) break;
     used += cost;
     user_labels.push_back(std::move(labels));
@@ -321,6 +324,13 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
   for (std::size_t i = 0; i < user_labels.size(); ++i)
     if (users[i]->orphans > 0)
       e.sample("xpra_broker_user_orphan_processes", user_labels[i], std::uint64_t{users[i]->orphans});
+  e.family("xpra_broker_user_blocked_displays", "gauge",
+           "Display numbers of the range a user holds outside broker leases (an X server, a socket listener).");
+  // Only users who block numbers: a line of zeros for everyone else would
+  // cost the frame 20 users' worth of series.
+  for (std::size_t i = 0; i < user_labels.size(); ++i)
+    if (users[i]->blocked_displays)
+      e.sample("xpra_broker_user_blocked_displays", user_labels[i], std::uint64_t{users[i]->blocked_displays});
   e.single("xpra_broker_user_series_truncated", "gauge",
            "1 when users were left out of the per-user series (more than 256, or too long names for one frame).",
            std::uint64_t{user_labels.size() < users.size() ? 1u : 0u});

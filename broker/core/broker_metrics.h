@@ -99,6 +99,9 @@ struct UserMetrics {
   std::uint32_t leases = 0;
   std::uint32_t x_servers = 0;
   std::uint32_t orphans = 0;  // processes that outlived a lease of theirs (host/orphan_watch.h)
+  // Numbers of the range blocked by what this user runs outside broker
+  // leases (a live lock's X server, a socket or abstract listener).
+  std::uint32_t blocked_displays = 0;
 };
 
 struct JournalMetrics {

@@ -89,6 +89,25 @@ void LeaseCore::log_refusal(const Caller& caller, const char* reason, std::strin
       LogLevel::warn, subject_of(caller), [&] { return std::move(text) + refusal_log_.suffix(d); }, event);
 }
 
+std::string LeaseCore::owner_text(const DisplayVerdict& verdict) {
+  if (!verdict.owner_known) return "unknown";
+  const std::string name = user_name(verdict.owner);
+  return "uid=" + str(verdict.owner) + (name.empty() ? "" : " (" + name + ")");
+}
+
+std::map<uid_t, std::uint32_t> LeaseCore::blocked_by_owner() const {
+  std::map<uid_t, std::uint32_t> out;
+  for (const auto& [display, finding] : host_findings_) {
+    // What the probe found on the host: not quarantines or reaps, whose
+    // "owner" is the broker's own lease.
+    const auto reason = block_reasons_.find(display);
+    const bool found_on_host = reason != block_reasons_.end() &&
+                               (reason->second == BlockReason::in_use || reason->second == BlockReason::leftovers);
+    if (found_on_host && finding.owner_known && allocator_.blocked().count(display)) ++out[finding.owner];
+  }
+  return out;
+}
+
 LogSubject LeaseCore::subject_of(const Caller& caller) {
   return {{}, caller.uid, user_name(caller.uid), caller.pid, 0};
 }
@@ -171,10 +190,13 @@ std::optional<std::uint32_t> LeaseCore::pick_free_display(const std::string& use
       block_reasons_.erase(*candidate);
       return candidate;
     }
-    log(LogLevel::info, LogSubject{{}, {}, {}, 0, *candidate}, [&] {
-      return "skipped: " + verdict.reason + " (owner uid=" + str(verdict.owner) +
-             (verdict.pid ? ", pid=" + str(verdict.pid) : "") + ")";
-    });
+    const auto d = skip_log_.admit(verdict.owner_known ? verdict.owner : static_cast<uid_t>(-1),
+                                   verdict.use == DisplayUse::stale ? "skipped-stale" : "skipped-live", now);
+    if (d.log)
+      log(LogLevel::info, LogSubject{{}, {}, {}, 0, *candidate}, [&] {
+        return "skipped: " + verdict.reason + " (owner " + owner_text(verdict) +
+               (verdict.pid ? ", pid=" + str(verdict.pid) : "") + ")" + skip_log_.suffix(d);
+      });
     block_display(*candidate, now + std::chrono::seconds(settings_.recheck_seconds), verdict,
                   verdict.use == DisplayUse::stale ? BlockReason::leftovers : BlockReason::in_use);
   }
@@ -187,7 +209,7 @@ v1::Response LeaseCore::acquire(const Call& call) {
   if (req.purpose().size() > kMaxPurpose) return reply(v1::INVALID, "purpose is longer than 128 bytes");
   // Others read the purpose (admins in list --all, the log): printable text only.
   if (!is_printable_text(req.purpose()))
-    return reply(v1::INVALID, "purpose must be printable text (UTF-8, no control characters)");
+    return reply(v1::INVALID, "purpose must be printable text (UTF-8, no control, format or bidi characters such as U+202E)");
 
   const std::size_t held = leases_.count_for_uid(caller.uid);
   if (held >= settings_.max_leases_per_user) {
@@ -285,8 +307,13 @@ void LeaseCore::withdraw_lease(const std::string& id, bool written) {
     end_lease(id, "the lease journal could not confirm its acquire", SessionEnd::neutral);
     return;
   }
-  log(LogLevel::error, *lease,
-      [&] { return "withdrawn: the lease journal cannot be written (" + records_->health().error + ")"; });
+  // Per uid and reason: one user's acquires on a full disk add a line per
+  // interval, not one each (issue 21).
+  if (const auto d = refusal_log_.admit(lease->uid, "journal-withdrawn", host_.now()); d.log)
+    log(LogLevel::error, *lease, [&] {
+      return "withdrawn: the lease journal cannot be written (" + records_->health().error + ")" +
+             refusal_log_.suffix(d);
+    });
   const auto removed = leases_.remove(id);
   give_back_if_unused(removed->display);
 }
@@ -419,10 +446,11 @@ void LeaseCore::finish_lease(const std::string& id, const ReapOutcome& outcome) 
   // while reaping finds it again and finishes the job. If the disk is full
   // the record is owed, and the number waits for it.
   if (records_ && !records_->lease_removed(lease->id))
-    log(LogLevel::error, subject, [&] {
-      return "cannot write its end to the journal (" + records_->health().error +
-             "); the display stays out of circulation until it is recorded";
-    });
+    if (const auto d = refusal_log_.admit(lease->uid, "journal-end", host_.now()); d.log)
+      log(LogLevel::error, subject, [&] {
+        return "cannot write its end to the journal (" + records_->health().error +
+               "); the display stays out of circulation until it is recorded" + refusal_log_.suffix(d);
+      });
   for (const auto& removed : outcome.removed) {
     ++counters_.stale_files_removed;
     log(LogLevel::info, subject, [&] {
@@ -491,10 +519,11 @@ void LeaseCore::untrack_process(const std::string& lease_id, pid_t pid, bool wri
   Lease* lease = leases_.find_mutable(lease_id);
   if (written || !lease) return;  // recorded: tracked, and reaped with its lease
   std::erase_if(lease->processes, [pid](const TrackedProcess& p) { return p.pid == pid; });
-  log(LogLevel::error, *lease, [&] {
-    return "does not track pid " + str(pid) + ": the lease journal cannot be written (" + records_->health().error +
-           "); the client was told so";
-  });
+  if (const auto d = refusal_log_.admit(lease->uid, "journal-untracked", host_.now()); d.log)
+    log(LogLevel::error, *lease, [&] {
+      return "does not track pid " + str(pid) + ": the lease journal cannot be written (" +
+             records_->health().error + "); the client was told so" + refusal_log_.suffix(d);
+    });
 }
 
 std::uint32_t LeaseCore::xserver_warn_threshold() const {
@@ -518,6 +547,22 @@ void LeaseCore::check_for_leaked_x_servers() {
         [&] {
           return "runs " + str(pids.size()) + " X servers (threshold " + str(xserver_warn_threshold()) + "), " +
                  str(leases_.count_for_uid(uid)) + " under broker leases: pids " + list;
+        },
+        LogEvent::leak_watchdog);
+  }
+  // Numbers held outside the broker, by whoever holds them (a live lock's
+  // X server, a socket listener the kernel names): one line per user and
+  // interval, however many numbers (issue 21).
+  for (const auto& held : blocked_by_owner()) {
+    // Named copies: clang does not let a lambda capture a structured binding.
+    const uid_t owner = held.first;
+    const auto count = held.second;
+    if (owner == 0 || count <= xserver_warn_threshold()) continue;
+    log(
+        LogLevel::warn, LogSubject{{}, owner, user_name(owner), 0, 0},
+        [&] {
+          return "holds " + str(count) + " display numbers of the range outside broker leases (threshold " +
+                 str(xserver_warn_threshold()) + "): an X server or socket listener on each; see `status` as root";
         },
         LogEvent::leak_watchdog);
   }

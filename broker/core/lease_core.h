@@ -178,6 +178,11 @@ class LeaseCore {
   }
   void log_refusal(const Caller& caller, const char* reason, std::string text, LogEvent event = LogEvent::none);
   LogSubject subject_of(const Caller& caller);
+  // The owner of what a probe found, for log lines: "uid=1003 (alice)",
+  // or "unknown" when the kernel did not say.
+  std::string owner_text(const DisplayVerdict& verdict);
+  // Blocked numbers by the owner of what holds them (known owners only).
+  std::map<uid_t, std::uint32_t> blocked_by_owner() const;
 
   CoreSettings settings_;
   AccessPolicy policy_;
@@ -206,6 +211,10 @@ class LeaseCore {
   // Orphans of ended leases per user at the last watchdog round (said again only when it grows).
   std::map<uid_t, std::size_t> orphans_reported_;
   LogThrottle refusal_log_;
+  // "display=:N skipped" lines, per owner of what was found and kind (in
+  // use, leftovers): whoever squats a whole range adds one line per
+  // interval, not one per number per recheck (issue 21).
+  LogThrottle skip_log_{std::chrono::seconds(30)};
   std::unordered_map<uid_t, std::uint32_t> login_sessions_;
   std::size_t connections_ = 0;
   std::vector<std::string> warnings_;

@@ -86,6 +86,7 @@ v1::Response LeaseCore::status(const Call& call) {
       b->set_reason(block.reason);
       if (f != host_findings_.end()) {
         b->set_owner_uid(f->second.owner);
+        b->set_owner_unknown(!f->second.owner_known);
         b->set_pid(f->second.pid);
       }
     } else {
@@ -94,6 +95,14 @@ v1::Response LeaseCore::status(const Call& call) {
     }
   }
   s->set_blocked_total(static_cast<std::uint32_t>(allocator_.blocked().size()));
+  if (admin)
+    for (const auto& [uid, count] : blocked_by_owner()) {
+      if (static_cast<std::size_t>(s->display_holders_size()) >= kMaxListedXServerUsers) break;
+      auto* h = s->add_display_holders();
+      h->set_uid(uid);
+      h->set_user(user_name(uid));
+      h->set_displays(count);
+    }
   // Where Xpra looks: system configuration, the same for every caller.
   s->set_xpra_socket_hostname(host.hostname);
   for (std::size_t i = 0; i < host.xpra_socket_dirs.size() && i < kMaxListedXpraSocketDirs; ++i) {
@@ -146,6 +155,7 @@ MetricsSnapshot LeaseCore::metrics_snapshot() {
   std::set<std::uint32_t> awaiting;
   for (const auto& held : held_for_record_)
     if (!allocator_.blocked().count(held.display)) awaiting.insert(held.display);
+  for (const auto& [owner, count] : blocked_by_owner()) users[owner].blocked_displays = count;
   m.blocked[static_cast<std::size_t>(BlockReason::awaiting_journal)] = static_cast<std::uint32_t>(awaiting.size());
   for (const auto& [display, reaps] : orphan_reaps_)
     if (!awaiting.count(display) && !allocator_.blocked().count(display))

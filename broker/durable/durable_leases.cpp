@@ -74,6 +74,9 @@ LeaseCore::RestoreSummary DurableLeases::restore(std::chrono::seconds grace) {
   const auto& loaded = journal_.loaded();
   if (loaded.dropped_bytes > 0)
     spdlog::warn("lease journal: dropped {} bytes at its end: {}", loaded.dropped_bytes, loaded.problem);
+  if (!journal_.reserve_problem().empty())
+    spdlog::warn("lease journal: no space reserve ({}): a user who fills the runtime dir's filesystem can stop "
+                 "all new leases (docs/durability.md)", journal_.reserve_problem());
   core_.restore_logins(loaded.login_sessions);
   const auto summary = core_.restore(from_journaled(loaded.leases), grace);
   if (!loaded.leases.empty())
@@ -138,6 +141,9 @@ LeaseRecords::Health DurableLeases::health() const {
     h.problem = std::string(journal_.compaction_failed() && !journal_.owed_records() ? "compaction failed: "
                                                                                      : "cannot be written: ") +
                 h.error;
+  if (h.degraded && !journal_.write_failing() && journal_.reserve_left() > 0)
+    h.problem += "; the runtime dir's filesystem is short of space: appending into the journal's space reserve (" +
+                 std::to_string(journal_.reserve_left() / 1024) + " KiB left)";
   h.owed_records = journal_.owed_records();
   h.bytes = journal_.bytes();
   h.records = journal_.records();
@@ -213,7 +219,10 @@ LeaseJournal::Snapshot DurableLeases::snapshot() const {
 }
 
 void DurableLeases::note_health(std::size_t released) {
-  const bool degraded = journal_.degraded();
+  // Refusing records; compaction failing alone (the space reserve takes the
+  // appends meanwhile) refuses nothing. (Owed records queued in a batch are
+  // not a failure: the commit writes them.)
+  const bool degraded = journal_.write_failing();
   ScopedLogEvent event(LogEvent::journal_degraded);
   if (degraded && !degraded_logged_)
     spdlog::error(
@@ -224,7 +233,8 @@ void DurableLeases::note_health(std::size_t released) {
   else if (!degraded && degraded_logged_)
     spdlog::info("lease journal: writable again; {} display(s) back in circulation", released);
   if (journal_.compaction_failed() && !compaction_failure_logged_)
-    spdlog::error("lease journal: compaction failed ({}); retried every second", std::strerror(journal_.last_error()));
+    spdlog::error("lease journal: compaction failed ({}); retried every second; {} KiB of the journal's space "
+                  "reserve left", std::strerror(journal_.last_error()), journal_.reserve_left() / 1024);
   compaction_failure_logged_ = journal_.compaction_failed();
   degraded_logged_ = degraded;
 }

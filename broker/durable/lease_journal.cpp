@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -138,6 +139,19 @@ LeaseJournal::LeaseJournal(int runtime_dir_fd, std::string runtime_dir_path)
   if (::fstat(fd_.get(), &st) != 0 || !S_ISREG(st.st_mode))
     throw std::runtime_error(path_ + " is not a regular file");
   load();
+  keeps_reserve_ = true;
+  top_up_reserve();
+  if (reserved_to_ == 0) {
+    reserve_problem_ = std::strerror(errno);
+    keeps_reserve_ = false;
+  }
+}
+
+void LeaseJournal::top_up_reserve() {
+  if (!keeps_reserve_ || reserve_left() >= kSpaceReserveBytes / 2) return;
+  if (::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(bytes_),
+                  static_cast<off_t>(kSpaceReserveBytes)) == 0)
+    reserved_to_ = bytes_ + kSpaceReserveBytes;
 }
 
 void LeaseJournal::load() {
@@ -182,6 +196,8 @@ bool LeaseJournal::write_queue() {
     // No torn record left behind for the next append to follow: the file
     // ends where it did.
     if (sized) (void)::ftruncate(fd_.get(), before.st_size);
+    // Cutting the file back frees what was allocated past its end.
+    reserved_to_ = std::min<std::uint64_t>(reserved_to_, bytes_);
     errno = saved;
     last_error_ = saved;
     write_failing_ = true;
@@ -192,6 +208,7 @@ bool LeaseJournal::write_queue() {
   written_through_ = queue_.back().seq;
   queue_.clear();
   write_failing_ = false;
+  top_up_reserve();
   return true;
 }
 
@@ -285,7 +302,11 @@ bool LeaseJournal::compact(const Snapshot& snapshot) {
   }
   ::unlinkat(dir_fd_, kCompactName, 0);
   UniqueFd fresh(::openat(dir_fd_, kCompactName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-  const bool written = fresh && write_all(fresh.get(), data);
+  // The new file's reserve first: no compaction that would leave the
+  // journal without one.
+  const bool reserved = fresh && (!keeps_reserve_ || ::fallocate(fresh.get(), FALLOC_FL_KEEP_SIZE, 0,
+                                                                 static_cast<off_t>(data.size() + kSpaceReserveBytes)) == 0);
+  const bool written = reserved && write_all(fresh.get(), data);
   if (!written || ::renameat(dir_fd_, kCompactName, dir_fd_, kFileName) != 0) {
     // Keep appending to the old file; try again on the next occasion (a
     // full disk may have room for the smaller file later, or never: the
@@ -299,6 +320,7 @@ bool LeaseJournal::compact(const Snapshot& snapshot) {
   fd_ = std::move(fresh);
   records_ = snapshot.leases.size() + snapshot.login_sessions.size();
   bytes_ = data.size();
+  reserved_to_ = keeps_reserve_ ? bytes_ + kSpaceReserveBytes : 0;
   // Everything queued is in the snapshot: the leases, processes, reattaches
   // and logins it announces are held in memory; the ends it owes are there
   // as the absence of their lease.

@@ -21,6 +21,10 @@ namespace {
 constexpr std::uint32_t kDirEvents =
     IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
 constexpr const char* kX11Dir = ".X11-unix";
+// Events that are about the watched directory or the queue, whatever name
+// they carry.
+constexpr std::uint32_t kNotAboutAName =
+    IN_Q_OVERFLOW | IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT | IN_ATTRIB;
 
 }  // namespace
 
@@ -194,6 +198,10 @@ void DisplayNameWatch::apply(int wd, std::uint32_t mask, const char* name) {
   if (dir.xpra_names) note(dir.xpra_present, display_in_name(name, hostname_prefix_, {}));
 }
 
+bool DisplayNameWatch::could_be_display_name(const char* name) const {
+  return name[0] == '.' || name[0] == 'X' || (!hostname_prefix_.empty() && name[0] == hostname_prefix_[0]);
+}
+
 void DisplayNameWatch::drain() {
   if (!inotify_) return;
   alignas(inotify_event) char buf[16384];
@@ -205,8 +213,12 @@ void DisplayNameWatch::drain() {
     }
     for (ssize_t at = 0; at < got && inotify_;) {
       const auto* event = reinterpret_cast<const inotify_event*>(buf + at);
-      apply(event->wd, event->mask, event->len ? event->name : "");
       at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      // Any user's churn in /tmp arrives here (issue 21): a name that
+      // cannot be one of ours (".X<N>-lock", ".X11-unix", "X<N>",
+      // "<hostname>-<N>") is dropped on its first byte, before any lookup.
+      if (event->len && !(event->mask & kNotAboutAName) && !could_be_display_name(event->name)) continue;
+      apply(event->wd, event->mask, event->len ? event->name : "");
     }
     if (!inotify_) return;  // disabled while applying
   }

@@ -110,6 +110,9 @@ class DisplayNameWatch {
   bool rescan(Dir& dir);
   void rescan_all();
   void apply(int wd, std::uint32_t mask, const char* name);
+  // The first byte of every name the watch tracks: ".X<N>-lock",
+  // ".X11-unix", "X<N>", "<hostname>-<N>".
+  bool could_be_display_name(const char* name) const;
   std::optional<std::uint32_t> display_of(Kind kind, const char* name) const;
   // (Re)evaluates /tmp/.X11-unix after it appeared, vanished or overflowed.
   void reopen_x11_dir();

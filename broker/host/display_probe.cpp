@@ -77,6 +77,9 @@ DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_
   }
   f.x11_abstract_in_use = abstract_probe_.in_use(names.x11_abstract);
   f.xpra_abstract_in_use = abstract_probe_.in_use(names.xpra_abstract);
+  // Rare (a number in use outside the broker): ask the kernel whose it is.
+  if (f.x11_abstract_in_use) f.x11_abstract_owner = listener_owners_.owner_of(names.x11_abstract);
+  if (f.xpra_abstract_in_use) f.xpra_abstract_owner = listener_owners_.owner_of(names.xpra_abstract);
   const std::string shared_path = xpra_shared_dir_ + "/" + names.xpra_socket;
   if (!watch_.shared_socket_absent(display))
     f.xpra_shared_socket = shared_dir_fd_ ? probe_socket_file_at(shared_dir_fd_.get(), names.xpra_socket, shared_path)

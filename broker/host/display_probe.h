@@ -10,6 +10,7 @@
 #include "display_name_watch.h"
 #include "display_verdict.h"
 #include "unique_fd.h"
+#include "unix_socket_owners.h"
 #include "xpra_shared_dirs.h"
 
 namespace xpra_broker {
@@ -67,6 +68,7 @@ class DisplayProbe {
   enum class Freshness { idle, in_request, drained };
   mutable Freshness freshness_ = Freshness::idle;
   mutable AbstractListenerProbe abstract_probe_;
+  mutable AbstractListenerOwners listener_owners_{std::chrono::milliseconds(200)};
   std::shared_ptr<XpraSharedDirs> xpra_dirs_;
   // The generation of each Xpra dir's fd the watch follows.
   mutable std::vector<std::uint64_t> xpra_watched_generation_;

@@ -8,8 +8,12 @@ DisplayVerdict classify_display(const DisplayFacts& f) {
   if (lock == LockState::live) return {DisplayUse::live, describe_lock(f.lock), f.lock.owner, f.lock.pid};
   if (f.x11_socket.kind == FileKind::socket && f.x11_socket.listening)
     return {DisplayUse::live, "X11 socket has a listener", f.x11_socket.owner, 0};
-  if (f.x11_abstract_in_use) return {DisplayUse::live, "abstract X11 socket in use", 0, 0};
-  if (f.xpra_abstract_in_use) return {DisplayUse::live, "abstract xpra socket in use", 0, 0};
+  if (f.x11_abstract_in_use)
+    return {DisplayUse::live, "abstract X11 socket in use", f.x11_abstract_owner.value_or(0), 0,
+            f.x11_abstract_owner.has_value()};
+  if (f.xpra_abstract_in_use)
+    return {DisplayUse::live, "abstract xpra socket in use", f.xpra_abstract_owner.value_or(0), 0,
+            f.xpra_abstract_owner.has_value()};
   if (f.xpra_shared_socket.kind == FileKind::socket && f.xpra_shared_socket.listening)
     return {DisplayUse::live, "xpra socket has a listener", f.xpra_shared_socket.owner, 0};
   if (f.xpra_user_socket.kind == FileKind::socket && f.xpra_user_socket.listening)
@@ -56,8 +60,17 @@ std::optional<ConflictEvidence> conflict_with_another_owner(const DisplayFacts& 
       return ConflictEvidence{(x.entry.kind == FileKind::socket ? "xpra socket of uid " : "non-socket of uid ") +
                               std::to_string(x.entry.owner) + " in xpra socket dir " + x.dir +
                               (x.entry.listening ? " with a listener" : "")};
-  if (f.x11_abstract_in_use) return ConflictEvidence{"abstract X11 socket in use", true};
-  if (f.xpra_abstract_in_use) return ConflictEvidence{"abstract xpra socket in use", true};
+  // An abstract name's listener: named by the kernel when it can; the
+  // reporter's own is no evidence.
+  const auto abstract = [&](bool in_use, const std::optional<uid_t>& owner,
+                            const char* what) -> std::optional<ConflictEvidence> {
+    if (!in_use) return std::nullopt;
+    if (!owner) return ConflictEvidence{std::string(what) + " in use", true};
+    if (*owner == reporter) return std::nullopt;
+    return ConflictEvidence{std::string(what) + " of uid " + std::to_string(*owner) + " with a listener"};
+  };
+  if (auto e = abstract(f.x11_abstract_in_use, f.x11_abstract_owner, "abstract X11 socket")) return e;
+  if (auto e = abstract(f.xpra_abstract_in_use, f.xpra_abstract_owner, "abstract xpra socket")) return e;
   return std::nullopt;
 }
 

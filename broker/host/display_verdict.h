@@ -30,6 +30,9 @@ struct DisplayFacts {
   bool x11_abstract_in_use = false;
   // Xpra: @xpra/<N> and <hostname>-<N> in the shared and the caller's socket dir
   bool xpra_abstract_in_use = false;
+  // Who listens on those abstract names, when the kernel says (sock_diag).
+  std::optional<uid_t> x11_abstract_owner;
+  std::optional<uid_t> xpra_abstract_owner;
   SocketFileFacts xpra_shared_socket;
   SocketFileFacts xpra_user_socket;
   // <hostname>-<N> in the shared socket dirs of the host's Xpra config
@@ -45,9 +48,10 @@ DisplayVerdict classify_display(const DisplayFacts& facts);
 
 // A start on the display failed with a conflict the reporter blames on the
 // host: is there evidence of someone else there? Any lock or socket file of
-// another owner (in the shared Xpra socket dirs too), or an abstract socket in use (whose owner the kernel does
-// not say: owner_unknown, and the caller rules out the reporter's own X
-// server). Nullopt: no such evidence, and the report is not believed.
+// another owner (in the shared Xpra socket dirs too), or an abstract socket
+// in use of another owner (when the kernel does not say whose:
+// owner_unknown, and the caller rules out the reporter's own X server).
+// Nullopt: no such evidence, and the report is not believed.
 std::optional<ConflictEvidence> conflict_with_another_owner(const DisplayFacts& facts, uid_t reporter);
 
 }  // namespace xpra_broker

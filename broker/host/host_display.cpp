@@ -55,7 +55,9 @@ LockState judge_lock(const LockFacts& l) {
   // forgery, so it is not removed.
   if (!l.pid_known) return LockState::live;
   const bool links_ok = l.links == 1 || (l.links == 2 && settling(l));
-  if (l.pid_is_x_server && owned_by_process(l) && links_ok) return LockState::live;
+  // An X server of the file's owner, and of this display: a process proves
+  // at most the one number it serves, whatever it is called.
+  if (l.pid_is_x_server && l.pid_serves_display && owned_by_process(l) && links_ok) return LockState::live;
   return LockState::stale;
 }
 
@@ -73,6 +75,7 @@ std::string describe_lock(const LockFacts& l) {
   if (l.pid <= 0) return "unreadable lock file";
   if (!l.pid_alive) return "stale lock file (pid " + pid + " is dead)";
   if (!l.pid_is_x_server) return "forged lock file (pid " + pid + " is not an X server)";
+  if (!l.pid_serves_display) return "forged lock file (pid " + pid + " is an X server of another display)";
   if (!owned_by_process(l)) return "forged lock file (pid " + pid + " belongs to another user than the file)";
   return "forged lock file (" + std::to_string(l.links) + " links)";
 }
@@ -222,14 +225,13 @@ LockFacts read_lock_at(int dir_fd, const std::string& name, std::uint32_t displa
   l.pid_uid = info.uid;
   l.pid_euid = info.euid;
   l.pid_is_x_server = is_x_server_command(info.comm);
-  if (l.pid_is_x_server) l.pid_serves_display = process_has_argument(l.pid, ":" + std::to_string(display));
+  if (l.pid_is_x_server) l.pid_serves_display = process_serves_display(l.pid, display);
   return l;
 }
 
 bool user_runs_x_server_for(uid_t uid, std::uint32_t display) {
-  const std::string argument = ":" + std::to_string(display);
   for (const auto& p : list_processes(uid))
-    if (p.uid == uid && is_x_server_command(p.comm) && process_has_argument(p.pid, argument)) return true;
+    if (p.uid == uid && is_x_server_command(p.comm) && process_serves_display(p.pid, display)) return true;
   return false;
 }
 

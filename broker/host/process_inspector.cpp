@@ -83,20 +83,52 @@ std::vector<ProcessInfo> list_processes(std::optional<uid_t> only_uid) {
   return out;
 }
 
-bool process_has_argument(pid_t pid, const std::string& argument) {
+namespace {
+
+// /proc/<pid>/cmdline (first 64 KiB): the arguments, each ended by a NUL.
+std::vector<std::string> read_arguments(pid_t pid) {
+  std::vector<std::string> out;
   const UniqueFd fd(::open(("/proc/" + std::to_string(pid) + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return false;
+  if (!fd) return out;
   std::string args;
   char buf[4096];
   for (ssize_t n; args.size() < 65536 && (n = ::read(fd.get(), buf, sizeof(buf))) > 0;)
     args.append(buf, static_cast<std::size_t>(n));
-  // Arguments are NUL-terminated, one after the other.
   for (std::size_t pos = 0; pos < args.size();) {
     const std::size_t end = std::min(args.find('\0', pos), args.size());
-    if (args.compare(pos, end - pos, argument) == 0) return true;
+    out.push_back(args.substr(pos, end - pos));
     pos = end + 1;
   }
+  return out;
+}
+
+}  // namespace
+
+bool process_has_argument(pid_t pid, const std::string& argument) {
+  for (const auto& a : read_arguments(pid))
+    if (a == argument) return true;
   return false;
+}
+
+std::optional<std::uint32_t> display_of_arguments(const std::vector<std::string>& arguments) {
+  std::optional<std::uint32_t> display;
+  // argv[0] is the program, never the display.
+  for (std::size_t i = 1; i < arguments.size(); ++i) {
+    const std::string& a = arguments[i];
+    if (a.size() < 2 || a.size() > 11 || a[0] != ':') continue;
+    std::uint64_t n = 0;
+    bool digits = true;
+    for (std::size_t k = 1; k < a.size() && digits; ++k) {
+      digits = a[k] >= '0' && a[k] <= '9';
+      n = n * 10 + static_cast<std::uint64_t>(a[k] - '0');
+    }
+    if (digits && n <= UINT32_MAX) display = static_cast<std::uint32_t>(n);  // the last one wins, as in X
+  }
+  return display;
+}
+
+bool process_serves_display(pid_t pid, std::uint32_t display) {
+  return display_of_arguments(read_arguments(pid)) == display;
 }
 
 std::vector<ProcessInfo> list_x_servers() {

@@ -60,6 +60,14 @@ bool process_still_owned_by(pid_t pid, int pidfd, uid_t uid);
 // `argument` as one whole argument?
 bool process_has_argument(pid_t pid, const std::string& argument);
 
+// The display an X server's arguments name: the last argument ":<digits>"
+// after the program name (X itself takes the last one given), or nullopt.
+// One process serves one display, however many ":N" it lists, so a process
+// of any name cannot vouch for a whole range of locks (issue 21).
+std::optional<std::uint32_t> display_of_arguments(const std::vector<std::string>& arguments);
+// Does the process at `pid` serve `display` by that rule?
+bool process_serves_display(pid_t pid, std::uint32_t display);
+
 // X server processes on the host (by command name); reads only the short
 // /proc/<pid>/comm of other processes.
 std::vector<ProcessInfo> list_x_servers();

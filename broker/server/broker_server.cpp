@@ -1,4 +1,5 @@
 #include "broker_server.h"
+#include "connection_admission.h"
 
 #include <sys/socket.h>
 
@@ -38,7 +39,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
         pace_(socket_.get_executor()), id_(id), caller_(std::move(caller)) {}
 
   void start() { next_frame(); }
+  uid_t uid() const { return caller_.uid; }
+  bool closing() const { return closing_; }
   void close() {
+    closing_ = true;
     boost::system::error_code ignored;
     socket_.close(ignored);
     deadline_.cancel();
@@ -209,6 +213,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::steady_timer pace_;  // a paced read waits here
   ConnectionId id_;
   Caller caller_;
+  bool closing_ = false;  // close() was called: no longer counts as an idle connection to close
   std::vector<std::uint8_t> in_ = std::vector<std::uint8_t>(kSmallBuffer);
   std::size_t in_used_ = 0;
   Deadline armed_ = Deadline::none;
@@ -279,12 +284,25 @@ void BrokerServer::accept_next() {
     auto session = std::make_shared<ClientSession>(*this, std::move(socket), id, caller);
     sessions_.emplace(id, session);
     core_.set_connection_count(sessions_.size());  // told when it changes, not per request
-    const std::uint32_t count = ++connections_per_uid_[caller.uid];
+    ConnectionCounts counts;
+    counts.total = sessions_.size() - 1;  // before this one
+    counts.root = connections_per_uid_.count(0) ? connections_per_uid_[0] : 0;
+    counts.of_caller = connections_per_uid_.count(caller.uid) ? connections_per_uid_[caller.uid] : 0;
+    counts.users_holding = connections_per_uid_.size() - (counts.root > 0) + (counts.of_caller == 0);
+    counts.max_per_user = limits_.max_connections_per_user;
+    ++connections_per_uid_[caller.uid];
     auto& counters = core_.counters();
-    if (sessions_.size() > kMaxConnections) {
+    Admission admission = admit_connection(caller.uid, counts);
+    if (admission == Admission::admit_evicting_idle && !close_idle_connection_of_biggest_holder(caller.uid))
+      admission = Admission::refuse_full;
+    if (admission == Admission::refuse_full) {
       ++counters.connections_refused;
+      std::string suffix;
+      if (admit_log(caller.uid, "broker-full", suffix))
+        spdlog::warn("uid={} pid={}: the broker holds {} connections ({} reserved for root), refusing{}", caller.uid,
+                     caller.pid, counts.total, kRootReserve, suffix);
       session->refuse(v1::EXHAUSTED, "the broker has too many open connections; try again later");
-    } else if (count > limits_.max_connections_per_user && caller.uid != 0) {
+    } else if (admission == Admission::refuse_per_user) {
       ++counters.connections_refused;
       std::string suffix;
       if (admit_log(caller.uid, "connections", suffix))
@@ -298,6 +316,27 @@ void BrokerServer::accept_next() {
     }
     accept_next();
   });
+}
+
+bool BrokerServer::close_idle_connection_of_biggest_holder(uid_t newcomer) {
+  // Rare (only when the users' pool is full), so a walk over the sessions
+  // is fine.
+  uid_t biggest = 0;
+  std::uint32_t most = 0;
+  for (const auto& [uid, count] : connections_per_uid_)
+    if (uid != 0 && uid != newcomer && count > most) biggest = uid, most = count;
+  if (most == 0) return false;
+  for (const auto& [id, weak] : sessions_) {
+    auto s = weak.lock();
+    if (!s || s->uid() != biggest || core_.connection_holds_leases(id) || s->closing()) continue;
+    std::string suffix;
+    if (admit_log(biggest, "evicted", suffix))
+      spdlog::warn("uid={}: holds {} of the broker's connections, more than a fair share ({}): closing an idle one "
+                   "for uid={}{}", biggest, most, fair_share(connections_per_uid_.size()), newcomer, suffix);
+    s->close();
+    return true;
+  }
+  return false;
 }
 
 void BrokerServer::commit_and_reply() {

@@ -61,11 +61,12 @@ class BrokerServer {
 
   std::size_t connection_count() const { return sessions_.size(); }
 
-  static constexpr std::size_t kMaxConnections = 4096;
-
  private:
   void accept_next();
   void commit_and_reply();
+  // Closes one connection holding no lease of the uid (other than root and
+  // `newcomer`) that holds the most; false if there is none.
+  bool close_idle_connection_of_biggest_holder(uid_t newcomer);
 
   boost::asio::io_context& io_;
   LeaseCore& core_;

@@ -471,6 +471,10 @@ std::string unclean_text(const std::string& bytes, const std::string& marker) {
     if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
       return where(i, "byte that is not UTF-8");
     if (cp >= 0x80 && cp <= 0x9f) return where(i, "C1 control character");
+    // The format characters an attacker uses to reorder or hide text (issue 21).
+    if (cp == 0x061c || (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+        (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff)
+      return where(i, "raw Unicode format (bidi/zero-width) character");
     i += n + 1;
   }
   if (!marker.empty() && bytes.compare(0, marker.size(), marker) == 0)

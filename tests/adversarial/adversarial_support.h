@@ -16,6 +16,8 @@
 //     52200-52209 log/connection flooding  52300-52309 stall under read spam
 //     52400-52409 idle connections         52500-52509 own files, root start
 //     52600-52609 a reported process that became root
+//     52700-52709 one fake X server        52710-52719 the shared connection count
+//     52720-52729 a filled runtime dir     52730-52739 abstract-socket squatting
 #pragma once
 
 #include <sys/types.h>
@@ -150,8 +152,8 @@ std::vector<std::string> log_lines_from(const std::string& log, std::size_t from
 std::size_t count_containing(const std::vector<std::string>& lines, const std::string& needle);
 
 // Why `bytes` is not clean terminal text: the first raw control byte (other
-// than \n and \t), DEL, or byte that is not part of valid UTF-8, with its
-// offset and line; empty if clean. Also: a line beginning with `marker`
+// than \n and \t), DEL, byte that is not part of valid UTF-8, or bidi or
+// zero-width format character, with its offset and line; empty if clean. Also: a line beginning with `marker`
 // (text injected as a line of its own).
 std::string unclean_text(const std::string& bytes, const std::string& marker = "");
 

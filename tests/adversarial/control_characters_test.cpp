@@ -23,12 +23,12 @@ TEST_F(ControlCharactersTest, UserTextNeverReachesLogsOrTerminalsRaw) {
   const std::string x11 = private_x11_dir();
   start_broker({"--displays=52100-52109", "--x11-tmp-dir=" + x11, "--allowed-groups=" + std::string(kAllowedGroup),
                 "--acquire-burst=1000", "--failures-before-backoff=1000"});
-  // Connections: 0 for well-formed leases, 1-6 one for each purpose that
+  // Connections: 0 for well-formed leases, 1-8 one for each purpose that
   // must be refused (a fresh one each: the broker may close a connection
   // after a refusal; and if it takes the purpose, that lease stays for
-  // `list --all`), 7 for everything else that is refused.
-  UserAgent alice(kAlice, broker().socket_path(), 8);
-  constexpr int kOther = 7;
+  // `list --all`), 9 for everything else that is refused.
+  UserAgent alice(kAlice, broker().socket_path(), 10);
+  constexpr int kOther = 9;
 
   // 1. Purposes with control characters, or too long: INVALID.
   const std::vector<std::pair<std::string, std::string>> purposes = {
@@ -38,6 +38,9 @@ TEST_F(ControlCharactersTest, UserTextNeverReachesLogsOrTerminalsRaw) {
       {"DEL", "del\x7f"},
       {"NUL", std::string("nul\0byte", 8)},
       {"129 bytes", std::string(129, 'p')},
+      // Issue 21: Unicode format characters reorder or hide what admins read.
+      {"U+202E right-to-left override", "photo\u202Egpj.exe"},
+      {"U+2066 bidi isolate and U+200B zero width space", "a\u2066b\u2069c\u200Bd"},
   };
   for (std::size_t i = 0; i < purposes.size(); ++i) {
     const auto& [what, purpose] = purposes[i];
@@ -75,7 +78,7 @@ TEST_F(ControlCharactersTest, UserTextNeverReachesLogsOrTerminalsRaw) {
   const auto& lease = a.response.acquire().lease();
   plant_dead_socket_owned_by(kBob, x11 + "/.X11-unix/X" + std::to_string(lease.display()));
   const std::string detail =
-      std::string("conflict\n") + kForged + " detail line\x1b[2J\x1b]0;owned\x07\x1b[31m server already running";
+      std::string("conflict\n") + kForged + " detail line\x1b[2J\x1b]0;owned\x07\x1b[31m server \u202Egninnur ydaerla";
   const auto f = alice.call(start_failure_request(lease.id(), v1::DISPLAY_CONFLICT, detail), 0);
   EXPECT_EQ(f.status_name(), "OK") << f.response.message();
 

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -116,7 +117,12 @@ std::optional<int> wait_pid_for(pid_t pid, std::chrono::milliseconds timeout) {
 }  // namespace
 
 const std::string& brokerd_path() {
-  static const std::string path = XPRA_BROKERD_PATH;
+  // XPRA_BROKER_TEST_BROKERD runs the suites against another build of the
+  // daemon, e.g. the one before a fix, to see a new test fail there.
+  static const std::string path = [] {
+    const char* other = std::getenv("XPRA_BROKER_TEST_BROKERD");
+    return std::string(other && *other ? other : XPRA_BROKERD_PATH);
+  }();
   return path;
 }
 

@@ -338,6 +338,20 @@ TEST(BrokerMetricsTest, OrphansHaveASeriesOnlyForUsersWithSomeAndRankTheUserFirs
   EXPECT_EQ(p.types.at("xpra_broker_orphans_seen_total"), "counter");
 }
 
+TEST(BrokerMetricsTest, ASquatterBlockingNumbersIsAPerUserSeriesAndKeptFirstWhenCapped) {
+  MetricsSnapshot s = typical_snapshot();
+  s.users.clear();
+  for (uid_t uid = 10000; uid < 10300; ++uid)
+    s.users.push_back({uid, "user" + std::to_string(uid), 1, 2});
+  s.users.push_back({20000, "squatter", 0, 0, 0, 200});  // no lease, no X server by name: 200 numbers held
+  const Parsed p = parse_exposition(render_metrics(BrokerCounters{}, s));
+  EXPECT_TRUE(p.errors.empty()) << ::testing::PrintToString(p.errors);
+  EXPECT_EQ(value_of(p, "xpra_broker_user_blocked_displays", {{"user", "squatter"}, {"uid", "20000"}}), "200");
+  EXPECT_EQ(samples_named(p, "xpra_broker_user_blocked_displays").size(), 1u) << "only users who block numbers";
+  EXPECT_EQ(samples_named(p, "xpra_broker_user_leases").size(), kMaxMetricsUsers);
+  EXPECT_EQ(value_of(p, "xpra_broker_user_series_truncated"), "1");
+}
+
 TEST(BrokerMetricsTest, LongNamesAndEveryCounterAtItsMaximumStillFitOneFrame) {
   BrokerCounters c;
   for (auto& verb : c.requests_by_verb) verb.fill(~std::uint64_t{0} >> 1);

@@ -89,6 +89,7 @@ DisplayFacts live_x_server(std::uint32_t display, pid_t pid, uid_t owner) {
   f.lock.pid_known = true;
   f.lock.pid_uid = f.lock.pid_euid = owner;
   f.lock.pid_is_x_server = true;
+  f.lock.pid_serves_display = true;
   f.lock.owner = owner;
   return f;
 }

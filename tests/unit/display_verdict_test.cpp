@@ -180,6 +180,35 @@ TEST(DisplayVerdictTest, AbstractX11SocketInUseIsLive) {
   EXPECT_TRUE(Contains(v.reason, "abstract X11"));
 }
 
+TEST(DisplayVerdictTest, AnAbstractSocketsOwnerIsTheListenerTheKernelNames) {
+  auto f = nothing();
+  f.x11_abstract_in_use = true;
+  EXPECT_FALSE(classify_display(f).owner_known) << "no sock_diag answer: unknown, not root";
+  f.x11_abstract_owner = kBob;
+  const auto v = classify_display(f);
+  EXPECT_TRUE(v.owner_known);
+  EXPECT_EQ(v.owner, kBob);
+  auto x = nothing();
+  x.xpra_abstract_in_use = true;
+  x.xpra_abstract_owner = kBob;
+  EXPECT_EQ(classify_display(x).owner, kBob);
+}
+
+TEST(ConflictEvidenceTest, AnAbstractListenerConfirmsAConflictOnlyWhenItIsAnotherUsers) {
+  auto f = nothing();
+  f.x11_abstract_in_use = true;
+  const auto unknown = conflict_with_another_owner(f, 4001);
+  ASSERT_TRUE(unknown);
+  EXPECT_TRUE(unknown->owner_unknown) << "the caller then rules out the reporter's own X server";
+  f.x11_abstract_owner = 4001;
+  EXPECT_FALSE(conflict_with_another_owner(f, 4001)) << "the reporter's own listener";
+  f.x11_abstract_owner = kBob;
+  const auto other = conflict_with_another_owner(f, 4001);
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(other->owner_unknown);
+  EXPECT_TRUE(Contains(other->what, "uid " + std::to_string(kBob))) << other->what;
+}
+
 TEST(DisplayVerdictTest, AbstractXpraSocketInUseIsLive) {
   auto f = nothing();
   f.xpra_abstract_in_use = true;

@@ -4,6 +4,7 @@
 // Xpra socket dirs (entries, when removal is allowed, opening the dir
 // without a user's link) on every mode and on real links.
 #include "host_display.h"
+#include "process_inspector.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -60,6 +61,9 @@ TEST(JudgeLockTest, ForgeriesAreStaleAndNameNobody) {
   } cases[] = {
       {"names pid 1 (init, root's)", [](LockFacts& l) { l.pid = 1, l.pid_uid = l.pid_euid = 0, l.pid_is_x_server = false; }},
       {"names a process of bob's that is no X server", [](LockFacts& l) { l.pid_is_x_server = false; }},
+      // One process named like an X server, named by a lock for every
+      // number: it serves at most one of them (issue 21).
+      {"names bob's X server of another display", [](LockFacts& l) { l.pid_serves_display = false; }},
       {"eve's file naming bob's X server", [](LockFacts& l) { l.owner = kEve; }},
       {"a hard link (three names)", [](LockFacts& l) { l.links = 3; }},
       {"two links, long after an X server would have unlinked its temporary", [](LockFacts& l) { l.links = 2; }},
@@ -357,6 +361,18 @@ TEST_F(ReadLockTest, AStandInXServerOfTheDisplayIsBackedByTheHost) {
   EXPECT_EQ(judge_lock(l), LockState::live);
   EXPECT_TRUE(lock_names_lease_x_server(l, ::getuid()));
   EXPECT_FALSE(read_lock_at(dir_.get(), ".X77-lock", 78).pid_serves_display) << "another display's number";
+}
+
+TEST(DisplayOfArgumentsTest, TheLastDisplayArgumentAfterTheProgramIsTheOneServed) {
+  using Args = std::vector<std::string>;
+  EXPECT_EQ(display_of_arguments(Args{"Xvfb", ":77", "-screen", "0", "1024x768x24"}), 77u);
+  EXPECT_EQ(display_of_arguments(Args{"Xvfb", "+extension", "GLX", "-auth", "/x", ":0"}), 0u);
+  // X takes the last one: a process listing a whole range serves one number.
+  EXPECT_EQ(display_of_arguments(Args{"Xvfb", ":800", ":801", ":802"}), 802u);
+  EXPECT_EQ(display_of_arguments(Args{":5"}), std::nullopt) << "argv[0] is the program";
+  for (const char* not_a_display : {":", ":7a", "7", ":-1", ":99999999999", "unix/:7100", ":1.0"})
+    EXPECT_EQ(display_of_arguments(Args{"Xvfb", not_a_display}), std::nullopt) << not_a_display;
+  EXPECT_EQ(display_of_arguments(Args{}), std::nullopt);
 }
 
 TEST_F(ReadLockTest, ALockNamingThisTestProcessIsAForgery) {

@@ -13,6 +13,7 @@
 // Runs as root (like CI): acquire hands per-user directories to made-up uids.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1467,6 +1468,85 @@ TEST_F(BrokerRestoreTest, WithoutAJournalTheBrokerWorksAndRestoresNothing) {
   EXPECT_FALSE(r.acquire().reattach_token().empty());
   struct stat st {};
   EXPECT_NE(::stat((runtime_dir_ + "/" + kJournalName).c_str(), &st), 0) << "journal=no writes no file";
+}
+
+
+// Issue 21: another user fills the runtime dir's filesystem to the last
+// byte. The journal's appends land in the reserve it allocated at start-up;
+// compaction waits for room for a file with a whole reserve; once space is
+// back, compaction restores the reserve.
+// A tmpfs of its own for each test (root only: it mounts one).
+class LeaseJournalReserveTest : public ::testing::Test {
+ protected:
+  void mount_tmpfs(const char* size) {
+    if (::geteuid() != 0) GTEST_SKIP() << "mounts a tmpfs";
+    const std::string options = std::string("size=") + size;
+    ASSERT_EQ(::mount("tmpfs", mount_point.path().c_str(), "tmpfs", MS_NOSUID | MS_NODEV, options.c_str()), 0)
+        << std::strerror(errno);
+    mounted_ = true;
+    dir.reset(::open(mount_point.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(dir);
+  }
+  void TearDown() override {
+    dir.reset();
+    if (mounted_) ::umount2(mount_point.path().c_str(), MNT_DETACH);
+  }
+  TempDir mount_point;
+  UniqueFd dir;
+
+ private:
+  bool mounted_ = false;
+};
+
+TEST_F(LeaseJournalReserveTest, AppendsGoOnWhileSomebodyElseFillsTheFilesystem) {
+  // Room for the journal with its reserve and a compacted file with its own.
+  mount_tmpfs("24m");
+  if (IsSkipped() || HasFatalFailure()) return;
+  auto journal = std::make_unique<LeaseJournal>(dir.get(), mount_point.path());
+  EXPECT_EQ(journal->reserve_problem(), "");
+  EXPECT_EQ(journal->reserve_left(), LeaseJournal::kSpaceReserveBytes);
+
+  const std::string filler = mount_point.path() + "/filler";
+  const UniqueFd fill(::open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_TRUE(fill);
+  const std::string block(65536, 'x');
+  int err = 0;
+  while (err == 0)
+    if (::write(fill.get(), block.data(), block.size()) < 0 && errno != EINTR) err = errno;
+  ASSERT_EQ(err, ENOSPC);
+
+  for (int i = 0; i < 2000; ++i) {
+    const std::string id = "L" + std::to_string(i);
+    ASSERT_TRUE(journal->lease_added(make_lease(id, 100 + i % 50))) << "pair " << i << ": " << std::strerror(errno);
+    ASSERT_TRUE(journal->lease_removed(id)) << "pair " << i;
+  }
+  EXPECT_FALSE(journal->write_failing());
+  EXPECT_LT(journal->reserve_left(), LeaseJournal::kSpaceReserveBytes);
+  EXPECT_GT(journal->reserve_left(), 0u);
+  EXPECT_FALSE(journal->compact({{make_lease("kept", 7)}, {}})) << "no room for a compacted file and its reserve";
+  EXPECT_TRUE(journal->compaction_failed());
+  EXPECT_FALSE(journal->write_failing()) << "a waiting compaction refuses nothing";
+  ASSERT_TRUE(journal->lease_added(make_lease("kept", 7)));
+
+  ASSERT_EQ(::unlink(filler.c_str()), 0);
+  ASSERT_EQ(::ftruncate(fill.get(), 0), 0);
+  EXPECT_TRUE(journal->compact({{make_lease("kept", 7)}, {}}));
+  EXPECT_EQ(journal->reserve_left(), LeaseJournal::kSpaceReserveBytes) << "the compacted file has its reserve";
+  journal.reset();
+  LeaseJournal again(dir.get(), mount_point.path());
+  ASSERT_EQ(again.loaded().leases.size(), 1u);
+  EXPECT_EQ(again.loaded().leases[0].id(), "kept");
+  EXPECT_EQ(again.loaded().dropped_bytes, 0u) << "the reserve past the end is not read as records";
+}
+
+TEST_F(LeaseJournalReserveTest, WithoutRoomForTheReserveTheJournalRunsWithoutOne) {
+  mount_tmpfs("512k");  // smaller than the reserve
+  if (IsSkipped() || HasFatalFailure()) return;
+  LeaseJournal journal(dir.get(), mount_point.path());
+  EXPECT_NE(journal.reserve_problem(), "");
+  EXPECT_EQ(journal.reserve_left(), 0u);
+  EXPECT_TRUE(journal.lease_added(make_lease("A", 100)));
+  EXPECT_TRUE(journal.compact({{make_lease("A", 100)}, {}})) << "compaction needs no reserve then";
 }
 
 }  // namespace

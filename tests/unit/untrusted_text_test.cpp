@@ -45,6 +45,23 @@ TEST(EscapeUntrustedTest, LongInputIsCapped) {
   EXPECT_EQ(out.substr(out.size() - 3), "...");
 }
 
+TEST(EscapeUntrustedTest, FormatAndBidiCharactersAreNamedNotPrinted) {
+  // U+202E RIGHT-TO-LEFT OVERRIDE makes "gpj.exe" read "exe.jpg".
+  EXPECT_EQ(escape_untrusted("photo\u202Egpj.exe"), "photo\\u202egpj.exe");
+  EXPECT_EQ(escape_untrusted("a\u200Bb\u2066c\u2069\uFEFF"), "a\\u200bb\\u2066c\\u2069\\ufeff");
+  EXPECT_EQ(escape_untrusted("\u00AD\u061C\u2028\u2029"), "\\u00ad\\u061c\\u2028\\u2029");
+  EXPECT_EQ(escape_untrusted("tag\U000E0041"), "tag\\U000e0041");
+  // Neighbours of the ranges are ordinary text.
+  EXPECT_EQ(escape_untrusted("\u00AC\u2010\u2030\u2070"), "\u00AC\u2010\u2030\u2070");
+}
+
+TEST(IsPrintableTextTest, RefusesFormatAndBidiCharacters) {
+  for (const char* text : {"\u202E", "\u202A", "\u2066", "\u2067", "\u2068", "\u2069", "\u200E", "\u200F",
+                           "\u061C", "\u200B", "\u200D", "\u2060", "\uFEFF", "\u00AD", "\u2028", "\U000E0001"})
+    EXPECT_FALSE(is_printable_text(std::string("desktop ") + text)) << escape_untrusted(text);
+  EXPECT_TRUE(is_printable_text("\u05E9\u05DC\u05D5\u05DD")) << "Hebrew letters themselves are fine";
+}
+
 TEST(IsPrintableTextTest, AcceptsTextRefusesControlsAndBrokenUtf8) {
   EXPECT_TRUE(is_printable_text("xpra desktop (jupyter)"));
   EXPECT_TRUE(is_printable_text("Grüße"));
