@@ -52,7 +52,7 @@ const char* kUsage =
     "        needed. Xpra's 'An xpra server is already running at ...' counts as\n"
     "        a display conflict: retried on another display. Signals go to xpra\n"
     "        alone (it then removes its own sockets), the rest of its group is\n"
-    "        ended after it. A start the broker refuses for now (exit 75) waits\n"
+    "        ended after it. A start the broker refuses for now (exit 124) waits\n"
     "        out the broker's retry time first (at most 60 s; a signal ends the\n"
     "        wait), so a supervisor that restarts it at once does not spin.\n"
     "        Examples: xpra-request-display exec --xpra -- xpra start --html=on\n"
@@ -71,13 +71,16 @@ const char* kUsage =
     "  -h, --help        show this help\n"
     "  -V, --version     show the version\n"
     "\n"
-    "Exit codes: 0 success (exec: CMD's status), 1 no such lease, 64 bad usage,\n"
-    "65 request rejected as malformed, 69 broker unreachable, 70 broker error,\n"
-    "71 cannot start CMD (fork/pipe), 73 the X server did not start (--xvfb),\n"
-    "74 metrics --output FILE cannot be written,\n"
-    "75 refused for now (quota, no free display,\n"
-    "rate limit; retry later), 77 permission denied, 126 CMD not executable,\n"
-    "127 CMD not found.\n";
+    "Exit codes: 0 success, 1 no such lease, 64 bad usage, 65 request rejected\n"
+    "as malformed, 69 broker unreachable, 70 broker error, 74 metrics --output\n"
+    "FILE cannot be written, 75 refused for now (quota, no free display, rate\n"
+    "limit; retry later), 77 permission denied.\n"
+    "exec exits with CMD's status (128+N if it died of signal N); its own\n"
+    "failures have codes of their own, so that they never read as CMD's:\n"
+    "118 bad usage, 119 rejected as malformed, 120 broker unreachable, 121\n"
+    "broker error, 122 cannot start CMD (fork/pipe), 123 the X server did not\n"
+    "start (--xvfb), 124 refused for now, 125 permission denied, 126 CMD not\n"
+    "executable, 127 CMD not found.\n";
 
 int usage_error(const std::string& message, const std::string& hint = "see 'xpra-request-display --help'") {
   std::cerr << "xpra-request-display: " << message << "\n"
@@ -108,6 +111,13 @@ std::chrono::milliseconds to_ms(double seconds) { return std::chrono::millisecon
 // every exit code), each subcommand's --help is CLI11's list of its own
 // options. No help ever contacts the broker.
 int main(int argc, char** argv) {
+  // exec's own failures have codes of their own (exit_codes.h), bad usage
+  // included, so that they never read as CMD's status.
+  bool is_exec = false;
+  const auto usage = [&](const std::string& message, const std::string& hint = "see 'xpra-request-display --help'") {
+    const int code = usage_error(message, hint);
+    return is_exec ? exec_own_failure(code) : code;
+  };
   CLI::App app{"xpra-request-display", "xpra-request-display"};
   GlobalOptions options;
   std::string socket_flag;
@@ -184,6 +194,7 @@ int main(int argc, char** argv) {
     }
     if (!arg.empty() && arg[0] == '-') continue;
     if (arg != "exec") break;
+    is_exec = true;
     for (int j = i + 1; j < argc; ++j)
       if (std::string(argv[j]) == "--") {
         after_dashes.assign(argv + j + 1, argv + argc);
@@ -198,34 +209,34 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);  // a subcommand's --help: its options, exit 0
   } catch (const CLI::ParseError& e) {
-    return usage_error(e.what());
+    return usage(e.what());
   }
   if (help) return std::cout << kUsage, kExitOk;
   if (version) return std::cout << "xpra-request-display " XPRA_BROKER_VERSION "\n", kExitOk;
   if (!app.remaining().empty()) {
     const std::string word = app.remaining().front();  // remaining() returns a copy
-    if (!word.empty() && word[0] == '-') return usage_error("unknown option '" + word + "'");
-    return usage_error("unknown command '" + word + "' (exec, list, release, status or metrics)");
+    if (!word.empty() && word[0] == '-') return usage("unknown option '" + word + "'");
+    return usage("unknown command '" + word + "' (exec, list, release, status or metrics)");
   }
-  if (app.get_subcommands().empty()) return usage_error("no command given (exec, list, release, status or metrics)");
+  if (app.get_subcommands().empty()) return usage("no command given (exec, list, release, status or metrics)");
   options.socket = resolve_socket_path(socket_flag);
   options.timeout = to_ms(timeout);
 
   if (exec_cmd->parsed()) {
     exec.command = had_dashes ? after_dashes : exec_cmd->remaining();
     if (!had_dashes && !exec.command.empty() && exec.command.front().rfind("-", 0) == 0)
-      return usage_error("unknown exec option '" + exec.command.front() + "' (put CMD after --)");
+      return usage("unknown exec option '" + exec.command.front() + "' (put CMD after --)");
     if (had_dashes && !exec_cmd->remaining().empty())
-      return usage_error("unexpected '" + exec_cmd->remaining().front() + "' before -- (exec options only)");
-    if (exec.command.empty()) return usage_error("exec needs a command to run, e.g. exec -- Xvfb :{display}");
+      return usage("unexpected '" + exec_cmd->remaining().front() + "' before -- (exec options only)");
+    if (exec.command.empty()) return usage("exec needs a command to run, e.g. exec -- Xvfb :{display}");
     if (!exec.x_server_command.empty()) exec.start_x_server = true;
     exec.grace = to_ms(grace);
     if (exec.xpra) {
       // Xpra starts its own X server on the display.
       if (exec.start_x_server)
-        return usage_error("--xpra and --xvfb exclude each other: xpra starts its own X server on the display");
+        return usage("--xpra and --xvfb exclude each other: xpra starts its own X server on the display");
       if (const auto check = check_xpra_command(exec.command); !check.error.empty())
-        return usage_error(check.error, check.hint);
+        return usage(check.error, check.hint);
     }
     return run_exec(options, exec);
   }

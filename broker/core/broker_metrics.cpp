@@ -78,6 +78,22 @@ void BrokerCounters::count_request(v1::Request::VerbCase verb, v1::Status status
   if (v < kVerbSlots && s < kStatusSlots) ++requests_by_verb[v][s];
 }
 
+void BrokerCounters::count_refusal(uid_t uid, AcquireRefusal reason) {
+  const auto r = static_cast<std::size_t>(reason);
+  if (r >= kAcquireRefusals) return;
+  ++acquire_refusals[r];
+  auto row = user_acquire_refusals.find(uid);
+  if (row == user_acquire_refusals.end()) {
+    // Bounded: one row per uid ever refused, at most kMaxCountedUsers.
+    if (user_acquire_refusals.size() >= kMaxCountedUsers) {
+      user_refusals_uncounted = true;
+      return;
+    }
+    row = user_acquire_refusals.emplace(uid, std::array<std::uint64_t, kAcquireRefusals>{}).first;
+  }
+  ++row->second[r];
+}
+
 std::uint64_t BrokerCounters::requests(v1::Request::VerbCase verb, v1::Status status) const {
   const auto v = static_cast<std::size_t>(verb);
   const auto s = static_cast<std::size_t>(status);
@@ -279,13 +295,20 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
   std::vector<const UserMetrics*> users;
   users.reserve(s.users.size());
   for (const auto& u : s.users) users.push_back(&u);
-  std::sort(users.begin(), users.end(), [](const UserMetrics* a, const UserMetrics* b) {
+  const auto refused = [](const UserMetrics* u) {
+    std::uint64_t n = 0;
+    for (const auto c : u->acquire_refusals) n += c;
+    return n;
+  };
+  std::sort(users.begin(), users.end(), [&](const UserMetrics* a, const UserMetrics* b) {
     if (a->x_servers != b->x_servers) return a->x_servers > b->x_servers;
+    if (refused(a) != refused(b)) return refused(a) > refused(b);
     if (a->leases != b->leases) return a->leases > b->leases;
     return a->uid < b->uid;
   });
-  e.single("xpra_broker_users", "gauge", "Users with a lease or an X server on the host.",
-           std::uint64_t{users.size()});
+  std::uint64_t holding = 0;
+  for (const UserMetrics* u : users) holding += u->leases > 0 || u->x_servers > 0;
+  e.single("xpra_broker_users", "gauge", "Users with a lease or an X server on the host.", holding);
   // What comes after the user lines: the two families' HELP/TYPE and the
   // truncation gauge, well under 1 KiB.
   constexpr std::size_t kTailReserve = 1024;
@@ -296,8 +319,11 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
   for (const UserMetrics* u : users) {
     if (user_labels.size() >= kMaxMetricsUsers) break;
     std::string labels = label("user", u->name) + "," + label("uid", std::to_string(u->uid));
-    // Both lines of this user: names, braces, a value of at most 10 digits.
-    const std::size_t cost = 2 * (labels.size() + 32 + 2 + 1 + 10 + 1);
+    // Both gauge lines of this user and a refusal line per reason counted:
+    // names, braces, a reason label, a value of at most 20 digits.
+    std::size_t lines = 2;
+    for (const auto c : u->acquire_refusals) lines += c > 0;
+    const std::size_t cost = lines * (labels.size() + 48 + 32 + 2 + 1 + 20 + 1);
     if (used + cost > budget) break;
     used += cost;
     user_labels.push_back(std::move(labels));
@@ -309,9 +335,20 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
            "X servers a user runs on the host, under broker leases or not (the leak watchdog's count).");
   for (std::size_t i = 0; i < user_labels.size(); ++i)
     e.sample("xpra_broker_user_x_servers", user_labels[i], std::uint64_t{users[i]->x_servers});
+  // Like xpra_broker_requests_total, a user's reason appears once counted.
+  e.family("xpra_broker_user_acquire_refusals_total", "counter",
+           "Acquires refused for a user since the broker started, by reason (as in "
+           "xpra_broker_acquire_refusals_total): backoff and rate_limit growing for one user is a restart loop.");
+  for (std::size_t i = 0; i < user_labels.size(); ++i)
+    for (std::size_t r = 0; r < kAcquireRefusals; ++r)
+      if (users[i]->acquire_refusals[r] > 0)
+        e.sample("xpra_broker_user_acquire_refusals_total",
+                 user_labels[i] + "," + label("reason", acquire_refusal_label(static_cast<AcquireRefusal>(r))),
+                 users[i]->acquire_refusals[r]);
   e.single("xpra_broker_user_series_truncated", "gauge",
-           "1 when users were left out of the per-user series (more than 256, or too long names for one frame).",
-           std::uint64_t{user_labels.size() < users.size() ? 1u : 0u});
+           "1 when users were left out of the per-user series (more than 256, too long names for one frame, or "
+           "refusals of more than 4096 users since the start).",
+           std::uint64_t{user_labels.size() < users.size() || s.user_refusals_uncounted ? 1u : 0u});
   return std::move(e.text());
 }
 

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -38,6 +39,30 @@ TEST_F(ClientContractTest, ExitStatusIsTheCommandsStatus) {
   const auto missing = broker_->client_as(kAlice, {"exec", "--", "/nonexistent/xpb-no-such-command"});
   EXPECT_EQ(missing.exit_code, 127) << missing.describe();
   EXPECT_EQ(lease_count(), 0u) << list_all().dump(1);
+}
+
+// A command's own 64-77 (sysexits codes many programs use) pass through as
+// they are, and exec's own failures keep codes of their own (118-125), so a
+// supervisor or the hub can tell "Xpra said 75" from "the broker refused".
+TEST_F(ClientContractTest, ExecsOwnFailuresNeverReadAsTheCommandsStatus) {
+  start_broker({"--displays=388-388", "--failures-before-backoff=100", "--allowed-groups=xpb-users"});
+  for (const int code : {64, 65, 69, 70, 71, 73, 75, 77}) {
+    const auto r = broker_->client_as(kAlice, exec_shell("exit " + std::to_string(code)));
+    EXPECT_EQ(r.exit_code, code) << r.describe();
+    EXPECT_EQ(r.err, "") << "the command's status is not the client's failure: " << r.describe();
+  }
+  // The only display held: the next exec is refused for now (124), not 75.
+  auto holder = broker_->spawn_client_as(kAlice, {"exec", "--", "sleep", "300"});
+  ASSERT_TRUE(wait_until([&] { return lease_count() == 1; }));
+  const auto refused = broker_->client_as(kBob, {"exec", "--", "true"});
+  EXPECT_EQ(refused.exit_code, 124) << refused.describe();
+  EXPECT_NE(refused.err.find("no free display"), std::string::npos) << refused.describe();
+  // Denied (mallory is not in xpb-users): 125, not 77; bad usage: 118.
+  EXPECT_EQ(broker_->client_as(kMallory, {"exec", "--", "true"}).exit_code, 125);
+  EXPECT_EQ(broker_->client_as(kAlice, {"exec", "--attempts", "0", "--", "true"}).exit_code, 118);
+  // The other commands keep the sysexits codes.
+  EXPECT_EQ(broker_->client_as(kMallory, {"list", "--all"}).exit_code, 77);
+  EXPECT_EQ(broker_->client_as(kAlice, {"list", "--bogus"}).exit_code, 64);
 }
 
 TEST_F(ClientContractTest, CommandGetsDisplayDirectoryAndLeaseInArgumentsAndEnvironment) {
@@ -165,7 +190,7 @@ TEST_F(ClientContractTest, XpraModeWaitsOutARefusalBeforeExiting) {
   ASSERT_EQ(wait_for_file(ready), "ready") << holder.terminate().describe();
 
   const auto plain = broker_->client_as(kAlice, {"exec", "--", "true"});
-  EXPECT_EQ(plain.exit_code, 75) << plain.describe();
+  EXPECT_EQ(plain.exit_code, 124) << plain.describe();
 
   auto refused = broker_->spawn_client_as(kAlice, {"exec", "--xpra", "--", "xpra", "start"});
   ASSERT_TRUE(wait_until([&] { return broker_->log().find("refused acquire: acquire rate limit") != std::string::npos; }))
@@ -175,7 +200,7 @@ TEST_F(ClientContractTest, XpraModeWaitsOutARefusalBeforeExiting) {
   EXPECT_FALSE(early.has_value()) << "the refused --xpra client exited at once: " << early->describe();
   refused.send_signal(SIGTERM);
   const auto r = refused.wait(10s);
-  EXPECT_EQ(r.exit_code, 75) << r.describe();
+  EXPECT_EQ(r.exit_code, 124) << r.describe();
   EXPECT_NE(r.err.find("RATE_LIMITED"), std::string::npos) << r.describe();
   EXPECT_NE(r.err.find("waiting"), std::string::npos) << r.describe();
   holder.send_signal(SIGTERM);
@@ -213,7 +238,8 @@ TEST_F(ClientContractTest, UnreachableBrokerAndBadUsageHaveTheirExitCodes) {
     std::vector<std::string> argv = {client, "--socket", absent};
     argv.insert(argv.end(), args.begin(), args.end());
     const auto r = run_as(kAlice, argv);
-    EXPECT_EQ(r.exit_code, 69) << join_command(argv) << ": " << r.describe();
+    // exec keeps its own failures apart from CMD's status (exit_codes.h).
+    EXPECT_EQ(r.exit_code, args[0] == "exec" ? 120 : 69) << join_command(argv) << ": " << r.describe();
     EXPECT_NE(r.err.find("cannot reach the broker"), std::string::npos) << r.describe();
   }
 
@@ -236,7 +262,8 @@ TEST_F(ClientContractTest, UnreachableBrokerAndBadUsageHaveTheirExitCodes) {
     if (!args.empty() && args[0] == "--socket") argv = {client};
     argv.insert(argv.end(), args.begin(), args.end());
     const auto r = run_as(kAlice, argv);
-    EXPECT_EQ(r.exit_code, 64) << join_command(argv) << ": " << r.describe();
+    const bool exec = std::find(args.begin(), args.end(), "exec") != args.end();
+    EXPECT_EQ(r.exit_code, exec ? 118 : 64) << join_command(argv) << ": " << r.describe();
     EXPECT_FALSE(r.err.empty()) << join_command(argv) << ": a usage error must say what is wrong";
   }
 }
@@ -256,7 +283,7 @@ TEST_F(ClientContractTest, EverySubcommandAnswersHelpWithoutContactingTheBroker)
   // After `--`, --help belongs to CMD (it is never this program's).
   const std::vector<std::string> argv = {client, "--socket", absent, "exec", "--", "true", "--help"};
   const auto r = run_as(kAlice, argv);
-  EXPECT_EQ(r.exit_code, 69) << "exec must try to reach the broker for CMD: " << r.describe();
+  EXPECT_EQ(r.exit_code, 120) << "exec must try to reach the broker for CMD: " << r.describe();
 }
 
 TEST_F(ClientContractTest, SocketComesFromTheEnvironmentUnlessGivenAsAnOption) {
