@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -456,8 +457,13 @@ class Reloader {
     // so the next reload reports it again.
     for (const auto& [key, value] : now)
       if (applies_on_reload(key)) apply_config_setting(running_, key, value);
-    const std::string text = "applied: " + (applied.empty() ? std::string("nothing changed") : joined(applied)) +
-                             (waiting.empty() ? "" : "; not applied, needs a restart: " + joined(waiting));
+    const auto listed = [](const std::vector<std::string>& items) {
+      std::string out;
+      for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+      return out;
+    };
+    const std::string text = "applied: " + (applied.empty() ? std::string("nothing changed") : listed(applied)) +
+                             (waiting.empty() ? "" : "; not applied, needs a restart: " + listed(waiting));
     spdlog::info("reload: configuration re-read; {}", text);
     core_.set_reload_problem("");
     write_reload_result(running_.runtime_dir, generation_, true, text);
@@ -475,15 +481,17 @@ class Reloader {
 // `xpra-brokerd --reload=PID` (the unit's ExecReload=): SIGHUP to the broker,
 // then wait for its answer, so `systemctl reload` fails when the reload did.
 int reload_and_wait(const ParsedArgs& args, pid_t pid) {
-  std::string runtime_dir = BrokerConfig{}.runtime_dir;
-  try {
-    runtime_dir = load_config(args.cmd).runtime_dir;
-  } catch (const std::exception&) {
-    // The broker finds the same problem and says so; its runtime dir is the
-    // one the command line names, else the default.
-    for (const auto& [key, value] : args.cmd.overrides)
-      if (key == "runtime-dir") runtime_dir = value;
+  // Where the broker answers: its runtime dir, read leniently (the lines
+  // that parse), since a file that does not load is what the broker must
+  // still be asked about: it reports the problem and keeps running.
+  BrokerConfig lenient;
+  if (std::ifstream in(args.cmd.config_path); in) {
+    std::stringstream text;
+    text << in.rdbuf();
+    parse_config_text(lenient, text.str(), args.cmd.config_path);
   }
+  for (const auto& [key, value] : args.cmd.overrides) apply_config_setting(lenient, key, value);
+  const std::string runtime_dir = lenient.runtime_dir;
   const std::string path = runtime_dir + "/" + kReloadResultFile;
   const auto read_result = [&] {
     std::string line;

@@ -97,10 +97,10 @@ for key in $keys; do
   check "example config documents '$key'" grep -Eq "^#$key =" "$config"
 done
 sed -E 's/^#([a-z0-9-]+ =)/\1/' "$config" >"$SCRATCH/uncommented.conf"
-# (Its first line names the file; the effective configuration follows.)
+# (stdout is the effective configuration; the verdict, naming the file, is on stderr.)
 expect_eq "--check-config with every default uncommented" \
-  "$("$XPB_BROKERD" --config=/dev/null "${hermetic[@]}" --check-config 2>&1 | tail -n +2)" \
-  "$("$XPB_BROKERD" --config="$SCRATCH/uncommented.conf" "${hermetic[@]}" --check-config 2>&1 | tail -n +2)"
+  "$("$XPB_BROKERD" --config=/dev/null "${hermetic[@]}" --check-config 2>/dev/null)" \
+  "$("$XPB_BROKERD" --config="$SCRATCH/uncommented.conf" "${hermetic[@]}" --check-config 2>/dev/null)"
 
 # A plain --prefix install stays inside the prefix (only for a non-/usr
 # configuration; a /usr build installs to /etc and /lib/systemd by design).

@@ -14,6 +14,7 @@ SOCK=$RUN/broker.sock
 BROKER_LOG=$SCRATCH/broker.log
 CONF=$SCRATCH/broker.conf
 mkdir -m 0755 "$RUN"
+chown xpra-broker:xpra "$RUN"  # as the tmpfiles rule makes it for the unit
 cat >"$CONF" <<EOF
 socket = $SOCK
 runtime-dir = $RUN
@@ -28,7 +29,8 @@ start_broker "$BROKER_LOG" "${UNIT_LIKE_START[@]}" -- --config="$CONF"
 wait_for_socket "$SOCK" || { fail "broker did not start"; finish; }
 reload() { "${UNIT_LIKE_START[@]}" "$XPB_BROKERD" --config="$CONF" --reload="$BROKER_PID"; }
 
-client xpb-alice exec -- sleep 120 &
+# setpriv execs: $! is the client itself, which a kill below ends cleanly.
+setpriv --reuid=xpb-alice --regid="$(id -g xpb-alice)" --init-groups "$XPB_CLIENT" --socket "$SOCK" exec -- sleep 120 &
 HOLDER=$!
 STARTED_PIDS+=("$HOLDER")
 for _ in $(seq 50); do [[ $(client root list --all --json | grep -c '"display"') == 1 ]] && break; sleep 0.1; done
@@ -81,5 +83,6 @@ check "status no longer shows a failed reload" bash -c '! grep -q "reload failed
 rc=0; "$XPB_BROKERD" --config="$CONF" --reload=999999 >/dev/null 2>&1 || rc=$?
 expect_eq "reload of a pid that is not running" 71 "$rc"
 kill "$HOLDER" 2>/dev/null || true
+wait "$HOLDER" 2>/dev/null || true  # its lease ends while the broker runs
 stop_broker
 finish
