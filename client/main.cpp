@@ -1,5 +1,6 @@
 // xpra-request-display: what users and tools run to get a display from
 // xpra-brokerd. Argument parsing only; each command lives in its own file.
+#include <charconv>
 #include <chrono>
 #include <iostream>
 #include <string>
@@ -20,6 +21,7 @@ namespace {
 
 const char* kUsage =
     "Usage: xpra-request-display [--socket PATH] [--timeout SECONDS] COMMAND ...\n"
+    "       (the options --socket and --timeout may also follow COMMAND)\n"
     "\n"
     "Get an X display number and a private socket directory from xpra-brokerd.\n"
     "\n"
@@ -58,9 +60,13 @@ const char* kUsage =
     "        Examples: xpra-request-display exec --xpra -- xpra start --html=on\n"
     "                  xpra-request-display exec -- xpra start :{display} --daemon=no \\\n"
     "                  --socket-dir={runtime_dir}\n"
-    "  list [--all] [--json]     your leases (root and admin-groups: --all for everyone's)\n"
+    "  list [--all] [--json|-o json] [--no-legend]\n"
+    "                            your leases (root and admin-groups: --all for everyone's);\n"
+    "                            --no-legend prints the rows only, for scripts\n"
     "  release LEASE_ID|:N       end one of your leases\n"
-    "  status [--json]           the broker's state: range, free displays, skipped displays\n"
+    "  release --user NAME       end every lease of user NAME (root and admin-groups)\n"
+    "  status [--json|-o json]   the broker's state: range, free displays, skipped displays\n"
+    "  help [COMMAND]            this help, or COMMAND's options\n"
     "  metrics [--output FILE]   the broker's Prometheus metrics (root and admin-groups); FILE\n"
     "                            is replaced atomically, mode 0644, for node-exporter's textfile\n"
     "                            collector (e.g. /var/lib/prometheus/node-exporter/xpra_broker.prom)\n"
@@ -89,6 +95,8 @@ int usage_error(const std::string& message, const std::string& hint = "see 'xpra
 }
 
 // Seconds as a CLI11 transform: a number from 0 to 1e6, fractions allowed.
+// No description: CLI11 would print it after the type name in --help
+// ("SECONDS:SECONDS").
 CLI::Validator seconds_validator() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
@@ -100,7 +108,7 @@ CLI::Validator seconds_validator() {
         }
         return "takes a number of seconds";
       },
-      "SECONDS");
+      "");
 }
 
 std::chrono::milliseconds to_ms(double seconds) { return std::chrono::milliseconds(static_cast<long>(seconds * 1000)); }
@@ -129,6 +137,9 @@ int main(int argc, char** argv) {
       ->check(seconds_validator());
   bool version = false;
   app.add_flag("-V,--version", version, "show the version");
+  // --socket and --timeout anywhere: an option a command does not know goes
+  // up to the top level (set before the commands, which inherit it).
+  app.fallthrough();
 
   ExecOptions exec;
   double grace = 5;
@@ -146,7 +157,14 @@ int main(int argc, char** argv) {
       ->check(seconds_validator());
   exec_cmd->add_option("--attempts", exec.max_attempts, "starts on other displays after a display conflict (default 3)")
       ->type_name("N")
-      ->check(CLI::Range(1, 20));
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            int n = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            if (ec == std::errc{} && end == text.data() + text.size() && n >= 1 && n <= 20) return {};
+            return "takes a whole number from 1 to 20";
+          },
+          ""));
   exec_cmd->add_flag("--end-with-parent", exec.end_with_parent,
                      "end CMD and release the lease when the process that started this one dies");
   // Everything from the first word that is not an exec option on (or after
@@ -154,17 +172,34 @@ int main(int argc, char** argv) {
   exec_cmd->prefix_command();
   exec_cmd->footer("CMD [ARG...] follows the options, after -- when it starts with a dash. Exit codes: xpra-request-display --help");
 
-  bool list_all = false, json = false;
+  bool json = false;
+  std::string format;  // -o json|text, as systemctl and kubectl spell it
+  const auto add_output_format = [&](CLI::App* cmd) {
+    cmd->add_flag("--json", json, "machine-readable output (as -o json)");
+    cmd->add_option("-o,--output", format, "json or text (default text)")
+        ->type_name("FORMAT")
+        ->check(CLI::IsMember({"json", "text"}).description(""));
+  };
+  ListOptions list;
+  bool no_legend = false;
   auto* list_cmd = app.add_subcommand("list", "your leases (root and admin-groups: --all for everyone's)");
-  list_cmd->add_flag("--all", list_all, "every user's leases (root and admin-groups)");
-  list_cmd->add_flag("--json", json, "machine-readable output");
+  list_cmd->add_flag("--all", list.all, "every user's leases (root and admin-groups)");
+  add_output_format(list_cmd);
+  list_cmd->add_flag("--no-legend", no_legend, "rows only: no header, no 'no leases' line");
 
-  std::string target;
-  auto* release_cmd = app.add_subcommand("release", "end one of your leases");
-  release_cmd->add_option("target", target, "LEASE_ID or :N")->required()->type_name("LEASE_ID|:N");
+  std::string target, release_user;
+  auto* release_cmd = app.add_subcommand("release", "end one of your leases, or every lease of a user");
+  auto* target_opt = release_cmd->add_option("target", target, "LEASE_ID or :N")->type_name("LEASE_ID|:N");
+  release_cmd->add_option("--user", release_user, "every lease of this user (name or uid; root and admin-groups)")
+      ->type_name("NAME")
+      ->excludes(target_opt);
 
   auto* status_cmd = app.add_subcommand("status", "the broker's state: range, free displays, skipped displays");
-  status_cmd->add_flag("--json", json, "machine-readable output");
+  add_output_format(status_cmd);
+
+  std::string help_topic;
+  auto* help_cmd = app.add_subcommand("help", "this help, or a command's options");
+  help_cmd->add_option("command", help_topic, "exec, list, release, status or metrics")->type_name("COMMAND");
 
   std::string output;
   auto* metrics_cmd = app.add_subcommand("metrics", "the broker's Prometheus metrics (root and admin-groups)");
@@ -212,6 +247,12 @@ int main(int argc, char** argv) {
     return usage(e.what());
   }
   if (help) return std::cout << kUsage, kExitOk;
+  if (help_cmd->parsed()) {
+    if (help_topic.empty()) return std::cout << kUsage, kExitOk;
+    for (auto* sub : {exec_cmd, list_cmd, release_cmd, status_cmd, metrics_cmd})
+      if (sub->get_name() == help_topic) return std::cout << sub->help("xpra-request-display"), kExitOk;
+    return usage("no command '" + help_topic + "' (exec, list, release, status or metrics)");
+  }
   if (version) return std::cout << "xpra-request-display " XPRA_BROKER_VERSION "\n", kExitOk;
   if (!app.remaining().empty()) {
     const std::string word = app.remaining().front();  // remaining() returns a copy
@@ -240,8 +281,17 @@ int main(int argc, char** argv) {
     }
     return run_exec(options, exec);
   }
-  if (list_cmd->parsed()) return run_list(options, list_all, json);
-  if (release_cmd->parsed()) return run_release(options, target);
+  json = json || format == "json";
+  if (list_cmd->parsed()) {
+    list.json = json;
+    list.legend = !no_legend;
+    return run_list(options, list);
+  }
+  if (release_cmd->parsed()) {
+    if (target.empty() && release_user.empty())
+      return usage("release needs LEASE_ID, :N or --user NAME", "see 'xpra-request-display help release'");
+    return run_release(options, target, release_user);
+  }
   if (status_cmd->parsed()) return run_status(options, json);
   return run_metrics(options, output);
 }
