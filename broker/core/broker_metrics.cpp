@@ -319,11 +319,13 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
   for (const UserMetrics* u : users) {
     if (user_labels.size() >= kMaxMetricsUsers) break;
     std::string labels = label("user", u->name) + "," + label("uid", std::to_string(u->uid));
-    // Both gauge lines of this user and a refusal line per reason counted:
-    // names, braces, a reason label, a value of at most 20 digits.
-    std::size_t lines = 2;
-    for (const auto c : u->acquire_refusals) lines += c > 0;
-    const std::size_t cost = lines * (labels.size() + 48 + 32 + 2 + 1 + 20 + 1);
+    // Both gauge lines of this user (names, braces, a value of at most 10
+    // digits) and a refusal line per reason counted (the longer name, a
+    // reason label, a value of at most 20 digits).
+    std::size_t refusal_lines = 0;
+    for (const auto c : u->acquire_refusals) refusal_lines += c > 0;
+    const std::size_t cost =
+        2 * (labels.size() + 32 + 2 + 1 + 10 + 1) + refusal_lines * (labels.size() + 40 + 2 + 27 + 1 + 20 + 1);
     if (used + cost > budget) break;
     used += cost;
     user_labels.push_back(std::move(labels));
