@@ -13,7 +13,9 @@ inline constexpr int kExitInvalid = 65;      // EX_DATAERR: the broker rejected 
 inline constexpr int kExitUnavailable = 69;  // EX_UNAVAILABLE: broker unreachable
 inline constexpr int kExitInternal = 70;     // EX_SOFTWARE: the broker (or this client) failed
 inline constexpr int kExitOsError = 71;      // EX_OSERR: fork/exec plumbing failed
-inline constexpr int kExitXServerFailed = 73;  // exec --xvfb: the X server did not start (EX_CANTCREAT)
+// exec --xvfb: the X server did not start (EX_CANTCREAT). Only exec starts
+// one, so this is never an exit code itself: exec exits 123 for it.
+inline constexpr int kExitXServerFailed = 73;
 inline constexpr int kExitIoError = 74;      // EX_IOERR: metrics --output: the file cannot be written
 inline constexpr int kExitTempFail = 75;     // EX_TEMPFAIL: refused for now (quota, rate limit, back-off)
 inline constexpr int kExitDenied = 77;       // EX_NOPERM: not allowed
