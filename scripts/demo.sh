@@ -10,21 +10,29 @@ build_dir=${BUILD_DIR:-build}
 cmake -S . -B "$build_dir" >/dev/null
 cmake --build "$build_dir" -j "$(nproc)" --target xpra-brokerd xpra-request-display
 
-brokerd=$PWD/$build_dir/broker/xpra-brokerd
-client=$PWD/$build_dir/client/xpra-request-display
+case $build_dir in /*) ;; *) build_dir=$PWD/$build_dir ;; esac
+brokerd=$build_dir/broker/xpra-brokerd
+client=$build_dir/client/xpra-request-display
 demo_dir=$(mktemp -d /tmp/xpra-broker-demo.XXXXXX)
 chmod 0755 "$demo_dir"
 export XPRA_BROKER_SOCKET=$demo_dir/broker.sock
-# X servers make /tmp/.X11-unix when it is missing and leave it; the demo
-# removes it again if it made it (tests/system/demo_leaves_nothing_test.sh).
-x11_unix_was_there=no
-[ -e /tmp/.X11-unix ] && x11_unix_was_there=yes
+# X clients and Xpra write ~/.Xauthority: the demo's goes in its own dir.
+export XAUTHORITY=$demo_dir/Xauthority
+# X servers make /tmp/.X11-unix when it is missing and leave it, and one
+# running as root hands it to root (xtrans): the demo removes it again if it
+# made it, or gives it back its owner (tests/system/demo_leaves_nothing_test.sh).
+x11_unix_owner=
+[ -d /tmp/.X11-unix ] && [ ! -L /tmp/.X11-unix ] && x11_unix_owner=$(stat -c %u:%g /tmp/.X11-unix)
 holders=()
 cleanup() {
   for pid in "${holders[@]}"; do kill "$pid" 2>/dev/null || true; done
   [ -n "${broker_pid:-}" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
   rm -rf "$demo_dir"
-  if [ "$x11_unix_was_there" = no ]; then rmdir /tmp/.X11-unix 2>/dev/null || true; fi
+  if [ -z "$x11_unix_owner" ]; then
+    rmdir /tmp/.X11-unix 2>/dev/null || true
+  elif [ "$(id -u)" -eq 0 ] && [ -d /tmp/.X11-unix ] && [ ! -L /tmp/.X11-unix ]; then
+    chown -h "$x11_unix_owner" /tmp/.X11-unix 2>/dev/null || true
+  fi
 }
 trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }

@@ -15,14 +15,20 @@ marker=XPB_DEMO_RUN_$$_$RANDOM
 
 host_files() {  # what sessions leave on the host, one line each
   local p
-  for p in /run/xpra /tmp/.X11-unix; do
-    if [[ -e $p || -L $p ]]; then
-      find "$p" -mindepth 0 -printf '%p %y %u:%g %m\n' 2>/dev/null | sort
-    else
-      echo "$p absent"
-    fi
-  done
-  find /tmp -maxdepth 1 \( -name '.X*-lock' -o -name 'xpra-broker-demo.*' -o -name '.ICE-unix' \) \
+  # /run/xpra whole; in /tmp only the demo's displays (500-509) and its own
+  # names: other suites' X servers come and go there meanwhile.
+  if [[ -e /run/xpra || -L /run/xpra ]]; then
+    find /run/xpra -printf '%p %y %u:%g %m\n' 2>/dev/null | sort
+  else
+    echo "/run/xpra absent"
+  fi
+  if [[ -e /tmp/.X11-unix || -L /tmp/.X11-unix ]]; then
+    find /tmp/.X11-unix -maxdepth 0 -printf '%p %y %u:%g %m\n'
+    find /tmp/.X11-unix -name 'X50[0-9]' -printf '%p %y %u:%g %m\n' 2>/dev/null | sort
+  else
+    echo "/tmp/.X11-unix absent"
+  fi
+  find /tmp -maxdepth 1 \( -name '.X50[0-9]-lock' -o -name 'xpra-broker-demo.*' \) \
     -printf '%p %y %u:%g %m\n' 2>/dev/null | sort
   for p in "$HOME/.xpra" "$HOME/.Xauthority" "$HOME/.config/xpra" "$HOME/.cache/xpra"; do
     if [[ -e $p || -L $p ]]; then find "$p" -printf '%p %y %s\n' 2>/dev/null | sort; fi
