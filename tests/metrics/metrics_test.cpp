@@ -321,6 +321,16 @@ TEST_F(MetricsTest, AlertsFireOnTheBrokersOwnSeries) {
                      {{"user", kBob}, {"uid", bob_uid}, {"reason", "user_quota"}}),
             double{kRounds});
 
+  // Shown in the test's output: the real series the alerts are tested on.
+  std::cout << "---- the broker's last scrape (per-user refusals, free and in-use displays) ----\n";
+  for (const auto& series : scrapes.back())
+    if (series.name == "xpra_broker_user_acquire_refusals_total" || series.name == "xpra_broker_free_displays" ||
+        (series.name == "xpra_broker_blocked_displays" && series.labels.count("reason") &&
+         series.labels.at("reason") == "in_use")) {
+      std::cout << series.name;
+      for (const auto& [k, v] : series.labels) std::cout << " " << k << "=" << v;
+      std::cout << " " << series.value << "\n";
+    }
   // Every xpra_broker_ series of every scrape, as node-exporter would label
   // them; a series missing from a scrape is '_'.
   std::map<std::string, std::vector<std::string>> series;
