@@ -15,6 +15,12 @@ struct GlobalOptions {
   std::chrono::milliseconds timeout{10000};
 };
 
+// The client's one error style, for every failure of every command: what
+// happened, then what to do next.
+//   xpra-request-display: MESSAGE
+//   hint: HINT
+void report_error(const std::string& message, const std::string& hint);
+
 // Connects; on failure prints why and returns an unconnected connection.
 BrokerConnection connect_or_report(const GlobalOptions& options);
 

@@ -138,6 +138,7 @@ void report_start_failure(BrokerConnection& conn, const v1::Lease& lease, v1::St
 struct AttemptResult {
   int exit_code = 0;
   bool retry = false;  // the display was taken after all: try another one
+  bool command_status = false;  // exit_code is CMD's own (else exec's: exec_own_failure)
 };
 
 // Everything of one lease: X server (optional), command, waiting, cleanup.
@@ -252,7 +253,7 @@ class ExecAttempt {
       never_ran_ = true;
       return {exit_code_for_exec_error(exec_errno), false};
     }
-    return {exit_status_of(status.value_or(0)), false};
+    return {exit_status_of(status.value_or(0)), false, true};
   }
 
   std::vector<std::string> command_args() const {
@@ -533,7 +534,7 @@ void wait_before_refused_exit(int signal_fd, std::uint32_t retry_after_ms) {
 
 int run_exec(const GlobalOptions& options, const ExecOptions& exec) {
   auto conn = connect_or_report(options);
-  if (!conn.connected()) return kExitUnavailable;
+  if (!conn.connected()) return exec_own_failure(kExitUnavailable);
 
   // Signals arrive through a signalfd; children get the old mask back.
   sigset_t handled, old_mask;
@@ -543,13 +544,13 @@ int run_exec(const GlobalOptions& options, const ExecOptions& exec) {
   UniqueFd signals(::signalfd(-1, &handled, SFD_CLOEXEC | SFD_NONBLOCK));
   // Orphans of the command are reparented to us, so we can see and reap all.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-  if (exec.end_with_parent && !end_with_parent()) return kExitUnavailable;
+  if (exec.end_with_parent && !end_with_parent()) return exec_own_failure(kExitUnavailable);
 
   // The purpose is shown to admins and logged: the broker takes printable
   // UTF-8 only, at most 128 bytes.
   if (!is_printable_text(exec.purpose)) {
     std::cerr << "xpra-request-display: --purpose must be printable text (UTF-8, no control characters)\n";
-    return kExitUsage;
+    return exec_own_failure(kExitUsage);
   }
   std::string purpose = exec.purpose;
   if (purpose.empty()) {
@@ -570,12 +571,12 @@ int run_exec(const GlobalOptions& options, const ExecOptions& exec) {
     v1::Response response;
     if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) {
       if (rc == kExitTempFail && exec.xpra) wait_before_refused_exit(signals.get(), response.retry_after_ms());
-      return rc;
+      return exec_own_failure(rc);
     }
     const v1::Lease lease = response.acquire().lease();
     ExecAttempt run(conn, options, exec, lease, response.acquire().reattach_token(), signals.get(), old_mask);
     const AttemptResult result = run.run(attempt == attempts);
-    if (!result.retry) return result.exit_code;
+    if (!result.retry) return result.command_status ? result.exit_code : exec_own_failure(result.exit_code);
   }
 }
 

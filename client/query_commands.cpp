@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -53,53 +54,113 @@ std::string dump_json(const nlohmann::json& j) {
   return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// One word, so that `awk '{print $6}'` gets the whole time: ISO 8601 with
+// the offset, local time.
 std::string format_time(std::int64_t unix_ms) {
   const std::time_t t = static_cast<std::time_t>(unix_ms / 1000);
   std::tm tm{};
   ::localtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+  char buf[40];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S%z", &tm);
   return buf;
+}
+
+// Releases one lease (the request says which) and waits until it is reaped:
+// then its processes are gone and the display is free. Another user's lease
+// (an admin's release) is only in the --all list.
+int release_one(BrokerConnection& conn, const GlobalOptions& options, const v1::Request& request) {
+  v1::Response response;
+  if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
+  const auto& lease = response.release().lease();
+  wait_until_lease_gone(conn, lease.id(), lease.uid() != ::getuid(), std::chrono::seconds(30));
+  std::cout << "released lease " << safe(lease.id(), 64) << " (display :" << lease.display() << ", user "
+            << safe(lease.user(), 64) << ")\n";
+  return kExitOk;
 }
 
 }  // namespace
 
-int run_list(const GlobalOptions& options, bool all, bool json) {
+std::string format_table(const std::vector<std::vector<std::string>>& rows, bool legend) {
+  std::vector<std::size_t> width;
+  const std::size_t first = legend ? 0 : 1;
+  for (std::size_t r = first; r < rows.size(); ++r)
+    for (std::size_t c = 0; c < rows[r].size(); ++c) {
+      if (width.size() <= c) width.resize(c + 1, 0);
+      width[c] = std::max(width[c], rows[r][c].size());
+    }
+  std::string out;
+  for (std::size_t r = first; r < rows.size(); ++r) {
+    std::string line;
+    for (std::size_t c = 0; c < rows[r].size(); ++c) {
+      line += rows[r][c];
+      if (c + 1 < rows[r].size()) line += std::string(width[c] - rows[r][c].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+int run_list(const GlobalOptions& options, const ListOptions& list) {
   auto conn = connect_or_report(options);
   if (!conn.connected()) return kExitUnavailable;
   v1::Request request;
-  request.mutable_list()->set_all(all);
+  request.mutable_list()->set_all(list.all);
   v1::Response response;
   if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
-  if (json) {
+  if (list.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& lease : response.list().leases()) out.push_back(lease_json(lease));
     std::cout << dump_json(out) << "\n";
     return kExitOk;
   }
   if (response.list().leases().empty()) {
-    std::cout << (all ? "no leases\n" : "you hold no leases\n");
+    if (list.legend) std::cout << (list.all ? "no leases\n" : "you hold no leases\n");
     return kExitOk;
   }
-  std::printf("%-17s %-8s %-9s %-12s %-8s %-19s %-24s %s\n", "LEASE", "DISPLAY", "STATE", "USER", "PID", "SINCE",
-              "RUNTIME_DIR", "PURPOSE");
+  std::vector<std::vector<std::string>> rows = {
+      {"LEASE", "DISPLAY", "STATE", "USER", "PID", "SINCE", "RUNTIME_DIR", "PURPOSE"}};
   for (const auto& l : response.list().leases())
-    std::printf("%-17s :%-7u %-9s %-12s %-8d %-19s %-24s %s\n", safe(l.id(), 64).c_str(), l.display(),
-                state_name(l.state()), safe(l.user(), 64).c_str(), l.pid(), format_time(l.acquired_unix_ms()).c_str(),
-                safe(l.runtime_dir()).c_str(), safe(l.purpose()).c_str());
-  if (response.list().leases_total() > static_cast<std::uint32_t>(response.list().leases_size()))
+    rows.push_back({safe(l.id(), 64), ":" + std::to_string(l.display()), state_name(l.state()), safe(l.user(), 64),
+                    std::to_string(l.pid()), format_time(l.acquired_unix_ms()), safe(l.runtime_dir()),
+                    safe(l.purpose())});
+  std::cout << format_table(rows, list.legend);
+  if (list.legend && response.list().leases_total() > static_cast<std::uint32_t>(response.list().leases_size()))
     std::printf("(%u more not shown)\n", response.list().leases_total() - response.list().leases_size());
   return kExitOk;
 }
 
-int run_release(const GlobalOptions& options, const std::string& target) {
+int run_release(const GlobalOptions& options, const std::string& target, const std::string& user) {
+  if (!user.empty()) {
+    // Every lease of one user: as listed to an admin (the broker decides who
+    // may see and end them), each released like `release LEASE_ID`.
+    auto conn = connect_or_report(options);
+    if (!conn.connected()) return kExitUnavailable;
+    v1::Request list;
+    list.mutable_list()->set_all(true);
+    v1::Response listed;
+    if (int rc = call_or_report(conn, options, list, listed); rc != kExitOk) return rc;
+    int rc = kExitOk, released = 0;
+    for (const auto& lease : listed.list().leases()) {
+      if (lease.user() != user && std::to_string(lease.uid()) != user) continue;
+      v1::Request request;
+      request.mutable_release()->set_lease_id(lease.id());
+      if (int one = release_one(conn, options, request); one != kExitOk && one != kExitNotFound) rc = one;
+      ++released;
+    }
+    if (released == 0) {
+      report_error("user " + safe(user, 64) + " holds no lease", "'xpra-request-display list --all' shows every lease");
+      return rc == kExitOk ? kExitNotFound : rc;
+    }
+    return rc;
+  }
   v1::Request request;
   if (!target.empty() && target[0] == ':') {
     std::uint32_t display = 0;
     const char* end = target.data() + target.size();
     auto [ptr, ec] = std::from_chars(target.data() + 1, end, display);
     if (ec != std::errc{} || ptr != end || target.size() == 1) {
-      std::cerr << "xpra-request-display: '" << target << "' is not a display; use :N (e.g. :105) or a lease id\n";
+      report_error("'" + safe(target, 64) + "' is not a display", "use :N (e.g. :105) or a lease id from 'list'");
       return kExitUsage;
     }
     request.mutable_release()->set_display(display);
@@ -108,16 +169,7 @@ int run_release(const GlobalOptions& options, const std::string& target) {
   }
   auto conn = connect_or_report(options);
   if (!conn.connected()) return kExitUnavailable;
-  v1::Response response;
-  if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
-  // Return once the lease is reaped: then its processes are gone and the
-  // display is free. Another user's lease (an admin's release) is only in
-  // the --all list.
-  const auto& lease = response.release().lease();
-  wait_until_lease_gone(conn, lease.id(), lease.uid() != ::getuid(), std::chrono::seconds(30));
-  std::cout << "released lease " << safe(response.release().lease().id(), 64) << " (display :"
-            << response.release().lease().display() << ")\n";
-  return kExitOk;
+  return release_one(conn, options, request);
 }
 
 int run_status(const GlobalOptions& options, bool json) {
@@ -288,7 +340,8 @@ int run_metrics(const GlobalOptions& options, const std::string& output) {
     return std::cout ? kExitOk : kExitIoError;
   }
   if (const std::string error = write_file_atomically(output, text, 0644); !error.empty()) {
-    std::cerr << "xpra-request-display: " << error << "\n";
+    report_error(error, "FILE's directory must exist and be writable (node-exporter's textfile directory, "
+                        "e.g. /var/lib/prometheus/node-exporter)");
     return kExitIoError;
   }
   return kExitOk;

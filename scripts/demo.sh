@@ -10,16 +10,29 @@ build_dir=${BUILD_DIR:-build}
 cmake -S . -B "$build_dir" >/dev/null
 cmake --build "$build_dir" -j "$(nproc)" --target xpra-brokerd xpra-request-display
 
-brokerd=$PWD/$build_dir/broker/xpra-brokerd
-client=$PWD/$build_dir/client/xpra-request-display
+case $build_dir in /*) ;; *) build_dir=$PWD/$build_dir ;; esac
+brokerd=$build_dir/broker/xpra-brokerd
+client=$build_dir/client/xpra-request-display
 demo_dir=$(mktemp -d /tmp/xpra-broker-demo.XXXXXX)
 chmod 0755 "$demo_dir"
 export XPRA_BROKER_SOCKET=$demo_dir/broker.sock
+# X clients and Xpra write ~/.Xauthority: the demo's goes in its own dir.
+export XAUTHORITY=$demo_dir/Xauthority
+# X servers make /tmp/.X11-unix when it is missing and leave it, and one
+# running as root hands it to root (xtrans): the demo removes it again if it
+# made it, or gives it back its owner (tests/system/demo_leaves_nothing_test.sh).
+x11_unix_owner=
+[ -d /tmp/.X11-unix ] && [ ! -L /tmp/.X11-unix ] && x11_unix_owner=$(stat -c %u:%g /tmp/.X11-unix)
 holders=()
 cleanup() {
   for pid in "${holders[@]}"; do kill "$pid" 2>/dev/null || true; done
   [ -n "${broker_pid:-}" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
   rm -rf "$demo_dir"
+  if [ -z "$x11_unix_owner" ]; then
+    rmdir /tmp/.X11-unix 2>/dev/null || true
+  elif [ "$(id -u)" -eq 0 ] && [ -d /tmp/.X11-unix ] && [ ! -L /tmp/.X11-unix ]; then
+    chown -h "$x11_unix_owner" /tmp/.X11-unix 2>/dev/null || true
+  fi
 }
 trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -67,7 +80,15 @@ if command -v Xvfb >/dev/null && command -v xdpyinfo >/dev/null; then
   show "$client" exec --xvfb -- sh -c 'xdpyinfo | head -4; echo "DISPLAY=$DISPLAY dir=$XPRA_BROKER_RUNTIME_DIR"'
   if command -v xpra >/dev/null; then
     step "The Xpra way: exec -- xpra start :{display} --socket-dir={runtime_dir} (stopped after 3 s)"
-    show "$client" exec --grace 2 -- timeout 3 xpra start ":{display}" --daemon=no --socket-dir="{runtime_dir}" \
+    # Everything this Xpra writes stays in the demo's dir: its sockets (the
+    # host's config also lists /run/xpra and ~/.xpra in socket-dirs), its
+    # log and session files (HOME, XDG_RUNTIME_DIR), and no D-Bus daemon or
+    # systemd scope of its own.
+    mkdir -m 0700 "$demo_dir/home" "$demo_dir/xdg"
+    show env HOME="$demo_dir/home" XDG_RUNTIME_DIR="$demo_dir/xdg" \
+      "$client" exec --grace 2 -- timeout 3 xpra start ":{display}" --daemon=no --socket-dir="{runtime_dir}" \
+      --socket-dirs="{runtime_dir}" --log-dir="$demo_dir/home" --systemd-run=no --dbus-launch= \
+      --dbus-proxy=no --dbus-control=no \
       --start= --mdns=no --pulseaudio=no --notifications=no --webcam=no --speaker=off --microphone=off \
       >/dev/null 2>&1 || true
     echo "(xpra ran on a brokered display and was stopped; no X server is left:)"

@@ -78,6 +78,22 @@ void BrokerCounters::count_request(v1::Request::VerbCase verb, v1::Status status
   if (v < kVerbSlots && s < kStatusSlots) ++requests_by_verb[v][s];
 }
 
+void BrokerCounters::count_refusal(uid_t uid, AcquireRefusal reason) {
+  const auto r = static_cast<std::size_t>(reason);
+  if (r >= kAcquireRefusals) return;
+  ++acquire_refusals[r];
+  auto row = user_acquire_refusals.find(uid);
+  if (row == user_acquire_refusals.end()) {
+    // Bounded: one row per uid ever refused, at most kMaxCountedUsers.
+    if (user_acquire_refusals.size() >= kMaxCountedUsers) {
+      user_refusals_uncounted = true;
+      return;
+    }
+    row = user_acquire_refusals.emplace(uid, std::array<std::uint64_t, kAcquireRefusals>{}).first;
+  }
+  ++row->second[r];
+}
+
 std::uint64_t BrokerCounters::requests(v1::Request::VerbCase verb, v1::Status status) const {
   const auto v = static_cast<std::size_t>(verb);
   const auto s = static_cast<std::size_t>(status);
@@ -283,19 +299,29 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
   std::vector<const UserMetrics*> users;
   users.reserve(s.users.size());
   for (const auto& u : s.users) users.push_back(&u);
-  std::sort(users.begin(), users.end(), [](const UserMetrics* a, const UserMetrics* b) {
+  const auto refused = [](const UserMetrics* u) {
+    std::uint64_t n = 0;
+    for (const auto c : u->acquire_refusals) n += c;
+    return n;
+  };
+  std::sort(users.begin(), users.end(), [&](const UserMetrics* a, const UserMetrics* b) {
     if (a->blocked_displays != b->blocked_displays) return a->blocked_displays > b->blocked_displays;
     const std::uint64_t a_leaked = std::uint64_t{a->x_servers} + a->orphans;
     const std::uint64_t b_leaked = std::uint64_t{b->x_servers} + b->orphans;
     if (a_leaked != b_leaked) return a_leaked > b_leaked;
+    if (refused(a) != refused(b)) return refused(a) > refused(b);
     if (a->leases != b->leases) return a->leases > b->leases;
     return a->uid < b->uid;
   });
-  e.single("xpra_broker_users", "gauge", "Users with a lease, an X server or a blocked display number on the host.",
-           std::uint64_t{users.size()});
-  // What comes after the user lines: the three families' HELP/TYPE and the
-  // truncation gauge, well under 1.5 KiB.
-  constexpr std::size_t kTailReserve = 1536;
+  std::uint64_t holding = 0;
+  for (const UserMetrics* u : users)
+    holding += u->leases > 0 || u->x_servers > 0 || u->orphans > 0 || u->blocked_displays > 0;
+  e.single("xpra_broker_users", "gauge",
+           "Users with a lease, an X server, orphans of ended leases or a blocked display number on the host.",
+           holding);
+  // What comes after the user lines: the five families' HELP/TYPE and the
+  // truncation gauge, well under 2 KiB.
+  constexpr std::size_t kTailReserve = 2048;
   const std::size_t budget =
       kMaxExpositionBytes > e.text().size() + kTailReserve ? kMaxExpositionBytes - e.text().size() - kTailReserve : 0;
   std::vector<std::string> user_labels;
@@ -303,10 +329,15 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
   for (const UserMetrics* u : users) {
     if (user_labels.size() >= kMaxMetricsUsers) break;
     std::string labels = label("user", u->name) + "," + label("uid", std::to_string(u->uid));
-    // The lines of this user (two, a third if it has orphans, a fourth if it
-    // blocks numbers): names, braces, a value of at most 10 digits.
-    const std::size_t lines = 2 + (u->orphans > 0 ? 1 : 0) + (u->blocked_displays > 0 ? 1 : 0);
-    const std::size_t cost = lines * (labels.size() + 34 + 2 + 1 + 10 + 1);
+    // The gauge lines of this user (two, a third if it has orphans, a fourth
+    // if it blocks numbers: names, braces, a value of at most 10 digits) and
+    // a refusal line per reason counted (the longer name, a reason label, a
+    // value of at most 20 digits).
+    const std::size_t gauge_lines = 2 + (u->orphans > 0 ? 1 : 0) + (u->blocked_displays > 0 ? 1 : 0);
+    std::size_t refusal_lines = 0;
+    for (const auto c : u->acquire_refusals) refusal_lines += c > 0;
+    const std::size_t cost = gauge_lines * (labels.size() + 34 + 2 + 1 + 10 + 1) +
+                             refusal_lines * (labels.size() + 40 + 2 + 27 + 1 + 20 + 1);
     if (used + cost > budget) break;
     used += cost;
     user_labels.push_back(std::move(labels));
@@ -331,9 +362,20 @@ std::string render_metrics(const BrokerCounters& c, const MetricsSnapshot& s) {
   for (std::size_t i = 0; i < user_labels.size(); ++i)
     if (users[i]->blocked_displays)
       e.sample("xpra_broker_user_blocked_displays", user_labels[i], std::uint64_t{users[i]->blocked_displays});
+  // Like xpra_broker_requests_total, a user's reason appears once counted.
+  e.family("xpra_broker_user_acquire_refusals_total", "counter",
+           "Acquires refused for a user since the broker started, by reason (as in "
+           "xpra_broker_acquire_refusals_total): backoff and rate_limit growing for one user is a restart loop.");
+  for (std::size_t i = 0; i < user_labels.size(); ++i)
+    for (std::size_t r = 0; r < kAcquireRefusals; ++r)
+      if (users[i]->acquire_refusals[r] > 0)
+        e.sample("xpra_broker_user_acquire_refusals_total",
+                 user_labels[i] + "," + label("reason", acquire_refusal_label(static_cast<AcquireRefusal>(r))),
+                 users[i]->acquire_refusals[r]);
   e.single("xpra_broker_user_series_truncated", "gauge",
-           "1 when users were left out of the per-user series (more than 256, or too long names for one frame).",
-           std::uint64_t{user_labels.size() < users.size() ? 1u : 0u});
+           "1 when users were left out of the per-user series (more than 256, too long names for one frame, or "
+           "refusals of more than 4096 users since the start).",
+           std::uint64_t{user_labels.size() < users.size() || s.user_refusals_uncounted ? 1u : 0u});
   return std::move(e.text());
 }
 

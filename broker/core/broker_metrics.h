@@ -19,6 +19,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -80,6 +81,14 @@ struct BrokerCounters {
   static constexpr std::size_t kStatusSlots = 16;  // v1::Status values are below 16
   std::array<std::array<std::uint64_t, kStatusSlots>, kVerbSlots> requests_by_verb{};
   std::array<std::uint64_t, kAcquireRefusals> acquire_refusals{};
+  // Counts a refused acquire, in total and for the user: a user in a restart
+  // loop is named by xpra_broker_user_acquire_refusals_total (the alert
+  // XpraBrokerRestartLoop). Users beyond kMaxCountedUsers are counted in the
+  // total only, and the truncation gauge says so.
+  void count_refusal(uid_t uid, AcquireRefusal reason);
+  static constexpr std::size_t kMaxCountedUsers = 4096;
+  std::map<uid_t, std::array<std::uint64_t, kAcquireRefusals>> user_acquire_refusals;
+  bool user_refusals_uncounted = false;
   std::uint64_t processes_terminated = 0;
   std::uint64_t processes_killed = 0;
   std::uint64_t processes_unkillable = 0;
@@ -102,6 +111,7 @@ struct UserMetrics {
   // Numbers of the range blocked by what this user runs outside broker
   // leases (a live lock's X server, a socket or abstract listener).
   std::uint32_t blocked_displays = 0;
+  std::array<std::uint64_t, kAcquireRefusals> acquire_refusals{};  // since the broker started
 };
 
 struct JournalMetrics {
@@ -123,14 +133,18 @@ struct MetricsSnapshot {
   std::uint32_t free_displays = 0;
   std::array<std::uint32_t, kBlockReasons> blocked{};
   std::uint32_t connections = 0;
-  std::vector<UserMetrics> users;  // every user with a lease or an X server, any order
+  // Every user with a lease, an X server or a refused acquire, any order.
+  std::vector<UserMetrics> users;
+  bool user_refusals_uncounted = false;  // BrokerCounters::user_refusals_uncounted
   std::optional<double> x_server_census_age_seconds;  // none before the first census
   std::uint64_t orphans_seen_total = 0;               // distinct orphans of ended leases counted since start
   std::optional<JournalMetrics> journal;              // none with journal=no
 };
 
-// Per-user series: at most this many users, the ones with the most X servers and orphans
-// (then leases) first, so a leaking user is never the one left out.
+// Per-user series: at most this many users, the ones blocking the most
+// numbers, then with the most X servers and orphans (then refused acquires,
+// then leases) first, so neither a leaking user nor one in a restart loop is
+// the one left out.
 inline constexpr std::size_t kMaxMetricsUsers = 256;
 // The whole text, so the reply (plus Protobuf's few bytes) fits one 64 KiB
 // frame whatever the users' names.

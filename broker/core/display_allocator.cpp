@@ -23,8 +23,22 @@ bool DisplayAllocator::take(std::uint32_t display) {
 
 void DisplayAllocator::give_back(std::uint32_t display) {
   if (leased_.erase(display) == 0) return;
-  // A block set while leased (e.g. quarantine after a failed start) wins.
-  if (blocked_.count(display) == 0) free_.insert(display);
+  // A block set while leased (e.g. quarantine after a failed start) wins;
+  // a number a reload took out of the range is not handed out again.
+  if (blocked_.count(display) == 0 && in_range(display)) free_.insert(display);
+}
+
+void DisplayAllocator::resize(std::uint32_t first, std::uint32_t last) {
+  first_ = first;
+  last_ = last;
+  for (auto it = blocked_.begin(); it != blocked_.end();)
+    it = in_range(it->first) ? std::next(it) : blocked_.erase(it);
+  for (auto it = expiry_.begin(); it != expiry_.end();)
+    it = in_range(it->second) ? std::next(it) : expiry_.erase(it);
+  free_.clear();
+  for (std::uint32_t d = first_; d <= last_ && d >= first_; ++d)
+    if (!leased_.count(d) && !blocked_.count(d)) free_.insert(free_.end(), d);
+  if (!in_range(cursor_)) cursor_ = first_;
 }
 
 void DisplayAllocator::block(std::uint32_t display, SteadyTime until, std::string reason) {

@@ -39,6 +39,10 @@ class DisplayAllocator {
   // Returns numbers whose block has passed to the pool. Call before picking.
   void expire_blocks(SteadyTime now);
 
+  // A reload's new range. Leased numbers stay leased, in the range or not;
+  // one outside it leaves the pool when given back. Blocks outside it go.
+  void resize(std::uint32_t first, std::uint32_t last);
+
   struct Block {
     SteadyTime until;
     std::string reason;
@@ -48,6 +52,7 @@ class DisplayAllocator {
   bool in_range(std::uint32_t display) const { return display >= first_ && display <= last_; }
   bool is_leased(std::uint32_t display) const { return leased_.count(display) != 0; }
   std::size_t free_count() const { return free_.size(); }
+  const std::set<std::uint32_t>& free_numbers() const { return free_; }
   std::size_t leased_count() const { return leased_.size(); }
   std::uint32_t first() const { return first_; }
   std::uint32_t last() const { return last_; }

@@ -35,6 +35,16 @@ LeaseCore::LeaseCore(const CoreSettings& settings, AccessPolicy policy, BrokerHo
       allocator_(settings.display_first, settings.display_last),
       guard_(settings.restart_guard) {}
 
+void LeaseCore::reconfigure(const CoreSettings& settings, AccessPolicy policy) {
+  if (settings.display_first != settings_.display_first || settings.display_last != settings_.display_last) {
+    allocator_.resize(settings.display_first, settings.display_last);
+    surveyed_at_.reset();  // the new numbers are probed at the next status
+  }
+  guard_.set_settings(settings.restart_guard);
+  settings_ = settings;
+  policy_ = std::move(policy);
+}
+
 // --- The central check and dispatch ------------------------------------------
 
 v1::Response LeaseCore::handle(const Caller& caller, ConnectionId connection, const v1::Request& request) {
@@ -190,17 +200,40 @@ std::optional<std::uint32_t> LeaseCore::pick_free_display(const std::string& use
       block_reasons_.erase(*candidate);
       return candidate;
     }
-    const auto d = skip_log_.admit(verdict.owner_known ? verdict.owner : static_cast<uid_t>(-1),
-                                   verdict.use == DisplayUse::stale ? "skipped-stale" : "skipped-live", now);
-    if (d.log)
-      log(LogLevel::info, LogSubject{{}, {}, {}, 0, *candidate}, [&] {
-        return "skipped: " + verdict.reason + " (owner " + owner_text(verdict) +
-               (verdict.pid ? ", pid=" + str(verdict.pid) : "") + ")" + skip_log_.suffix(d);
-      });
-    block_display(*candidate, now + std::chrono::seconds(settings_.recheck_seconds), verdict,
-                  verdict.use == DisplayUse::stale ? BlockReason::leftovers : BlockReason::in_use);
+    skip_display(*candidate, verdict, now, LogLevel::info);
   }
   return std::nullopt;
+}
+
+void LeaseCore::skip_display(std::uint32_t display, const DisplayVerdict& verdict, SteadyTime now, LogLevel level) {
+  // Throttled per owner and kind: one user's squatted range is one line per
+  // interval, not one per number.
+  const auto d = skip_log_.admit(verdict.owner_known ? verdict.owner : static_cast<uid_t>(-1),
+                                 verdict.use == DisplayUse::stale ? "skipped-stale" : "skipped-live", now);
+  if (d.log)
+    log(level, LogSubject{{}, {}, {}, 0, display}, [&] {
+      return "skipped: " + verdict.reason + " (owner " + owner_text(verdict) +
+             (verdict.pid ? ", pid=" + str(verdict.pid) : "") + ")" + skip_log_.suffix(d);
+    });
+  block_display(display, now + std::chrono::seconds(settings_.recheck_seconds), verdict,
+                verdict.use == DisplayUse::stale ? BlockReason::leftovers : BlockReason::in_use);
+}
+
+void LeaseCore::survey_free_displays(SteadyTime now) {
+  // Acquires find a number taken on the host only when they happen to probe
+  // it, so ten X servers started outside the broker would count as free
+  // until then and the "no free display" alerts would undercount exactly the
+  // range eaten from outside. Status and metrics probe the numbers that look
+  // free (at most once a second; a number found taken is skipped for
+  // recheck-seconds, as after an acquire's probe). Stale leftovers are left
+  // to the acquire that cleans them: they do not keep a number from use.
+  if (surveyed_at_ && now - *surveyed_at_ < std::chrono::seconds(1)) return;
+  surveyed_at_ = now;
+  const std::vector<std::uint32_t> looks_free(allocator_.free_numbers().begin(), allocator_.free_numbers().end());
+  for (const std::uint32_t display : looks_free) {
+    const DisplayVerdict verdict = host_.examine_display(display, "");
+    if (verdict.use == DisplayUse::live) skip_display(display, verdict, now, LogLevel::debug);
+  }
 }
 
 v1::Response LeaseCore::acquire(const Call& call) {
@@ -213,7 +246,7 @@ v1::Response LeaseCore::acquire(const Call& call) {
 
   const std::size_t held = leases_.count_for_uid(caller.uid);
   if (held >= settings_.max_leases_per_user) {
-    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::user_quota)];
+    counters_.count_refusal(caller.uid, AcquireRefusal::user_quota);
     log_refusal(
         caller, "quota",
         "refused acquire: holds " + str(held) + " of max-leases-per-user=" + str(settings_.max_leases_per_user));
@@ -222,7 +255,7 @@ v1::Response LeaseCore::acquire(const Call& call) {
                                     "); release one with 'xpra-request-display release :N' or end a session");
   }
   if (leases_.size() >= settings_.max_leases) {
-    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::host_limit)];
+    counters_.count_refusal(caller.uid, AcquireRefusal::host_limit);
     log_refusal(caller, "max-leases",
                 "refused acquire: host-wide max-leases=" + str(settings_.max_leases) + " reached");
     return reply(v1::EXHAUSTED, "the host's limit of " + str(settings_.max_leases) +
@@ -233,8 +266,7 @@ v1::Response LeaseCore::acquire(const Call& call) {
   if (guard.refusal != RestartGuard::Refusal::none) {
     const auto wait_ms = static_cast<std::uint32_t>(guard.retry_after.count());
     const bool backoff = guard.refusal == RestartGuard::Refusal::backing_off;
-    ++counters_
-          .acquire_refusals[static_cast<std::size_t>(backoff ? AcquireRefusal::backoff : AcquireRefusal::rate_limit)];
+    counters_.count_refusal(caller.uid, backoff ? AcquireRefusal::backoff : AcquireRefusal::rate_limit);
     log_refusal(caller, backoff ? "backoff" : "rate",
                 "refused acquire: " +
                     (backoff ? "back-off after " + str(guard.consecutive_failures) + " failed sessions"
@@ -259,7 +291,7 @@ v1::Response LeaseCore::acquire(const Call& call) {
 
   const auto display = pick_free_display(dir.path);
   if (!display) {
-    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::no_free_display)];
+    counters_.count_refusal(caller.uid, AcquireRefusal::no_free_display);
     const std::string range = str(settings_.display_first) + "-" + str(settings_.display_last);
     log_refusal(caller, "no-display", "refused acquire: no free display in " + range);
     return reply(
@@ -289,7 +321,7 @@ v1::Response LeaseCore::acquire(const Call& call) {
   leases_.add(std::move(lease));
   const Lease& added = *leases_.find(id);
   if (records_ && !records_->lease_added(added, [this, id](bool written) { withdraw_lease(id, written); })) {
-    ++counters_.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::journal)];
+    counters_.count_refusal(caller.uid, AcquireRefusal::journal);
     return refused_unrecorded("lease");
   }
   log(LogLevel::info, added, [&] {

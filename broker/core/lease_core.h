@@ -97,6 +97,15 @@ class LeaseCore {
 
   // Shown to admins in `status`: start-up findings.
   void set_warnings(std::vector<std::string> warnings) { warnings_ = std::move(warnings); }
+
+  // A reload (SIGHUP) of what can change while leases are held: range,
+  // quotas, rates and back-off, quarantine, groups. Leases are kept, also
+  // on numbers outside a new range (which leave the pool when they end).
+  void reconfigure(const CoreSettings& settings, AccessPolicy policy);
+  // Why the last reload failed (shown to admins in `status` until a reload
+  // succeeds); empty: it did not.
+  void set_reload_problem(std::string problem) { reload_problem_ = std::move(problem); }
+  const CoreSettings& settings() const { return settings_; }
   // Open connections, for `status` and the metrics (the server's count).
   void set_connection_count(std::size_t count) { connections_ = count; }
 
@@ -137,6 +146,11 @@ class LeaseCore {
 
   // Picks a display that is free in the table and on the host, or nullopt.
   std::optional<std::uint32_t> pick_free_display(const std::string& user_dir);
+  // Blocks a probed number that is not free (logs why at `level`).
+  void skip_display(std::uint32_t display, const DisplayVerdict& verdict, SteadyTime now, LogLevel level);
+  // Probes the numbers that look free, so free and blocked counts include
+  // what runs in the range outside the broker (status, metrics).
+  void survey_free_displays(SteadyTime now);
   // How a session ended, for the restart-loop defence.
   enum class SessionEnd { neutral, clean_exit, failed };
   // Ends a lease: reaps what ran under it, then (finish_lease) gives its
@@ -189,6 +203,8 @@ class LeaseCore {
   BrokerHost& host_;
   LeaseRecords* records_ = nullptr;
   SteadyTime started_;
+  std::optional<SteadyTime> surveyed_at_;
+  std::string reload_problem_;
   WallTime started_wall_;
   DisplayAllocator allocator_;
   LeaseTable leases_;

@@ -17,6 +17,7 @@ v1::Response LeaseCore::status(const Call& call) {
   const Caller& caller = call.caller;
   const SteadyTime now = host_.now();
   allocator_.expire_blocks(now);
+  survey_free_displays(now);
   v1::Response r = reply(v1::OK, "");
   auto* s = r.mutable_status_reply();
   const HostReport host = host_.report();
@@ -34,8 +35,12 @@ v1::Response LeaseCore::status(const Call& call) {
   s->set_watch_rescans(static_cast<std::uint32_t>(host.watch_rescans));
   const bool admin = policy_.is_admin(caller);
   // Start-up findings are the admin's business (they may name users).
-  if (admin)
+  if (admin) {
     for (const auto& w : warnings_) s->add_warnings(w);
+    if (!reload_problem_.empty())
+      s->add_warnings("the last configuration reload failed, the broker runs with the configuration it had: " +
+                      reload_problem_);
+  }
   // Counted off the event loop: reading it costs nothing.
   const auto census = host_.x_servers();
   s->set_x_servers_age_ms(census ? ms(now - census->taken_at) : -1);
@@ -131,6 +136,7 @@ v1::Response LeaseCore::status(const Call& call) {
 MetricsSnapshot LeaseCore::metrics_snapshot() {
   const SteadyTime now = host_.now();
   allocator_.expire_blocks(now);
+  survey_free_displays(now);
   MetricsSnapshot m;
   m.version = XPRA_BROKER_VERSION;
   m.start_time_unix_seconds = std::chrono::duration<double>(started_wall_.time_since_epoch()).count();
@@ -168,6 +174,8 @@ MetricsSnapshot LeaseCore::metrics_snapshot() {
       users[uid].orphans = static_cast<std::uint32_t>(orphans.size());
     m.orphans_seen_total = census->orphans_seen_total;
   }
+  for (const auto& [uid, refusals] : counters_.user_acquire_refusals) users[uid].acquire_refusals = refusals;
+  m.user_refusals_uncounted = counters_.user_refusals_uncounted;
   m.users.reserve(users.size());
   for (auto& [uid, row] : users) {
     row.uid = uid;

@@ -47,6 +47,8 @@ class RestartGuard {
   void record_start_failure(uid_t uid, Time now);
 
   std::uint32_t consecutive_failures(uid_t uid) const;
+  // A reload's new limits; each user's failures and back-off are kept.
+  void set_settings(RestartGuardSettings settings) { settings_ = settings; }
   std::size_t tracked_users() const { return users_.size(); }
   // Drops users whose state no longer matters (full bucket, no back-off).
   void forget_idle(Time now);

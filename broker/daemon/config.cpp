@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <type_traits>
 
@@ -270,6 +271,9 @@ std::vector<ConfigError> parse_config_text(BrokerConfig& config, const std::stri
   std::istringstream in(text);
   std::string raw;
   int line_no = 0;
+  // A key given twice is refused: which line wins is not obvious, and an
+  // edit to the first would silently change nothing.
+  std::map<std::string, int> first_line;
   while (std::getline(in, raw)) {
     ++line_no;
     const std::string line = trim(raw);
@@ -281,9 +285,21 @@ std::vector<ConfigError> parse_config_text(BrokerConfig& config, const std::stri
     }
     const std::string key = trim(line.substr(0, eq));
     const std::string value = trim(line.substr(eq + 1));
+    if (const auto [first, fresh] = first_line.try_emplace(key, line_no); !fresh) {
+      errors.push_back({source, line_no,
+                        "'" + key + "' is given twice (first on line " + std::to_string(first->second) +
+                            "); keep one of them"});
+      continue;
+    }
     if (auto err = apply_config_setting(config, key, value)) errors.push_back({source, line_no, *err});
+    else config.origin[key] = source + ":" + std::to_string(line_no);
   }
   return errors;
+}
+
+std::string located(const BrokerConfig& config, const std::string& key, const std::string& text) {
+  const auto where = config.origin.find(key);
+  return where == config.origin.end() ? text : where->second + ": " + text;
 }
 
 std::vector<ConfigError> validate_config(const BrokerConfig& config) {

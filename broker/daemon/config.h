@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -80,7 +81,16 @@ struct BrokerConfig {
   // Directory holding X's lock files and the X11-unix socket directory.
   // Only tests point this elsewhere; X servers always use /tmp.
   std::string x11_tmp_dir = "/tmp";
+
+  // Where each key that is not at its default was set: "FILE:LINE" or
+  // "command line (--KEY)", so a problem found later (an unknown group, an
+  // unsafe directory) points at the line to fix.
+  std::map<std::string, std::string> origin;
 };
+
+// "FILE:LINE: text" (or "command line (--KEY): text") where `key` was set,
+// plain `text` for a default.
+std::string located(const BrokerConfig& config, const std::string& key, const std::string& text);
 
 struct ConfigError {
   std::string source;  // file name, or "command line"

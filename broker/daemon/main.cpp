@@ -10,6 +10,9 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <google/protobuf/stubs/logging.h>
@@ -46,6 +49,8 @@ void print_help() {
                "Options:\n"
                "  -c, --config FILE   config file (default /etc/xpra/broker.conf; may be missing)\n"
                "      --check-config  check the configuration, print it and exit\n"
+               "      --reload PID    make the broker PID read its configuration again (SIGHUP), wait\n"
+               "                      for its answer and say what it applied; exit 78 if that failed\n"
                "  -h, --help          show this help and exit\n"
                "  -V, --version       show the version and exit\n"
                "\n"
@@ -62,9 +67,10 @@ void print_help() {
 // does about each directory.
 void print_xpra_socket_dirs(const XpraSocketDirPlan& plan, const std::vector<XpraSharedDirs::Report>& shared,
                             const std::string& hostname) {
-  std::cout << "xpra socket dirs (Xpra names display N's socket " << hostname << "-N):\n";
+  // As comments: stdout stays a config file that means the same.
+  std::cout << "# xpra socket dirs (Xpra names display N's socket " << hostname << "-N):\n";
   auto print = [](const XpraSharedDirs::Report& d) {
-    std::cout << "  " << d.path << "\n      " << d.state << " (from " << d.source << ")\n";
+    std::cout << "#   " << d.path << "\n#       " << d.state << " (from " << d.source << ")\n";
   };
   for (const auto& d : shared) print(d);
   for (const auto& d : plan.notes) print(d);
@@ -73,6 +79,7 @@ void print_xpra_socket_dirs(const XpraSocketDirPlan& plan, const std::vector<Xpr
 struct ParsedArgs {
   CommandLine cmd;
   bool check_only = false;
+  pid_t reload_pid = 0;  // --reload=PID
 };
 
 // Returns an exit code to stop with, or -1 to go on. CLI11 parses; the help
@@ -85,6 +92,7 @@ int parse_args(int argc, char** argv, ParsedArgs& out) {
   app.add_flag("-h,--help", help);
   app.add_flag("-V,--version", version);
   app.add_flag("--check-config", out.check_only);
+  app.add_option("--reload", out.reload_pid)->check(CLI::PositiveNumber);
   out.cmd.config_path = "/etc/xpra/broker.conf";
   auto* config = app.add_option("-c,--config", out.cmd.config_path);
   // Every config key as --KEY=VALUE (or --KEY VALUE); the last one wins.
@@ -165,11 +173,24 @@ void raise_fd_limit() {
 // start share. Returns an exit code to stop with, or -1 to go on.
 int load_configuration(const ParsedArgs& args, BrokerConfig& config, std::vector<std::string>& warnings,
                        XpraSocketDirPlan& xpra_plan) {
+  // One channel for every problem, whatever found it: stderr, one line
+  // each, with the file and line (or the option) that set the key.
+  const auto report_problems = [](const std::vector<std::string>& problems) {
+    for (const auto& p : problems) std::cerr << "xpra-brokerd: problem: " << p << "\n";
+  };
+  const auto verdict = [&](bool ok) {
+    std::cerr << "xpra-brokerd: configuration " << (ok ? "OK" : "NOT OK") << " (" << args.cmd.config_path
+              << (args.cmd.config_explicit ? "" : ", the default") << ", and the command line)\n";
+  };
   try {
     config = load_config(args.cmd);
     choose_service_identity(config, warnings);
   } catch (const std::exception& e) {
-    std::cerr << "xpra-brokerd: configuration error:\n" << e.what() << "\n";
+    std::vector<std::string> problems;
+    std::istringstream lines(e.what());
+    for (std::string line; std::getline(lines, line);) problems.push_back(line);
+    report_problems(problems);
+    if (args.check_only) verdict(false);
     return kExitConfig;
   }
   // Where Xpra looks for display sockets: read now, as root may still be
@@ -180,19 +201,19 @@ int load_configuration(const ParsedArgs& args, BrokerConfig& config, std::vector
   // in the unit).
   const auto problems = configuration_problems(config);
   if (args.check_only) {
-    for (const auto& p : problems) std::cout << "problem: " << p << "\n";
-    std::cout << (problems.empty() ? "configuration OK" : "configuration NOT OK") << " (" << args.cmd.config_path
-              << (args.cmd.config_explicit ? "" : ", the default") << ", and the command line)\n"
-              << "# effective configuration:\n";
+    // stdout: the effective configuration, a config file that means the
+    // same; stderr: the problems, the warnings and the verdict.
+    std::cout << "# effective configuration:\n";
     for (const auto& [key, value] : effective_config(config)) std::cout << key << " = " << value << "\n";
     print_xpra_socket_dirs(xpra_plan, XpraSharedDirs(xpra_plan.shared, ::geteuid()).report(), local_hostname());
-    for (const auto& w : warnings) std::cout << "warning: " << w << "\n";
+    report_problems(problems);
+    for (const auto& w : warnings) std::cerr << "xpra-brokerd: warning: " << w << "\n";
+    verdict(problems.empty());
     return problems.empty() ? 0 : kExitConfig;
   }
   if (!problems.empty()) {
-    std::cerr << "xpra-brokerd: configuration error:\n";
-    for (const auto& p : problems) std::cerr << p << "\n";
-    std::cerr << "(xpra-brokerd --check-config shows the whole configuration)\n";
+    report_problems(problems);
+    std::cerr << "hint: xpra-brokerd --check-config shows the whole configuration\n";
     return kExitConfig;
   }
   return -1;
@@ -375,27 +396,178 @@ class NameWatchFollower {
   bool stopped_ = false;
 };
 
-// SIGHUP re-reads the configuration: log-level applies at once; every other
-// key needs a restart (leases survive it through the journal), and the log
-// says which changed. A file that does not parse changes nothing.
-void reload_on_sighup(boost::asio::signal_set& hangup, const ParsedArgs& args, const BrokerConfig& running) {
-  hangup.async_wait([&](boost::system::error_code ec, int) {
-    if (ec) return;
+// The keys a reload applies while the broker runs. The others are read once
+// at start-up (where to listen and keep files, whom to run as, Xpra's
+// directories, the reaper's and watchdog's timers) and need a restart,
+// which leases survive through the journal.
+bool applies_on_reload(const std::string& key) {
+  static const std::set<std::string> live = {
+      "displays",          "allowed-groups",           "admin-groups",          "max-leases-per-user",
+      "max-leases",        "max-connections-per-user", "idle-timeout-seconds",  "reads-per-second",
+      "read-burst",        "recheck-seconds",          "quarantine-seconds",    "max-quarantines-per-user",
+      "acquire-burst",     "acquires-per-minute",      "failures-before-backoff", "backoff-base-ms",
+      "backoff-max-seconds", "healthy-after-seconds",  "xserver-warn-per-user", "clean-stale",
+      "log-level",         "log-target"};
+  return live.count(key) != 0;
+}
+
+ServerLimits server_limits(const BrokerConfig& config) {
+  return ServerLimits{config.max_connections_per_user, std::chrono::seconds(config.idle_timeout_seconds),
+                      config.reads_per_second, config.read_burst};
+}
+
+// The outcome of each reload, for `xpra-brokerd --reload` (the unit's
+// ExecReload=), which waits for it: "<generation> ok|failed <text>" in
+// <runtime-dir>/broker.reload, replaced whole (rename) so it is read whole.
+constexpr const char* kReloadResultFile = "broker.reload";
+
+void write_reload_result(const std::string& runtime_dir, std::uint64_t generation, bool ok, const std::string& text) {
+  const std::string path = runtime_dir + "/" + kReloadResultFile, temp = path + ".new";
+  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
+  std::string line = std::to_string(generation) + (ok ? " ok " : " failed ") + text + "\n";
+  if (!fd || ::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
+      ::rename(temp.c_str(), path.c_str()) != 0)
+    spdlog::warn("reload: cannot write {}: {}", path, std::strerror(errno));
+}
+
+// SIGHUP re-reads the configuration and applies what can change while
+// leases are held (applies_on_reload); the log and the result file say what
+// was applied and what waits for a restart. A configuration that does not
+// load changes nothing, and `status` shows admins why until a reload works.
+class Reloader {
+ public:
+  Reloader(boost::asio::io_context& io, const ParsedArgs& args, BrokerConfig& running, LeaseCore& core,
+           BrokerServer& server)
+      : hangup_(io, SIGHUP), args_(args), running_(running), core_(core), server_(server) {}
+  void start() { wait(); }
+  void cancel() { hangup_.cancel(); }
+
+ private:
+  void wait() {
+    hangup_.async_wait([this](boost::system::error_code ec, int) {
+      if (ec) return;
+      reload();
+      wait();
+    });
+  }
+
+  void reload() {
+    // Unique across restarts too, so --reload never takes an older
+    // broker's answer for this one's.
+    generation_ = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
+    // Type=notify-reload's protocol (systemd 253); older systemd ignores it.
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                   std::chrono::steady_clock::now().time_since_epoch())
+                                                   .count()));
+    BrokerConfig fresh;
+    AccessPolicy policy;
     try {
-      const BrokerConfig fresh = load_config(args.cmd);
-      spdlog::set_level(spdlog::level::from_str(fresh.log_level));
-      std::string pending;
-      const auto now = effective_config(fresh), before = effective_config(running);
-      for (std::size_t i = 0; i < now.size() && i < before.size(); ++i)
-        if (now[i].second != before[i].second && now[i].first != "log-level")
-          pending += (pending.empty() ? "" : ", ") + now[i].first;
-      spdlog::info("SIGHUP: configuration re-read; log-level={} applied{}", fresh.log_level,
-                   pending.empty() ? "" : "; changed but applied only by a restart: " + pending);
+      fresh = load_config(args_.cmd);
+      // The identity is the running one's: user= and group= need a restart.
+      fresh.user = running_.user;
+      fresh.group = running_.group;
+      policy.allowed_gids = resolve_groups(fresh.allowed_groups, "allowed-groups");
+      policy.admin_gids = resolve_groups(fresh.admin_groups, "admin-groups");
     } catch (const std::exception& e) {
-      spdlog::error("SIGHUP: the configuration does not load; the running one is kept: {}", e.what());
+      std::string problem = e.what();
+      while (!problem.empty() && problem.back() == '\n') problem.pop_back();
+      spdlog::error("reload: the configuration does not load; the running one is kept: {}", problem);
+      core_.set_reload_problem(problem);
+      write_reload_result(running_.runtime_dir, generation_, false, escape_untrusted(problem, 2048));
+      sd_notify(0, "READY=1");
+      return;
     }
-    reload_on_sighup(hangup, args, running);
-  });
+    std::vector<std::string> applied, waiting;
+    const auto now = effective_config(fresh), before = effective_config(running_);
+    for (std::size_t i = 0; i < now.size() && i < before.size(); ++i) {
+      if (now[i].second == before[i].second) continue;
+      (applies_on_reload(now[i].first) ? applied : waiting).push_back(now[i].first + "=" + now[i].second);
+    }
+    core_.reconfigure(core_settings(fresh), std::move(policy));
+    server_.set_limits(server_limits(fresh));
+    if (fresh.log_target != running_.log_target) {
+      spdlog::drop("xpra-brokerd");
+      setup_logging(fresh.log_level, fresh.log_target);
+    }
+    spdlog::set_level(spdlog::level::from_str(fresh.log_level));
+    // What a restart would still take from the file stays as it runs now,
+    // so the next reload reports it again.
+    for (const auto& [key, value] : now)
+      if (applies_on_reload(key)) apply_config_setting(running_, key, value);
+    const auto listed = [](const std::vector<std::string>& items) {
+      std::string out;
+      for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+      return out;
+    };
+    const std::string text = "applied: " + (applied.empty() ? std::string("nothing changed") : listed(applied)) +
+                             (waiting.empty() ? "" : "; not applied, needs a restart: " + listed(waiting));
+    spdlog::info("reload: configuration re-read; {}", text);
+    core_.set_reload_problem("");
+    write_reload_result(running_.runtime_dir, generation_, true, text);
+    sd_notify(0, "READY=1");
+  }
+
+  boost::asio::signal_set hangup_;
+  const ParsedArgs& args_;
+  BrokerConfig& running_;
+  LeaseCore& core_;
+  BrokerServer& server_;
+  std::uint64_t generation_ = 0;
+};
+
+// `xpra-brokerd --reload=PID` (the unit's ExecReload=): SIGHUP to the broker,
+// then wait for its answer, so `systemctl reload` fails when the reload did.
+int reload_and_wait(const ParsedArgs& args, pid_t pid) {
+  // Where the broker answers: its runtime dir, read leniently (the lines
+  // that parse), since a file that does not load is what the broker must
+  // still be asked about: it reports the problem and keeps running.
+  BrokerConfig lenient;
+  if (std::ifstream in(args.cmd.config_path); in) {
+    std::stringstream text;
+    text << in.rdbuf();
+    parse_config_text(lenient, text.str(), args.cmd.config_path);
+  }
+  for (const auto& [key, value] : args.cmd.overrides) apply_config_setting(lenient, key, value);
+  const std::string runtime_dir = lenient.runtime_dir;
+  const std::string path = runtime_dir + "/" + kReloadResultFile;
+  const auto read_result = [&] {
+    std::string line;
+    if (std::FILE* f = std::fopen(path.c_str(), "re")) {
+      char buf[4096];
+      if (std::fgets(buf, sizeof(buf), f)) line = buf;
+      std::fclose(f);
+    }
+    while (!line.empty() && line.back() == '\n') line.pop_back();
+    return line;
+  };
+  const std::string before = read_result();
+  if (::kill(pid, SIGHUP) != 0) {
+    std::cerr << "xpra-brokerd: cannot signal the broker (pid " << pid << "): " << std::strerror(errno)
+              << "\nhint: is it running? systemctl status xpra-brokerd\n";
+    return kExitOsError;
+  }
+  for (int i = 0; i < 200; ++i) {  // 20 s: a reload takes milliseconds
+    const std::string now = read_result();
+    if (!now.empty() && now != before) {
+      const auto space = now.find(' ');
+      const std::string rest = space == std::string::npos ? "" : now.substr(space + 1);
+      if (rest.rfind("ok ", 0) == 0) {
+        std::cout << "xpra-brokerd: reloaded; " << rest.substr(3) << "\n";
+        return 0;
+      }
+      std::cerr << "xpra-brokerd: the reload failed, the broker runs with the configuration it had: "
+                << (rest.rfind("failed ", 0) == 0 ? rest.substr(7) : rest)
+                << "\nhint: xpra-brokerd --check-config shows every problem; fix them and reload again\n";
+      return kExitConfig;
+    }
+    ::usleep(100 * 1000);
+  }
+  std::cerr << "xpra-brokerd: the broker (pid " << pid << ") did not answer the reload in 20 s (" << path
+            << ")\nhint: journalctl -u xpra-brokerd\n";
+  return kExitOsError;
 }
 
 }  // namespace
@@ -403,6 +575,7 @@ void reload_on_sighup(boost::asio::signal_set& hangup, const ParsedArgs& args, c
 int main(int argc, char** argv) {
   ParsedArgs args;
   if (int rc = parse_args(argc, argv, args); rc >= 0) return rc;
+  if (args.reload_pid > 0) return reload_and_wait(args, args.reload_pid);
   BrokerConfig config;
   std::vector<std::string> warnings;
   XpraSocketDirPlan xpra_plan;
@@ -442,12 +615,10 @@ int main(int argc, char** argv) {
   NameWatchFollower name_events(io, broker.host.probe());
   name_events.start();
 
-  BrokerServer server(io, broker.core, broker.durable.get(), opened.listener.release(),
-                      ServerLimits{config.max_connections_per_user, std::chrono::seconds(config.idle_timeout_seconds),
-                                   config.reads_per_second, config.read_burst});
+  BrokerServer server(io, broker.core, broker.durable.get(), opened.listener.release(), server_limits(config));
   server.start();
-  boost::asio::signal_set hangup(io, SIGHUP);
-  reload_on_sighup(hangup, args, config);
+  Reloader reloader(io, args, config, broker.core, server);
+  reloader.start();
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signo) {
     if (ec) return;
@@ -456,7 +627,7 @@ int main(int argc, char** argv) {
     server.stop();
     leak_check.cancel();
     every_second.cancel();
-    hangup.cancel();
+    reloader.cancel();
     name_events.stop();
     io.stop();
   });

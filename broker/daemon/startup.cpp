@@ -42,8 +42,10 @@ BrokerConfig load_config(const CommandLine& cmd) {
   } else if (cmd.config_explicit) {
     throw std::runtime_error("cannot read config file " + cmd.config_path + ": " + std::strerror(errno));
   }
-  for (const auto& [key, value] : cmd.overrides)
+  for (const auto& [key, value] : cmd.overrides) {
     if (auto err = apply_config_setting(config, key, value)) errors.push_back({"command line", 0, "--" + key + ": " + *err});
+    else config.origin[key] = "command line (--" + key + ")";
+  }
   for (auto& e : validate_config(config)) errors.push_back(std::move(e));
   if (!errors.empty()) {
     std::string all;
@@ -93,21 +95,24 @@ ServiceIdentity service_identity(const BrokerConfig& config) {
 
 std::optional<std::string> runtime_dir_problem(const struct stat& st, bool empty, const ServiceIdentity& id) {
   if (!S_ISDIR(st.st_mode))
-    return std::string("not a directory (a symlink or a file); the broker follows no link there. Remove it, or "
-                       "point runtime-dir at a real directory");
+    return std::string("not a directory (a symlink or a file); the broker follows no link there. Remove the link "
+                       "or file itself (rm, never rm -r: a link's target stays), or point runtime-dir at a real "
+                       "directory");
   if (id.switches) {
     // Root's dir (e.g. made by tmpfiles) or the broker's own is taken over;
     // one another user made is not: whatever they put in it would be trusted.
     if (st.st_uid != 0 && st.st_uid != id.uid)
       return "owned by uid " + std::to_string(st.st_uid) + ", neither root nor the broker's user (uid " +
-             std::to_string(id.uid) + "). Remove it (the broker creates it) or hand it to root first";
+             std::to_string(id.uid) + "). Hand it to root (chown root) and start again; keep its "
+             "leases.journal, if there is one: it holds the leases of running sessions";
     // One that others could write (Xpra's own tmpfiles rule makes it 1775
     // root:xpra) is fixed only while it is empty: once anything is in it, it
     // may have been planted, and is not trusted.
     if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !empty)
       return "writable by group or others (mode " + octal_mode(st.st_mode) +
-             ") and not empty, so its files may have been planted by other users. Remove it (the broker creates "
-             "it) or empty it and chmod 0755";
+             ") and not empty, so its files may have been planted by other users. Look at what is in it, move "
+             "away what is not the broker's (its own are broker.lock, leases.journal and the users' numbered "
+             "dirs), then chmod 0755 it; never delete leases.journal: it holds the leases of running sessions";
     return std::nullopt;
   }
   if (st.st_uid != id.uid)
@@ -144,17 +149,19 @@ namespace {
 
 std::vector<std::string> configuration_problems(const BrokerConfig& config) {
   std::vector<std::string> problems;
-  const auto attempt = [&](const auto& check) {
+  // Each problem names where the key behind it was set (config.origin).
+  const auto attempt = [&](const char* key, const auto& check) {
     try {
       check();
     } catch (const std::exception& e) {
-      problems.push_back(e.what());
+      problems.push_back(located(config, key, e.what()));
     }
   };
-  attempt([&] { resolve_groups(config.allowed_groups, "allowed-groups"); });
-  attempt([&] { resolve_groups(config.admin_groups, "admin-groups"); });
+  attempt("allowed-groups", [&] { resolve_groups(config.allowed_groups, "allowed-groups"); });
+  attempt("admin-groups", [&] { resolve_groups(config.admin_groups, "admin-groups"); });
   std::optional<ServiceIdentity> id;
-  attempt([&] { id = service_identity(config); });
+  attempt(config.origin.count("group") && !config.origin.count("user") ? "group" : "user",
+          [&] { id = service_identity(config); });
   if (!id) return problems;
   // What the start will find, looked at without changing anything.
   struct stat st {};
@@ -166,27 +173,33 @@ std::vector<std::string> configuration_problems(const BrokerConfig& config) {
       struct stat journal {};
       if (config.journal && dir && ::fstatat(dir.get(), "leases.journal", &journal, AT_SYMLINK_NOFOLLOW) == 0)
         if (auto problem = journal_file_problem(journal, id->uid))
-          problems.push_back("unsafe lease journal " + config.runtime_dir + "/leases.journal: " + *problem);
+          problems.push_back(located(config, "runtime-dir",
+                                     "unsafe lease journal " + config.runtime_dir + "/leases.journal: " + *problem));
     }
     if (auto problem = runtime_dir_problem(st, empty, *id))
-      problems.push_back("unsafe runtime dir " + config.runtime_dir + ": " + *problem);
+      problems.push_back(located(config, "runtime-dir", "unsafe runtime dir " + config.runtime_dir + ": " + *problem));
     struct stat lock {};
     if (S_ISDIR(st.st_mode) && ::lstat((config.runtime_dir + "/broker.lock").c_str(), &lock) == 0 &&
         S_ISLNK(lock.st_mode))
-      problems.push_back("unsafe " + config.runtime_dir + "/broker.lock: a symlink; the broker follows no link in "
-                         "its runtime dir. Remove it");
+      problems.push_back(located(config, "runtime-dir",
+                                 "unsafe " + config.runtime_dir +
+                                     "/broker.lock: a symlink; the broker follows no link in its runtime dir. "
+                                     "Remove the link (rm, not what it points to)"));
   } else {
     const auto parent = config.runtime_dir.substr(0, config.runtime_dir.find_last_of('/'));
     if (!parent.empty() && ::stat(parent.c_str(), &st) != 0)
-      problems.push_back("runtime dir " + config.runtime_dir + ": its parent " + parent + " does not exist");
+      problems.push_back(
+          located(config, "runtime-dir", "runtime dir " + config.runtime_dir + ": its parent " + parent + " does not exist"));
   }
   if (::lstat(config.socket.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode))
-      problems.push_back("socket " + config.socket + " exists and is not a socket; remove it or choose another --socket");
+      problems.push_back(located(config, "socket",
+                                 "socket " + config.socket + " exists and is not a socket; remove it or choose another "
+                                 "socket path"));
   } else {
     const auto parent = config.socket.substr(0, config.socket.find_last_of('/'));
     if (!parent.empty() && parent != config.runtime_dir && ::stat(parent.c_str(), &st) != 0)
-      problems.push_back("socket " + config.socket + ": its directory " + parent + " does not exist");
+      problems.push_back(located(config, "socket", "socket " + config.socket + ": its directory " + parent + " does not exist"));
   }
   return problems;
 }
@@ -259,7 +272,7 @@ UniqueFd acquire_instance_lock(int runtime_dir_fd, const std::string& runtime_di
   UniqueFd lock(::openat(runtime_dir_fd, "broker.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
   if (!lock && errno == ELOOP)
     throw ConfigurationError("unsafe " + runtime_dir + "/broker.lock: a symlink; the broker follows no link in its "
-                             "runtime dir. Remove it");
+                             "runtime dir. Remove the link (rm, not what it points to)");
   if (!lock) fail("cannot open " + runtime_dir + "/broker.lock");
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK)

@@ -190,7 +190,7 @@ v1::Response DurableLeases::reply_after_failed_commit(v1::Response response,
   };
   if (response.has_acquire() &&
       std::find(withdrawn.begin(), withdrawn.end(), response.acquire().lease().id()) != withdrawn.end()) {
-    ++counters.acquire_refusals[static_cast<std::size_t>(AcquireRefusal::journal)];
+    counters.count_refusal(response.acquire().lease().uid(), AcquireRefusal::journal);
     return recount(LeaseCore::refused_unrecorded("lease"));
   }
   // Every other announcing reply of the batch had its record in the failed

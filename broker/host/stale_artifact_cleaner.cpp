@@ -23,7 +23,10 @@ void remove_judged(int dir, const std::string& dir_path, const std::string& name
   if (::fstatat(dir, name.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0 || now.st_dev != device || now.st_ino != inode)
     return;
   if (privileged_unlinkat(dir, name.c_str()) != 0) return;
-  removed.push_back({dir_path + "/" + name, owner, static_cast<long>(age), what});
+  // unlinkat removes a link itself, never what it points to; the log says
+  // which it was, since a planted link is worth an admin's look.
+  removed.push_back({dir_path + "/" + name, owner, static_cast<long>(age),
+                     std::string(what) + (S_ISLNK(now.st_mode) ? " (a symbolic link; its target was left alone)" : "")});
 }
 
 // The entry `name` of `dir` as the rules see it, looked at through an

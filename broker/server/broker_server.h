@@ -54,6 +54,12 @@ class BrokerServer {
               const v1::Request& request);
   bool connection_holds_leases(ConnectionId id) const { return core_.connection_holds_leases(id); }
   const ServerLimits& limits() const { return limits_; }
+  // A reload's new limits: apply to new connections and the next read; the
+  // read pacer starts afresh.
+  void set_limits(const ServerLimits& limits) {
+    limits_ = limits;
+    read_pacer_ = ReadPacer(limits.reads_per_second, limits.read_burst);
+  }
   // How long to hold a read verb of `uid` before answering it.
   std::chrono::milliseconds pace_read(uid_t uid);
   // Logs a refusal at most once per uid and reason per interval.

@@ -128,6 +128,57 @@ TEST_F(LeaseCoreTest, QuotasPerUserAndPerHost) {
   EXPECT_EQ(core().counters().acquire_refusals[static_cast<std::size_t>(AcquireRefusal::host_limit)], 1u);
 }
 
+// X servers started outside the broker on numbers of the range count as
+// blocked (in_use) in status and metrics before any acquire has probed them.
+TEST_F(LeaseCoreTest, StatusAndMetricsCountNumbersTakenOutsideTheBroker) {
+  host_.displays[101] = {DisplayUse::live, "X server running (lock pid 77)", 1002, 77};
+  host_.displays[102] = {DisplayUse::live, "X server running (lock pid 78)", 1002, 78};
+  EXPECT_EQ(status(kRoot).status_reply().free_displays(), 2u);
+  const MetricsSnapshot m = core().metrics_snapshot();
+  EXPECT_EQ(m.free_displays, 2u);
+  EXPECT_EQ(m.blocked[static_cast<std::size_t>(BlockReason::in_use)], 2u);
+  // A stale leftover is the acquire's to clean: still free.
+  host_.displays[103] = {DisplayUse::stale, "stale X lock of uid 4242", 4242, 0};
+  host_.advance(std::chrono::seconds(2));
+  EXPECT_EQ(core().metrics_snapshot().free_displays, 2u);
+}
+
+// Refusals are counted per user too, so the restart-loop alert can name who.
+TEST_F(LeaseCoreTest, RefusalsAreCountedPerUser) {
+  settings_.max_leases_per_user = 1;
+  EXPECT_EQ(acquire(kAlice).status(), v1::OK);
+  EXPECT_EQ(acquire(kAlice).status(), v1::EXHAUSTED);
+  EXPECT_EQ(acquire(kAlice).status(), v1::EXHAUSTED);
+  const auto& per_user = core().counters().user_acquire_refusals;
+  ASSERT_EQ(per_user.count(kAlice.uid), 1u);
+  EXPECT_EQ(per_user.at(kAlice.uid)[static_cast<std::size_t>(AcquireRefusal::user_quota)], 2u);
+  EXPECT_EQ(per_user.count(kBob.uid), 0u);
+  const std::string text = render_metrics(core().counters(), core().metrics_snapshot());
+  EXPECT_NE(text.find("xpra_broker_user_acquire_refusals_total{user=\"user1001\",uid=\"1001\",reason=\"user_quota\"} 2\n"),
+            std::string::npos)
+      << text;
+}
+
+// A reload's new range and quota apply at once; a lease outside the new
+// range keeps its number until it ends, and the number then leaves the pool.
+TEST_F(LeaseCoreTest, ReconfigureAppliesRangeAndQuotaWithLeasesHeld) {
+  settings_.max_leases_per_user = 1;
+  const auto first = acquire(kAlice);
+  ASSERT_EQ(first.acquire().lease().display(), 100u);
+  CoreSettings wider = settings_;
+  wider.display_first = 102;
+  wider.display_last = 105;
+  wider.max_leases_per_user = 2;
+  core().reconfigure(wider, AccessPolicy{});
+  EXPECT_EQ(core().allocator().free_count(), 4u);
+  const auto second = acquire(kAlice);
+  ASSERT_EQ(second.status(), v1::OK) << second.message();
+  EXPECT_GE(second.acquire().lease().display(), 102u);
+  release(kAlice, first.acquire().lease().id());
+  EXPECT_FALSE(core().allocator().in_range(100));
+  EXPECT_EQ(core().allocator().free_count(), 3u);
+}
+
 TEST_F(LeaseCoreTest, NoFreeDisplayTellsWhenToRetry) {
   for (std::uint32_t d = 100; d <= 103; ++d) host_.displays[d] = {DisplayUse::live, "busy", 0, 0};
   const auto r = acquire(kAlice);

@@ -210,7 +210,7 @@ TEST_F(FullDiskTest, AProcessTheJournalCannotRecordIsNeverRunAndNothingOutlivesT
   std::ofstream(go) << "go\n";
 
   const auto result = client.wait(60s);
-  EXPECT_EQ(result.exit_code, 70) << "the client must not run what the broker cannot track\n" << result.describe();
+  EXPECT_EQ(result.exit_code, 121) << "the client must not run what the broker cannot track\n" << result.describe();
   EXPECT_NE(result.err.find("could not track"), std::string::npos) << result.describe();
   struct stat st {};
   EXPECT_NE(::stat(marker.c_str(), &st), 0) << "the command ran although the broker did not take it";

@@ -99,7 +99,7 @@ TEST_F(AccessTest, UserOutsideAllowedGroupsIsRefusedWithAReason) {
   const std::string mark = scratch("mallory-ran");
 
   const auto mallory = broker_->client_as(kMallory, {"exec", "--", "touch", mark});
-  EXPECT_EQ(mallory.exit_code, 77) << mallory.describe();
+  EXPECT_EQ(mallory.exit_code, 125) << mallory.describe();
   EXPECT_NE(mallory.err.find("allowed-groups"), std::string::npos)
       << "the refusal should say why: " << mallory.describe();
   EXPECT_NE(::access(mark.c_str(), F_OK), 0) << "the command ran without a lease";
@@ -118,14 +118,14 @@ TEST_F(AccessTest, QuotasRefuseWithTempFailAndAReason) {
   ASSERT_FALSE(a2.lease.empty());
 
   const auto third = broker_->client_as(kAlice, {"exec", "--", "true"});
-  EXPECT_EQ(third.exit_code, 75) << third.describe();
+  EXPECT_EQ(third.exit_code, 124) << third.describe();
   EXPECT_NE(third.err.find("max-leases-per-user"), std::string::npos) << third.describe();
 
   // The per-user quota is per user: bob still gets one, which fills max-leases.
   Holder b1 = hold_display(kBob, "b1");
   ASSERT_FALSE(b1.lease.empty());
   const auto over_total = broker_->client_as(kBob, {"exec", "--", "true"});
-  EXPECT_EQ(over_total.exit_code, 75) << over_total.describe();
+  EXPECT_EQ(over_total.exit_code, 124) << over_total.describe();
   EXPECT_NE(over_total.err.find("(max-leases)"), std::string::npos) << over_total.describe();
   EXPECT_EQ(lease_count(), 3u);
 

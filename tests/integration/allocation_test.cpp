@@ -152,7 +152,7 @@ TEST_F(AllocationTest, KillNineOfTheClientFreesItsDisplay) {
   ASSERT_FALSE(wait_for_file(pid_file).empty());
 
   const auto refused = broker_->client_as(kBob, {"exec", "--", "true"});
-  EXPECT_EQ(refused.exit_code, 75) << "the only display is leased: " << refused.describe();
+  EXPECT_EQ(refused.exit_code, 124) << "the only display is leased: " << refused.describe();
 
   holder.send_signal(SIGKILL);
   EXPECT_EQ(holder.wait(30s).exit_code, 128 + SIGKILL);

@@ -367,6 +367,9 @@ void BrokerProcess::start(std::chrono::milliseconds timeout) {
   args.push_back("--group=xpra");
   args.push_back("--runtime-dir=" + runtime_dir_);
   args.push_back("--socket=" + socket_path_);
+  // Not the host's Xpra config (its socket-dirs name the host's /run/xpra,
+  // whatever is in it): tests that want Xpra's dirs name their own.
+  args.push_back("--xpra-config-dirs=");
   args.insert(args.end(), options_.begin(), options_.end());
   std::vector<char*> c_argv = as_argv(args);
   std::vector<std::string> env_strings = child_environment({});

@@ -4,6 +4,9 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <iterator>
+#include <regex>
 #include <cstdlib>
 #include <sstream>
 
@@ -38,6 +41,91 @@ TEST_F(ClientContractTest, ExitStatusIsTheCommandsStatus) {
   const auto missing = broker_->client_as(kAlice, {"exec", "--", "/nonexistent/xpb-no-such-command"});
   EXPECT_EQ(missing.exit_code, 127) << missing.describe();
   EXPECT_EQ(lease_count(), 0u) << list_all().dump(1);
+}
+
+// A command's own 64-77 (sysexits codes many programs use) pass through as
+// they are, and exec's own failures keep codes of their own (118-125), so a
+// supervisor or the hub can tell "Xpra said 75" from "the broker refused".
+TEST_F(ClientContractTest, ExecsOwnFailuresNeverReadAsTheCommandsStatus) {
+  start_broker({"--displays=388-388", "--failures-before-backoff=100", "--allowed-groups=xpb-users"});
+  for (const int code : {64, 65, 69, 70, 71, 73, 75, 77}) {
+    const auto r = broker_->client_as(kAlice, exec_shell("exit " + std::to_string(code)));
+    EXPECT_EQ(r.exit_code, code) << r.describe();
+    EXPECT_EQ(r.err, "") << "the command's status is not the client's failure: " << r.describe();
+  }
+  // The only display held: the next exec is refused for now (124), not 75.
+  auto holder = broker_->spawn_client_as(kAlice, {"exec", "--", "sleep", "300"});
+  ASSERT_TRUE(wait_until([&] { return lease_count() == 1; }));
+  const auto refused = broker_->client_as(kBob, {"exec", "--", "true"});
+  EXPECT_EQ(refused.exit_code, 124) << refused.describe();
+  EXPECT_NE(refused.err.find("no free display"), std::string::npos) << refused.describe();
+  // Denied (mallory is not in xpb-users): 125, not 77; bad usage: 118.
+  EXPECT_EQ(broker_->client_as(kMallory, {"exec", "--", "true"}).exit_code, 125);
+  EXPECT_EQ(broker_->client_as(kAlice, {"exec", "--attempts", "0", "--", "true"}).exit_code, 118);
+  // The other commands keep the sysexits codes.
+  EXPECT_EQ(broker_->client_as(kMallory, {"list", "--all"}).exit_code, 77);
+  EXPECT_EQ(broker_->client_as(kAlice, {"list", "--bogus"}).exit_code, 64);
+}
+
+// The habits of systemctl and loginctl: global options after the command,
+// `help`, `-o json`, rows without a legend for scripts, a time that is one
+// word, one error style (a line, then a hint), and an admin's bulk release.
+TEST_F(ClientContractTest, CommandLineHabitsOfAnAdminsTools) {
+  start_broker({"--displays=390-392", "--admin-groups=xpb-bob"});
+  const std::string client = request_display_path(), sock = broker_->socket_path();
+  auto one = broker_->spawn_client_as(kAlice, {"exec", "--purpose", "first", "--", "sleep", "300"});
+  auto two = broker_->spawn_client_as(kAlice, {"exec", "--purpose", "second", "--", "sleep", "300"});
+  ASSERT_TRUE(wait_until([&] { return lease_count() == 2; }));
+
+  // --socket after the command.
+  const auto after = run_as(kAlice, {client, "list", "--socket", sock, "--json"});
+  EXPECT_EQ(after.exit_code, 0) << after.describe();
+  EXPECT_EQ(nlohmann::json::parse(after.out).size(), 2u) << after.out;
+  const auto o_json = run_as(kAlice, {client, "status", "-o", "json", "--socket", sock});
+  EXPECT_EQ(o_json.exit_code, 0) << o_json.describe();
+  EXPECT_TRUE(nlohmann::json::parse(o_json.out).contains("range")) << o_json.out;
+  // Rows only, each with the same fields: the display second, SINCE one word.
+  const auto rows = run_as(kAlice, {client, "--socket", sock, "list", "--no-legend"});
+  EXPECT_EQ(rows.exit_code, 0) << rows.describe();
+  std::istringstream lines(rows.out);
+  int n = 0;
+  for (std::string line; std::getline(lines, line); ++n) {
+    std::istringstream words(line);
+    std::vector<std::string> w{std::istream_iterator<std::string>(words), {}};
+    ASSERT_GE(w.size(), 8u) << line;
+    EXPECT_EQ(w[1].rfind(":39", 0), 0u) << line;
+    EXPECT_TRUE(std::regex_match(w[5], std::regex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}[+-][0-9]{4}"))) << line;
+  }
+  EXPECT_EQ(n, 2) << rows.out;
+  // help, and help COMMAND.
+  const auto help = run_as(kAlice, {client, "help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("release --user NAME"), std::string::npos) << help.out;
+  const auto help_list = run_as(kAlice, {client, "help", "list"});
+  EXPECT_EQ(help_list.exit_code, 0);
+  EXPECT_NE(help_list.out.find("Usage: xpra-request-display list"), std::string::npos) << help_list.out;
+  EXPECT_NE(help_list.out.find("--no-legend"), std::string::npos) << help_list.out;
+  // exec --help shows the types, not the parser's validators.
+  const auto exec_help = run_as(kAlice, {client, "exec", "--help"});
+  EXPECT_EQ(exec_help.out.find("SECONDS:"), std::string::npos) << exec_help.out;
+  EXPECT_EQ(exec_help.out.find("INT in"), std::string::npos) << exec_help.out;
+  // One error style: a line naming the program, then a hint.
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"release", ":x"}, {"release", "nosuchlease"}, {"list", "--all"}, {"frobnicate"}}) {
+    std::vector<std::string> argv = {client, "--socket", sock};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto r = run_as(kAlice, argv);
+    EXPECT_NE(r.exit_code, 0) << r.describe();
+    EXPECT_TRUE(std::regex_search(r.err, std::regex("^xpra-request-display: .+\nhint: .+\n$"))) << r.describe();
+  }
+  // release --user: not for alice; bob (admin-groups) ends both of hers.
+  const auto not_admin = run_as(kAlice, {client, "--socket", sock, "release", "--user", kBob});
+  EXPECT_EQ(not_admin.exit_code, 77) << not_admin.describe();
+  const auto bulk = run_as(kBob, {client, "--socket", sock, "release", "--user", kAlice});
+  EXPECT_EQ(bulk.exit_code, 0) << bulk.describe();
+  EXPECT_EQ(lease_count(), 0u) << list_all().dump(1);
+  const auto none_left = run_as(kBob, {client, "--socket", sock, "release", "--user", kAlice});
+  EXPECT_EQ(none_left.exit_code, 1) << none_left.describe();
 }
 
 TEST_F(ClientContractTest, CommandGetsDisplayDirectoryAndLeaseInArgumentsAndEnvironment) {
@@ -170,7 +258,7 @@ TEST_F(ClientContractTest, XpraModeWaitsOutARefusalBeforeExiting) {
   ASSERT_EQ(wait_for_file(ready), "ready") << holder.terminate().describe();
 
   const auto plain = broker_->client_as(kAlice, {"exec", "--", "true"});
-  EXPECT_EQ(plain.exit_code, 75) << plain.describe();
+  EXPECT_EQ(plain.exit_code, 124) << plain.describe();
 
   auto refused = broker_->spawn_client_as(kAlice, {"exec", "--xpra", "--", "xpra", "start"});
   ASSERT_TRUE(wait_until([&] { return broker_->log().find("refused acquire: acquire rate limit") != std::string::npos; }))
@@ -180,7 +268,7 @@ TEST_F(ClientContractTest, XpraModeWaitsOutARefusalBeforeExiting) {
   EXPECT_FALSE(early.has_value()) << "the refused --xpra client exited at once: " << early->describe();
   refused.send_signal(SIGTERM);
   const auto r = refused.wait(10s);
-  EXPECT_EQ(r.exit_code, 75) << r.describe();
+  EXPECT_EQ(r.exit_code, 124) << r.describe();
   EXPECT_NE(r.err.find("RATE_LIMITED"), std::string::npos) << r.describe();
   EXPECT_NE(r.err.find("waiting"), std::string::npos) << r.describe();
   holder.send_signal(SIGTERM);
@@ -218,7 +306,8 @@ TEST_F(ClientContractTest, UnreachableBrokerAndBadUsageHaveTheirExitCodes) {
     std::vector<std::string> argv = {client, "--socket", absent};
     argv.insert(argv.end(), args.begin(), args.end());
     const auto r = run_as(kAlice, argv);
-    EXPECT_EQ(r.exit_code, 69) << join_command(argv) << ": " << r.describe();
+    // exec keeps its own failures apart from CMD's status (exit_codes.h).
+    EXPECT_EQ(r.exit_code, args[0] == "exec" ? 120 : 69) << join_command(argv) << ": " << r.describe();
     EXPECT_NE(r.err.find("cannot reach the broker"), std::string::npos) << r.describe();
   }
 
@@ -241,7 +330,8 @@ TEST_F(ClientContractTest, UnreachableBrokerAndBadUsageHaveTheirExitCodes) {
     if (!args.empty() && args[0] == "--socket") argv = {client};
     argv.insert(argv.end(), args.begin(), args.end());
     const auto r = run_as(kAlice, argv);
-    EXPECT_EQ(r.exit_code, 64) << join_command(argv) << ": " << r.describe();
+    const bool exec = std::find(args.begin(), args.end(), "exec") != args.end();
+    EXPECT_EQ(r.exit_code, exec ? 118 : 64) << join_command(argv) << ": " << r.describe();
     EXPECT_FALSE(r.err.empty()) << join_command(argv) << ": a usage error must say what is wrong";
   }
 }
@@ -261,7 +351,7 @@ TEST_F(ClientContractTest, EverySubcommandAnswersHelpWithoutContactingTheBroker)
   // After `--`, --help belongs to CMD (it is never this program's).
   const std::vector<std::string> argv = {client, "--socket", absent, "exec", "--", "true", "--help"};
   const auto r = run_as(kAlice, argv);
-  EXPECT_EQ(r.exit_code, 69) << "exec must try to reach the broker for CMD: " << r.describe();
+  EXPECT_EQ(r.exit_code, 120) << "exec must try to reach the broker for CMD: " << r.describe();
 }
 
 TEST_F(ClientContractTest, SocketComesFromTheEnvironmentUnlessGivenAsAnOption) {

@@ -248,7 +248,7 @@ TEST_F(HostDisplayTest, WithoutCleaningNoLeftoverOrServerNumberIsHandedOut) {
 
   // Every usable number is taken now; the planted ones must still be refused.
   const auto refused = broker_->client_as(kAlice, {"exec", "--", "true"});
-  EXPECT_EQ(refused.exit_code, 75) << refused.describe();
+  EXPECT_EQ(refused.exit_code, 124) << refused.describe();
   EXPECT_NE(refused.err.find("no free display"), std::string::npos) << refused.describe();
 
   auto blocked = blocked_displays();
@@ -282,7 +282,7 @@ TEST_F(HostDisplayTest, LeftoversAreRemovedAndTheirNumbersWorkButServersAreSkipp
   start_xvfb_clients(usable);
 
   const auto refused = broker_->client_as(kAlice, {"exec", "--", "true"});
-  EXPECT_EQ(refused.exit_code, 75) << refused.describe();
+  EXPECT_EQ(refused.exit_code, 124) << refused.describe();
 
   auto blocked = blocked_displays();
   EXPECT_EQ(blocked.size(), planted.live().size()) << "only the running servers are blocked";
@@ -344,7 +344,7 @@ TEST_F(HostDisplayTest, WhatAppearsAfterTheBrokerStartedIsSeenDuringAnEventStorm
     const std::size_t usable = 10 - planted.all().size();
     start_xvfb_clients(usable);
     const auto refused = broker_->client_as(kAlice, {"exec", "--", "true"});
-    EXPECT_EQ(refused.exit_code, 75) << refused.describe();
+    EXPECT_EQ(refused.exit_code, 124) << refused.describe();
     auto blocked = blocked_displays();
     EXPECT_EQ(blocked.size(), planted.all().size()) << "only the planted displays are blocked";
     std::set<std::uint32_t> handed_out;

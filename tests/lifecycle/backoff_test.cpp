@@ -1,5 +1,5 @@
 // Back-off: after failures-before-backoff consecutive failed sessions, the
-// next acquire is refused with exit 75 and a retry hint; honouring the hint,
+// next acquire is refused with exit 124 (exec's code for 75) and a retry hint; honouring the hint,
 // a session works again, and a healthy session clears the count.
 #include <regex>
 #include <thread>
@@ -25,13 +25,13 @@ TEST_F(BackoffTest, FailingSessionIsRefusedWithRetryHintThenWorksAfterTheBackoff
     const auto r = run_client(kAlice, {"exec", "--purpose", "fails", "--", "false"});
     codes.push_back(r.exit_code);
     if (i == 2) third_failure_at = std::chrono::steady_clock::now();
-    if (r.exit_code == 75) {
+    if (r.exit_code == 124) {
       last_refusal = r.err;
       EXPECT_NE(r.err.find("RATE_LIMITED"), std::string::npos) << r.describe();
       EXPECT_NE(r.err.find("failed soon after start"), std::string::npos) << r.describe();
       EXPECT_TRUE(std::regex_search(r.err, std::regex("hint: try again in [0-9]+ s"))) << r.describe();
     }
-    if (i >= 3 && r.exit_code != 75) {
+    if (i >= 3 && r.exit_code != 124) {
       // Only acceptable if this run came after the back-off period.
       EXPECT_GE(std::chrono::steady_clock::now() - third_failure_at, kBase)
           << "run " << i + 1 << " was not refused inside the back-off: " << r.describe();
@@ -43,7 +43,7 @@ TEST_F(BackoffTest, FailingSessionIsRefusedWithRetryHintThenWorksAfterTheBackoff
   EXPECT_EQ(codes[0], 1);
   EXPECT_EQ(codes[1], 1);
   EXPECT_EQ(codes[2], 1);
-  ASSERT_EQ(codes[3], 75) << "the run right after the third failure was not refused";
+  ASSERT_EQ(codes[3], 124) << "the run right after the third failure was not refused";
 
   // Honour the hint; then a session works again.
   std::smatch m;

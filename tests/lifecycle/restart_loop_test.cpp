@@ -218,20 +218,20 @@ TEST_F(RestartLoopTest, SupervisorRestartingFailingSessionsLeaksNoXServer) {
         break;
       }
       case Kind::x_hangs:
-        expected = 73;
+        expected = 123;
         r = run_client(kAlice, {"exec", "--xvfb-command", "sleep 60; Xvfb", "--purpose", "loop-c1", "--", "true"},
                        120s, {{"XPRA_DISPLAY_FD_TIMEOUT", "0.5"}});
         break;
       case Kind::x_never_ready:
-        expected = 73;
+        expected = 123;
         r = run_client(kAlice,
                        {"exec", "--xvfb-command", "sh -c 'exec Xvfb -nolisten tcp -noreset \"$1\" -displayfd 4 4>/dev/null' sh", "--purpose",
                         "loop-c2", "--", "true"},
                        120s, {{"XPRA_DISPLAY_FD_TIMEOUT", "1.5"}});
         break;
     }
-    if (r.exit_code != 75) ++next;
-    if (r.exit_code == 75) {
+    if (r.exit_code != 124) ++next;
+    if (r.exit_code == 124) {
       ++refusals;
       if (r.err.find("RATE_LIMITED") != std::string::npos) ++rate_limited;
       if (r.err.find("EXHAUSTED") != std::string::npos) ++exhausted;
@@ -243,7 +243,7 @@ TEST_F(RestartLoopTest, SupervisorRestartingFailingSessionsLeaksNoXServer) {
     } else if (r.exit_code == expected) {
       ++sessions[kind];
     } else if (unexpected.size() < 10) {
-      unexpected.push_back(std::string(kind_name(kind)) + ": expected exit " + std::to_string(expected) + " or 75, " +
+      unexpected.push_back(std::string(kind_name(kind)) + ": expected exit " + std::to_string(expected) + " or 124, " +
                            r.describe());
     }
   }
@@ -268,7 +268,7 @@ TEST_F(RestartLoopTest, SupervisorRestartingFailingSessionsLeaksNoXServer) {
 
   const double loop_s = std::chrono::duration<double>(loop_end - loop_start).count();
   report("restart loop: " + std::to_string(restarts) + " restarts in " + std::to_string(loop_s) + " s, " +
-         std::to_string(refusals) + " refused with exit 75 (" + std::to_string(rate_limited) + " RATE_LIMITED, " +
+         std::to_string(refusals) + " refused with exit 124 (" + std::to_string(rate_limited) + " RATE_LIMITED, " +
          std::to_string(exhausted) + " EXHAUSTED)");
   for (Kind k : {Kind::command_fails, Kind::holder_killed, Kind::x_hangs, Kind::x_never_ready})
     report(std::string("restart loop: sessions ") + kind_name(k) + ": " + std::to_string(sessions[k]));

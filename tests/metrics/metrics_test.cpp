@@ -129,10 +129,10 @@ TEST_F(MetricsTest, NodeExporterScrapesTheBrokersSeriesFromTheTextfile) {
   hold_lease(kAlice, true);
   hold_lease(kBob, false);
   ASSERT_TRUE(wait_until([&] { return lease_count() == 3; }, 30s)) << list_all().dump();
-  // Alice's third is refused for her quota (EXHAUSTED, exit 75); bob's
+  // Alice's third is refused for her quota (EXHAUSTED, exec's exit 124); bob's
   // short session acquires and releases.
   const auto refused = broker_->client_as(kAlice, {"exec", "--", "true"});
-  EXPECT_EQ(refused.exit_code, 75) << refused.describe();
+  EXPECT_EQ(refused.exit_code, 124) << refused.describe();
   const auto short_session = broker_->client_as(kBob, {"exec", "--", "true"});
   EXPECT_EQ(short_session.exit_code, 0) << short_session.describe();
   ASSERT_TRUE(wait_until([&] { return lease_count() == 3; }, 30s));
@@ -264,6 +264,121 @@ TEST_F(MetricsTest, MetricsAreReadPacedPerUserLikeStatus) {
   EXPECT_GE(denied, 3.8);
   EXPECT_GE(admin, 3.8);
   EXPECT_LT(root, 3.0);
+}
+
+// The alerts an admin fears most, on what the real broker wrote: alice's
+// sessions fail at once and her supervisor keeps asking (back-off refuses
+// her), bob is refused only for his quota (the control: not a loop), and
+// three X servers of bob's run on numbers of the range without a lease (the
+// range eaten from outside). Each round is one scrape; promtool replays the
+// scrapes a minute apart against the shipped rules and must see
+// XpraBrokerRestartLoop for alice alone and XpraBrokerRangeEatenFromOutside.
+TEST_F(MetricsTest, AlertsFireOnTheBrokersOwnSeries) {
+  if (::access("/usr/bin/promtool", X_OK) != 0) GTEST_SKIP() << "promtool (Debian package prometheus) is missing";
+  start_broker({"--displays=1120-1129", "--allowed-groups=xpb-users", "--max-leases-per-user=1",
+                "--failures-before-backoff=3", "--backoff-base-ms=600000", "--acquire-burst=1000",
+                "--acquires-per-minute=1000"});
+  // Bob's X servers on :1120-:1122, started outside the broker.
+  std::vector<ChildProcess> foreign;
+  for (const int display : {1120, 1121, 1122})
+    foreign.push_back(spawn_as(kBob, {"Xvfb", ":" + std::to_string(display), "-nolisten", "tcp", "-noreset"}));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const int display : {1120, 1121, 1122})
+          if (::access(("/tmp/.X11-unix/X" + std::to_string(display)).c_str(), F_OK) != 0) return false;
+        return true;
+      },
+      30s));
+  // Before any acquire has probed them, free_displays already leaves them out.
+  const auto scrape = [&] {
+    const auto r = broker_->client_as("root", {"metrics"});
+    EXPECT_EQ(r.exit_code, 0) << r.describe();
+    return r.out;
+  };
+  std::string first;
+  ASSERT_TRUE(wait_until([&] {
+    first = scrape();
+    return value_of(parse_samples(first), "xpra_broker_blocked_displays", {{"reason", "in_use"}}) == 3.0;
+  }, 10s)) << first;
+  EXPECT_EQ(value_of(parse_samples(first), "xpra_broker_free_displays"), 7.0) << first;
+
+  hold_lease(kBob, false);
+  ASSERT_TRUE(wait_until([&] { return lease_count() == 1; }, 30s));
+  // Alice's three failed sessions start her back-off (10 minutes here).
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(broker_->client_as(kAlice, {"exec", "--", "false"}).exit_code, 1);
+  constexpr int kRounds = 25;
+  std::vector<std::vector<Series>> scrapes;
+  for (int round = 0; round < kRounds; ++round) {
+    EXPECT_EQ(broker_->client_as(kAlice, {"exec", "--", "false"}).exit_code, 124);  // backing off
+    EXPECT_EQ(broker_->client_as(kBob, {"exec", "--", "true"}).exit_code, 124);    // his quota
+    scrapes.push_back(parse_samples(scrape()));
+  }
+  const std::string alice_uid = std::to_string(uid_of(kAlice)), bob_uid = std::to_string(uid_of(kBob));
+  EXPECT_EQ(value_of(scrapes.back(), "xpra_broker_user_acquire_refusals_total",
+                     {{"user", kAlice}, {"uid", alice_uid}, {"reason", "backoff"}}),
+            double{kRounds});
+  EXPECT_EQ(value_of(scrapes.back(), "xpra_broker_user_acquire_refusals_total",
+                     {{"user", kBob}, {"uid", bob_uid}, {"reason", "user_quota"}}),
+            double{kRounds});
+
+  // Shown in the test's output: the real series the alerts are tested on.
+  std::cout << "---- the broker's last scrape (per-user refusals, free and in-use displays) ----\n";
+  for (const auto& series : scrapes.back())
+    if (series.name == "xpra_broker_user_acquire_refusals_total" || series.name == "xpra_broker_free_displays" ||
+        (series.name == "xpra_broker_blocked_displays" && series.labels.count("reason") &&
+         series.labels.at("reason") == "in_use")) {
+      std::cout << series.name;
+      for (const auto& [k, v] : series.labels) std::cout << " " << k << "=" << v;
+      std::cout << " " << series.value << "\n";
+    }
+  // Every xpra_broker_ series of every scrape, as node-exporter would label
+  // them; a series missing from a scrape is '_'.
+  std::map<std::string, std::vector<std::string>> series;
+  for (std::size_t i = 0; i < scrapes.size(); ++i)
+    for (const auto& s : scrapes[i]) {
+      if (s.name.rfind("xpra_broker_", 0) != 0) continue;
+      std::string key = s.name + "{instance=\"h1:9100\",job=\"node\"";
+      for (const auto& [k, v] : s.labels) key += "," + k + "=\"" + v + "\"";
+      key += "}";
+      auto& values = series[key];
+      values.resize(scrapes.size(), "_");
+      std::ostringstream value;
+      value << s.value;
+      values[i] = value.str();
+    }
+  TempDir dir("xpb-metrics-alerts", 0755);
+  std::ofstream yml(dir.path() + "/test.yml");
+  yml << "rule_files:\n  - " << XPB_ALERT_RULES << "\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n"
+      << "    input_series:\n";
+  for (const auto& [name, values] : series) {
+    yml << "      - series: '" << name << "'\n        values: '";
+    for (std::size_t i = 0; i < values.size(); ++i) yml << (i ? " " : "") << values[i];
+    yml << "'\n";
+  }
+  const std::string instance = "              instance: h1:9100\n              job: node\n";
+  yml << "    alert_rule_test:\n"
+      << "      - eval_time: 10m\n        alertname: XpraBrokerRestartLoop\n        exp_alerts: []  # pending\n"
+      << "      - eval_time: 24m\n        alertname: XpraBrokerRestartLoop\n        exp_alerts:\n"
+      << "          - exp_labels:\n              severity: warning\n" << instance
+      << "              user: " << kAlice << "\n              uid: \"" << alice_uid << "\"\n"
+      << "            exp_annotations:\n"
+      << "              summary: \"" << kAlice << "'s X sessions are in a restart loop on h1:9100\"\n"
+      << "              description: \"Acquires of this user are refused again and again for back-off or rate: "
+         "the user's sessions fail soon after they start and something restarts them. `journalctl -u "
+         "xpra-brokerd` shows the user's failed sessions; the session's own error output says why they fail.\"\n"
+      << "      - eval_time: 24m\n        alertname: XpraBrokerRangeEatenFromOutside\n        exp_alerts:\n"
+      << "          - exp_labels:\n              severity: warning\n" << instance
+      << "            exp_annotations:\n"
+      << "              summary: \"3 display numbers of the broker's range are taken outside the broker on "
+         "h1:9100\"\n"
+      << "              description: \"X servers or Xpra sessions that hold no broker lease run on numbers of the "
+         "broker's range. `xpra-request-display status` (as root) lists the skipped numbers and their owners; "
+         "start them through the broker, or move the range (displays=).\"\n"
+      << "      - eval_time: 24m\n        alertname: XpraBrokerNoFreeDisplays\n        exp_alerts: []\n";
+  yml.close();
+  const auto promtool = run_as("root", {"promtool", "test", "rules", dir.path() + "/test.yml"});
+  EXPECT_EQ(promtool.exit_code, 0) << promtool.describe() << "\n---- test.yml ----\n" << read_file(dir.path() + "/test.yml");
+  std::cout << promtool.out;
 }
 
 }  // namespace

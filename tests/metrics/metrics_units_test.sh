@@ -18,7 +18,11 @@ timer=$(find "$scratch/dest" -name xpra-broker-metrics.timer)
 [[ -f $service && -f $timer ]] || { echo "FAIL: units not installed: '$service' '$timer'" >&2; exit 1; }
 [[ $(dirname "$service") == $(dirname "$(find "$scratch/dest" -name xpra-brokerd.service)") ]] ||
   fail "metrics units not installed beside xpra-brokerd.service"
-find "$scratch/dest" -path '*/doc/*/xpra-broker.rules.yml' | grep -q . || fail "example alert rules not installed"
+# Uncompressed where Prometheus can read them and docs/monitoring.md says.
+find "$scratch/dest" -path '*/share/xpra-broker/prometheus/xpra-broker.rules.yml' | grep -q . ||
+  fail "alert rules not installed in share/xpra-broker/prometheus"
+grep -q "/usr/share/xpra-broker/prometheus/xpra-broker.rules.yml" "$(dirname "$0")/../../docs/monitoring.md" ||
+  fail "docs/monitoring.md does not name where the rules are installed"
 find "$scratch/dest" -name monitoring.md | grep -q . || fail "docs/monitoring.md not installed"
 
 exec_start=$(grep '^ExecStart=' "$service")

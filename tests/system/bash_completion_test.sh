@@ -41,14 +41,17 @@ offers() {  # offers DESCRIPTION EXPECTED-LINES FUNCTION WORD...
 R=_xpra_request_display
 B=_xpra_brokerd
 
-offers "subcommands" $'exec\nlist\nmetrics\nrelease\nstatus' $R xpra-request-display ""
+offers "subcommands" $'exec\nhelp\nlist\nmetrics\nrelease\nstatus' $R xpra-request-display ""
 offers "subcommands after global options" "release" $R xpra-request-display --socket /x --timeout 2 re
 offers "global options" $'--help\n--socket\n--timeout\n--version' $R xpra-request-display --
 offers "exec options" $'--\n--attempts\n--end-with-parent\n--grace\n--purpose\n--xpra\n--xvfb\n--xvfb-command' $R xpra-request-display exec -
 offers "exec options after one" $'--xpra\n--xvfb\n--xvfb-command' $R xpra-request-display exec --grace 2 --x
 offers "a value is not completed as an option" "" $R xpra-request-display exec --purpose ""
-offers "list options" $'--all\n--json' $R xpra-request-display list --
-offers "status options" "--json" $R xpra-request-display status -
+offers "list options" $'--all\n--json\n--no-legend\n--output' $R xpra-request-display list --
+offers "status options" $'--json\n--output\n-o' $R xpra-request-display status -
+offers "an output format" $'json\ntext' $R xpra-request-display list -o ""
+offers "help's commands" $'exec\nlist\nmetrics\nrelease\nstatus' $R xpra-request-display help ""
+offers "release's option" "--user" $R xpra-request-display release --
 offers "metrics options" "--output" $R xpra-request-display metrics -
 mkdir -p "$SCRATCH/out" && touch "$SCRATCH/out/xpra_broker.prom"
 offers "metrics --output completes a file" "$SCRATCH/out/xpra_broker.prom" $R xpra-request-display metrics --output "$SCRATCH/out/x"

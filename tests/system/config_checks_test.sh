@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # --check-config is honest: it finds what the start would refuse, with the
 # start's exit code (78, which the unit's RestartPreventExitStatus= names),
-# and prints the whole effective configuration. SIGHUP re-reads the file and
-# applies log-level. Displays 495-497 are not used (no lease is taken).
+# and prints the whole effective configuration; every problem goes one way
+# (stderr, with file:line); a key given twice is refused; no hint advises
+# deleting the lease journal. SIGHUP re-reads the file. Displays 495-497 are not used (no lease is taken).
 source "$(dirname "$0")/lib.sh"
 require_root
 make_scratch config
@@ -35,29 +36,65 @@ refusal "a file at the socket path" "exists and is not a socket" --socket="$SCRA
 
 # A good configuration: exit 0 and every key of --help, with its value.
 rc=0
-out=$("$XPB_BROKERD" --config=/dev/null "${common[@]}" --check-config 2>&1) || rc=$?
+out=$("$XPB_BROKERD" --config=/dev/null "${common[@]}" --check-config 2>"$SCRATCH/err") || rc=$?
 expect_eq "a good configuration: --check-config exit code" 0 "$rc"
-check "it says OK" grep -q "^configuration OK" <<<"$out"
+check "it says OK (on stderr, with the problems' channel)" grep -q "^xpra-brokerd: configuration OK" "$SCRATCH/err"
 keys=$("$XPB_BROKERD" --help | awk '/^Every config key/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { on = 0 }')
 missing=""
 for key in $keys; do grep -q "^$key = " <<<"$out" || missing+=" $key"; done
 expect_eq "keys of --help missing from --check-config's output" "" "$missing"
 check "the command line's values are shown" grep -qx "displays = 495-497" <<<"$out"
+check "stdout is a config file: every line a comment or 'key = value'" \
+  bash -c '! grep -Ev "^(#|[a-z0-9-]+ = )" <<<"$1"' _ "$out"
 
-# SIGHUP: log-level applies, other changes are named as needing a restart.
+# One channel for every problem: stderr, "problem:", the file and line of
+# the key behind it, whether the parser found it or the checks of the host.
+conf=$SCRATCH/problems.conf
+printf '# line 1\nallowed-groups = nosuchgroup\nmax-leases = 100\n' >"$conf"
+rc=0
+out=$("$XPB_BROKERD" --config="$conf" "${common[@]}" --check-config 2>"$SCRATCH/err") || rc=$?
+expect_eq "unknown group in a file: exit code" 78 "$rc"
+check "the host check names file:line" grep -q "^xpra-brokerd: problem: $conf:2: allowed-groups: group 'nosuchgroup' does not exist" "$SCRATCH/err"
+check "no problem on stdout" bash -c '! grep -qi "problem" <<<"$1"' _ "$out"
+check "the verdict on stderr" grep -q "^xpra-brokerd: configuration NOT OK" "$SCRATCH/err"
+printf 'max-leases = lots\n' >"$conf"
+rc=0
+"$XPB_BROKERD" --config="$conf" "${common[@]}" --check-config >"$SCRATCH/out" 2>"$SCRATCH/err" || rc=$?
+expect_eq "a bad value: exit code" 78 "$rc"
+check "the parser's problem in the same form" grep -q "^xpra-brokerd: problem: $conf:1: bad value for 'max-leases'" "$SCRATCH/err"
+check "... and nothing on stdout" test ! -s "$SCRATCH/out"
+printf 'max-leases = 100\ndisplays = 495-497\nmax-leases = 200\n' >"$conf"
+rc=0
+"$XPB_BROKERD" --config="$conf" "${common[@]}" --check-config >/dev/null 2>"$SCRATCH/err" || rc=$?
+expect_eq "a key given twice: exit code" 78 "$rc"
+check "a key given twice is refused, naming both lines" \
+  grep -q "^xpra-brokerd: problem: $conf:3: 'max-leases' is given twice (first on line 1)" "$SCRATCH/err"
+rc=0
+timeout 10 "$XPB_BROKERD" --config="$conf" "${common[@]}" >/dev/null 2>&1 || rc=$?
+expect_eq "a key given twice: the start refuses it too" 78 "$rc"
+
+# No hint ever advises deleting what may hold the lease journal.
+mkdir -p "$SCRATCH/shared" && chmod 1777 "$SCRATCH/shared" && touch "$SCRATCH/shared/leases.journal"
+for dir in "$SCRATCH/foreign" "$SCRATCH/shared"; do
+  out=$("$XPB_BROKERD" --config=/dev/null "${common[@]}" --runtime-dir="$dir" --check-config 2>&1 || true)
+  check "no 'Remove it' for runtime dir $(basename "$dir")" bash -c '! grep -qi "remove it" <<<"$1"' _ "$out"
+  check "the hint for $(basename "$dir") says to keep the journal" grep -Eq "keep its leases.journal|never delete leases.journal" <<<"$out"
+done
+
+# SIGHUP: what can change live is applied, the rest named (tests/system/reload_test.sh has the rest).
 conf=$SCRATCH/broker.conf
 printf 'log-level = info\nmax-leases = 512\n' >"$conf"
 start_broker "$BROKER_LOG" -- --config="$conf" "${common[@]}" --log-target=stderr
 wait_for_socket "$SOCK" || { fail "broker did not start"; finish; }
 printf 'log-level = debug\nmax-leases = 100\n' >"$conf"
 kill -HUP "$BROKER_PID"
-for _ in $(seq 1 50); do grep -q "SIGHUP" "$BROKER_LOG" && break; sleep 0.1; done
-check "SIGHUP applies log-level and names max-leases as needing a restart" \
-  grep -q "SIGHUP: configuration re-read; log-level=debug applied; changed but applied only by a restart: max-leases" "$BROKER_LOG"
+for _ in $(seq 1 50); do grep -q "reload:" "$BROKER_LOG" && break; sleep 0.1; done
+check "SIGHUP applies log-level and max-leases" \
+  grep -q "reload: configuration re-read; applied: max-leases=100, log-level=debug$" "$BROKER_LOG"
 printf 'log-level = loud\n' >"$conf"
 kill -HUP "$BROKER_PID"
 for _ in $(seq 1 50); do grep -q "does not load" "$BROKER_LOG" && break; sleep 0.1; done
-check "a file that does not load changes nothing and is an error" grep -q "error: SIGHUP: the configuration does not load" "$BROKER_LOG"
+check "a file that does not load changes nothing and is an error" grep -q "error: reload: the configuration does not load" "$BROKER_LOG"
 check "the broker still serves after both" kill -0 "$BROKER_PID"
 stop_broker
 finish

@@ -7,7 +7,9 @@
 #   - lines carry LEASE, DISPLAY, LEASE_UID and LEASE_USER, and the watchdog
 #     its MESSAGE_ID;
 #   - text a user chose (a purpose that spells out other fields) does not
-#     become a field.
+#     become a field;
+#   - every MESSAGE_ID has an entry in the installed message catalog, and
+#     journalctl -x shows it under the line.
 # Displays 1150-1156 (1150-1154 the broker's range, 1155-1156 X servers of
 # xpb-bob outside it).
 source "$(dirname "$0")/lib.sh"
@@ -77,6 +79,28 @@ check "it is a warning (PRIORITY=4)" grep -qx "PRIORITY=4" <<<"$watchdog"
 expect_eq "its LEASE_USER" "LEASE_USER=xpb-bob" "$(grep -m1 '^LEASE_USER=' <<<"$watchdog")"
 log "journalctl -p warning (the broker's lines):"
 broker_journal -p warning >&2 || true
+
+# The message catalog, as installed (cmake --install, as the packages do),
+# made known in this namespace only (the host's catalog database and
+# catalog dir are covered by tmpfs mounts here).
+DESTDIR=$SCRATCH/dest cmake --install "$XPB_BUILD_DIR" >"$SCRATCH/install.log" 2>&1 ||
+  fail "cmake --install failed: $(cat "$SCRATCH/install.log")"
+catalog=$(find "$SCRATCH/dest" -path '*/lib/systemd/catalog/xpra-broker.catalog')
+check "the catalog is installed in lib/systemd/catalog" test -f "$catalog"
+mount -t tmpfs -o mode=0755 tmpfs /usr/lib/systemd/catalog
+mkdir -p /var/lib/systemd/catalog
+mount -t tmpfs -o mode=0755 tmpfs /var/lib/systemd/catalog
+cp "$catalog" /usr/lib/systemd/catalog/
+check "journalctl --update-catalog reads it" journalctl --update-catalog
+listed=$(journalctl --list-catalog 2>&1)
+ids=$(grep -o 'return "[0-9a-f]\{32\}"' "$XPB_SOURCE_DIR/broker/host/log_sink.cpp" | grep -o '[0-9a-f]\{32\}')
+check "the broker has MESSAGE_IDs to explain" test -n "$ids"
+for id in $ids; do
+  check "MESSAGE_ID $id has a catalog entry" grep -q "^$id " <<<"$listed"
+done
+explained=$(broker_journal -x MESSAGE_ID=101f2d832e264fb78ec361cb4e0fe62c 2>&1)
+check "journalctl -x explains the watchdog's line" grep -q "Subject: A user runs more X servers than the leak threshold" <<<"$explained"
+check "... with what to do" grep -q "xpra-request-display status" <<<"$explained"
 
 stop_broker
 finish

@@ -60,13 +60,19 @@ check "no setuid or setgid file in the package" bash -c "! awk '{print \$1}' '$S
 for f in ./usr/sbin/xpra-brokerd ./usr/bin/xpra-request-display ./usr/lib/sysusers.d/xpra-broker.conf \
   ./usr/lib/tmpfiles.d/xpra-broker.conf ./etc/xpra/broker.conf ./lib/systemd/system/xpra-brokerd.service \
   ./lib/systemd/system/xpra-brokerd.socket ./lib/systemd/system/xpra-broker-metrics.service \
-  ./lib/systemd/system/xpra-broker-metrics.timer "./usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security/pam_xpra_broker.so" \
+  ./lib/systemd/system/xpra-broker-metrics.timer "./lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/security/pam_xpra_broker.so" \
+  ./usr/share/pam-configs/xpra-broker ./usr/share/xpra-broker/prometheus/xpra-broker.rules.yml \
   ./usr/share/man/man1/xpra-request-display.1.gz ./usr/share/man/man5/xpra-broker.conf.5.gz \
   ./usr/share/man/man8/xpra-brokerd.8.gz ./usr/share/man/man8/pam_xpra_broker.8.gz \
   ./usr/share/bash-completion/completions/xpra-request-display ./usr/share/bash-completion/completions/xpra-brokerd \
   ./usr/share/doc/xpra-broker/copyright ./usr/share/doc/xpra-broker/examples/broker.conf; do
   check "package contains $f" grep -q " $f\$" "$SCRATCH/contents"
 done
+# Where bookworm's own PAM modules are (pam_unix.so, from libpam-modules), not /usr/lib.
+pam_dir=$(dirname "$(dpkg -L libpam-modules | grep '/pam_unix.so$' | head -1)")
+check "the PAM module beside pam_unix.so of libpam-modules ($pam_dir)" \
+  grep -q " .$pam_dir/pam_xpra_broker.so\$" "$SCRATCH/contents"
+check "nothing under /usr/lib/<triplet>/security" bash -c "! grep -q ' ./usr/lib/[^/]*/security/' '$SCRATCH/contents'"
 for doc in README.md "$(cd "$SRC" && ls docs/*.md)"; do
   for d in $doc; do
     check "package contains the doc $(basename "$d") (uncompressed: units link to it)" grep -q " ./usr/share/doc/xpra-broker/$(basename "$d")\$" "$SCRATCH/contents"

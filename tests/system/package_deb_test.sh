@@ -59,6 +59,25 @@ if dpkg-query -W -f='${Status}' xpra-broker 2>/dev/null | grep -q installed; the
   fail "xpra-broker is already installed on this host; not touching it"
   finish
 fi
+# The host's own /run/xpra is not this test's to read: whatever a session
+# left in it (an Xpra socket of root's, the demo's or an admin's) would make
+# the installed broker refuse it as "not empty". It is moved aside for the
+# test and an empty one of the same owner and mode made; host_cleanup
+# puts the host's back, as it was, after the purge.
+HOST_RUN_XPRA_SAVED=""
+if [[ -e /run/xpra || -L /run/xpra ]]; then
+  HOST_RUN_XPRA_SAVED=$(mktemp -u /run/xpra.xpb-package-test-saved.XXXXXX)
+  mv -T /run/xpra "$HOST_RUN_XPRA_SAVED"
+  read -r saved_mode saved_uid saved_gid < <(stat -c '%a %u %g' "$HOST_RUN_XPRA_SAVED")
+  install -d -m "$saved_mode" -o "$saved_uid" -g "$saved_gid" /run/xpra
+fi
+restore_host_run_xpra() {
+  [[ -n $HOST_RUN_XPRA_SAVED ]] || return 0
+  rm -rf --one-file-system /run/xpra
+  mv -T "$HOST_RUN_XPRA_SAVED" /run/xpra
+  HOST_RUN_XPRA_SAVED=""
+}
+trap 'restore_host_run_xpra; cleanup' EXIT
 run_before=$(stat -c '%U:%G %a' /run/xpra 2>/dev/null || echo absent)
 group_before=$(getent group xpra || true)
 rule_state() { stat -c '%F %U:%G %a' "$1" 2>&1; md5sum <"$1" 2>&1; }
@@ -83,10 +102,18 @@ host_cleanup() {
   if [[ "$(getent group xpra || true)" != "$group_before" && "$group_before" != *xpra-broker* ]]; then
     gpasswd -d xpra-broker xpra >/dev/null 2>&1 || true
   fi
+  [[ ${textfile_dir_ours:-no} == yes ]] && rmdir "$TEXTFILE_DIR" 2>/dev/null
+  restore_host_run_xpra
   cleanup
 }
 trap host_cleanup EXIT
 
+TEXTFILE_DIR=/var/lib/prometheus/node-exporter
+textfile_dir_ours=no
+if [[ ! -d $TEXTFILE_DIR ]]; then
+  mkdir -p "$TEXTFILE_DIR"
+  textfile_dir_ours=yes
+fi
 check "host: dpkg -i version $N" dpkg -i "$DEB"
 expect_eq "host: installed version" "$N" "$(dpkg-query -W -f='${Version}' xpra-broker)"
 check "host: user xpra-broker" getent passwd xpra-broker
@@ -98,7 +125,20 @@ expect_eq "host: an empty rule in its place" /dev/null "$(readlink "$XPRA_RULE")
 expect_eq "host: the admin's $ADMIN_RULE untouched by the install" "$admin_rule" "$(fingerprint "$ADMIN_RULE")"
 expect_eq "host: socket unit enabled" enabled "$(systemctl is-enabled xpra-brokerd.socket 2>&1)"
 check "host: enablement recorded for purge" test -e /var/lib/systemd/deb-systemd-helper-enabled/xpra-brokerd.socket.dsh-also
-expect_eq "host: metrics timer left to the admin" disabled "$(systemctl is-enabled xpra-broker-metrics.timer 2>&1)"
+# node-exporter's textfile directory exists (prometheus-node-exporter is
+# installed for the metrics suite, or the test made it): the timer is enabled.
+expect_eq "host: metrics timer enabled (node-exporter's textfile dir exists)" enabled \
+  "$(systemctl is-enabled xpra-broker-metrics.timer 2>&1)"
+triplet=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+check "host: the PAM module beside Debian's (/lib/$triplet/security)" \
+  test -f "/lib/$triplet/security/pam_xpra_broker.so" -a -f "/lib/$triplet/security/pam_unix.so"
+check "host: the pam-auth-update profile installed" test -f /usr/share/pam-configs/xpra-broker
+check "host: ... and not enabled by the install (Default: no)" \
+  bash -c "! grep -q pam_xpra_broker /etc/pam.d/common-session"
+check "host: the alert rules installed uncompressed where docs/monitoring.md says" \
+  promtool check rules /usr/share/xpra-broker/prometheus/xpra-broker.rules.yml
+check "host: docs/monitoring.md names that path" \
+  grep -q /usr/share/xpra-broker/prometheus/xpra-broker.rules.yml /usr/share/doc/xpra-broker/monitoring.md
 if [[ -d /run/systemd/system ]]; then
   check "host (systemd): socket listening" systemctl is-active xpra-brokerd.socket
   systemctl stop xpra-brokerd.socket xpra-brokerd.service  # the test starts the broker itself below
@@ -135,7 +175,11 @@ fi
 # The admin edits the conffile; then version N+1 comes.
 printf '\n# edited by the admin\nmax-leases-per-user = 6\n' >>/etc/xpra/broker.conf
 conf_edited=$(md5sum </etc/xpra/broker.conf)
+# ... and turns the metrics timer off: an upgrade must not turn it on again.
+systemctl disable xpra-broker-metrics.timer >/dev/null 2>&1 || true
 check "host: dpkg -i version $N1 (upgrade)" dpkg -i "$DEB1"
+expect_eq "host: the admin's disabled metrics timer stays disabled after the upgrade" disabled \
+  "$(systemctl is-enabled xpra-broker-metrics.timer 2>&1)"
 expect_eq "host: installed version after the upgrade" "$N1" "$(dpkg-query -W -f='${Version}' xpra-broker)"
 expect_eq "host: the admin's edit of /etc/xpra/broker.conf kept" "$conf_edited" "$(md5sum </etc/xpra/broker.conf)"
 check "host: no .dpkg-dist or .dpkg-old beside it" bash -c "! ls /etc/xpra/broker.conf.dpkg-* 2>/dev/null | grep -q ."
@@ -167,6 +211,10 @@ expect_eq "host: Xpra's rule back as it was" "$rule_before" "$(rule_state "$XPRA
 check "host: no diversion left" test -z "$(dpkg-divert --list xpra-broker)"
 check "host: socket unit gone" bash -c "! systemctl is-enabled xpra-brokerd.socket >/dev/null 2>&1"
 check "host: no enablement symlink left" test ! -e /etc/systemd/system/sockets.target.wants/xpra-brokerd.socket
+check "host: the pam-auth-update profile gone" test ! -e /usr/share/pam-configs/xpra-broker
+check "host: no pam_xpra_broker in the PAM stack" bash -c "! grep -q pam_xpra_broker /etc/pam.d/common-session"
+check "host: no timer enablement left" test ! -e /etc/systemd/system/timers.target.wants/xpra-broker-metrics.timer
+check "host: the postinst's note is purged" test ! -e /var/lib/xpra-broker
 check "host: the broker's lock and journal are gone from /run/xpra" \
   test ! -e /run/xpra/broker.lock -a ! -e /run/xpra/leases.journal
 # The postrm hands /run/xpra back to root and applies xpra.conf again, which

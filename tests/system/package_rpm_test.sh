@@ -41,7 +41,7 @@ for f in /usr/sbin/xpra-brokerd /usr/bin/xpra-request-display /usr/lib/sysusers.
   "$libdir/security/pam_xpra_broker.so" /usr/share/man/man1/xpra-request-display.1 \
   /usr/share/man/man5/xpra-broker.conf.5 /usr/share/man/man8/xpra-brokerd.8 /usr/share/man/man8/pam_xpra_broker.8 \
   /usr/share/bash-completion/completions/xpra-request-display /usr/share/doc/xpra-broker/deployment.md \
-  /usr/share/doc/xpra-broker/examples/broker.conf; do
+  /usr/share/doc/xpra-broker/examples/broker.conf /usr/share/xpra-broker/prometheus/xpra-broker.rules.yml; do
   check "package contains $f" grep -q " $f\$" "$SCRATCH/contents"
 done
 check "package contains the licence" grep -q "/usr/share/licenses/xpra-broker[^/]*/LICENSE\$" "$SCRATCH/contents"
@@ -49,7 +49,8 @@ check "nothing in /etc/tmpfiles.d (an admin's directory)" bash -c "! grep -q ' /
 owned_dirs=$(awk '$1 ~ /^d/ { print $NF }' "$SCRATCH/contents" | grep -v '^/usr/lib/\.build-id' | grep -v '^/usr/share/licenses/' | tr '\n' ' ')
 expect_eq "directories the package owns" "/etc/xpra /usr/share/doc/xpra-broker /usr/share/doc/xpra-broker/examples \
 /usr/share/xpra-broker /usr/share/xpra-broker/jupyter /usr/share/xpra-broker/jupyter/jupyter_xpra_broker_proxy \
-/usr/share/xpra-broker/jupyter/jupyter_xpra_broker_proxy/xdg /usr/share/xpra-broker/jupyter/jupyter_xpra_broker_proxy/xdg/xpra " "$owned_dirs"
+/usr/share/xpra-broker/jupyter/jupyter_xpra_broker_proxy/xdg /usr/share/xpra-broker/jupyter/jupyter_xpra_broker_proxy/xdg/xpra \
+/usr/share/xpra-broker/prometheus " "$owned_dirs"
 expect_eq "config files" "/etc/xpra/broker.conf" "$(rpm -qcp "$RPM" 2>/dev/null)"
 check "broker.conf is %config(noreplace)" bash -c "rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' '$RPM' 2>/dev/null | grep -qx 'cn /etc/xpra/broker.conf'"
 expect_eq "License" "GPL-2.0-or-later" "$(rpm -qp --qf '%{LICENSE}' "$RPM" 2>/dev/null)"

@@ -347,10 +347,15 @@ TEST(ConfigTest, ValueMayContainEqualsSign) {
   EXPECT_EQ(c.socket, "/run/a=b/broker.sock");
 }
 
-TEST(ConfigTest, LaterLinesOverrideEarlierOnes) {
+// Which of two lines would win is not obvious, and an edit of the first
+// would silently change nothing: a key given twice is refused.
+TEST(ConfigTest, AKeyGivenTwiceIsRefusedNamingBothLines) {
   BrokerConfig c;
-  EXPECT_TRUE(parse_config_text(c, "max-leases = 10\nmax-leases = 20\n", "f").empty());
-  EXPECT_EQ(c.max_leases, 20u);
+  const auto errors = parse_config_text(c, "max-leases = 10\n# x\nmax-leases = 20\n", "f");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].to_string(), "f:3: 'max-leases' is given twice (first on line 1); keep one of them");
+  EXPECT_EQ(c.max_leases, 10u);
+  EXPECT_EQ(c.origin.at("max-leases"), "f:1");
 }
 
 TEST(ConfigTest, ErrorsCarryFileLineAndReasonAndParsingContinues) {

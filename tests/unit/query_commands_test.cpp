@@ -83,3 +83,35 @@ TEST(WriteFileAtomicallyTest, ATargetThatIsADirectoryFailsAndTheTemporaryFileIsR
 
 }  // namespace
 }  // namespace xpra_broker::client
+
+namespace xpra_broker::client {
+namespace {
+
+// `list`'s columns fit the data: a 21-character user name neither breaks
+// the row nor shifts the columns after it; the legend is optional.
+TEST(FormatTableTest, ColumnsAreAsWideAsTheirWidestCell) {
+  const std::vector<std::vector<std::string>> rows = {
+      {"LEASE", "DISPLAY", "USER", "SINCE", "PURPOSE"},
+      {"a1", ":100", "a-twenty-one-char-usr", "2026-12-07T02:13:00+0000", "demo session 1"},
+      {"b2", ":1000", "bob", "2026-12-07T02:14:00+0000", ""},
+  };
+  const std::string table = format_table(rows, true);
+  EXPECT_EQ(table,
+            "LEASE  DISPLAY  USER                   SINCE                     PURPOSE\n"
+            "a1     :100     a-twenty-one-char-usr  2026-12-07T02:13:00+0000  demo session 1\n"
+            "b2     :1000    bob                    2026-12-07T02:14:00+0000\n");
+  EXPECT_EQ(format_table(rows, false),
+            "a1  :100   a-twenty-one-char-usr  2026-12-07T02:13:00+0000  demo session 1\n"
+            "b2  :1000  bob                    2026-12-07T02:14:00+0000\n");
+  // Every row splits into the same fields as the header (no space inside a cell).
+  std::istringstream lines(table);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::size_t n = 0;
+    for (std::string w; words >> w;) ++n;
+    EXPECT_GE(n, 4u) << line;
+  }
+}
+
+}  // namespace
+}  // namespace xpra_broker::client

@@ -68,7 +68,35 @@ import tempfile
 
 from . import tornado_compat
 
-__all__ = ["setup_xpra", "xpra_start_options", "xpra_config_dirs", "SERVER_NAME"]
+
+# `xpra-request-display exec` exits with the command's (Xpra's) own status,
+# or with one of these for its own failures (README, xpra-request-display(1)):
+# they never collide with sysexits codes a command may use itself.
+EXEC_OWN_FAILURES = {
+    118: "bad usage of xpra-request-display",
+    119: "the broker rejected the request as malformed",
+    120: "the broker is unreachable (is xpra-brokerd.socket running?)",
+    121: "the broker failed (its log says why)",
+    122: "the command could not be started (fork, pipe)",
+    123: "the X server did not start",
+    124: "refused for now: quota, no free display, rate limit or back-off; retried later",
+    125: "permission denied by the broker (allowed-groups)",
+    126: "the command is not executable",
+    127: "the command was not found",
+}
+
+
+def describe_exec_status(status):
+    """What an exit status of `xpra-request-display exec` means, in words."""
+    if status in EXEC_OWN_FAILURES:
+        return "xpra-request-display: " + EXEC_OWN_FAILURES[status]
+    if status is not None and status > 128:
+        return "the session was killed by signal %d" % (status - 128)
+    return "the session exited with status %s" % status
+
+
+__all__ = ["setup_xpra", "xpra_start_options", "xpra_config_dirs", "describe_exec_status", "EXEC_OWN_FAILURES",
+           "SERVER_NAME"]
 
 SERVER_NAME = "xprahtml5"
 

@@ -37,7 +37,7 @@ import tempfile
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Bool, List, Unicode
 
-from . import _UPSTREAM_TRAILING_FLAGS, _program, xpra_config_dirs
+from . import _UPSTREAM_TRAILING_FLAGS, _program, describe_exec_status, xpra_config_dirs
 
 XPRA_WWW = "/usr/share/xpra/www"
 
@@ -113,6 +113,15 @@ class XpraDesktopSpawner(LocalProcessSpawner):
     def load_state(self, state):
         super().load_state(state)
         self._web_root = state.get("xpra_web_root", self._web_root)
+
+    async def poll(self):
+        # The hub logs only "exited with status N": say which of exec's own
+        # failures N is (a broker that refuses for now is not Xpra failing).
+        status = await super().poll()
+        if status is not None and status != getattr(self, "_xpra_status_told", None):
+            self._xpra_status_told = status
+            self.log.warning("%s's Xpra desktop ended: %s", self.user.name, describe_exec_status(status))
+        return status
 
     async def stop(self, now=False):
         await super().stop(now=now)
