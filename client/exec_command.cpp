@@ -258,7 +258,7 @@ class ExecAttempt {
   std::vector<std::string> command_args() const {
     if (exec_.xpra)
       return complete_xpra_command(exec_.command, check_xpra_command(exec_.command).shape, lease_.display(),
-                                   lease_.runtime_dir());
+                                   lease_.runtime_dir(), xpra_version(exec_.command.front()));
     std::vector<std::string> args;
     for (const auto& a : exec_.command)
       args.push_back(substitute_placeholders(a, lease_.display(), lease_.runtime_dir()));
@@ -319,6 +319,9 @@ class ExecAttempt {
     ::setenv("XPRA_BROKER_DISPLAY", std::to_string(lease_.display()).c_str(), 1);
     ::setenv("XPRA_BROKER_RUNTIME_DIR", lease_.runtime_dir().c_str(), 1);
     ::setenv("XPRA_BROKER_LEASE", lease_.id().c_str(), 1);
+    // Unless the user chose: Xpra 6's shared @xpra/N is the one socket
+    // --socket-dir and --sessions-dir cannot move into the lease's dir.
+    if (exec_.xpra) ::setenv(kXpraNoAbstractSocketEnv, "0", 0);
   }
 
   // Untracked, the command could outlive its lease: it never starts
