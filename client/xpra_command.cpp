@@ -79,6 +79,7 @@ XpraCommandCheck check_xpra_command(const std::vector<std::string>& command) {
     if (arg == "--socket-dir" || starts_with(arg, "--socket-dir=")) shape.has_socket_dir = true;
     if (arg == "--sessions-dir" || starts_with(arg, "--sessions-dir=")) shape.has_sessions_dir = true;
     if (arg == "--use-display" || starts_with(arg, "--use-display=")) shape.has_use_display = true;
+    if (arg == "--systemd-run" || starts_with(arg, "--systemd-run=")) shape.has_systemd_run = true;
     if (i <= shape.subcommand) continue;
     if (is_display_placeholder(arg)) {
       shape.has_display = true;
@@ -95,7 +96,7 @@ std::vector<std::string> complete_xpra_command(const std::vector<std::string>& c
                                                std::uint32_t display, const std::string& runtime_dir,
                                                int xpra_major) {
   std::vector<std::string> out;
-  out.reserve(command.size() + 5);
+  out.reserve(command.size() + 6);
   for (std::size_t i = 0; i < command.size(); ++i) {
     out.push_back(substitute_placeholders(command[i], display, runtime_dir));
     if (i != shape.subcommand) continue;
@@ -105,6 +106,7 @@ std::vector<std::string> complete_xpra_command(const std::vector<std::string>& c
     if (xpra_major >= 5) {
       if (!shape.has_sessions_dir) out.push_back("--sessions-dir=" + runtime_dir);
       if (!shape.has_use_display) out.push_back("--use-display=no");
+      if (!shape.has_systemd_run) out.push_back("--systemd-run=no");
     }
   }
   return out;

@@ -4,7 +4,7 @@
 // str.format, where braces mean something else):
 //
 //   xpra start [ARGS]  ->  xpra start :N --socket-dir=DIR --daemon=no [ARGS]
-//   (Xpra 5 and later also:  --sessions-dir=DIR --use-display=no)
+//   (Xpra 5 and later also:  --sessions-dir=DIR --use-display=no --systemd-run=no)
 //
 // :N only when the command names no display, --socket-dir only when it has
 // none, --daemon=no only when it does not say so already. Xpra 5 and 6 keep
@@ -12,7 +12,9 @@
 // /tmp/N: shared state another user can squat) and take over any X server
 // already on :N (use-display=auto): --sessions-dir puts the session dir in
 // the lease's runtime dir and --use-display=no makes a taken display a
-// conflict, not a takeover (docs/xpra-versions.md). 3.1 has neither option
+// conflict, not a takeover; --systemd-run=no keeps the server in the
+// lease's process tree where a user manager runs (RHEL's systemd-run=auto
+// would re-run it in a transient user scope; docs/xpra-versions.md). 3.1 has neither option
 // and would refuse them, so the version is read first (xpra_version()). A daemonizing
 // xpra (--daemon, --daemon=yes) is refused: its server would leave the
 // process group the lease reaps, i.e. escape the lease.
@@ -35,6 +37,7 @@ struct XpraCommandShape {
   bool has_no_daemon = false;  // --daemon=no (or false/0/off) or --no-daemon
   bool has_sessions_dir = false;
   bool has_use_display = false;  // any --use-display[=...]: the user chose
+  bool has_systemd_run = false;  // any --systemd-run[=...]
 };
 
 struct XpraCommandCheck {

@@ -133,7 +133,7 @@ TEST(XpraCommandTest, Xpra5AndLaterGetTheSessionDirInTheLeaseAndNoTakeover) {
   for (int major : {5, 6})
     EXPECT_EQ(complete_for(major, {"xpra", "start", "--html=on"}),
               (Args{"xpra", "start", ":950", "--socket-dir=" + kDir, "--daemon=no", "--sessions-dir=" + kDir,
-                    "--use-display=no", "--html=on"}))
+                    "--use-display=no", "--systemd-run=no", "--html=on"}))
         << major;
   // 3.1 (and a version that could not be told) would refuse both options.
   for (int major : {0, 3})
@@ -142,13 +142,13 @@ TEST(XpraCommandTest, Xpra5AndLaterGetTheSessionDirInTheLeaseAndNoTakeover) {
         << major;
 }
 
-TEST(XpraCommandTest, TheUsersOwnSessionsDirAndUseDisplayAreKept) {
-  EXPECT_EQ(complete_for(5, {"xpra", "start", "--sessions-dir=/srv/s", "--use-display=auto"}),
+TEST(XpraCommandTest, TheUsersOwnSessionsDirUseDisplayAndSystemdRunAreKept) {
+  EXPECT_EQ(complete_for(5, {"xpra", "start", "--sessions-dir=/srv/s", "--use-display=auto", "--systemd-run=yes"}),
             (Args{"xpra", "start", ":950", "--socket-dir=" + kDir, "--daemon=no", "--sessions-dir=/srv/s",
-                  "--use-display=auto"}));
+                  "--use-display=auto", "--systemd-run=yes"}));
   EXPECT_EQ(complete_for(6, {"xpra", "start", "--use-display"}),
             (Args{"xpra", "start", ":950", "--socket-dir=" + kDir, "--daemon=no", "--sessions-dir=" + kDir,
-                  "--use-display"}));
+                  "--systemd-run=no", "--use-display"}));
 }
 
 TEST(XpraCommandTest, TheMajorVersionIsReadFromModuleLinesAndVersionOutput) {

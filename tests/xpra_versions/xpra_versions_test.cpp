@@ -36,7 +36,7 @@ struct Version {
   std::uint32_t first = 0;  // the version's 13 displays
 };
 
-std::string PrintTo(const Version& v) { return v.name; }
+void PrintTo(const Version& v, std::ostream* os) { *os << "Xpra " << v.name; }
 
 const Version kVersions[] = {{"3.1.3", 1160}, {"5.0.8", 1173}, {"6.5.3", 1186}};
 
@@ -151,6 +151,13 @@ class XpraVersionsTest : public LifecycleTest, public ::testing::WithParamInterf
                        << (leases().empty() ? "" : "\nand a lease");
   }
 
+  void expect_not_the_users(const std::string& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      EXPECT_NE(st.st_uid, uid_) << path << " belongs to the sessions' user: shared /tmp state";
+    }
+  }
+
   // Nothing of the session under shared /tmp: its session dir (5.x/6.x)
   // is in the lease's runtime dir.
   void expect_session_dir_in_runtime_dir(const Session& s) {
@@ -158,9 +165,23 @@ class XpraVersionsTest : public LifecycleTest, public ::testing::WithParamInterf
     if (GetParam().name == "3.1.3") return;  // 3.1 keeps no session dir
     EXPECT_TRUE(path_exists(s.lease.runtime_dir() + "/" + n)) << "no session dir in " << s.lease.runtime_dir();
     for (const std::string& shared : {"/tmp/" + n, "/tmp/xpra/" + n}) {
-      struct stat st {};
-      if (::lstat(shared.c_str(), &st) == 0) EXPECT_NE(st.st_uid, uid_) << shared << " is the session's";
+      expect_not_the_users(shared);
     }
+  }
+
+  // The broker knows an X server by its executable's name (/proc comm:
+  // "Xvfb") and its ":N" argument, not by argv[0], which each version sets
+  // its own way: "Xvfb-for-Xpra-:N" (3.1), "Xvfb-for-Xpra-N" (5.x/6.x).
+  void expect_x_server_recognised(const Session& s) {
+    const std::uint32_t n = s.lease.display();
+    const auto servers = x_servers_of(uid_, n, n);
+    ASSERT_EQ(servers.size(), 1u) << "the session's X server on :" << n << " is not found by comm and :N";
+    std::string argv0;
+    for (const auto& p : host_processes())
+      if (p.pid == servers[0].pid && !p.argv.empty()) argv0 = p.argv[0];
+    const std::string expected = GetParam().name == "3.1.3" ? "Xvfb-for-Xpra-:" + std::to_string(n)
+                                                             : "Xvfb-for-Xpra-" + std::to_string(n);
+    EXPECT_EQ(argv0, expected) << "argv[0] of Xpra " << GetParam().name << "'s X server";
   }
 
   std::map<std::string, std::string> env_;
@@ -175,6 +196,7 @@ TEST_P(XpraVersionsTest, StartsLiveAndEveryEndPathLeavesNothing) {
     Session s = start_session();
     ASSERT_FALSE(HasFailure());
     expect_session_dir_in_runtime_dir(s);
+    expect_x_server_recognised(s);
     s.client.send_signal(SIGTERM);
     const auto r = s.client.wait(90s);
     EXPECT_FALSE(r.timed_out) << r.describe();
@@ -195,6 +217,10 @@ TEST_P(XpraVersionsTest, StartsLiveAndEveryEndPathLeavesNothing) {
     s.client.wait(60s);
     expect_nothing_left("release by the owner");
   }
+  // Nothing of the user's sessions in shared /tmp either: 5.x/6.x keep
+  // state in $XDG_RUNTIME_DIR/xpra, and without one in /tmp/xpra.
+  for (std::uint32_t d = first; d <= first + 5; ++d) expect_not_the_users("/tmp/" + std::to_string(d));
+  expect_not_the_users("/tmp/xpra");
 }
 
 // A session of another user that crashed (or squats on purpose) left its
