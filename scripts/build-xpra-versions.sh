@@ -132,6 +132,10 @@ build_one() {
 }
 
 mkdir -p "$cache_dir"
+# One build at a time per cache (two clones' test runs may start together);
+# the second finds the first's builds complete and reuses them.
+exec 9>"$cache_dir/.lock"
+flock 9
 rm -rf "$cache_dir"/.build-*  # an earlier run's failed or interrupted work
 chmod 755 "$cache_dir" "$(dirname "$cache_dir")" 2>/dev/null || true
 manifest_lines=()
