@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <iostream>
@@ -256,10 +257,12 @@ class ExecAttempt {
     return {exit_status_of(status.value_or(0)), false, true};
   }
 
-  std::vector<std::string> command_args() const {
-    if (exec_.xpra)
+  std::vector<std::string> command_args() {
+    if (exec_.xpra) {
+      xpra_major_ = xpra_version(exec_.command.front());
       return complete_xpra_command(exec_.command, check_xpra_command(exec_.command).shape, lease_.display(),
-                                   lease_.runtime_dir());
+                                     lease_.runtime_dir(), xpra_major_);
+    }
     std::vector<std::string> args;
     for (const auto& a : exec_.command)
       args.push_back(substitute_placeholders(a, lease_.display(), lease_.runtime_dir()));
@@ -320,6 +323,16 @@ class ExecAttempt {
     ::setenv("XPRA_BROKER_DISPLAY", std::to_string(lease_.display()).c_str(), 1);
     ::setenv("XPRA_BROKER_RUNTIME_DIR", lease_.runtime_dir().c_str(), 1);
     ::setenv("XPRA_BROKER_LEASE", lease_.id().c_str(), 1);
+    // Unless the user chose: Xpra 6's shared @xpra/N is the one socket
+    // --socket-dir and --sessions-dir cannot move into the lease's dir.
+    if (exec_.xpra) ::setenv(kXpraNoAbstractSocketEnv, "0", 0);
+    // Xpra 5+ without XDG_RUNTIME_DIR and /run/user/UID sets it to /tmp
+    // (xpra/scripts/main.py) and keeps per-user state in /tmp/xpra, a path
+    // another user can take first. The lease's runtime dir is the user's
+    // own; a real runtime dir (a user manager's) is left as it is.
+    if (exec_.xpra && xpra_major_ >= 5 && !std::getenv("XDG_RUNTIME_DIR") &&
+        ::access(("/run/user/" + std::to_string(::getuid())).c_str(), F_OK) != 0)
+      ::setenv("XDG_RUNTIME_DIR", lease_.runtime_dir().c_str(), 1);
   }
 
   // Untracked, the command could outlive its lease: it never starts
@@ -479,6 +492,7 @@ class ExecAttempt {
   bool x_untracked_ = false;  // the broker refused to track the X server
   bool untracked_ = false;    // ... or the command, which then never ran
   bool never_ran_ = false;    // the command could not be executed (not found, not executable)
+  int xpra_major_ = 0;        // under --xpra: the Xpra's major version (0: not told)
 };
 
 }  // namespace

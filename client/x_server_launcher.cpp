@@ -30,9 +30,13 @@ std::chrono::milliseconds display_fd_timeout() {
 }
 
 bool is_display_conflict(const std::string& text) {
-  // The X server's words (Xvfb 21, PROBLEM.md), then Xpra 3.1's own when it
+  // The X server's words (Xvfb 21, PROBLEM.md), then Xpra's own when it
   // finds a socket of the display in one of its socket dirs
-  // (xpra/net/socket_util.py, setup_local_sockets(): checkstate()).
+  // (xpra/net/socket_util.py, setup_local_sockets(): checkstate(); the same
+  // words in 3.1, 5.0 and 6.5, and in 6.x also for a squatted @xpra/N).
+  // 5.x/6.x's "There is an X11 server already running on display :N" (its
+  // X server died but :N answers: xpra/x11/vfb_util.py) is matched by the
+  // first pattern.
   static const char* patterns[] = {"server already running", "_XSERVTransSocketUNIXCreateListener",
                                    "_XSERVTransMakeAllCOTSServerListeners", "Could not create server lock file",
                                    "Server is already active for display", "An xpra server is already running at",

@@ -7,6 +7,9 @@
 # ASan+UBSan (scripts/test-sanitized.sh) and each fuzzer runs for
 # $FUZZ_SECONDS (default 20) on its seeds (scripts/fuzz.sh), both from one
 # sanitized clang tree (scripts/sanitized-tree.sh).
+# The xpra-versions tests' ctest fixture builds Xpra 5.0.8 and 6.5.3 from
+# ../shared/xpra-src once (scripts/build-xpra-versions.sh, cached by tarball
+# hash in /var/cache/xpra-broker-tests); without the sources they are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh

@@ -52,8 +52,11 @@ TEST(IsDisplayConflictTest, XprasOwnWordsWhenItsSocketDirsHoldTheDisplay) {
            // A live one of the user's own.
            "xpra initialization error:\n You already have an xpra server running at /run/xpra/1000/host-931\n"
            "  (did you want 'xpra upgrade'?)\n",
-           // xpra's X server check (x11/vfb_util.py).
+           // xpra's X server check (x11/vfb_util.py, the same words in 3.1, 5.0, 6.5).
            "There is an X11 server already running on display :932:\n",
+           // 5.x/6.x quote the path; 6.x also for another user's abstract socket.
+           "xpra initialization error:\n An xpra server is already running at '/tmp/xpra-shared/host-933'\n",
+           "xpra initialization error:\n You already have an xpra server running at '@xpra/1190'\n",
        }) {
     EXPECT_TRUE(is_display_conflict(text)) << text;
   }

@@ -4,7 +4,12 @@
 #include "xpra_command.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -116,6 +121,78 @@ TEST(XpraCommandTest, ALiteralDisplayIsRefused) {
   // An option's value is no display, nor is what xpra would reject anyway.
   EXPECT_EQ(check_xpra_command({"xpra", "start", "--bind-tcp=:14500"}).error, "");
   EXPECT_EQ(check_xpra_command({"xpra", "start", ":abc"}).error, "") << "not a display: xpra's to judge";
+}
+
+Args complete_for(int xpra_major, const Args& command) {
+  const auto check = check_xpra_command(command);
+  EXPECT_EQ(check.error, "");
+  return complete_xpra_command(command, check.shape, 950, kDir, xpra_major);
+}
+
+TEST(XpraCommandTest, Xpra5AndLaterGetTheSessionDirInTheLeaseAndNoTakeover) {
+  for (int major : {5, 6})
+    EXPECT_EQ(complete_for(major, {"xpra", "start", "--html=on"}),
+              (Args{"xpra", "start", ":950", "--socket-dir=" + kDir, "--daemon=no", "--sessions-dir=" + kDir,
+                    "--use-display=no", "--systemd-run=no", "--html=on"}))
+        << major;
+  // 3.1 (and a version that could not be told) would refuse both options.
+  for (int major : {0, 3})
+    EXPECT_EQ(complete_for(major, {"xpra", "start"}),
+              (Args{"xpra", "start", ":950", "--socket-dir=" + kDir, "--daemon=no"}))
+        << major;
+}
+
+TEST(XpraCommandTest, TheUsersOwnSessionsDirUseDisplayAndSystemdRunAreKept) {
+  EXPECT_EQ(complete_for(5, {"xpra", "start", "--sessions-dir=/srv/s", "--use-display=auto", "--systemd-run=yes"}),
+            (Args{"xpra", "start", ":950", "--socket-dir=" + kDir, "--daemon=no", "--sessions-dir=/srv/s",
+                  "--use-display=auto", "--systemd-run=yes"}));
+  EXPECT_EQ(complete_for(6, {"xpra", "start", "--use-display"}),
+            (Args{"xpra", "start", ":950", "--socket-dir=" + kDir, "--daemon=no", "--sessions-dir=" + kDir,
+                  "--systemd-run=no", "--use-display"}));
+}
+
+TEST(XpraCommandTest, TheMajorVersionIsReadFromModuleLinesAndVersionOutput) {
+  EXPECT_EQ(xpra_major_of("__version__ = \"3.1.3\""), 3);
+  EXPECT_EQ(xpra_major_of("__version__ = \"5.0.8\""), 5);
+  EXPECT_EQ(xpra_major_of("xpra v6.5.3\n"), 6);
+  EXPECT_EQ(xpra_major_of("xpra v6.5.3-r0 beta"), 6);
+  EXPECT_EQ(xpra_major_of("Python 3.11.2"), 0);
+  EXPECT_EQ(xpra_major_of(""), 0);
+  EXPECT_EQ(xpra_major_of("__version__ = \"12345678.0\""), 0) << "no absurd numbers";
+}
+
+// A private build as its README runs it: PYTHONPATH names its modules.
+TEST(XpraCommandTest, TheVersionComesFromTheModulePythonWouldImport) {
+  const std::string dir = ::testing::TempDir() + "xpra-version-" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir + "/bin");
+  std::filesystem::create_directories(dir + "/lib/xpra");
+  {
+    std::ofstream script(dir + "/bin/xpra");
+    // Fails if run: the module's line must be enough.
+    script << "#!/bin/sh\nexit 1\n";
+  }
+  ::chmod((dir + "/bin/xpra").c_str(), 0755);
+  std::ofstream(dir + "/lib/xpra/__init__.py") << "# Xpra\n__version_info__ = (6, 5, 3)\n__version__ = \"6.5.3\"\n";
+  const char* old = std::getenv("PYTHONPATH");
+  const std::string saved = old ? old : "";
+  ::setenv("PYTHONPATH", ("/nonexistent:" + dir + "/lib").c_str(), 1);
+  EXPECT_EQ(xpra_version(dir + "/bin/xpra"), 6);
+  // No module found and no known layout: `xpra --version` answers.
+  {
+    std::ofstream script(dir + "/bin/xpra");
+    script << "#!/bin/sh\necho 'xpra v5.0.8'\n";
+  }
+  ::setenv("PYTHONPATH", "/nonexistent", 1);
+  EXPECT_EQ(xpra_version(dir + "/bin/xpra"), 5);
+  if (old)
+    ::setenv("PYTHONPATH", saved.c_str(), 1);
+  else
+    ::unsetenv("PYTHONPATH");
+  EXPECT_EQ(xpra_version(dir + "/bin/no-such-xpra"), 0);
+  // Debian 12's own (scripts/install-deps.sh installs it), read from
+  // /usr/lib/python3/dist-packages without running it.
+  EXPECT_EQ(xpra_version("/usr/bin/xpra"), 3);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

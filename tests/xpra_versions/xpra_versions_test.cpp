@@ -1,0 +1,304 @@
+// The Xpra that users run, under the real broker: Debian 12's 3.1.3, the
+// incident's 5.0.8 and current 6.5.3 (built from ../shared/xpra-src by
+// scripts/build-xpra-versions.sh, the ctest fixture xpra_versions_build).
+// For each version: `exec --xpra -- xpra start` reaches LIVE; another user's
+// leftover session dirs in /tmp (/tmp/xpra, /tmp/N) and, for 6.x, a
+// squatted abstract socket @xpra/N do not make the start fail; SIGTERM and
+// SIGKILL of the client and a release leave no process of the user.
+//
+// Without the sources (a user's fresh clone) the 5.x/6.x tests are SKIPPED
+// with that reason, never passed; with the sources but no build, they fail.
+//
+// Display range 1160-1199: per version 13 displays, the first 6 for the end
+// paths, the other 7 for the leftovers (so the tests may run in parallel).
+// Users xpb-xver-a and xpb-xver-b are this suite's own: the checks read all
+// processes of the user, which no other suite's session may add to.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "lifecycle_support.h"
+
+namespace xpra_broker::lifecycle {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kUser = "xpb-xver-a";
+constexpr const char* kOther = "xpb-xver-b";
+
+struct Version {
+  std::string name;
+  std::uint32_t first = 0;  // the version's 13 displays
+};
+
+void PrintTo(const Version& v, std::ostream* os) { *os << "Xpra " << v.name; }
+
+const Version kVersions[] = {{"3.1.3", 1160}, {"5.0.8", 1173}, {"6.5.3", 1186}};
+
+// The manifest the fixture wrote: "<version> <prefix>" lines, or one
+// "absent <reason>" line when ../shared/xpra-src is not there.
+struct Manifest {
+  std::map<std::string, std::string> prefixes;
+  std::string absent_reason;
+  std::string error;  // unreadable: the fixture did not run
+};
+
+Manifest read_manifest() {
+  Manifest m;
+  std::ifstream in(XPRA_VERSIONS_MANIFEST);
+  if (!in) {
+    m.error = std::string("no ") + XPRA_VERSIONS_MANIFEST +
+              ": run the fixture (ctest -L xpra-versions, or scripts/build-xpra-versions.sh --manifest FILE)";
+    return m;
+  }
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto space = line.find(' ');
+    if (space == std::string::npos) continue;
+    if (line.substr(0, space) == "absent")
+      m.absent_reason = line.substr(space + 1);
+    else
+      m.prefixes[line.substr(0, space)] = line.substr(space + 1);
+  }
+  return m;
+}
+
+class XpraVersionsTest : public LifecycleTest, public ::testing::WithParamInterface<Version> {
+ protected:
+  void SetUp() override {
+    const Version& v = GetParam();
+    if (v.name != "3.1.3") {
+      const Manifest m = read_manifest();
+      if (!m.absent_reason.empty()) GTEST_SKIP() << "Xpra " << v.name << " not tested: " << m.absent_reason;
+      ASSERT_EQ(m.error, "");
+      ASSERT_TRUE(m.prefixes.count(v.name)) << "the manifest names no build of Xpra " << v.name;
+      const std::string prefix = m.prefixes.at(v.name);
+      ASSERT_TRUE(path_exists(prefix + "/bin/xpra")) << prefix;
+      // How a private build runs (../shared/xpra-src/README.md): its own
+      // modules and config, not Debian 3.1.3's /etc/xpra.
+      env_ = {{"PATH", prefix + "/bin:/usr/local/bin:/usr/bin:/bin"},
+              {"PYTHONPATH", prefix + "/lib/python3/dist-packages"},
+              {"XPRA_SYSTEM_CONF_DIRS", prefix + "/etc/xpra"}};
+    }
+    uid_ = integration::uid_of(kUser);
+    since_ = boot_ticks_now();
+    ASSERT_TRUE(processes_of_since(uid_, since_).empty());
+  }
+
+  void start_broker_on(std::uint32_t first, std::uint32_t last) {
+    for (std::uint32_t d = first; d <= last; ++d)
+      ASSERT_FALSE(path_exists(x_lock_path(d)) || path_exists(x_socket_path(d))) << ":" << d << " in use before";
+    start_broker({"--displays=" + std::to_string(first) + "-" + std::to_string(last), "--failures-before-backoff=1000",
+                  "--acquire-burst=1000", "--acquires-per-minute=1000"});
+  }
+
+  struct Session {
+    ChildProcess client;
+    v1::Lease lease;
+  };
+
+  // `exec --xpra -- xpra start` with Debian's default config options, as
+  // the containment tests run it; waits until `xpra list` says LIVE.
+  Session start_session() {
+    const auto started = Clock::now();
+    Session s;
+    std::vector<std::string> args = {"exec", "--xpra", "--purpose", "xpra-versions", "--", "xpra", "start"};
+    for (const auto& o : host_default_xpra_options()) args.push_back(o);
+    s.client = spawn_client(kUser, args, env_);
+    const auto lease = lease_held_by(s.client);
+    if (!lease) {
+      ADD_FAILURE() << "no lease: " << s.client.terminate().describe();
+      return s;
+    }
+    s.lease = *lease;
+    const std::string dir = lease->runtime_dir();
+    const std::string live = "LIVE session at :" + std::to_string(lease->display());
+    ProcessResult listed;
+    const bool up = integration::wait_until(
+        [&] {
+          if (!s.client.running()) return true;
+          listed = integration::run_as(kUser, {"xpra", "list", "--socket-dir=" + dir, "--socket-dirs=" + dir},
+                                       {env_, "/"}, 60s);
+          return listed.out.find(live) != std::string::npos;
+        },
+        120s, 200ms);
+    if (!up || !s.client.running()) {
+      ADD_FAILURE() << "Xpra " << GetParam().name << " did not come up LIVE on :" << lease->display()
+                    << "\nxpra list: " << listed.describe() << "\nprocesses:" << describe(processes_of_since(uid_, since_))
+                    << "\nholder: " << s.client.terminate().describe();
+      return s;
+    }
+    report("Xpra " + GetParam().name + ": start to LIVE under the broker " +
+           std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count()) +
+           " ms on :" + std::to_string(lease->display()));
+    return s;
+  }
+
+  void expect_nothing_left(const std::string& how) {
+    std::vector<UserProcess> left;
+    const bool clean = integration::wait_until(
+        [&] {
+          left = processes_of_since(uid_, since_);
+          return left.empty() && leases().empty();
+        },
+        45s, 50ms);
+    EXPECT_TRUE(clean) << "Xpra " << GetParam().name << ", " << how << ": left running:" << describe(left)
+                       << (leases().empty() ? "" : "\nand a lease");
+  }
+
+  void expect_not_the_users(const std::string& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      EXPECT_NE(st.st_uid, uid_) << path << " belongs to the sessions' user: shared /tmp state";
+    }
+  }
+
+  // Nothing of the session under shared /tmp: its session dir (5.x/6.x)
+  // is in the lease's runtime dir.
+  void expect_session_dir_in_runtime_dir(const Session& s) {
+    const std::string n = std::to_string(s.lease.display());
+    if (GetParam().name == "3.1.3") return;  // 3.1 keeps no session dir
+    EXPECT_TRUE(path_exists(s.lease.runtime_dir() + "/" + n)) << "no session dir in " << s.lease.runtime_dir();
+    for (const std::string& shared : {"/tmp/" + n, "/tmp/xpra/" + n}) {
+      expect_not_the_users(shared);
+    }
+  }
+
+  // The broker knows an X server by its executable's name (/proc comm:
+  // "Xvfb") and its ":N" argument, not by argv[0], which each version sets
+  // its own way: "Xvfb-for-Xpra-:N" (3.1), "Xvfb-for-Xpra-N" (5.x/6.x).
+  void expect_x_server_recognised(const Session& s) {
+    const std::uint32_t n = s.lease.display();
+    const auto servers = x_servers_of(uid_, n, n);
+    ASSERT_EQ(servers.size(), 1u) << "the session's X server on :" << n << " is not found by comm and :N";
+    std::string argv0;
+    for (const auto& p : host_processes())
+      if (p.pid == servers[0].pid && !p.argv.empty()) argv0 = p.argv[0];
+    const std::string expected = GetParam().name == "3.1.3" ? "Xvfb-for-Xpra-:" + std::to_string(n)
+                                                             : "Xvfb-for-Xpra-" + std::to_string(n);
+    EXPECT_EQ(argv0, expected) << "argv[0] of Xpra " << GetParam().name << "'s X server";
+  }
+
+  std::map<std::string, std::string> env_;
+  uid_t uid_ = 0;
+  std::uint64_t since_ = 0;
+};
+
+TEST_P(XpraVersionsTest, StartsLiveAndEveryEndPathLeavesNothing) {
+  const std::uint32_t first = GetParam().first;
+  start_broker_on(first, first + 5);
+  {
+    Session s = start_session();
+    ASSERT_FALSE(HasFailure());
+    expect_session_dir_in_runtime_dir(s);
+    expect_x_server_recognised(s);
+    s.client.send_signal(SIGTERM);
+    const auto r = s.client.wait(90s);
+    EXPECT_FALSE(r.timed_out) << r.describe();
+    expect_nothing_left("SIGTERM to the client");
+  }
+  {
+    Session s = start_session();
+    ASSERT_FALSE(HasFailure());
+    s.client.send_signal(SIGKILL);
+    s.client.wait(30s);
+    expect_nothing_left("SIGKILL of the client");
+  }
+  {
+    Session s = start_session();
+    ASSERT_FALSE(HasFailure());
+    const auto released = run_client(kUser, {"release", ":" + std::to_string(s.lease.display())});
+    EXPECT_EQ(released.exit_code, 0) << released.describe();
+    s.client.wait(60s);
+    expect_nothing_left("release by the owner");
+  }
+  // Nothing of the user's sessions in shared /tmp either: 5.x/6.x keep
+  // state in $XDG_RUNTIME_DIR/xpra, and without one in /tmp/xpra.
+  for (std::uint32_t d = first; d <= first + 5; ++d) expect_not_the_users("/tmp/" + std::to_string(d));
+  expect_not_the_users("/tmp/xpra");
+}
+
+// A session of another user that crashed (or squats on purpose) left its
+// session dirs in shared /tmp, where 5.x/6.x fall back without a runtime
+// dir, and 6.x's abstract sockets @xpra/N; none of it may fail the start.
+// (Without --sessions-dir, a 5.0.8 start with the other user's /tmp/xpra/N
+// fails with "Permission denied: '/tmp/N/server.env'" and leaves its Xvfb
+// and dbus-daemon running: tried by hand.)
+TEST_P(XpraVersionsTest, AnotherUsersLeftoversDoNotFailTheStart) {
+  const std::uint32_t first = GetParam().first + 6, last = GetParam().first + 12;
+  start_broker_on(first, last);
+  // Planted as the other user, as its own crashed session would leave them.
+  std::vector<std::string> planted;
+  auto plant_dir = [&](const std::string& path) {
+    if (path_exists(path)) return;  // someone's real state: not ours to take over or remove
+    const auto made = integration::run_as(kOther, {"mkdir", "-m", "0700", path}, {}, 30s);
+    ASSERT_EQ(made.exit_code, 0) << made.describe();
+    planted.push_back(path);
+  };
+  plant_dir("/tmp/xpra");
+  for (std::uint32_t d = first; d <= last; ++d) {
+    plant_dir("/tmp/" + std::to_string(d));
+    plant_dir("/tmp/xpra/" + std::to_string(d));
+  }
+  ChildProcess squatter;
+  const bool abstract_sockets = GetParam().name.rfind("6.", 0) == 0;
+  if (abstract_sockets) {
+    // Every @xpra/N of the range but the last, held by a live process of the
+    // other user: the broker hands out none of those (it checks @xpra/N).
+    std::ostringstream script;
+    script << "import socket, sys, time\nheld = []\nfor n in range(" << first << ", " << last << "):\n"
+           << "    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n    s.bind('\\0xpra/%d' % n)\n"
+           << "    s.listen(1)\n    held.append(s)\nprint('bound', flush=True)\ntime.sleep(3600)\n";
+    squatter = spawn_marked(kOther, {"/usr/bin/python3", "-c", script.str()});
+    ASSERT_TRUE(integration::wait_until(
+        [&] {
+          std::ifstream unix_sockets("/proc/net/unix");
+          const std::string all((std::istreambuf_iterator<char>(unix_sockets)), std::istreambuf_iterator<char>());
+          return all.find("@xpra/" + std::to_string(last - 1)) != std::string::npos;
+        },
+        30s))
+        << "the squatter did not bind @xpra/N";
+  }
+  {
+    Session s = start_session();
+    if (!HasFailure()) {
+      expect_session_dir_in_runtime_dir(s);
+      if (abstract_sockets) {
+        EXPECT_EQ(s.lease.display(), last) << "a display whose @xpra/N another user holds was handed out";
+        // Nor does the session itself bind into the shared abstract
+        // namespace (XPRA_AUTO_ABSTRACT_SOCKET=0 from --xpra).
+        std::ifstream unix_sockets("/proc/net/unix");
+        const std::string all((std::istreambuf_iterator<char>(unix_sockets)), std::istreambuf_iterator<char>());
+        EXPECT_EQ(all.find("@xpra/" + std::to_string(s.lease.display())), std::string::npos)
+            << "Xpra " << GetParam().name << " bound @xpra/" << s.lease.display();
+      }
+      s.client.send_signal(SIGTERM);
+      s.client.wait(90s);
+      expect_nothing_left("SIGTERM to the client, with another user's leftovers");
+    }
+  }
+  if (squatter.pid() > 0) squatter.terminate();
+  for (auto it = planted.rbegin(); it != planted.rend(); ++it) {
+    struct stat st {};
+    EXPECT_TRUE(::lstat(it->c_str(), &st) == 0 && st.st_uid == integration::uid_of(kOther))
+        << *it << ": the other user's leftover was changed";
+    std::error_code ec;
+    std::filesystem::remove_all(*it, ec);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Xpra, XpraVersionsTest, ::testing::ValuesIn(kVersions),
+                         [](const ::testing::TestParamInfo<Version>& info) {
+                           std::string name = "v" + info.param.name;
+                           for (char& c : name)
+                             if (c == '.') c = '_';
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace xpra_broker::lifecycle
