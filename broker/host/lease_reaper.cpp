@@ -158,7 +158,7 @@ void AsioLeaseReaper::collect_and_terminate(Run& run) {
     UniqueFd fd = open_verified_pidfd(lock.pid, info);
     // Checked again behind the pidfd: the same user's X server on this display.
     if (fd && info.uid == job.uid && is_x_server_command(info.comm) &&
-        process_has_argument(lock.pid, ":" + std::to_string(job.display)) && pidfd_alive(fd.get()))
+        process_serves_display(lock.pid, job.display) && pidfd_alive(fd.get()))
       take(lock.pid, std::move(fd));
   } else if (lock.pid > 0 && !have.count(lock.pid)) {
     spdlog::info("lease={} uid={} display=:{} X lock names pid {} ({}); not signalled: {}", job.lease_id, job.uid,
