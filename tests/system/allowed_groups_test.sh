@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# allowed-groups: a user outside them is denied (exit 77, EX_NOPERM) and gets
+# allowed-groups: a user outside them is denied (exit 125: exec's own code for
+# "permission denied", 77 elsewhere) and gets
 # no directory; members are served.
 source "$(dirname "$0")/lib.sh"
 require_root
@@ -14,7 +15,7 @@ wait_for_socket "$SOCK" || { cat "$BROKER_LOG" >&2; fail "broker did not start";
 
 rc=0
 client xpb-mallory exec -- true 2>"$SCRATCH/mallory.err" || rc=$?
-expect_eq "xpb-mallory's exit code" 77 "$rc"
+expect_eq "xpb-mallory's exit code" 125 "$rc"
 check "xpb-mallory got no directory" test ! -e "$RUN/$(uid_of xpb-mallory)"
 check "the denial is logged with the uid" grep -q "uid=$(uid_of xpb-mallory)(xpb-mallory) pid=[0-9]* denied " "$BROKER_LOG"
 check "xpb-alice (in xpb-users) is served" client xpb-alice exec -- true
