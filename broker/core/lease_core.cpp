@@ -200,18 +200,18 @@ std::optional<std::uint32_t> LeaseCore::pick_free_display(const std::string& use
       block_reasons_.erase(*candidate);
       return candidate;
     }
-    skip_display(*candidate, verdict, now, LogLevel::info);
+    skip_display(*candidate, verdict, now);
   }
   return std::nullopt;
 }
 
-void LeaseCore::skip_display(std::uint32_t display, const DisplayVerdict& verdict, SteadyTime now, LogLevel level) {
+void LeaseCore::skip_display(std::uint32_t display, const DisplayVerdict& verdict, SteadyTime now) {
   // Throttled per owner and kind: one user's squatted range is one line per
   // interval, not one per number.
   const auto d = skip_log_.admit(verdict.owner_known ? verdict.owner : static_cast<uid_t>(-1),
                                  verdict.use == DisplayUse::stale ? "skipped-stale" : "skipped-live", now);
   if (d.log)
-    log(level, LogSubject{{}, {}, {}, 0, display}, [&] {
+    log(LogLevel::info, LogSubject{{}, {}, {}, 0, display}, [&] {
       return "skipped: " + verdict.reason + " (owner " + owner_text(verdict) +
              (verdict.pid ? ", pid=" + str(verdict.pid) : "") + ")" + skip_log_.suffix(d);
     });
@@ -232,7 +232,9 @@ void LeaseCore::survey_free_displays(SteadyTime now) {
   const std::vector<std::uint32_t> looks_free(allocator_.free_numbers().begin(), allocator_.free_numbers().end());
   for (const std::uint32_t display : looks_free) {
     const DisplayVerdict verdict = host_.examine_display(display, "");
-    if (verdict.use == DisplayUse::live) skip_display(display, verdict, now, LogLevel::debug);
+    // Logged like an acquire's skip: throttled per owner and kind, so status
+    // and metrics add at most one line per interval and owner.
+    if (verdict.use == DisplayUse::live) skip_display(display, verdict, now);
   }
 }
 

@@ -147,7 +147,7 @@ class LeaseCore {
   // Picks a display that is free in the table and on the host, or nullopt.
   std::optional<std::uint32_t> pick_free_display(const std::string& user_dir);
   // Blocks a probed number that is not free (logs why at `level`).
-  void skip_display(std::uint32_t display, const DisplayVerdict& verdict, SteadyTime now, LogLevel level);
+  void skip_display(std::uint32_t display, const DisplayVerdict& verdict, SteadyTime now);
   // Probes the numbers that look free, so free and blocked counts include
   // what runs in the range outside the broker (status, metrics).
   void survey_free_displays(SteadyTime now);
