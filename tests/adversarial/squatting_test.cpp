@@ -110,7 +110,10 @@ TEST_F(SquattingTest, AbstractSocketSquattingIsBlamedOnTheSquatterInFewLines) {
   start_broker({"--displays=52730-52739", "--x11-tmp-dir=" + x11_dir, "--recheck-seconds=1", "--leak-check-seconds=1",
                 "--xserver-warn-per-user=2", "--acquire-burst=100000", "--acquires-per-minute=1000000",
                 "--allowed-groups=" + std::string(kAllowedGroup)});
-  const std::size_t log_before = broker().log().size();
+  // The whole log of this broker: the status call with which start_broker
+  // waits for it already probes the range (status surveys the numbers that
+  // look free), so the first "skipped" line may come before any acquire.
+  const std::size_t log_before = 0;
   const uid_t mallory = integration::uid_of(kMallory);
   const std::string by_mallory = "owner uid=" + std::to_string(mallory);
 
