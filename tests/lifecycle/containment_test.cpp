@@ -66,19 +66,11 @@ class ContainmentTest : public LifecycleTest {
       return s;
     }
     s.lease = *lease;
-    const std::string dir = lease->runtime_dir();
-    const std::string live = "LIVE session at :" + std::to_string(lease->display());
     ProcessResult listed;
-    const bool up = integration::wait_until(
-        [&] {
-          if (!s.client.running()) return true;
-          if (count_named(processes_of_since(alice_, since_), "dbus-daemon") == 0) return false;
-          listed = integration::run_as(kAlice, {"xpra", "list", "--socket-dir=" + dir, "--socket-dirs=" + dir},
-                                       {{}, "/"}, 60s);
-          return listed.out.find(live) != std::string::npos;
-        },
-        120s, 300ms);
-    if (!up || !s.client.running()) {
+    const bool up = wait_for_xpra_live(kAlice, s.lease, s.client, {}, listed, [&] {
+      return count_named(processes_of_since(alice_, since_), "dbus-daemon") > 0;
+    });
+    if (!up) {
       ADD_FAILURE() << "xpra did not come up LIVE with its dbus-daemon on :" << lease->display()
                     << "\nxpra list: " << listed.describe() << "\nprocesses:" << describe(processes_of_since(alice_, since_))
                     << "\nholder: " << s.client.terminate().describe();

@@ -211,6 +211,23 @@ std::vector<std::string> host_default_xpra_options() {
   return {"--mdns=no", "--html=off", "--printing=no", "--webcam=no", "--pulseaudio=no"};
 }
 
+bool wait_for_xpra_live(const std::string& user, const v1::Lease& lease, ChildProcess& holder,
+                        const std::map<std::string, std::string>& env, ProcessResult& listed,
+                        const std::function<bool()>& ready_first, std::chrono::milliseconds timeout) {
+  const std::string dir = lease.runtime_dir();
+  const std::string live = "LIVE session at :" + std::to_string(lease.display());
+  const bool up = integration::wait_until(
+      [&] {
+        if (!holder.running()) return true;
+        if (ready_first && !ready_first()) return false;
+        listed = integration::run_as(user, {"xpra", "list", "--socket-dir=" + dir, "--socket-dirs=" + dir},
+                                     {env, "/"}, std::chrono::seconds(60));
+        return listed.out.find(live) != std::string::npos;
+      },
+      timeout, std::chrono::milliseconds(250));
+  return up && holder.running();
+}
+
 std::uint64_t boot_ticks_now() {
   timespec ts{};
   ::clock_gettime(CLOCK_BOOTTIME, &ts);

@@ -93,6 +93,15 @@ std::vector<std::string> quick_xpra_options();
 // needs hardware (mDNS, the HTML server, printing, webcam, PulseAudio).
 std::vector<std::string> host_default_xpra_options();
 
+// Until `xpra list`, run as `user` (with `env`) on the lease's runtime dir,
+// shows the lease's display LIVE and `ready_first` (if given) holds, or
+// `holder` has ended; at most `timeout`. True only if LIVE with the holder
+// running; `listed` keeps the last `xpra list` for a failure message.
+bool wait_for_xpra_live(const std::string& user, const v1::Lease& lease, ChildProcess& holder,
+                        const std::map<std::string, std::string>& env, ProcessResult& listed,
+                        const std::function<bool()>& ready_first = nullptr,
+                        std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
 // Boot-time clock ticks now, the clock of /proc/<pid>/stat's starttime.
 std::uint64_t boot_ticks_now();
 struct UserProcess {

@@ -116,18 +116,9 @@ class XpraVersionsTest : public LifecycleTest, public ::testing::WithParamInterf
       return s;
     }
     s.lease = *lease;
-    const std::string dir = lease->runtime_dir();
-    const std::string live = "LIVE session at :" + std::to_string(lease->display());
     ProcessResult listed;
-    const bool up = integration::wait_until(
-        [&] {
-          if (!s.client.running()) return true;
-          listed = integration::run_as(kUser, {"xpra", "list", "--socket-dir=" + dir, "--socket-dirs=" + dir},
-                                       {env_, "/"}, 60s);
-          return listed.out.find(live) != std::string::npos;
-        },
-        120s, 200ms);
-    if (!up || !s.client.running()) {
+    const bool up = wait_for_xpra_live(kUser, s.lease, s.client, env_, listed);
+    if (!up) {
       ADD_FAILURE() << "Xpra " << GetParam().name << " did not come up LIVE on :" << lease->display()
                     << "\nxpra list: " << listed.describe() << "\nprocesses:" << describe(processes_of_since(uid_, since_))
                     << "\nholder: " << s.client.terminate().describe();
