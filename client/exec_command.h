@@ -32,7 +32,4 @@ struct ExecOptions {
 
 int run_exec(const GlobalOptions& options, const ExecOptions& exec);
 
-// Replaces {display} and {runtime_dir} in one argument.
-std::string substitute_placeholders(const std::string& arg, std::uint32_t display, const std::string& runtime_dir);
-
 }  // namespace xpra_broker::client

@@ -15,7 +15,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "exec_command.h"
+#include "session_command.h"
 
 namespace xpra_broker::client {
 

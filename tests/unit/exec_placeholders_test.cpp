@@ -1,5 +1,5 @@
-// exec_command.h: substitute_placeholders() for `xpra-request-display exec`.
-#include "exec_command.h"
+// session_command.h: substitute_placeholders() for `xpra-request-display exec`.
+#include "session_command.h"
 
 #include <gtest/gtest.h>
 
