@@ -166,6 +166,9 @@ struct LogSubject {
   }
 };
 
+// One log event, handed to the host as data (BrokerHost::log): by the core,
+// and by the reaper, durable and the server for their lines about a lease
+// or a user.
 struct LogLine {
   LogLevel level = LogLevel::info;
   LogEvent event = LogEvent::none;
@@ -174,7 +177,9 @@ struct LogLine {
 };
 
 // "lease=<id> uid=<uid>(<user>) pid=<pid> display=:<n> <text>", each part
-// only when known. The one place a log line's subject is written.
+// only when known ("uid=<uid>" without a name). The one place a log line's
+// subject is written as text; a journal sink writes it as fields instead
+// (host/log_sink.h), and no sink reads it back out of the text.
 std::string format_log_line(const LogLine& line);
 
 // --- The interface ------------------------------------------------------------

@@ -20,7 +20,7 @@ std::string format_log_line(const LogLine& line) {
   const LogSubject& s = line.subject;
   std::string out;
   if (!s.lease.empty()) out += "lease=" + s.lease + " ";
-  if (s.uid) out += "uid=" + str(*s.uid) + "(" + s.user + ") ";
+  if (s.uid) out += "uid=" + str(*s.uid) + (s.user.empty() ? " " : "(" + s.user + ") ");
   if (s.pid) out += "pid=" + str(s.pid) + " ";
   if (s.display) out += "display=:" + str(s.display) + " ";
   return out + line.text;

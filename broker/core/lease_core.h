@@ -75,6 +75,12 @@ class LeaseCore {
   void connection_closed(ConnectionId connection);
   // Does this connection hold a lease (an exec holder waiting on it)?
   bool connection_holds_leases(ConnectionId connection) const;
+  // A line of the server's about a caller (a refused or closed connection):
+  // named and handed to the host like the core's own lines, so it carries
+  // the caller's uid, user and pid as fields. The server throttles it.
+  void log_about_caller(LogLevel level, const Caller& caller, std::string text) {
+    log(level, subject_of(caller), [&] { return std::move(text); });
+  }
 
   // Where changes are recorded (durable/durable_leases.h); none: journal=no.
   void set_records(LeaseRecords* records) { records_ = records; }

@@ -223,18 +223,22 @@ void DurableLeases::note_health(std::size_t released) {
   // appends meanwhile) refuses nothing. (Owed records queued in a batch are
   // not a failure: the commit writes them.)
   const bool degraded = journal_.write_failing();
-  ScopedLogEvent event(LogEvent::journal_degraded);
+  // Every line about the journal's health carries its MESSAGE_ID.
+  auto log_health = [](LogLevel level, std::string text) {
+    write_log_event(LogLine{level, LogEvent::journal_degraded, {}, std::move(text)});
+  };
   if (degraded && !degraded_logged_)
-    spdlog::error(
-        "lease journal: cannot be written ({}): running degraded. New leases, process reports, reattaches "
-        "and logins are refused (INTERNAL) until space is freed; running sessions keep running; ended "
-        "leases keep their displays out of circulation until their end is recorded",
-        std::strerror(journal_.last_error()));
+    log_health(LogLevel::error,
+               fmt::format("lease journal: cannot be written ({}): running degraded. New leases, process reports, "
+                           "reattaches and logins are refused (INTERNAL) until space is freed; running sessions keep "
+                           "running; ended leases keep their displays out of circulation until their end is recorded",
+                           std::strerror(journal_.last_error())));
   else if (!degraded && degraded_logged_)
-    spdlog::info("lease journal: writable again; {} display(s) back in circulation", released);
+    log_health(LogLevel::info, fmt::format("lease journal: writable again; {} display(s) back in circulation", released));
   if (journal_.compaction_failed() && !compaction_failure_logged_)
-    spdlog::error("lease journal: compaction failed ({}); retried every second; {} KiB of the journal's space "
-                  "reserve left", std::strerror(journal_.last_error()), journal_.reserve_left() / 1024);
+    log_health(LogLevel::error,
+               fmt::format("lease journal: compaction failed ({}); retried every second; {} KiB of the journal's "
+                           "space reserve left", std::strerror(journal_.last_error()), journal_.reserve_left() / 1024));
   compaction_failure_logged_ = journal_.compaction_failed();
   degraded_logged_ = degraded;
 }

@@ -6,10 +6,11 @@
 
 #include <boost/asio/post.hpp>
 #include <set>
-#include <spdlog/spdlog.h>
+#include <spdlog/fmt/fmt.h>
 #include <unordered_map>
 
 #include "display_probe.h"
+#include "log_sink.h"
 #include "host_display.h"
 #include "privileged_ops.h"
 #include "process_inspector.h"
@@ -71,6 +72,12 @@ AsioLeaseReaper::AsioLeaseReaper(boost::asio::io_context& io, StaleArtifactClean
 
 namespace {
 
+// A line about the lease being reaped, named as the core names its leases
+// (the job carries no user name: "uid=<n>").
+void log_about(const ReapJob& job, LogLevel level, std::string text) {
+  write_log_event(LogLine{level, LogEvent::none, {job.lease_id, job.uid, {}, 0, job.display}, std::move(text)});
+}
+
 // The display's X lock file, read without following a link.
 LockFacts read_display_lock(const std::string& x11_tmp_dir, std::uint32_t display) {
   const UniqueFd dir(::open(x11_tmp_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -128,8 +135,8 @@ bool AsioLeaseReaper::signal_if_still_owned(Run& run, pid_t pid, int pidfd, int 
   // selected: the user could not signal it herself, so neither does the
   // broker on her lease's behalf.
   if (pidfd_alive(pidfd) && run.disowned.insert(pid).second)
-    spdlog::warn("lease={} uid={} display=:{} pid {} is no longer uid {}'s (a setuid program?); not signalled",
-                 run.job.lease_id, run.job.uid, run.job.display, pid, run.job.uid);
+    log_about(run.job, LogLevel::warn,
+              fmt::format("pid {} is no longer uid {}'s (a setuid program?); not signalled", pid, run.job.uid));
   return false;
 }
 
@@ -161,9 +168,10 @@ void AsioLeaseReaper::collect_and_terminate(Run& run) {
         process_serves_display(lock.pid, job.display) && pidfd_alive(fd.get()))
       take(lock.pid, std::move(fd));
   } else if (lock.pid > 0 && !have.count(lock.pid)) {
-    spdlog::info("lease={} uid={} display=:{} X lock names pid {} ({}); not signalled: {}", job.lease_id, job.uid,
-                 job.display, lock.pid, lock.owner == job.uid ? "lock of the lease's user" : "lock of another user",
-                 describe_lock(lock));
+    log_about(job, LogLevel::info,
+              fmt::format("X lock names pid {} ({}); not signalled: {}", lock.pid,
+                          lock.owner == job.uid ? "lock of the lease's user" : "lock of another user",
+                          describe_lock(lock)));
   }
   // Reported processes whose /proc entry was not readable still have pidfds.
   for (const auto& t : job.processes)
@@ -217,15 +225,15 @@ void AsioLeaseReaper::poll(std::shared_ptr<Run> run) {
     return finish(run);
   if (!run->kill_sent && elapsed >= grace_) {
     for (auto& [pid, fd] : alive) {
-      spdlog::warn("lease={} uid={} display=:{} pid {} ignored SIGTERM for {} ms; sending SIGKILL", run->job.lease_id,
-                   run->job.uid, run->job.display, pid, grace_.count());
+      log_about(run->job, LogLevel::warn,
+                fmt::format("pid {} ignored SIGTERM for {} ms; sending SIGKILL", pid, grace_.count()));
       signal_if_still_owned(*run, pid, fd.get(), SIGKILL);
     }
     run->kill_sent = true;
   } else if (run->kill_sent && elapsed >= grace_ + std::chrono::seconds(5)) {
     for (auto& [pid, fd] : alive)
-      spdlog::error("lease={} uid={} display=:{} pid {} survives SIGKILL (uninterruptible sleep?); giving up on it",
-                    run->job.lease_id, run->job.uid, run->job.display, pid);
+      log_about(run->job, LogLevel::error,
+                fmt::format("pid {} survives SIGKILL (uninterruptible sleep?); giving up on it", pid));
     run->outcome.unkillable = alive.size();
     return finish(run);
   }

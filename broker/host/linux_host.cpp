@@ -117,19 +117,8 @@ HostReport LinuxHost::report() {
   return r;
 }
 
-namespace {
-spdlog::level::level_enum spdlog_level(LogLevel level) {
-  static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::info,
-                                                          spdlog::level::warn, spdlog::level::err};
-  return kLevels[static_cast<int>(level)];
-}
-}  // namespace
+bool LinuxHost::wants_log(LogLevel level) { return log_level_wanted(level); }
 
-bool LinuxHost::wants_log(LogLevel level) { return spdlog::should_log(spdlog_level(level)); }
-
-void LinuxHost::log(const LogLine& line) {
-  ScopedLogEvent event(line.event);
-  spdlog::log(spdlog_level(line.level), "{}", format_log_line(line));
-}
+void LinuxHost::log(const LogLine& line) { write_log_event(line); }
 
 }  // namespace xpra_broker

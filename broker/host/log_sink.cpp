@@ -10,30 +10,11 @@
 #include <mutex>
 
 #include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
 
 namespace xpra_broker {
 
 namespace {
-
-thread_local LogEvent current_event = LogEvent::none;
-
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f'); }
-
-// The token after `key` at a word start, made of chars `ok` accepts.
-template <typename Accept>
-std::string_view token_after(std::string_view text, std::string_view key, Accept ok, std::size_t* end = nullptr) {
-  for (std::size_t at = text.find(key); at != std::string_view::npos; at = text.find(key, at + 1)) {
-    if (at > 0 && text[at - 1] != ' ' && text[at - 1] != '(' && text[at - 1] != ',') continue;
-    std::size_t i = at + key.size();
-    const std::size_t start = i;
-    while (i < text.size() && ok(text[i])) ++i;
-    if (i == start) continue;
-    if (end) *end = i;
-    return text.substr(start, i - start);
-  }
-  return {};
-}
 
 int priority_of(spdlog::level::level_enum level) {
   switch (level) {
@@ -47,24 +28,40 @@ int priority_of(spdlog::level::level_enum level) {
   }
 }
 
-class JournalSink final : public spdlog::sinks::base_sink<std::mutex> {
+spdlog::level::level_enum spdlog_level(LogLevel level) {
+  static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::info,
+                                                          spdlog::level::warn, spdlog::level::err};
+  return kLevels[static_cast<int>(level)];
+}
+
+class JournalSink final : public spdlog::sinks::base_sink<std::mutex>, public LogEventSink {
+ public:
+  void write_event(const LogLine& line, std::string_view text) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    send(spdlog_level(line.level), text, journal_fields(line));
+  }
+
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
-    const std::string_view text(msg.payload.data(), msg.payload.size());
+    send(msg.level, std::string_view(msg.payload.data(), msg.payload.size()), {});
+  }
+  void flush_() override {}
+
+ private:
+  static void send(spdlog::level::level_enum level, std::string_view text,
+                   const std::vector<std::pair<std::string, std::string>>& extra) {
     std::vector<std::string> fields;
     fields.push_back("MESSAGE=" + std::string(text));
-    fields.push_back("PRIORITY=" + std::to_string(priority_of(msg.level)));
+    fields.push_back("PRIORITY=" + std::to_string(priority_of(level)));
     fields.push_back("SYSLOG_IDENTIFIER=xpra-brokerd");
-    for (const auto& [key, value] : journal_fields(text)) fields.push_back(key + "=" + value);
-    if (const char* id = message_id(current_log_event())) fields.push_back(std::string("MESSAGE_ID=") + id);
+    for (const auto& [key, value] : extra) fields.push_back(key + "=" + value);
     std::vector<iovec> iov;
     for (auto& f : fields) iov.push_back({f.data(), f.size()});
     if (sd_journal_sendv(iov.data(), static_cast<int>(iov.size())) < 0) {
       // The journal is gone (stopped, restarting): the line is not lost.
-      std::fprintf(stderr, "<%d>%.*s\n", priority_of(msg.level), static_cast<int>(text.size()), text.data());
+      std::fprintf(stderr, "<%d>%.*s\n", priority_of(level), static_cast<int>(text.size()), text.data());
     }
   }
-  void flush_() override {}
 };
 
 }  // namespace
@@ -82,30 +79,34 @@ const char* message_id(LogEvent event) {
   return nullptr;
 }
 
-ScopedLogEvent::ScopedLogEvent(LogEvent event) : previous_(current_event) { current_event = event; }
-ScopedLogEvent::~ScopedLogEvent() { current_event = previous_; }
-LogEvent current_log_event() { return current_event; }
-
-std::vector<std::pair<std::string, std::string>> journal_fields(std::string_view message) {
+std::vector<std::pair<std::string, std::string>> journal_fields(const LogLine& line) {
+  const LogSubject& s = line.subject;
   std::vector<std::pair<std::string, std::string>> out;
-  // Text a client or another user chose is logged in quotes, after the
-  // broker's own tokens: nothing from the first quote on is read, so such
-  // text cannot pose as a field.
-  message = message.substr(0, message.find('"'));
-  if (auto lease = token_after(message, "lease=", is_hex); !lease.empty()) out.emplace_back("LEASE", lease);
-  if (auto display = token_after(message, "display=:", is_digit); !display.empty())
-    out.emplace_back("DISPLAY", display);
-  std::size_t end = 0;
-  if (auto uid = token_after(message, "uid=", is_digit, &end); !uid.empty()) {
-    out.emplace_back("LEASE_UID", uid);
-    // "uid=1001(alice)": the name the broker looked up, never client text.
-    if (end < message.size() && message[end] == '(') {
-      const auto close = message.find(')', end);
-      if (close != std::string_view::npos && close > end + 1 && close - end <= 33)
-        out.emplace_back("LEASE_USER", message.substr(end + 1, close - end - 1));
-    }
-  }
+  if (!s.lease.empty()) out.emplace_back("LEASE", s.lease);
+  if (s.display) out.emplace_back("DISPLAY", std::to_string(s.display));
+  if (s.uid) out.emplace_back("LEASE_UID", std::to_string(*s.uid));
+  if (s.uid && !s.user.empty()) out.emplace_back("LEASE_USER", s.user);
+  if (s.pid) out.emplace_back("CLIENT_PID", std::to_string(s.pid));
+  if (const char* id = message_id(line.event)) out.emplace_back("MESSAGE_ID", id);
   return out;
+}
+
+bool log_level_wanted(LogLevel level) { return spdlog::should_log(spdlog_level(level)); }
+
+void write_log_event(const LogLine& line) {
+  spdlog::logger* logger = spdlog::default_logger_raw();
+  const auto level = spdlog_level(line.level);
+  if (!logger || !logger->should_log(level)) return;
+  const std::string text = format_log_line(line);
+  const spdlog::details::log_msg msg(logger->name(), level, text);
+  for (const auto& sink : logger->sinks()) {
+    if (!sink->should_log(level)) continue;
+    if (auto* events = dynamic_cast<LogEventSink*>(sink.get()))
+      events->write_event(line, text);
+    else
+      sink->log(msg);
+  }
+  if (level >= logger->flush_level()) logger->flush();
 }
 
 std::shared_ptr<spdlog::sinks::sink> make_journal_sink() { return std::make_shared<JournalSink>(); }

@@ -1,14 +1,19 @@
-// Logging to journald with real priorities and fields an admin can filter on
-// (journalctl -p warning, journalctl LEASE=..., DISPLAY=..., LEASE_USER=...),
-// and a MESSAGE_ID on the events an admin alerts on.
+// The broker's log sinks. A line about a lease or a user is an event, a
+// LogLine (broker_host.h: level, event, lease, uid, user, pid, display,
+// text), from the core (BrokerHost::log), the reaper, durable and the server
+// alike, and stays one until a sink writes it:
 //
-// The broker's log lines follow one convention: "lease=<id>", "uid=<n>(<name>)"
-// and "display=:<n>" name what a line is about. The journal sink reads those
-// tokens back as fields, so every existing line gets them without a second
-// way of logging. Text a client or another user chose (a lease id it sent,
-// a purpose, an X server's words) is escaped (untrusted_text.h) and logged in
-// double quotes after the broker's own tokens; fields are read only before
-// the first quote, so such text cannot pose as a field.
+// - the journal sink writes its fields as journal fields an admin can filter
+//   on (journalctl LEASE=..., DISPLAY=..., LEASE_USER=..., -p warning) and,
+//   on the events an admin alerts on, a MESSAGE_ID (the catalog in
+//   packaging/journald/xpra-broker.catalog explains each);
+// - any other sink (stderr, a test's stream) gets the line's text,
+//   format_log_line(): "lease=<id> uid=<n>(<name>) pid=<n> display=:<n> <text>".
+//
+// Nothing is read back out of text: what a client or another user chose (a
+// purpose, an X server's words) stays in the text, and fields come from the
+// event alone. Lines about nothing in particular (start-up, reload) are
+// plain spdlog lines: MESSAGE and PRIORITY only.
 #pragma once
 
 #include <memory>
@@ -19,32 +24,36 @@
 
 #include <spdlog/sinks/sink.h>
 
-#include "broker_host.h"  // LogEvent
+#include "broker_host.h"  // LogLine, LogEvent
 
 namespace xpra_broker {
 
 // The events with a MESSAGE_ID (journalctl MESSAGE_ID=...; ids in
-// docs/deployment.md). Set for the next line this thread logs.
+// docs/deployment.md and the journald catalog); nullptr for LogEvent::none.
 const char* message_id(LogEvent event);
 
-class ScopedLogEvent {
+// The journal fields of an event beyond MESSAGE and PRIORITY: LEASE,
+// DISPLAY, LEASE_UID, LEASE_USER, CLIENT_PID and MESSAGE_ID, each only when
+// the event has it. Pure; exposed for tests.
+std::vector<std::pair<std::string, std::string>> journal_fields(const LogLine& line);
+
+// A sink that takes events whole; others get their text.
+class LogEventSink {
  public:
-  explicit ScopedLogEvent(LogEvent event);
-  ~ScopedLogEvent();
-  ScopedLogEvent(const ScopedLogEvent&) = delete;
-  ScopedLogEvent& operator=(const ScopedLogEvent&) = delete;
-
- private:
-  LogEvent previous_;
+  virtual ~LogEventSink() = default;
+  // `text` is format_log_line(line), made once for all sinks.
+  virtual void write_event(const LogLine& line, std::string_view text) = 0;
 };
-LogEvent current_log_event();
 
-// The journal fields a message names: LEASE, DISPLAY, LEASE_UID, LEASE_USER
-// (the first of each). Pure; exposed for tests.
-std::vector<std::pair<std::string, std::string>> journal_fields(std::string_view message);
+// Would an event of this level be written at all? (Then its text is made.)
+bool log_level_wanted(LogLevel level);
+
+// Writes an event to the sinks of spdlog's default logger, if its level is
+// logged: whole to a LogEventSink, as text to any other.
+void write_log_event(const LogLine& line);
 
 // A sink that writes each line to journald (sd_journal_sendv) with PRIORITY,
-// SYSLOG_IDENTIFIER, the fields above and MESSAGE_ID.
+// SYSLOG_IDENTIFIER and, for an event, the fields above.
 std::shared_ptr<spdlog::sinks::sink> make_journal_sink();
 
 // Is stderr connected to the journal (systemd's JOURNAL_STREAM names its

@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <vector>
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include "framing.h"
@@ -154,11 +155,13 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
       std::string suffix;
       if (kind == Deadline::frame) {
         if (server_.admit_log(caller_.uid, "frame-deadline", suffix))
-          spdlog::warn("uid={} pid={}: frame not completed within {}s, closing{}", caller_.uid, caller_.pid,
-                       kFrameDeadline.count(), suffix);
+          server_.log_about_caller(
+              LogLevel::warn, caller_,
+              fmt::format("frame not completed within {}s, closing{}", kFrameDeadline.count(), suffix));
       } else if (server_.admit_log(caller_.uid, "idle", suffix)) {
-        spdlog::info("uid={} pid={}: connection idle for {}s without a lease, closing{}", caller_.uid, caller_.pid,
-                     server_.limits().idle_timeout.count(), suffix);
+        server_.log_about_caller(LogLevel::info, caller_,
+                                 fmt::format("connection idle for {}s without a lease, closing{}",
+                                             server_.limits().idle_timeout.count(), suffix));
       }
       close();
     });
@@ -167,8 +170,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void protocol_violation(const std::string& why) {
     std::string suffix;
     if (server_.admit_log(caller_.uid, "protocol", suffix))
-      spdlog::warn("uid={} pid={}: protocol violation: {}; closing the connection{}", caller_.uid, caller_.pid, why,
-                   suffix);
+      server_.log_about_caller(LogLevel::warn, caller_,
+                               fmt::format("protocol violation: {}; closing the connection{}", why, suffix));
     send_and_close(v1::INVALID, why);
   }
 
@@ -299,15 +302,17 @@ void BrokerServer::accept_next() {
       ++counters.connections_refused;
       std::string suffix;
       if (admit_log(caller.uid, "broker-full", suffix))
-        spdlog::warn("uid={} pid={}: the broker holds {} connections ({} reserved for root), refusing{}", caller.uid,
-                     caller.pid, counts.total, kRootReserve, suffix);
+        core_.log_about_caller(LogLevel::warn, caller,
+                               fmt::format("the broker holds {} connections ({} reserved for root), refusing{}",
+                                           counts.total, kRootReserve, suffix));
       session->refuse(v1::EXHAUSTED, "the broker has too many open connections; try again later");
     } else if (admission == Admission::refuse_per_user) {
       ++counters.connections_refused;
       std::string suffix;
       if (admit_log(caller.uid, "connections", suffix))
-        spdlog::warn("uid={} pid={}: more than max-connections-per-user={} connections, refusing{}", caller.uid,
-                     caller.pid, limits_.max_connections_per_user, suffix);
+        core_.log_about_caller(LogLevel::warn, caller,
+                               fmt::format("more than max-connections-per-user={} connections, refusing{}",
+                                           limits_.max_connections_per_user, suffix));
       session->refuse(v1::EXHAUSTED, "you have too many connections open to the broker (max-connections-per-user=" +
                                          std::to_string(limits_.max_connections_per_user) + ")");
     } else {
@@ -331,8 +336,10 @@ bool BrokerServer::close_idle_connection_of_biggest_holder(uid_t newcomer) {
     if (!s || s->uid() != biggest || core_.connection_holds_leases(id) || s->closing()) continue;
     std::string suffix;
     if (admit_log(biggest, "evicted", suffix))
-      spdlog::warn("uid={}: holds {} of the broker's connections, more than a fair share ({}): closing an idle one "
-                   "for uid={}{}", biggest, most, fair_share(connections_per_uid_.size()), newcomer, suffix);
+      core_.log_about_caller(LogLevel::warn, Caller{biggest, 0, 0, {}},
+                             fmt::format("holds {} of the broker's connections, more than a fair share ({}): closing "
+                                         "an idle one for uid={}{}",
+                                         most, fair_share(connections_per_uid_.size()), newcomer, suffix));
     s->close();
     return true;
   }

@@ -53,6 +53,11 @@ class BrokerServer {
   void answer(const std::shared_ptr<ClientSession>& session, const Caller& caller, ConnectionId id,
               const v1::Request& request);
   bool connection_holds_leases(ConnectionId id) const { return core_.connection_holds_leases(id); }
+  // A session's line about its caller, through the core's log (an event
+  // with the caller's uid, user and pid; host/log_sink.h).
+  void log_about_caller(LogLevel level, const Caller& caller, std::string text) {
+    core_.log_about_caller(level, caller, std::move(text));
+  }
   const ServerLimits& limits() const { return limits_; }
   // A reload's new limits: apply to new connections and the next read; the
   // read pacer starts afresh.

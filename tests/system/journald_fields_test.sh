@@ -4,8 +4,9 @@
 # host's journal (if any) is untouched. Checks that
 #   - routine lines are info and the leak watchdog's warning is a warning
 #     (journalctl -p warning shows the one and not the other);
-#   - lines carry LEASE, DISPLAY, LEASE_UID and LEASE_USER, and the watchdog
-#     its MESSAGE_ID;
+#   - lines carry LEASE, DISPLAY, LEASE_UID, LEASE_USER and CLIENT_PID, and
+#     the watchdog its MESSAGE_ID; the server's lines about a caller (a
+#     protocol violation) carry the caller's fields too;
 #   - text a user chose (a purpose that spells out other fields) does not
 #     become a field;
 #   - every MESSAGE_ID has an entry in the installed message catalog, and
@@ -57,9 +58,25 @@ expect_eq "its LEASE_UID is alice's, not the one her purpose spells" "LEASE_UID=
 expect_eq "its LEASE_USER" "LEASE_USER=xpb-alice" "$(grep -m1 '^LEASE_USER=' <<<"$acquired")"
 display=$(grep -m1 '^DISPLAY=' <<<"$acquired" | cut -d= -f2)
 check "its DISPLAY is the leased one ($display), not :99" bash -c "[[ '$display' -ge 1150 && '$display' -le 1154 ]]"
+check "it names the client process (CLIENT_PID=)" grep -Eqx "CLIENT_PID=[0-9]+" <<<"$acquired"
 lease=$(grep -m1 '^LEASE=' <<<"$acquired" | cut -d= -f2)
 check "journalctl LEASE=$lease finds the lease's whole story (acquired ... ended)" \
   bash -c "journalctl --no-pager LEASE=$lease -o cat | grep -q acquired && journalctl --no-pager LEASE=$lease -o cat | grep -q ended"
+
+# A line of the server's: bob sends a frame with a zero length prefix.
+runuser -u xpb-bob -- python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.sendall(b"\0\0\0\0")
+s.recv(4096)
+' "$SOCK" || true
+for _ in $(seq 1 50); do broker_journal -o cat | grep -q "protocol violation" && break; sleep 0.1; done
+violation=$(broker_journal -o export | awk -v RS= "/protocol violation/" | head -n 40)
+check "the server's protocol violation line is a warning (PRIORITY=4)" grep -qx "PRIORITY=4" <<<"$violation"
+expect_eq "its LEASE_UID is bob's" "LEASE_UID=$(uid_of xpb-bob)" "$(grep -m1 '^LEASE_UID=' <<<"$violation")"
+expect_eq "its LEASE_USER" "LEASE_USER=xpb-bob" "$(grep -m1 '^LEASE_USER=' <<<"$violation")"
+check "it names bob's client process (CLIENT_PID=)" grep -Eqx "CLIENT_PID=[0-9]+" <<<"$violation"
 
 # The leak watchdog: bob runs two X servers outside the broker (threshold 1).
 for d in 1155 1156; do
