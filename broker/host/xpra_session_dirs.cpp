@@ -77,12 +77,20 @@ UniqueFd take_over(int path_fd, std::string& why) {
 
 // Empties and removes the directory `name` of `parent` (inode `expected`),
 // everything in it included; no link is followed (unlinkat removes a link
-// itself).
-bool remove_tree(int parent, const std::string& name, const struct stat& expected, int depth, std::string& why) {
+// itself). Only directories of the session dir's `owner` (or the broker's,
+// after an earlier try) are taken over: a directory of someone else's that
+// the owner moved in (from a world-writable dir on the same filesystem)
+// would otherwise be emptied for them.
+bool remove_tree(int parent, const std::string& name, const struct stat& expected, uid_t owner, int depth,
+                 std::string& why) {
   UniqueFd path_fd(::openat(parent, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   struct stat st {};
   if (!path_fd || ::fstat(path_fd.get(), &st) != 0 || st.st_dev != expected.st_dev || st.st_ino != expected.st_ino) {
     why = name + " changed while it was being removed";
+    return false;
+  }
+  if (st.st_uid != owner && st.st_uid != ::geteuid()) {
+    why = name + " belongs to uid " + std::to_string(st.st_uid) + ", not to the session dir's owner";
     return false;
   }
   UniqueFd dir = take_over(path_fd.get(), why);
@@ -98,7 +106,7 @@ bool remove_tree(int parent, const std::string& name, const struct stat& expecte
         why = name + " nests deeper than Xpra's session dirs do";
         return false;
       }
-      if (!remove_tree(dir.get(), c.name, c.st, depth + 1, why)) return false;
+      if (!remove_tree(dir.get(), c.name, c.st, owner, depth + 1, why)) return false;
     } else if (::unlinkat(dir.get(), c.name.c_str(), 0) != 0 && errno != ENOENT) {
       why = "cannot remove " + name + "/" + c.name + " (" + errno_text() + ")";
       return false;
@@ -222,7 +230,7 @@ std::optional<RemovedArtifact> remove_stale_xpra_session_dir(int tmp_fd, const X
     return std::nullopt;
   }
   for (const auto& c : children) {
-    const bool ok = S_ISDIR(c.st.st_mode) ? remove_tree(dir.get(), c.name, c.st, 1, why)
+    const bool ok = S_ISDIR(c.st.st_mode) ? remove_tree(dir.get(), c.name, c.st, f.owner, 1, why)
                                           : (::unlinkat(dir.get(), c.name.c_str(), 0) == 0 || errno == ENOENT);
     if (!ok) {
       if (why.empty()) why = "cannot remove " + c.name + " (" + errno_text() + ")";

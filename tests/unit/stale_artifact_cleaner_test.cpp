@@ -650,6 +650,21 @@ TEST_F(XpraSessionDirCleanerTest, AUsersPrivateTmpXpraIsNotLookedInto) {
   EXPECT_TRUE(exists(xpra_session_dir()));
 }
 
+TEST_F(XpraSessionDirCleanerTest, AnotherUsersDirectoryMovedInsideIsNotEmptied) {
+  // The owner moved a directory of uid 4322's (from a world-writable dir on
+  // the same filesystem) into its session dir's ssh/: not taken over.
+  make_session_dir(session_dir(), 4321);
+  const std::string victims = session_dir() + "/ssh/data";
+  ASSERT_EQ(::mkdir(victims.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(victims.c_str(), 4322, 4322), 0);
+  write_file(victims + "/work", "not the broker's to remove", 4322);
+  EXPECT_TRUE(clean_as_broker().empty());
+  struct stat st {};
+  ASSERT_EQ(::lstat(victims.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 4322u);
+  EXPECT_EQ(read_file(victims + "/work"), "not the broker's to remove");
+}
+
 TEST_F(XpraSessionDirCleanerTest, WhatXpraLeavesIsKnownByName) {
   for (const char* f : {"socket", "server.pid", "xvfb.pid", "xauthority", "dbus.env", "server.log", "Xorg.log"})
     EXPECT_TRUE(is_xpra_session_entry(f, false)) << f;
