@@ -197,10 +197,21 @@ class XpraVersionsTest : public LifecycleTest, public ::testing::WithParamInterf
     script << "set -e; mkdir -m 0750 " << path << "; cd " << path
            << "; for f in server.pid xvfb.pid dbus.pid xauthority server.log cmdline; do echo 1 > $f; done"
            << "; mkdir -m 0700 ssh; /usr/bin/python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"socket\")'";
+    planted_dirs_.push_back(path);  // before it exists: a half-made one goes too
     const auto made = integration::run_as(kOther, {"/bin/sh", "-c", script.str()}, {}, 30s);
     ASSERT_EQ(made.exit_code, 0) << made.describe();
-    remove_at_end(path);
   }
+
+  // The session dirs planted, removed with everything in them whatever the
+  // test's outcome (the fixture's remove_at_end() unlinks files only).
+  void TearDown() override {
+    for (const auto& dir : planted_dirs_) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+    LifecycleTest::TearDown();
+  }
+  std::vector<std::string> planted_dirs_;
 
   std::map<std::string, std::string> env_;
   std::vector<std::string> extra_options_;
@@ -286,6 +297,7 @@ TEST_P(XpraVersionsTest, AnotherUsersLeftoversDoNotFailTheStart) {
   // sessions look there, so it is left alone.
   const bool own_tmp_xpra = !path_exists("/tmp/xpra");
   if (own_tmp_xpra) {
+    planted_dirs_.push_back("/tmp/xpra");
     const auto made = integration::run_as(kOther, {"mkdir", "-m", "0700", "/tmp/xpra", "/tmp/xpra/" + std::to_string(first)}, {}, 30s);
     ASSERT_EQ(made.exit_code, 0) << made.describe();
   }
@@ -361,8 +373,6 @@ TEST_P(XpraVersionsTest, AnotherUsersLeftoversDoNotFailTheStart) {
     struct stat st {};
     EXPECT_TRUE(::lstat(("/tmp/xpra/" + std::to_string(first)).c_str(), &st) == 0 && st.st_uid == other)
         << "the other user's private /tmp/xpra was entered";
-    std::error_code ec;
-    std::filesystem::remove_all("/tmp/xpra", ec);
   }
 }
 
