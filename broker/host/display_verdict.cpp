@@ -21,6 +21,9 @@ DisplayVerdict classify_display(const DisplayFacts& f) {
   for (const auto& x : f.xpra_dir_entries)
     if (judge_shared_xpra_entry(x.entry) == SharedXpraEntry::live)
       return {DisplayUse::live, "xpra socket in " + x.dir + " has a listener", x.entry.owner, 0};
+  for (const auto& d : f.xpra_session_dirs)
+    if (judge_xpra_session_dir(d) == XpraSessionDirState::live)
+      return {DisplayUse::live, "xpra session dir " + d.path + " of a running session (its owner runs an X server or xpra for the display)", d.owner, 0};
 
   // Then leftovers.
   if (lock == LockState::stale)
@@ -39,6 +42,14 @@ DisplayVerdict classify_display(const DisplayFacts& f) {
     if (entry == SharedXpraEntry::planted)
       return {DisplayUse::stale, "not a socket where xpra puts the display's socket in " + x.dir + " (left alone)",
               x.entry.owner, 0};
+  }
+  // Xpra 5.x/6.x fail a start on N after its X server started while another
+  // user's session dir for N is there.
+  for (const auto& d : f.xpra_session_dirs) {
+    if (judge_xpra_session_dir(d) == XpraSessionDirState::stale)
+      return {DisplayUse::stale, "stale xpra session dir " + d.path + " (its owner runs no X server or xpra for the display)", d.owner, 0};
+    return {DisplayUse::stale, "not a directory where xpra 5/6 put the display's session dir: " + d.path + " (left alone)",
+            d.owner, 0};
   }
   // A dead xpra socket in the caller's own directory is not listed: Xpra
   // finds it DEAD and removes it itself, as it is the user's own.
@@ -60,6 +71,8 @@ std::optional<ConflictEvidence> conflict_with_another_owner(const DisplayFacts& 
       return ConflictEvidence{(x.entry.kind == FileKind::socket ? "xpra socket of uid " : "non-socket of uid ") +
                               std::to_string(x.entry.owner) + " in xpra socket dir " + x.dir +
                               (x.entry.listening ? " with a listener" : "")};
+  for (const auto& d : f.xpra_session_dirs)
+    if (d.owner != reporter) return ConflictEvidence{"xpra session dir " + d.path + " of uid " + std::to_string(d.owner)};
   // An abstract name's listener: named by the kernel when it can; the
   // reporter's own is no evidence.
   const auto abstract = [&](bool in_use, const std::optional<uid_t>& owner,

@@ -17,6 +17,7 @@
 
 #include "broker_host.h"
 #include "host_display.h"
+#include "xpra_session_dirs.h"
 
 namespace xpra_broker {
 
@@ -42,6 +43,9 @@ struct DisplayFacts {
     SocketFileFacts entry;
   };
   std::vector<XpraDirEntry> xpra_dir_entries;
+  // Xpra 5.x/6.x session dirs for N in the X tmp dir ("<tmp>/N",
+  // "<tmp>/xpra/N"), judged by judge_xpra_session_dir(); only those there.
+  std::vector<XpraSessionDirFacts> xpra_session_dirs;
 };
 
 DisplayVerdict classify_display(const DisplayFacts& facts);

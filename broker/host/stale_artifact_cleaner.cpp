@@ -6,9 +6,12 @@
 
 #include <ctime>
 
+#include <spdlog/spdlog.h>
+
 #include "host_display.h"
 #include "privileged_ops.h"
 #include "unique_fd.h"
+#include "xpra_session_dirs.h"
 
 namespace xpra_broker {
 
@@ -99,6 +102,17 @@ std::vector<RemovedArtifact> StaleArtifactCleaner::clean_display(std::uint32_t d
     if (judge_lock(lock) == LockState::stale)
       remove_judged(tmp.get(), x11_tmp_dir_, names.lock, lock.device, lock.inode, lock.owner, lock.age_seconds,
                     "stale X lock file", removed);
+    for (const auto& session_dir : probe_xpra_session_dirs(tmp.get(), x11_tmp_dir_, display)) {
+      if (judge_xpra_session_dir(session_dir) != XpraSessionDirState::stale) continue;
+      std::string why;
+      if (auto gone = remove_stale_xpra_session_dir(tmp.get(), session_dir, display, why))
+        removed.push_back(std::move(*gone));
+      else
+        // The number is then skipped (the probe still finds the dir); this
+        // says why it stayed. Throttled by the core's recheck of the number.
+        spdlog::warn("display :{}: stale xpra session dir {} of uid {} left alone: {}", display, session_dir.path,
+                     session_dir.owner, why);
+    }
   }
 
   if (UniqueFd shared = open_dir(runtime_dir_))

@@ -345,6 +345,55 @@ TEST(ConflictEvidenceTest, TheReportersOwnEntryConfirmsNothing) {
   EXPECT_FALSE(conflict_with_another_owner(nothing(), 4001));
 }
 
+// ---- Xpra 5.x/6.x session dirs ("<tmp>/N", "<tmp>/xpra/N") ----
+
+XpraSessionDirFacts session_dir_facts(bool directory, bool owner_serves_display, uid_t owner = kBob,
+                                      const std::string& path = "/tmp/7") {
+  XpraSessionDirFacts d;
+  d.path = path;
+  d.directory = directory;
+  d.owner_serves_display = owner_serves_display;
+  d.owner = owner;
+  return d;
+}
+
+DisplayFacts with_session_dir(XpraSessionDirFacts d) {
+  DisplayFacts f = nothing();
+  f.xpra_session_dirs.push_back(std::move(d));
+  return f;
+}
+
+TEST(DisplayVerdictTest, ASessionDirWhoseOwnerRunsASessionOnTheNumberIsLive) {
+  const auto v = classify_display(with_session_dir(session_dir_facts(true, true)));
+  EXPECT_EQ(v.use, DisplayUse::live);
+  EXPECT_EQ(v.owner, kBob);
+  EXPECT_TRUE(Contains(v.reason, "xpra session dir /tmp/7 of a running session"));
+}
+
+TEST(DisplayVerdictTest, ASessionDirNobodyRunsASessionFromIsStaleAndNamesItsOwner) {
+  const auto v = classify_display(with_session_dir(session_dir_facts(true, false, kBob, "/tmp/xpra/7")));
+  EXPECT_EQ(v.use, DisplayUse::stale);
+  EXPECT_EQ(v.owner, kBob);
+  EXPECT_TRUE(Contains(v.reason, "stale xpra session dir /tmp/xpra/7"));
+}
+
+TEST(DisplayVerdictTest, SomethingElseUnderASessionDirsNameIsStaleAndLeftAlone) {
+  // Only what the entry is counts: a file or link is never Xpra's, whoever
+  // runs what.
+  for (bool serves : {false, true}) {
+    const auto v = classify_display(with_session_dir(session_dir_facts(false, serves)));
+    EXPECT_EQ(v.use, DisplayUse::stale);
+    EXPECT_TRUE(Contains(v.reason, "not a directory where xpra 5/6 put the display's session dir: /tmp/7"));
+  }
+}
+
+TEST(ConflictEvidenceTest, AnotherUsersSessionDirConfirmsAConflictTheReportersOwnDoesNot) {
+  const auto e = conflict_with_another_owner(with_session_dir(session_dir_facts(true, false)), 4001);
+  ASSERT_TRUE(e);
+  EXPECT_TRUE(Contains(e->what, "xpra session dir /tmp/7 of uid 1002"));
+  EXPECT_FALSE(conflict_with_another_owner(with_session_dir(session_dir_facts(true, true, 4001)), 4001));
+}
+
 // Every combination of every artifact against the rule the header states:
 // live if anything is in use; else stale if any leftover except one in the
 // caller's own dir; else free.
@@ -369,7 +418,8 @@ TEST(DisplayVerdictTest, EveryCombinationMatchesTheRule) {
         for (bool xpra_abstract : {false, true})
           for (Sock shared : socks)
             for (Sock user : socks)
-              for (Sock xpra_dir : socks) {
+              for (Sock xpra_dir : socks)
+              for (Sock session_dir : socks) {
               ++combinations;
               DisplayFacts f = nothing();
               f.lock.owner = 2001;
@@ -389,18 +439,24 @@ TEST(DisplayVerdictTest, EveryCombinationMatchesTheRule) {
               f.xpra_shared_socket = apply(shared, 2003);
               f.xpra_user_socket = apply(user, 2004);
               if (xpra_dir != Sock::absent) f.xpra_dir_entries.push_back({"/srv/shared", apply(xpra_dir, 2005)});
+              // The session dir's states: listening = its owner runs a
+              // session on N, stale = nobody does, not_socket = not a dir.
+              if (session_dir != Sock::absent)
+                f.xpra_session_dirs.push_back(session_dir_facts(session_dir != Sock::not_socket,
+                                                                session_dir == Sock::listening, 2006));
 
               const bool live = lock == Lock::live || x11 == Sock::listening || x11_abstract || xpra_abstract ||
-                                shared == Sock::listening || user == Sock::listening || xpra_dir == Sock::listening;
+                                shared == Sock::listening || user == Sock::listening || xpra_dir == Sock::listening ||
+                                session_dir == Sock::listening;
               const bool leftovers = lock != Lock::absent || x11 != Sock::absent || shared != Sock::absent ||
-                                     xpra_dir != Sock::absent;
+                                     xpra_dir != Sock::absent || session_dir != Sock::absent;
               const DisplayUse expected = live ? DisplayUse::live : leftovers ? DisplayUse::stale : DisplayUse::free;
 
               const auto v = classify_display(f);
               ASSERT_EQ(v.use, expected) << "lock=" << int(lock) << " x11=" << int(x11)
                                          << " x11_abstract=" << x11_abstract << " xpra_abstract=" << xpra_abstract
                                          << " shared=" << int(shared) << " user=" << int(user)
-                                         << " xpra_dir=" << int(xpra_dir);
+                                         << " xpra_dir=" << int(xpra_dir) << " session_dir=" << int(session_dir);
               ASSERT_EQ(v.reason.empty(), expected == DisplayUse::free) << v.reason;
               if (expected == DisplayUse::stale) {
                 ASSERT_NE(v.owner, 0u) << "a leftover names who left it";
@@ -409,7 +465,7 @@ TEST(DisplayVerdictTest, EveryCombinationMatchesTheRule) {
                 ASSERT_EQ(v.pid, 10);
               }
             }
-  EXPECT_EQ(combinations, 5 * 4 * 2 * 2 * 4 * 4 * 4);
+  EXPECT_EQ(combinations, 5 * 4 * 2 * 2 * 4 * 4 * 4 * 4);
 }
 
 }  // namespace

@@ -5,6 +5,9 @@
 // Runs as root (like CI) so artifacts can be handed to other uids.
 #include "stale_artifact_cleaner.h"
 #include "process_inspector.h"
+#include "xpra_session_dirs.h"
+
+#include <sys/capability.h>
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -484,6 +487,192 @@ TEST_F(SharedXpraDirCleanerTest, ADirectoryNamedThroughAUsersLinkIsNotEntered) {
 
 TEST_F(SharedXpraDirCleanerTest, AMissingDirectoryIsNotAnError) {
   EXPECT_TRUE(clean_xpra(tmp_.path() + "/not-there").empty());
+}
+
+
+// ---- Xpra 5.x/6.x session dirs in the X tmp dir ("<tmp>/N", "<tmp>/xpra/N") ----
+
+class XpraSessionDirCleanerTest : public StaleArtifactCleanerTest {
+ protected:
+  std::string session_dir(std::uint32_t display = kDisplay) const { return x11_dir_ + "/" + std::to_string(display); }
+  std::string xpra_session_dir(std::uint32_t display = kDisplay) const {
+    return x11_dir_ + "/xpra/" + std::to_string(display);
+  }
+  // What a SIGKILLed 5.x/6.x session leaves: its files, a socket, its ssh/
+  // subdir, all its owner's and closed to others (0750, as Xpra makes it).
+  static void make_session_dir(const std::string& path, uid_t owner) {
+    ASSERT_EQ(::mkdir(path.c_str(), 0750), 0) << path;
+    ASSERT_EQ(::chown(path.c_str(), owner, owner), 0);
+    for (const char* f : {"server.pid", "xvfb.pid", "dbus.pid", "xauthority", "server.log", "cmdline"})
+      write_file(path + "/" + f, "1\n", owner);
+    make_socket(path + "/socket", false, owner);
+    ASSERT_EQ(::mkdir((path + "/ssh").c_str(), 0700), 0);
+    ASSERT_EQ(::chown((path + "/ssh").c_str(), owner, owner), 0);
+    write_file(path + "/ssh/agent.default", "", owner);
+  }
+  // The broker runs without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (only
+  // CAP_CHOWN, CAP_FOWNER, CAP_KILL): so does the cleaner here.
+  std::vector<RemovedArtifact> clean_as_broker(std::uint32_t display = kDisplay) {
+    cap_t caps = cap_get_proc();
+    const cap_value_t dac[] = {CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH};
+    cap_set_flag(caps, CAP_EFFECTIVE, 2, dac, CAP_CLEAR);
+    EXPECT_EQ(cap_set_proc(caps), 0);
+    cap_free(caps);
+    auto removed = clean_without_user_dir(display);
+    EXPECT_TRUE(testing::restore_effective_capabilities());
+    return removed;
+  }
+};
+
+TEST_F(XpraSessionDirCleanerTest, RemovesAnotherUsersLeftoverInTmpAndTmpXpraWithEverythingInIt) {
+  make_session_dir(session_dir(), 4321);
+  // "<tmp>/xpra" root's and sticky (as an admin would make it shared).
+  ASSERT_EQ(::mkdir((x11_dir_ + "/xpra").c_str(), 01777), 0);
+  ASSERT_EQ(::chmod((x11_dir_ + "/xpra").c_str(), 01777), 0);
+  make_session_dir(xpra_session_dir(), 4322);
+  make_old(session_dir(), 600);
+  const auto removed = clean_as_broker();
+  EXPECT_EQ(paths(removed), (std::set<std::string>{session_dir(), xpra_session_dir()}));
+  for (const auto& r : removed) {
+    EXPECT_EQ(r.what, "stale xpra session dir");
+    EXPECT_EQ(r.owner, r.path == session_dir() ? 4321u : 4322u);
+  }
+  EXPECT_FALSE(exists(session_dir()));
+  EXPECT_FALSE(exists(xpra_session_dir()));
+  EXPECT_TRUE(exists(x11_dir_ + "/xpra"));
+}
+
+TEST_F(XpraSessionDirCleanerTest, OnlyTheGivenDisplaysDirIsTouched) {
+  make_session_dir(session_dir(8), 4321);
+  make_session_dir(session_dir(), 4321);
+  EXPECT_EQ(paths(clean_as_broker()), std::set<std::string>{session_dir()});
+  EXPECT_TRUE(exists(session_dir(8) + "/server.pid"));
+}
+
+TEST_F(XpraSessionDirCleanerTest, KeepsTheDirOfAnOwnerWhoRunsAnXServerForTheDisplay) {
+  // Root's dir, and a stand-in X server of root's for :7 (a script named Xvfb).
+  make_session_dir(session_dir(), 0);
+  const std::string xvfb = tmp_.path() + "/Xvfb";
+  write_file(xvfb, "#!/bin/sh\nwhile :; do sleep 1; done\n");
+  ASSERT_EQ(::chmod(xvfb.c_str(), 0755), 0);
+  testing::ScopedChild server = testing::spawn_shell_group("exec " + xvfb + " :7");
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(testing::eventually([&] {
+    ProcessInfo info;
+    return read_process(server.pid(), info) && info.comm == "Xvfb";
+  }));
+  EXPECT_TRUE(clean_as_broker().empty());
+  EXPECT_TRUE(exists(session_dir() + "/server.pid"));
+  // The same server serves :7 only: another number's dir is stale.
+  make_session_dir(session_dir(8), 0);
+  EXPECT_EQ(paths(clean_as_broker(8)), std::set<std::string>{session_dir(8)});
+}
+
+TEST_F(XpraSessionDirCleanerTest, KeepsTheDirOfAnOwnerWhoRunsAnXpraForTheDisplay) {
+  make_session_dir(session_dir(), 0);
+  const std::string xpra = tmp_.path() + "/xpra";
+  write_file(xpra, "#!/bin/sh\nwhile :; do sleep 1; done\n");
+  ASSERT_EQ(::chmod(xpra.c_str(), 0755), 0);
+  testing::ScopedChild server = testing::spawn_shell_group("exec " + xpra + " start :7 --daemon=no");
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(testing::eventually([&] {
+    ProcessInfo info;
+    return read_process(server.pid(), info) && info.comm == "xpra";
+  }));
+  EXPECT_TRUE(clean_as_broker().empty());
+  EXPECT_TRUE(exists(session_dir() + "/server.pid"));
+}
+
+TEST_F(XpraSessionDirCleanerTest, ADirHoldingWhatXpraDoesNotLeaveIsGivenBackUnchanged) {
+  make_session_dir(session_dir(), 4321);
+  write_file(session_dir() + "/thesis.tex", "years of work", 4321);
+  ASSERT_EQ(::chmod(session_dir().c_str(), 0710), 0);
+  EXPECT_TRUE(clean_as_broker().empty());
+  struct stat st {};
+  ASSERT_EQ(::lstat(session_dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 4321u);
+  EXPECT_EQ(st.st_gid, 4321u);
+  EXPECT_EQ(st.st_mode & 07777, 0710u);
+  EXPECT_EQ(read_file(session_dir() + "/thesis.tex"), "years of work");
+  EXPECT_TRUE(exists(session_dir() + "/server.pid"));
+}
+
+TEST_F(XpraSessionDirCleanerTest, APlantedLinkOrFileUnderTheNameIsLeftAloneWithItsTarget) {
+  make_session_dir(elsewhere_ + "/target", 4321);
+  auto kinds = std::vector<std::function<void()>>{
+      [&] { ASSERT_EQ(::symlink((elsewhere_ + "/target").c_str(), session_dir().c_str()), 0); },
+      [&] { write_file(session_dir(), "planted", 4321); },
+  };
+  for (std::size_t i = 0; i < kinds.size(); ++i) {
+    SCOPED_TRACE("kind " + std::to_string(i));
+    kinds[i]();
+    EXPECT_TRUE(clean_as_broker().empty());
+    EXPECT_TRUE(exists(session_dir()));
+    ASSERT_EQ(::unlink(session_dir().c_str()), 0);
+  }
+  EXPECT_TRUE(exists(elsewhere_ + "/target/server.pid"));
+  // A link planted as "<tmp>/xpra" is not entered either.
+  ASSERT_EQ(::symlink(elsewhere_.c_str(), (x11_dir_ + "/xpra").c_str()), 0);
+  ASSERT_EQ(::rename((elsewhere_ + "/target").c_str(), (elsewhere_ + "/7").c_str()), 0);
+  EXPECT_TRUE(clean_as_broker().empty());
+  EXPECT_TRUE(exists(elsewhere_ + "/7/server.pid"));
+}
+
+TEST_F(XpraSessionDirCleanerTest, NothingIsRemovedInATmpXpraItsOwnerCouldSwapEntriesIn) {
+  // A user's own "<tmp>/xpra" that others may write in: judged (the number
+  // is skipped) but nothing removed, since its owner could rename entries.
+  ASSERT_EQ(::mkdir((x11_dir_ + "/xpra").c_str(), 0777), 0);
+  ASSERT_EQ(::chmod((x11_dir_ + "/xpra").c_str(), 0777), 0);
+  ASSERT_EQ(::chown((x11_dir_ + "/xpra").c_str(), 4321, 4321), 0);
+  make_session_dir(xpra_session_dir(), 4322);
+  const int tmp = ::open(x11_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(tmp, 0);
+  const auto judged = probe_xpra_session_dirs(tmp, x11_dir_, kDisplay);
+  ::close(tmp);
+  ASSERT_EQ(judged.size(), 1u);
+  EXPECT_EQ(judge_xpra_session_dir(judged[0]), XpraSessionDirState::stale);
+  EXPECT_TRUE(clean_as_broker().empty());
+  EXPECT_TRUE(exists(xpra_session_dir() + "/server.pid"));
+}
+
+TEST_F(XpraSessionDirCleanerTest, AUsersPrivateTmpXpraIsNotLookedInto) {
+  // As 5.x/6.x make it with XDG_RUNTIME_DIR=/tmp: only its owner's sessions
+  // can use it, so what is in it fails nobody else's start.
+  ASSERT_EQ(::mkdir((x11_dir_ + "/xpra").c_str(), 0700), 0);
+  ASSERT_EQ(::chown((x11_dir_ + "/xpra").c_str(), 4321, 4321), 0);
+  ASSERT_EQ(::mkdir(xpra_session_dir().c_str(), 0700), 0);
+  ASSERT_EQ(::chown(xpra_session_dir().c_str(), 4321, 4321), 0);
+  const int tmp = ::open(x11_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(tmp, 0);
+  EXPECT_TRUE(probe_xpra_session_dirs(tmp, x11_dir_, kDisplay).empty());
+  ::close(tmp);
+  EXPECT_TRUE(clean_as_broker().empty());
+  EXPECT_TRUE(exists(xpra_session_dir()));
+}
+
+TEST_F(XpraSessionDirCleanerTest, AnotherUsersDirectoryMovedInsideIsNotEmptied) {
+  // The owner moved a directory of uid 4322's (from a world-writable dir on
+  // the same filesystem) into its session dir's ssh/: not taken over.
+  make_session_dir(session_dir(), 4321);
+  const std::string victims = session_dir() + "/ssh/data";
+  ASSERT_EQ(::mkdir(victims.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(victims.c_str(), 4322, 4322), 0);
+  write_file(victims + "/work", "not the broker's to remove", 4322);
+  EXPECT_TRUE(clean_as_broker().empty());
+  struct stat st {};
+  ASSERT_EQ(::lstat(victims.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 4322u);
+  EXPECT_EQ(read_file(victims + "/work"), "not the broker's to remove");
+}
+
+TEST_F(XpraSessionDirCleanerTest, WhatXpraLeavesIsKnownByName) {
+  for (const char* f : {"socket", "server.pid", "xvfb.pid", "xauthority", "dbus.env", "server.log", "Xorg.log"})
+    EXPECT_TRUE(is_xpra_session_entry(f, false)) << f;
+  for (const char* d : {"ssh", "pulse", "tmp"}) EXPECT_TRUE(is_xpra_session_entry(d, true)) << d;
+  EXPECT_FALSE(is_xpra_session_entry("ssh", false));
+  EXPECT_FALSE(is_xpra_session_entry("socket", true));
+  EXPECT_FALSE(is_xpra_session_entry("notes.txt", false));
+  EXPECT_FALSE(is_xpra_session_entry("", false));
 }
 
 }  // namespace
