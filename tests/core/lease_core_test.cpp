@@ -29,8 +29,7 @@ class LeaseCoreTest : public ::testing::Test {
     if (!core_) {
       AccessPolicy policy;
       policy.admin_gids = {50};
-      core_ = std::make_unique<LeaseCore>(settings_, policy, host_);
-      if (records_) core_->set_records(records_.get());
+      core_ = std::make_unique<LeaseCore>(settings_, policy, host_, records_.get());
     }
     return *core_;
   }
@@ -406,7 +405,7 @@ TEST_F(LeaseCoreTest, AnEndedLeasesNumberWaitsForItsEndToBeRecorded) {
   ASSERT_EQ(s.displays_awaiting_journal_size(), 1);
   EXPECT_EQ(s.displays_awaiting_journal(0), lease.display());
   records_->write_owed();
-  EXPECT_EQ(core().release_recorded_numbers(), 1u);
+  EXPECT_EQ(core().retry_records(), 1u);
   EXPECT_EQ(core().allocator().free_count(), 4u);
 }
 
