@@ -30,18 +30,23 @@
 namespace xpra_broker {
 
 // What the core needs of the configuration (config.h maps the file onto it).
+// These defaults are the configuration's, written once: BrokerConfig takes
+// its defaults for these keys from here (kCoreDefaults), so the core's
+// tests run on the values a deployment without a config file has.
 struct CoreSettings {
   std::uint32_t display_first = 100;
-  std::uint32_t display_last = 199;
-  std::uint32_t max_leases = 100;
-  std::uint32_t max_leases_per_user = 4;
-  std::uint32_t recheck_seconds = 10;
+  std::uint32_t display_last = 999;
+  std::uint32_t max_leases = 512;
+  std::uint32_t max_leases_per_user = 8;
+  // Seconds a display found in use outside the broker is skipped.
+  std::uint32_t recheck_seconds = 30;
   bool clean_stale = true;
-  std::uint32_t quarantine_seconds = 60;
-  std::uint32_t max_quarantines_per_user = 4;
+  std::uint32_t quarantine_seconds = 300;
+  std::uint32_t max_quarantines_per_user = 3;
   std::uint32_t xserver_warn_per_user = 0;  // 0: max_leases_per_user + 1
   RestartGuardSettings restart_guard;
 };
+inline const CoreSettings kCoreDefaults{};
 
 // One request, as a handler sees it after the verb table admitted it.
 struct Call {
