@@ -13,10 +13,10 @@
 //   new_lease_id                 getrandom
 //   list_processes               the /proc scan the lease reaper does per
 //                                release (when the broker has a reaper)
-//   HostedBroker::handle        acquire+release pair, real probe and dirs,
+//   LeaseCore::handle           acquire+release pair, real probe and dirs,
 //                                and the lease reaper and stale-artifact
 //                                cleaner wired as main.cpp does
-//   HostedBroker::handle        the same with both stubbed out (bookkeeping,
+//   LeaseCore::handle           the same with both stubbed out (bookkeeping,
 //                                policy, protobuf replies, log arguments)
 //   frame codec                  what the server does per pair besides
 //                                handle(): parse two requests, encode two
@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "bench_temp_dir.h"
-#include "hosted_broker.h"
+#include "assembly.h"
 // The broker's lifecycle parts (lease reaper, /proc census) are measured when
 // this tree has them.
 #if __has_include("lease_reaper.h") && __has_include("process_inspector.h")
@@ -111,24 +111,31 @@ void relax_rate_limits(Config& c) {
   if constexpr (requires { c.acquires_per_minute; }) c.acquires_per_minute = 1000000;
 }
 
-HostedBroker make_broker(const BrokerConfig& config, std::unique_ptr<DisplayProbe> probe,
-                          std::unique_ptr<UserDirectories> dirs) {
-  return HostedBroker(config, AccessPolicy{}, std::move(probe), std::move(dirs));
+// Built as main.cpp builds it (daemon/assembly.h), without a journal.
+BrokerAssembly make_broker(const BrokerConfig& config, std::unique_ptr<DisplayProbe> probe,
+                           std::unique_ptr<UserDirectories> dirs, LeaseReaper* reaper = nullptr,
+                           StaleArtifactCleaner* cleaner = nullptr) {
+  AssemblyParts parts;
+  parts.host.probe = std::move(probe);
+  parts.host.user_dirs = std::move(dirs);
+  parts.host.reaper = reaper;
+  parts.host.cleaner = cleaner;
+  return BrokerAssembly(config, AccessPolicy{}, std::move(parts));
 }
 
 // One acquire then release of that lease, through handle(); throws on failure
 // so a misconfigured run cannot print figures for the error path.
-void acquire_release(HostedBroker& broker, const Caller& caller, ConnectionId connection) {
+void acquire_release(BrokerAssembly& broker, const Caller& caller, ConnectionId connection) {
   static v1::Request acquire = [] {
     v1::Request r;
     r.mutable_acquire()->set_purpose("xpra-broker-bench");
     return r;
   }();
-  const v1::Response acquired = broker.handle(caller, connection, acquire);
+  const v1::Response acquired = broker.core().handle(caller, connection, acquire);
   if (acquired.status() != v1::OK) throw std::runtime_error("acquire failed: " + acquired.message());
   v1::Request release;
   release.mutable_release()->set_lease_id(acquired.acquire().lease().id());
-  const v1::Response released = broker.handle(caller, connection, release);
+  const v1::Response released = broker.core().handle(caller, connection, release);
   if (released.status() != v1::OK) throw std::runtime_error("release failed: " + released.message());
 }
 
@@ -179,26 +186,26 @@ int run(int iterations) {
   rows.push_back(time_each("  user_dir_intact (watch)", 1, iterations, [&](int) {
     if (!probe.user_dir_intact(user_dir)) throw std::runtime_error("the watch does not vouch for the user dir");
   }));
-  LinuxHost id_source(nullptr, nullptr);  // random_id() only
+  LinuxHost id_source({});  // random_id() only
   rows.push_back(time_each("new_lease_id", 1, iterations, [&](int) { id_source.random_id(); }));
 
 #ifdef BENCH_HAS_LIFECYCLE
   rows.push_back(time_each("list_processes", 1, iterations, [&](int) { list_processes(); }));
 #endif
   auto real_probe = std::make_unique<DisplayProbe>(x11, run_dir, host);
-  [[maybe_unused]] const DisplayProbe* real_probe_ptr = real_probe.get();
-  HostedBroker real = make_broker(config, std::move(real_probe),
-                                   std::make_unique<UserDirectories>(open_dir(), run_dir, ::getegid()));
 #ifdef BENCH_HAS_LIFECYCLE
   // As main.cpp wires it: a release ends the lease through the reaper, which
   // completes on the io_context.
   boost::asio::io_context io(1);
   StaleArtifactCleaner cleaner(x11, run_dir, host);
-  AsioLeaseReaper reaper(io, cleaner, x11, std::chrono::milliseconds(3000));
-  reaper.use_probe(real_probe_ptr);
-  real.set_lifecycle(&reaper, &cleaner);
+  AsioLeaseReaper reaper(io, cleaner, x11, std::chrono::milliseconds(3000), real_probe.get());
+  BrokerAssembly real = make_broker(config, std::move(real_probe),
+                                    std::make_unique<UserDirectories>(open_dir(), run_dir, ::getegid()), &reaper,
+                                    &cleaner);
   const char* real_name = "handle() pair, real host+reaper";
 #else
+  BrokerAssembly real = make_broker(config, std::move(real_probe),
+                                    std::make_unique<UserDirectories>(open_dir(), run_dir, ::getegid()));
   const char* real_name = "handle() pair, real host";
 #endif
   rows.push_back(time_each(real_name, 1, iterations, [&](int) {
@@ -208,7 +215,7 @@ int run(int iterations) {
     io.restart();
 #endif
   }));
-  HostedBroker stubbed =
+  BrokerAssembly stubbed =
       make_broker(config, std::make_unique<FreeHostProbe>(), std::make_unique<ReadyUserDirectories>(run_dir));
   rows.push_back(
       time_each("handle() pair, host stubbed", 1, iterations, [&](int) { acquire_release(stubbed, caller, 1); }));
@@ -218,11 +225,11 @@ int run(int iterations) {
   v1::Request acquire;
   acquire.mutable_acquire()->set_purpose("xpra-broker-bench");
   const std::string acquire_body = acquire.SerializeAsString();
-  const v1::Response acquired = stubbed.handle(caller, 2, acquire);
+  const v1::Response acquired = stubbed.core().handle(caller, 2, acquire);
   v1::Request release;
   release.mutable_release()->set_lease_id(acquired.acquire().lease().id());
   const std::string release_body = release.SerializeAsString();
-  const v1::Response released = stubbed.handle(caller, 2, release);
+  const v1::Response released = stubbed.core().handle(caller, 2, release);
   rows.push_back(time_each("frame codec, server side", 1, iterations, [&](int) {
     v1::Request a, r;
     a.ParseFromString(acquire_body);

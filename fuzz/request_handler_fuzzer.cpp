@@ -1,4 +1,4 @@
-// libFuzzer target: the broker core (broker/core/lease_core.h on the real host, tests/support/hosted_broker.h) driven through
+// libFuzzer target: the broker core (broker/core/lease_core.h on the real host, daemon/assembly.h) driven through
 // its public API, the way the server drives it, by a sequence of steps read
 // from the input:
 //
@@ -44,7 +44,7 @@
 #include <string>
 #include <vector>
 
-#include "hosted_broker.h"
+#include "assembly.h"
 #include "framing.h"
 #include "lease_reaper.h"
 #include "stale_artifact_cleaner.h"
@@ -209,10 +209,13 @@ class Run {
       : config_(config), cleaner_(host->x11, host->runtime, "fuzz-host") {
     UniqueFd dir(::open(host->runtime.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!dir) fail("cannot open the runtime dir");
-    broker_ = std::make_unique<HostedBroker>(
-        config, std::move(policy), std::make_unique<DisplayProbe>(host->x11, host->runtime, "fuzz-host"),
-        std::make_unique<UserDirectories>(std::move(dir), host->runtime, ::getegid()), [this] { return now_; });
-    broker_->set_lifecycle(&reaper_, &cleaner_);
+    AssemblyParts parts;
+    parts.host.probe = std::make_unique<DisplayProbe>(host->x11, host->runtime, "fuzz-host");
+    parts.host.user_dirs = std::make_unique<UserDirectories>(std::move(dir), host->runtime, ::getegid());
+    parts.host.clock = [this] { return now_; };
+    parts.host.reaper = &reaper_;
+    parts.host.cleaner = &cleaner_;
+    broker_ = std::make_unique<BrokerAssembly>(config, std::move(policy), std::move(parts));
     for (std::size_t i = 0; i < kCallerCount; ++i)
       for (std::size_t j = 0; j < kSlotsPerCaller; ++j) connection_[i][j] = next_connection_++;
   }
@@ -220,10 +223,10 @@ class Run {
   ~Run() {
     // Whatever is still held ends, as it does when the server shuts down.
     for (std::size_t i = 0; i < kCallerCount; ++i)
-      for (std::size_t j = 0; j < kSlotsPerCaller; ++j) broker_->connection_closed(connection_[i][j]);
+      for (std::size_t j = 0; j < kSlotsPerCaller; ++j) broker_->core().connection_closed(connection_[i][j]);
     reaper_.finish_all(false);
     // Every lease here belongs to a connection: none may outlive them all.
-    if (broker_->leases().size() != 0) fail("a lease outlived every connection and its reap");
+    if (broker_->core().leases().size() != 0) fail("a lease outlived every connection and its reap");
     if (reaper_.pending() != 0) fail("a reap was started after every lease ended");
   }
 
@@ -233,7 +236,7 @@ class Run {
       case StepKind::close: {
         ConnectionId& id = connection_[step.caller][step.slot];
         if (trace()) std::fprintf(stderr, "close caller=%zu conn=%llu\n", step.caller, (unsigned long long)id);
-        broker_->connection_closed(id);
+        broker_->core().connection_closed(id);
         id = next_connection_++;  // the server never reuses an id
         break;
       }
@@ -257,8 +260,8 @@ class Run {
     patch(req, r);
     const Caller& caller = kCallers[r.caller];
     const ConnectionId conn = connection_[r.caller][r.slot];
-    broker_->set_connection_count(kCallerCount * kSlotsPerCaller);
-    const v1::Response resp = broker_->handle(caller, conn, req);
+    broker_->core().set_connection_count(kCallerCount * kSlotsPerCaller);
+    const v1::Response resp = broker_->core().handle(caller, conn, req);
     if (trace())
       std::fprintf(stderr, "caller=%zu conn=%llu %s -> %s %s\n", r.caller, (unsigned long long)conn,
                    req.ShortDebugString().c_str(), v1::Status_Name(resp.status()).c_str(),
@@ -329,7 +332,7 @@ class Run {
   }
 
   void check_table() const {
-    const auto& table = broker_->leases();
+    const auto& table = broker_->core().leases();
     if (table.size() > config_.max_leases) fail("more leases than max-leases");
     for (const auto& c : kCallers)
       if (table.count_for_uid(c.uid) > config_.max_leases_per_user)
@@ -340,14 +343,14 @@ class Run {
         fail("lease outside the display range");
       if (lease->display == last) fail("two leases on one display");
       last = lease->display;
-      if (!broker_->allocator().is_leased(lease->display)) fail("leased display not taken in the allocator");
+      if (!broker_->core().allocator().is_leased(lease->display)) fail("leased display not taken in the allocator");
     }
   }
 
   BrokerConfig config_;
   HeldReaper reaper_;
   StaleArtifactCleaner cleaner_;
-  std::unique_ptr<HostedBroker> broker_;
+  std::unique_ptr<BrokerAssembly> broker_;
   SteadyTime now_ = SteadyTime(std::chrono::hours(1000));
   ConnectionId connection_[kCallerCount][kSlotsPerCaller];
   ConnectionId next_connection_ = 1;

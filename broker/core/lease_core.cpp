@@ -26,10 +26,11 @@ std::string format_log_line(const LogLine& line) {
   return out + line.text;
 }
 
-LeaseCore::LeaseCore(const CoreSettings& settings, AccessPolicy policy, BrokerHost& host)
+LeaseCore::LeaseCore(const CoreSettings& settings, AccessPolicy policy, BrokerHost& host, LeaseRecords* records)
     : settings_(settings),
       policy_(std::move(policy)),
       host_(host),
+      records_(records),
       started_(host.now()),
       started_wall_(host.wall_now()),
       allocator_(settings.display_first, settings.display_last),
@@ -55,12 +56,20 @@ v1::Response LeaseCore::handle(const Caller& caller, ConnectionId connection, co
     counters_.count_request(request.verb_case(), decision.status);
     return reply(decision.status, decision.message);
   }
-  // The host reads the display names once for the whole request.
+  // The host reads the display names once for the whole request, and what
+  // the request records waits for the turn's commit.
   struct RequestScope {
     BrokerHost& host;
-    explicit RequestScope(BrokerHost& h) : host(h) { host.request_started(); }
-    ~RequestScope() { host.request_finished(); }
-  } scope(host_);
+    bool& in_request;
+    RequestScope(BrokerHost& h, bool& in) : host(h), in_request(in) {
+      host.request_started();
+      in_request = true;
+    }
+    ~RequestScope() {
+      in_request = false;
+      host.request_finished();
+    }
+  } scope(host_, in_request_);
   const Authorized authorized = authorize(*rule, caller, request);
   if (!authorized.allowed) {
     counters_.count_request(request.verb_case(), authorized.refusal.status());
@@ -148,14 +157,13 @@ v1::Response LeaseCore::refused_unrecorded(const char* what) {
                                  "administrator to free space in the broker's runtime dir");
 }
 
-void LeaseCore::give_back_when_recorded(std::uint32_t display, std::string lease_id) {
-  if (records_) {
-    if (const auto tail = records_->unwritten_tail()) {
-      // Its end is not recorded yet: a restart now would bring the lease
-      // back, so the number must not go to anyone else meanwhile.
-      held_for_record_.push_back({*tail, display, std::move(lease_id)});
-      return;
-    }
+void LeaseCore::give_back_when_recorded(std::uint32_t display, std::string lease_id,
+                                        std::optional<LeaseRecords::Seq> end_record) {
+  if (end_record && *end_record > written_through_) {
+    // Its end is not recorded yet: a restart now would bring the lease
+    // back, so the number must not go to anyone else meanwhile.
+    held_for_record_.push_back({*end_record, display, std::move(lease_id)});
+    return;
   }
   give_back_if_unused(display);
 }
@@ -166,12 +174,130 @@ void LeaseCore::give_back_if_unused(std::uint32_t display) {
 }
 
 std::size_t LeaseCore::release_recorded_numbers() {
-  if (!records_) return 0;
   return std::erase_if(held_for_record_, [&](const HeldForRecord& held) {
-    if (!records_->is_written(held.seq)) return false;
+    if (held.seq > written_through_) return false;
     give_back_if_unused(held.display);
     return true;
   });
+}
+
+// --- What the records say --------------------------------------------------------
+
+bool LeaseCore::kept_by_records(const LeaseRecords::Receipt& receipt, std::string lease_id, Undo undo) {
+  if (receipt.refused) {
+    undo(false);
+    take_progress(receipt.progress);
+    return false;
+  }
+  if (receipt.seq > receipt.progress.written_through)
+    uncommitted_.push_back({receipt.seq, std::move(lease_id), std::move(undo)});
+  take_progress(receipt.progress);
+  return true;
+}
+
+std::size_t LeaseCore::take_progress(LeaseRecords::Progress progress) {
+  // The snapshot is what memory holds now, between two changes.
+  if (progress.wants_snapshot) progress = records_->compact(records_snapshot());
+  written_through_ = std::max(written_through_, progress.written_through);
+  records_owed_ = progress.owes_records;
+  const std::size_t released = release_recorded_numbers();
+  note_records_health(progress, released);
+  return released;
+}
+
+LeaseRecords::Snapshot LeaseCore::records_snapshot() const {
+  LeaseRecords::Snapshot snapshot;
+  snapshot.leases = leases_.all();
+  for (const auto& [uid, sessions] : login_sessions_) snapshot.login_sessions[uid] = sessions;
+  return snapshot;
+}
+
+std::size_t LeaseCore::retry_records() { return records_ ? take_progress(records_->retry()) : 0; }
+
+LeaseCore::CommitOutcome LeaseCore::turn_committed(const LeaseRecords::Commit& commit,
+                                                   const std::vector<v1::Response*>& replies) {
+  auto uncommitted = std::move(uncommitted_);
+  uncommitted_.clear();
+  std::vector<std::string> withdrawn;
+  if (!commit.ok) {
+    // The requests have not been answered yet: roll back what they changed,
+    // newest first. A record an earlier write outside this batch carried is
+    // in the file: its change stays, and is ended the normal way.
+    for (auto it = uncommitted.rbegin(); it != uncommitted.rend(); ++it) {
+      const bool written = std::find(commit.dropped.begin(), commit.dropped.end(), it->seq) == commit.dropped.end();
+      if (!it->lease_id.empty() && !written) withdrawn.push_back(it->lease_id);
+      it->undo(written);
+    }
+  }
+  take_progress(commit.progress);
+  counters_.journal_commit_duration.observe(commit.seconds);
+  if (!commit.ok)
+    for (v1::Response* reply : replies) *reply = reply_after_failed_commit(std::move(*reply), withdrawn);
+  return {commit.ok, std::move(withdrawn)};
+}
+
+v1::Response LeaseCore::reply_after_failed_commit(v1::Response response, const std::vector<std::string>& withdrawn) {
+  if (response.status() != v1::OK) return response;
+  // A reply's result has the field number of its request's verb.
+  const auto verb = static_cast<v1::Request::VerbCase>(response.result_case());
+  const VerbRule* rule = find_verb_rule(verb);
+  if (!rule || rule->journals == Journaling::none) return response;
+  v1::Response changed;
+  if (rule->journals == Journaling::owed) {
+    // Ends are never undone, but not acknowledged either until recorded: a
+    // restart before that brings the lease back (and reaps it then).
+    changed = end_not_recorded();
+  } else if (response.has_acquire()) {
+    // An acquire whose record an earlier write carried keeps its lease (it
+    // is ended the normal way, by its undo).
+    const auto& id = response.acquire().lease().id();
+    if (std::find(withdrawn.begin(), withdrawn.end(), id) == withdrawn.end()) return response;
+    counters_.count_refusal(response.acquire().lease().uid(), AcquireRefusal::journal);
+    changed = refused_unrecorded(rule->recorded_as);
+  } else {
+    // Every other announcing reply of the batch had its record in the
+    // failed write (a reply waits for the commit after its own request).
+    changed = refused_unrecorded(rule->recorded_as);
+  }
+  // The request was counted OK when it was handled; it is answered INTERNAL.
+  if (auto& ok = counters_.requests_by_verb[static_cast<std::size_t>(verb)][v1::OK]; ok > 0) --ok;
+  counters_.count_request(verb, changed.status());
+  return changed;
+}
+
+void LeaseCore::note_records_health(const LeaseRecords::Progress& progress, std::size_t released) {
+  // Refusing records; compaction failing alone (the space reserve takes the
+  // appends meanwhile) refuses nothing. (Owed records queued in a batch are
+  // not a failure: the commit writes them.)
+  const bool degraded = progress.write_failing;
+  const LogSubject none;
+  if (degraded && !degraded_logged_)
+    log(
+        LogLevel::error, none,
+        [&] {
+          return "lease journal: cannot be written (" + records_->health().error +
+                 "): running degraded. New leases, process reports, reattaches and logins are refused (INTERNAL) "
+                 "until space is freed; running sessions keep running; ended leases keep their displays out of "
+                 "circulation until their end is recorded";
+        },
+        LogEvent::journal_degraded);
+  else if (!degraded && degraded_logged_)
+    log(
+        LogLevel::info, none,
+        [&] { return "lease journal: writable again; " + str(released) + " display(s) back in circulation"; },
+        LogEvent::journal_degraded);
+  if (progress.compaction_failed && !compaction_failure_logged_) {
+    const auto health = records_->health();
+    log(
+        LogLevel::error, none,
+        [&] {
+          return "lease journal: compaction failed (" + health.error + "); retried every second; " +
+                 str(health.reserve_left_kib) + " KiB of the journal's space reserve left";
+        },
+        LogEvent::journal_degraded);
+  }
+  compaction_failure_logged_ = progress.compaction_failed;
+  degraded_logged_ = degraded;
 }
 
 // --- acquire ------------------------------------------------------------------
@@ -322,7 +448,8 @@ v1::Response LeaseCore::acquire(const Call& call) {
   allocator_.take(*display);
   leases_.add(std::move(lease));
   const Lease& added = *leases_.find(id);
-  if (records_ && !records_->lease_added(added, [this, id](bool written) { withdraw_lease(id, written); })) {
+  if (records_ && !kept_by_records(records_->lease_added(added), id,
+                                   [this, id](bool written) { withdraw_lease(id, written); })) {
     counters_.count_refusal(caller.uid, AcquireRefusal::journal);
     return refused_unrecorded("lease");
   }
@@ -368,7 +495,7 @@ v1::Response LeaseCore::release(const Call& call) {
   std::string why = "released by uid=" + str(caller.uid) + "(" + user_name(caller.uid) + ") pid=" + str(caller.pid);
   if (req.has_exit_status()) why += ", session exit status " + std::to_string(req.exit_status());
   end_lease(lease->id, why, how);
-  if (records_ && records_->owes_records_now()) return end_not_recorded();
+  if (records_owed_) return end_not_recorded();
   return r;
 }
 
@@ -393,7 +520,7 @@ v1::Response LeaseCore::open_login(const Call& call) {
     return reply(v1::INTERNAL, "the broker could not prepare the directory: " + dir.error);
   }
   const std::uint32_t sessions = ++login_sessions_[uid];
-  if (records_ && !records_->login_opened(uid, sessions, [this, uid](bool written) {
+  if (records_ && !kept_by_records(records_->login_opened(uid, sessions), {}, [this, uid](bool written) {
         if (written) return;  // the file counts it: so does memory
         if (auto it = login_sessions_.find(uid); it != login_sessions_.end())
           if (--it->second == 0) login_sessions_.erase(it);
@@ -424,7 +551,7 @@ v1::Response LeaseCore::close_login(const Call& call) {
     log(LogLevel::warn, subject, [&] { return "close_login with no login session counted; leases kept"; });
   }
   // A logout is never refused: its record is owed if the disk is full.
-  if (counted && records_) records_->login_closed(uid, left);
+  if (counted && records_) take_progress(records_->login_closed(uid, left).progress);
   std::uint32_t ended = 0;
   if (counted && left == 0 && call.request.close_login().reap_leases()) {
     std::vector<std::string> ids;
@@ -457,7 +584,7 @@ void LeaseCore::end_lease(std::string id, const std::string& why, SessionEnd how
   if (host_.nothing_to_reap(job)) return finish_lease(id, {});
   // Recorded, so that a broker restarted mid-reap finishes the reaping
   // instead of handing the lease back to a holder that gave it up.
-  if (records_) records_->lease_ending(*lease);  // owed if the disk is full
+  if (records_) take_progress(records_->lease_ending(*lease, record_when()).progress);  // owed if the disk is full
   host_.reap(std::move(job), [this, id](ReapOutcome outcome) {
     count_reap(outcome);
     finish_lease(id, outcome);
@@ -479,7 +606,15 @@ void LeaseCore::finish_lease(const std::string& id, const ReapOutcome& outcome) 
   // Only now, with nothing of it running, is the lease forgotten: a crash
   // while reaping finds it again and finishes the job. If the disk is full
   // the record is owed, and the number waits for it.
-  if (records_ && !records_->lease_removed(lease->id))
+  std::optional<LeaseRecords::Seq> end_record;
+  bool end_refused = false;
+  if (records_) {
+    const auto receipt = records_->lease_removed(lease->id, leases_.size(), record_when());
+    end_record = receipt.seq;
+    end_refused = receipt.refused;
+    take_progress(receipt.progress);
+  }
+  if (end_refused)
     if (const auto d = refusal_log_.admit(lease->uid, "journal-end", host_.now()); d.log)
       log(LogLevel::error, subject, [&] {
         return "cannot write its end to the journal (" + records_->health().error +
@@ -492,8 +627,7 @@ void LeaseCore::finish_lease(const std::string& id, const ReapOutcome& outcome) 
              std::to_string(removed.age_seconds) + " s old)";
     });
   }
-  give_back_when_recorded(lease->display, lease->id);
-  release_recorded_numbers();
+  give_back_when_recorded(lease->display, lease->id, end_record);
   if (outcome.unkillable > 0) {
     // Something of it survived SIGKILL: keep the number out of the pool.
     log(
@@ -538,9 +672,8 @@ v1::Response LeaseCore::report_process(const Call& call) {
   tracked.start_time = process->start_time;
   lease->processes.push_back(std::move(tracked));
   const pid_t pid = req.pid();
-  if (records_ && !records_->process_added(*lease, lease->processes.back(), [this, id = lease->id, pid](bool written) {
-        untrack_process(id, pid, written);
-      }))
+  if (records_ && !kept_by_records(records_->process_added(*lease, lease->processes.back()), {},
+                                   [this, id = lease->id, pid](bool written) { untrack_process(id, pid, written); }))
     return refused_unrecorded("process");
   log(LogLevel::info, *lease,
       [&] { return "tracks pid " + str(pid) + " (" + process->comm + ", " + v1::ProcessRole_Name(req.role()) + ")"; });

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -29,18 +30,23 @@
 namespace xpra_broker {
 
 // What the core needs of the configuration (config.h maps the file onto it).
+// These defaults are the configuration's, written once: BrokerConfig takes
+// its defaults for these keys from here (kCoreDefaults), so the core's
+// tests run on the values a deployment without a config file has.
 struct CoreSettings {
   std::uint32_t display_first = 100;
-  std::uint32_t display_last = 199;
-  std::uint32_t max_leases = 100;
-  std::uint32_t max_leases_per_user = 4;
-  std::uint32_t recheck_seconds = 10;
+  std::uint32_t display_last = 999;
+  std::uint32_t max_leases = 512;
+  std::uint32_t max_leases_per_user = 8;
+  // Seconds a display found in use outside the broker is skipped.
+  std::uint32_t recheck_seconds = 30;
   bool clean_stale = true;
-  std::uint32_t quarantine_seconds = 60;
-  std::uint32_t max_quarantines_per_user = 4;
+  std::uint32_t quarantine_seconds = 300;
+  std::uint32_t max_quarantines_per_user = 3;
   std::uint32_t xserver_warn_per_user = 0;  // 0: max_leases_per_user + 1
   RestartGuardSettings restart_guard;
 };
+inline const CoreSettings kCoreDefaults{};
 
 // One request, as a handler sees it after the verb table admitted it.
 struct Call {
@@ -50,22 +56,11 @@ struct Call {
   Lease* lease;  // the lease the request names (lease audiences), else null
 };
 
-// A lease found in the lease records at start-up.
-struct RecoveredLease {
-  Lease lease;  // its processes are not in here: see `processes`; ending: it had ended
-  struct Process {
-    pid_t pid = 0;
-    int role = 0;
-    pid_t group_leader = 0;
-    pid_t session_leader = 0;
-    std::uint64_t start_time = 0;
-  };
-  std::vector<Process> processes;
-};
-
 class LeaseCore {
  public:
-  LeaseCore(const CoreSettings& settings, AccessPolicy policy, BrokerHost& host);
+  // `records`: where changes are recorded (durable/durable_leases.h);
+  // null: journal=no, every change stands at once.
+  LeaseCore(const CoreSettings& settings, AccessPolicy policy, BrokerHost& host, LeaseRecords* records = nullptr);
 
   // Handles one request: the verb table's check, then its handler. Never
   // throws for anything a client can send.
@@ -82,11 +77,22 @@ class LeaseCore {
     log(level, subject_of(caller), [&] { return std::move(text); });
   }
 
-  // Where changes are recorded (durable/durable_leases.h); none: journal=no.
-  void set_records(LeaseRecords* records) { records_ = records; }
-  // Numbers of ended leases go back to the pool once their end is recorded.
-  // Called after each write of the records; how many went back.
-  std::size_t release_recorded_numbers();
+  // The turn's group commit is done (the server commits the records and
+  // hands over what they said): changes it could not carry are taken back,
+  // numbers whose end it wrote go back to the pool, and if it failed each
+  // announcing reply in `replies` becomes the error its client must see.
+  struct CommitOutcome {
+    bool ok = true;
+    std::vector<std::string> withdrawn;  // leases taken back: their acquire is answered INTERNAL
+  };
+  CommitOutcome turn_committed(const LeaseRecords::Commit& commit, const std::vector<v1::Response*>& replies);
+  // The reply a client gets when the commit its request waited for failed;
+  // the verb table says how each verb journals.
+  v1::Response reply_after_failed_commit(v1::Response response, const std::vector<std::string>& withdrawn);
+  // The records write what they owe and retry a failed compaction (a full
+  // disk may have room again); run periodically by the daemon. How many
+  // numbers went back to the pool.
+  std::size_t retry_records();
 
   struct RestoreSummary {
     std::size_t waiting = 0, reaping = 0, dropped = 0;
@@ -167,9 +173,28 @@ class LeaseCore {
   // Undo of a recorded acquire / process report whose record failed.
   void withdraw_lease(const std::string& id, bool written);
   void untrack_process(const std::string& lease_id, pid_t pid, bool written);
-  // A number whose lease ended goes back once the end is recorded.
-  void give_back_when_recorded(std::uint32_t display, std::string lease_id);
+  // A number whose lease ended goes back once `end_record` is written (at
+  // once without records).
+  void give_back_when_recorded(std::uint32_t display, std::string lease_id,
+                               std::optional<LeaseRecords::Seq> end_record);
   void give_back_if_unused(std::uint32_t display);
+
+  // The records' side of a change (lease_records.h). `undo(written)` takes
+  // a withdrawable change back: now if its record was refused (false is
+  // returned), or when the turn's commit fails.
+  using Undo = std::function<void(bool written)>;
+  bool kept_by_records(const LeaseRecords::Receipt& receipt, std::string lease_id, Undo undo);
+  // Whatever the records said of how far they are written: numbers whose
+  // end is written go back, a requested snapshot is handed over, a change
+  // of health is logged. How many numbers went back.
+  std::size_t take_progress(LeaseRecords::Progress progress);
+  std::size_t release_recorded_numbers();
+  LeaseRecords::Snapshot records_snapshot() const;
+  void note_records_health(const LeaseRecords::Progress& progress, std::size_t released);
+  // Records made while a request is answered wait for the turn's commit.
+  LeaseRecords::When record_when() const {
+    return in_request_ ? LeaseRecords::When::with_the_turn : LeaseRecords::When::at_once;
+  }
   // Restart: the recorded processes that are still the same processes.
   std::vector<TrackedProcess> verified_processes(const RecoveredLease& recovered);
   // Reaps the processes of a recorded lease that is not restored.
@@ -208,6 +233,19 @@ class LeaseCore {
   AccessPolicy policy_;
   BrokerHost& host_;
   LeaseRecords* records_ = nullptr;
+  bool in_request_ = false;
+  // What the records last said (Progress).
+  LeaseRecords::Seq written_through_ = 0;
+  bool records_owed_ = false;
+  bool degraded_logged_ = false;
+  bool compaction_failure_logged_ = false;
+  // Withdrawable changes waiting for the turn's commit, with their undo.
+  struct Uncommitted {
+    LeaseRecords::Seq seq;
+    std::string lease_id;  // an acquire's lease, else empty
+    Undo undo;
+  };
+  std::vector<Uncommitted> uncommitted_;
   SteadyTime started_;
   std::optional<SteadyTime> surveyed_at_;
   std::string reload_problem_;

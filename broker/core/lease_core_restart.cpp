@@ -47,7 +47,7 @@ void LeaseCore::reap_orphan(const RecoveredLease& recovered, const char* why) {
            (job.processes.empty() ? "" : ": reaping them");
   });
   if (job.processes.empty() || host_.nothing_to_reap(job)) {
-    if (records_) records_->lease_removed(j.id);
+    if (records_) take_progress(records_->lease_removed(j.id, leases_.size(), record_when()).progress);
     return;
   }
   // The number stays out of circulation while a process of it may live.
@@ -59,12 +59,16 @@ void LeaseCore::reap_orphan(const RecoveredLease& recovered, const char* why) {
       return "(superseded) reaped: " + str(outcome.terminated) + " terminated, " + str(outcome.killed) + " killed, " +
              str(outcome.unkillable) + " unkillable";
     });
-    if (records_) records_->lease_removed(id);
+    std::optional<LeaseRecords::Seq> end_record;
+    if (records_) {
+      const auto receipt = records_->lease_removed(id, leases_.size(), record_when());
+      end_record = receipt.seq;
+      take_progress(receipt.progress);
+    }
     if (holds_number && --orphan_reaps_[display] == 0) {
       orphan_reaps_.erase(display);
-      give_back_when_recorded(display, id);
+      give_back_when_recorded(display, id, end_record);
     }
-    release_recorded_numbers();
   });
 }
 
@@ -144,7 +148,7 @@ v1::Response LeaseCore::reattach(const Call& call) {
   leases_.move_to_connection(lease->id, connection);
   lease->detached = false;
   lease->holder_pid = caller.pid;
-  if (records_ && !records_->lease_reattached(*lease, [=, this, id = lease->id](bool written) {
+  if (records_ && !kept_by_records(records_->lease_reattached(*lease), {}, [=, this, id = lease->id](bool written) {
         Lease* l = leases_.find_mutable(id);
         if (written || !l || l->ending || l->connection != connection) return;
         leases_.move_to_connection(id, old_connection);

@@ -39,23 +39,24 @@ const std::vector<VerbRule>& verb_rules() {
   using V = v1::Request;
   using A = VerbAudience;
   using C = LeaseCore;
+  using J = Journaling;
   static const std::vector<VerbRule> rules = {
-      // verb                  name                    who                        paced  handler
-      {V::kAcquire,            "acquire",              A::allowed_users,          false, &C::acquire},
-      {V::kRelease,            "release",              A::lease_owner_or_admin,   false, &C::release,
+      // verb                  name                    who                        paced  journals          recorded as      handler
+      {V::kAcquire,            "acquire",              A::allowed_users,          false, J::withdrawable,  "lease",         &C::acquire},
+      {V::kRelease,            "release",              A::lease_owner_or_admin,   false, J::owed,          nullptr,         &C::release,
        release_target, not_held},
-      {V::kList,               "list",                 A::any_user,               true,  &C::list,
+      {V::kList,               "list",                 A::any_user,               true,  J::none,          nullptr,         &C::list,
        nullptr, nullptr, lists_everyone},
-      {V::kStatus,             "status",               A::any_user,               true,  &C::status},
-      {V::kMetrics,            "metrics",              A::admins,                 true,  &C::metrics},
-      {V::kReportProcess,      "report_process",       A::lease_owner,            false, &C::report_process,
+      {V::kStatus,             "status",               A::any_user,               true,  J::none,          nullptr,         &C::status},
+      {V::kMetrics,            "metrics",              A::admins,                 true,  J::none,          nullptr,         &C::metrics},
+      {V::kReportProcess,      "report_process",       A::lease_owner,            false, J::withdrawable,  "process",       &C::report_process,
        report_process_target, no_active},
-      {V::kReportStartFailure, "report_start_failure", A::lease_owner,            false, &C::report_start_failure,
+      {V::kReportStartFailure, "report_start_failure", A::lease_owner,            false, J::owed,          nullptr,         &C::report_start_failure,
        report_failure_target, no_active},
-      {V::kReattach,           "reattach",             A::lease_owner,            false, &C::reattach,
+      {V::kReattach,           "reattach",             A::lease_owner,            false, J::withdrawable,  "reattach",      &C::reattach,
        reattach_target, nothing_to_reattach},
-      {V::kOpenLogin,          "open_login",           A::root_only,              false, &C::open_login},
-      {V::kCloseLogin,         "close_login",          A::root_only,              false, &C::close_login},
+      {V::kOpenLogin,          "open_login",           A::root_only,              false, J::withdrawable,  "login session", &C::open_login},
+      {V::kCloseLogin,         "close_login",          A::root_only,              false, J::owed,          nullptr,         &C::close_login},
   };
   return rules;
 }

@@ -1,6 +1,6 @@
 // The one table of protocol verbs (after OpenSSH's monitor table): for each,
-// its name, who may call it, whether reads of it are paced, and the core's
-// handler. The access check is made here, centrally, before any handler
+// its name, who may call it, whether reads of it are paced, how its change
+// is recorded, and the core's handler. The access check is made here, centrally, before any handler
 // runs; a verb missing from the table is INVALID, so a verb cannot be
 // handled without a rule nor have a rule without a handler.
 #pragma once
@@ -35,6 +35,14 @@ struct LeaseTarget {
   std::string what;  // "lease <id>" or "display :N", escaped, for replies
 };
 
+// How a verb's change is recorded (lease_records.h), which decides its
+// reply when the group commit it waited for fails.
+enum class Journaling {
+  none,          // records nothing: its reply stands
+  withdrawable,  // announces a change that is taken back if unrecorded: INTERNAL, nothing changed
+  owed,          // ends something, never undone, not acknowledged until recorded: INTERNAL, ending
+};
+
 struct VerbRule {
   v1::Request::VerbCase verb;
   const char* name;
@@ -43,6 +51,9 @@ struct VerbRule {
   // paced per user by the server (read_pacer.h), before the access check,
   // so a refused one costs the same wait.
   bool paced;
+  Journaling journals;
+  // Withdrawable: what the reply after a failed commit says was not recorded.
+  const char* recorded_as;
   v1::Response (LeaseCore::*handler)(const Call&);
   // Lease audiences: which lease the request names.
   LeaseTarget (*target)(const v1::Request&) = nullptr;

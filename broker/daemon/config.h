@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -21,14 +22,16 @@ namespace xpra_broker {
 struct BrokerConfig {
   std::string socket = "/run/xpra/broker.sock";
   std::string runtime_dir = "/run/xpra";
-  std::uint32_t display_first = 100;
-  std::uint32_t display_last = 999;
+  // The keys the core uses default to the core's settings (one place:
+  // CoreSettings in core/lease_core.h).
+  std::uint32_t display_first = kCoreDefaults.display_first;
+  std::uint32_t display_last = kCoreDefaults.display_last;
   // Who may ask for a display. Empty: every local user. Root is always allowed.
   std::vector<std::string> allowed_groups;
   // Who may list and release everyone's leases, besides root.
   std::vector<std::string> admin_groups;
-  std::uint32_t max_leases_per_user = 8;
-  std::uint32_t max_leases = 512;
+  std::uint32_t max_leases_per_user = kCoreDefaults.max_leases_per_user;
+  std::uint32_t max_leases = kCoreDefaults.max_leases;
   std::uint32_t max_connections_per_user = 64;
   // A connection that holds no lease and sends no request for this long is
   // closed (every user could otherwise park connections forever).
@@ -39,21 +42,23 @@ struct BrokerConfig {
   std::uint32_t read_burst = 20;
   // Seconds a display found in use by something outside the broker is
   // skipped before it is probed again.
-  std::uint32_t recheck_seconds = 30;
+  std::uint32_t recheck_seconds = kCoreDefaults.recheck_seconds;
   // Lifecycle: reaping, quarantine, restart-loop defence, leak watchdog.
   std::uint32_t reap_grace_ms = 3000;
-  std::uint32_t quarantine_seconds = 300;
+  std::uint32_t quarantine_seconds = kCoreDefaults.quarantine_seconds;
   // Quarantines one user's confirmed conflict reports may hold at once.
-  std::uint32_t max_quarantines_per_user = 3;
-  std::uint32_t acquire_burst = 10;
-  std::uint32_t acquires_per_minute = 60;
-  std::uint32_t failures_before_backoff = 3;
-  std::uint32_t backoff_base_ms = 1000;
-  std::uint32_t backoff_max_seconds = 300;
-  std::uint32_t healthy_after_seconds = 10;
+  std::uint32_t max_quarantines_per_user = kCoreDefaults.max_quarantines_per_user;
+  std::uint32_t acquire_burst = kCoreDefaults.restart_guard.acquire_burst;
+  std::uint32_t acquires_per_minute = kCoreDefaults.restart_guard.acquires_per_minute;
+  std::uint32_t failures_before_backoff = kCoreDefaults.restart_guard.failures_before_backoff;
+  std::uint32_t backoff_base_ms = static_cast<std::uint32_t>(kCoreDefaults.restart_guard.backoff_base.count());
+  std::uint32_t backoff_max_seconds = static_cast<std::uint32_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(kCoreDefaults.restart_guard.backoff_max).count());
+  std::uint32_t healthy_after_seconds = static_cast<std::uint32_t>(
+      std::chrono::duration_cast<std::chrono::seconds>(kCoreDefaults.restart_guard.healthy_after).count());
   // Warn when one user runs more X servers than this (0: max-leases-per-user + 1).
-  std::uint32_t xserver_warn_per_user = 0;
-  bool clean_stale = true;
+  std::uint32_t xserver_warn_per_user = kCoreDefaults.xserver_warn_per_user;
+  bool clean_stale = kCoreDefaults.clean_stale;
   // Durable leases.
   bool journal = true;
   // Refuse to start without CAP_CHOWN, CAP_FOWNER and CAP_KILL instead of

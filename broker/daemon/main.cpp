@@ -18,8 +18,8 @@
 #include <google/protobuf/stubs/logging.h>
 #include <CLI/CLI.hpp>
 
+#include "assembly.h"
 #include "broker_server.h"
-#include "durable_leases.h"
 #include "lease_core.h"
 #include "lease_journal.h"
 #include "linux_host.h"
@@ -270,42 +270,41 @@ OpenedResources settle_privileges_and_open(const BrokerConfig& config, std::vect
   return r;
 }
 
-// The broker's parts, wired: the host (probe, directories, cleaner, reaper,
-// census), the core that decides, and the journal that makes it durable.
+// The broker's parts on the real machine (probe, cleaner, reaper, census),
+// and the rooms built over them (daemon/assembly.h).
 struct Broker {
   std::shared_ptr<XpraSharedDirs> xpra_dirs;
   StaleArtifactCleaner cleaner;
-  AsioLeaseReaper reaper;
   // The time windows of reaped leases, for counting what outlived them.
   OrphanWatch orphans;
   // X servers and orphans of ended leases per user, counted on a thread of
   // its own (status, watchdog, metrics).
   BackgroundXServerCensus census{std::chrono::seconds(5), &orphans};
-  LinuxHost host;
-  LeaseCore core;
-  std::unique_ptr<DurableLeases> durable;
+  // Built before the host that owns it, so the reaper can be handed it.
+  std::unique_ptr<DisplayProbe> probe;
+  AsioLeaseReaper reaper;
+  BrokerAssembly rooms;
 
   Broker(boost::asio::io_context& io, const BrokerConfig& config, OpenedResources& opened,
-         const XpraSocketDirPlan& xpra_plan, const std::string& hostname)
+         const XpraSocketDirPlan& xpra_plan, const std::string& hostname, std::vector<std::string> warnings)
       // Opened as the broker's own user, with its capabilities settled: the
       // probe and the cleaner share these fds.
       : xpra_dirs(std::make_shared<XpraSharedDirs>(xpra_plan.shared, ::geteuid())),
         cleaner(config.x11_tmp_dir, config.runtime_dir, hostname, xpra_dirs),
-        reaper(io, cleaner, config.x11_tmp_dir, std::chrono::milliseconds(config.reap_grace_ms)),
-        host(std::make_unique<DisplayProbe>(config.x11_tmp_dir, config.runtime_dir, hostname, xpra_dirs),
-             std::make_unique<UserDirectories>(std::move(opened.runtime_dir), config.runtime_dir, ::getegid())),
-        core(core_settings(config), opened.policy, host) {
+        probe(std::make_unique<DisplayProbe>(config.x11_tmp_dir, config.runtime_dir, hostname, xpra_dirs)),
+        reaper(io, cleaner, config.x11_tmp_dir, std::chrono::milliseconds(config.reap_grace_ms), probe.get(),
+               &orphans),
+        rooms(config, opened.policy,
+              AssemblyParts{{std::move(probe),
+                             std::make_unique<UserDirectories>(std::move(opened.runtime_dir), config.runtime_dir,
+                                                               ::getegid()),
+                             std::chrono::steady_clock::now, &reaper, &cleaner, &census, xpra_plan.notes},
+                            opened.journal.get(),
+                            /*group_commit=*/true,
+                            std::move(warnings)}) {
     for (const auto& d : xpra_dirs->report())
       spdlog::info("xpra socket dir {} (from {}): {}", d.path, d.source, d.state);
-    reaper.use_probe(&host.probe());
-    reaper.record_ended_leases_in(&orphans);
-    host.set_lifecycle(&reaper, &cleaner);
-    host.set_x_server_census(&census);
-    host.set_xpra_socket_dir_notes(xpra_plan.notes);
-    if (opened.journal) {
-      durable = std::make_unique<DurableLeases>(*opened.journal, core);
-      durable->restore(std::chrono::seconds(config.reattach_grace_seconds));
-    }
+    rooms.restore(std::chrono::seconds(config.reattach_grace_seconds));
   }
 };
 
@@ -336,9 +335,9 @@ class ServiceNotifier {
  public:
   ServiceNotifier() : watchdog_(sd_watchdog_enabled(0, nullptr) > 0) {}
   void tell(const Broker& broker) {
-    const bool degraded = broker.durable && broker.durable->health().degraded;
-    std::string status = "serving: " + std::to_string(broker.core.leases().size()) + " lease(s), " +
-                         std::to_string(broker.core.allocator().free_count()) + " free display(s)" +
+    const bool degraded = broker.rooms.durable() && broker.rooms.durable()->health().degraded;
+    std::string status = "serving: " + std::to_string(broker.rooms.core().leases().size()) + " lease(s), " +
+                         std::to_string(broker.rooms.core().allocator().free_count()) + " free display(s)" +
                          (degraded ? "; lease journal DEGRADED (disk full?)" : "");
     if (status == last_ && !watchdog_) return;
     sd_notify(0, ((watchdog_ ? "WATCHDOG=1\n" : "") + std::string("STATUS=") + status).c_str());
@@ -596,28 +595,28 @@ int main(int argc, char** argv) {
   for (const auto& w : warnings) spdlog::warn("{}", w);
 
   boost::asio::io_context io(1);
-  Broker broker(io, config, opened, xpra_plan, local_hostname());
-  broker.core.set_warnings(warnings);
+  Broker broker(io, config, opened, xpra_plan, local_hostname(), warnings);
+  LeaseCore& core = broker.rooms.core();
 
   // Every second: recovered leases whose holder did not come back are
   // reaped, owed journal records are written, systemd hears how it goes.
   ServiceNotifier notifier;
   PeriodicDuty every_second(io, std::chrono::seconds(1), [&] {
-    broker.core.expire_detached();
-    if (broker.durable) broker.durable->retry();
+    core.expire_detached();
+    core.retry_records();
     notifier.tell(broker);
   });
   every_second.start();
   // Leak watchdog: X servers per user on the host.
   PeriodicDuty leak_check(io, std::chrono::seconds(config.leak_check_seconds),
-                          [&] { broker.core.check_for_leaked_x_servers(); });
+                          [&] { core.check_for_leaked_x_servers(); });
   leak_check.start();
-  NameWatchFollower name_events(io, broker.host.probe());
+  NameWatchFollower name_events(io, broker.rooms.host().probe());
   name_events.start();
 
-  BrokerServer server(io, broker.core, broker.durable.get(), opened.listener.release(), server_limits(config));
+  BrokerServer server(io, core, broker.rooms.durable(), opened.listener.release(), server_limits(config));
   server.start();
-  Reloader reloader(io, args, config, broker.core, server);
+  Reloader reloader(io, args, config, core, server);
   reloader.start();
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signo) {

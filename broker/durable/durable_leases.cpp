@@ -1,10 +1,9 @@
 #include "durable_leases.h"
 
-#include <algorithm>
-#include <cstring>
 #include <spdlog/spdlog.h>
 
-#include "log_sink.h"
+#include <chrono>
+#include <cstring>
 
 namespace xpra_broker {
 
@@ -51,7 +50,7 @@ RecoveredLease from_journaled(const journal::JournaledLease& j) {
   lease.user = j.user();
   lease.runtime_dir = j.runtime_dir();
   lease.purpose = j.purpose();
-  lease.acquired_at = WallTime(std::chrono::milliseconds(j.acquired_unix_ms()));
+  lease.acquired_at = std::chrono::system_clock::time_point(std::chrono::milliseconds(j.acquired_unix_ms()));
   lease.reattach_token = j.reattach_token();
   lease.ending = j.ending();
   for (const auto& jp : j.processes())
@@ -66,71 +65,80 @@ std::vector<RecoveredLease> from_journaled(const std::vector<journal::JournaledL
   return out;
 }
 
-DurableLeases::DurableLeases(LeaseJournal& journal, LeaseCore& core) : journal_(journal), core_(core) {
-  core_.set_records(this);
-}
-
-LeaseCore::RestoreSummary DurableLeases::restore(std::chrono::seconds grace) {
+DurableLeases::Recovered DurableLeases::recovered() const {
   const auto& loaded = journal_.loaded();
   if (loaded.dropped_bytes > 0)
     spdlog::warn("lease journal: dropped {} bytes at its end: {}", loaded.dropped_bytes, loaded.problem);
   if (!journal_.reserve_problem().empty())
     spdlog::warn("lease journal: no space reserve ({}): a user who fills the runtime dir's filesystem can stop "
                  "all new leases (docs/durability.md)", journal_.reserve_problem());
-  core_.restore_logins(loaded.login_sessions);
-  const auto summary = core_.restore(from_journaled(loaded.leases), grace);
-  if (!loaded.leases.empty())
-    spdlog::info("lease journal: {} record(s), {} lease(s): {} waiting for their holder, {} being reaped, {} dropped",
-                 loaded.records, loaded.leases.size(), summary.waiting, summary.reaping, summary.dropped);
-  return summary;
+  return {from_journaled(loaded.leases), loaded.login_sessions, loaded.records};
 }
 
-// --- The rule -----------------------------------------------------------------
+// --- Changes -------------------------------------------------------------------
 
-bool DurableLeases::recorded_or_undone(bool appended, std::string lease_id, Undo undo) {
-  if (!appended) {
-    undo(false);
-    note_health(core_.release_recorded_numbers());
-    return false;
-  }
-  if (!journal_.is_written(journal_.last_seq()))
-    uncommitted_.push_back({journal_.last_seq(), std::move(lease_id), std::move(undo)});
-  return true;
+LeaseRecords::Progress DurableLeases::progress() const {
+  Progress p;
+  p.written_through = journal_.written_through();
+  p.write_failing = journal_.write_failing();
+  p.compaction_failed = journal_.compaction_failed();
+  p.owes_records = !group_commit_ && journal_.owed_records() > 0;
+  return p;
 }
 
-bool DurableLeases::lease_added(const Lease& lease, Undo undo) {
-  return recorded_or_undone(journal_.lease_added(to_journaled(lease)), lease.id, std::move(undo));
+template <typename Append>
+LeaseRecords::Receipt DurableLeases::record(When when, Append&& append) {
+  journal_.set_batching(group_commit_ && when == When::with_the_turn);
+  const bool appended = append();
+  journal_.set_batching(false);
+  return {journal_.last_seq(), !appended, progress()};
 }
 
-bool DurableLeases::process_added(const Lease& lease, const TrackedProcess& p, Undo undo) {
-  return recorded_or_undone(journal_.process_added(lease.id, to_journaled(p)), {}, std::move(undo));
+LeaseRecords::Receipt DurableLeases::lease_added(const Lease& lease) {
+  return record(When::with_the_turn, [&] { return journal_.lease_added(to_journaled(lease)); });
 }
 
-bool DurableLeases::lease_reattached(const Lease& lease, Undo undo) {
-  return recorded_or_undone(journal_.lease_reattached(lease.id, lease.holder_pid), {}, std::move(undo));
+LeaseRecords::Receipt DurableLeases::process_added(const Lease& lease, const TrackedProcess& p) {
+  return record(When::with_the_turn, [&] { return journal_.process_added(lease.id, to_journaled(p)); });
 }
 
-bool DurableLeases::login_opened(uid_t uid, std::uint32_t sessions, Undo undo) {
-  return recorded_or_undone(journal_.login_sessions(uid, sessions, LeaseJournal::Kind::withdrawable), {},
-                            std::move(undo));
+LeaseRecords::Receipt DurableLeases::lease_reattached(const Lease& lease) {
+  return record(When::with_the_turn, [&] { return journal_.lease_reattached(lease.id, lease.holder_pid); });
 }
 
-void DurableLeases::login_closed(uid_t uid, std::uint32_t sessions) {
-  journal_.login_sessions(uid, sessions, LeaseJournal::Kind::owed);
+LeaseRecords::Receipt DurableLeases::login_opened(uid_t uid, std::uint32_t sessions) {
+  return record(When::with_the_turn,
+                [&] { return journal_.login_sessions(uid, sessions, LeaseJournal::Kind::withdrawable); });
 }
 
-void DurableLeases::lease_ending(const Lease& lease) { journal_.lease_ending(lease.id); }
-
-bool DurableLeases::lease_removed(const std::string& lease_id) {
-  const bool written = journal_.lease_removed(lease_id);
-  journal_.compact_if_needed(core_.leases().size(), [this] { return snapshot(); });
-  note_health(0);
-  return written;
+LeaseRecords::Receipt DurableLeases::login_closed(uid_t uid, std::uint32_t sessions) {
+  return record(When::with_the_turn, [&] { return journal_.login_sessions(uid, sessions, LeaseJournal::Kind::owed); });
 }
 
-std::optional<LeaseRecords::Seq> DurableLeases::unwritten_tail() const {
-  if (journal_.is_written(journal_.last_seq())) return std::nullopt;
-  return journal_.last_seq();
+LeaseRecords::Receipt DurableLeases::lease_ending(const Lease& lease, When when) {
+  return record(when, [&] { return journal_.lease_ending(lease.id); });
+}
+
+LeaseRecords::Receipt DurableLeases::lease_removed(const std::string& lease_id, std::size_t live_leases, When when) {
+  Receipt receipt = record(when, [&] { return journal_.lease_removed(lease_id); });
+  receipt.progress.wants_snapshot = journal_.compaction_due(live_leases);
+  return receipt;
+}
+
+LeaseRecords::Progress DurableLeases::compact(const Snapshot& snapshot) {
+  LeaseJournal::Snapshot journaled;
+  for (const Lease* l : snapshot.leases) journaled.leases.push_back(to_journaled(*l));
+  journaled.login_sessions = snapshot.login_sessions;
+  journal_.compact(journaled);
+  return progress();
+}
+
+LeaseRecords::Progress DurableLeases::retry() {
+  journal_.retry();
+  Progress p = progress();
+  // A failed compaction is tried again with every retry.
+  p.wants_snapshot = journal_.compaction_failed();
+  return p;
 }
 
 LeaseRecords::Health DurableLeases::health() const {
@@ -147,100 +155,21 @@ LeaseRecords::Health DurableLeases::health() const {
   h.owed_records = journal_.owed_records();
   h.bytes = journal_.bytes();
   h.records = journal_.records();
+  h.reserve_left_kib = journal_.reserve_left() / 1024;
   return h;
 }
 
 // --- Group commit ------------------------------------------------------------
 
-DurableLeases::CommitOutcome DurableLeases::commit_turn(const std::vector<v1::Response*>& replies) {
+LeaseRecords::Commit DurableLeases::commit_turn() {
   const auto started = std::chrono::steady_clock::now();
-  const auto result = journal_.commit();
-  auto uncommitted = std::move(uncommitted_);
-  uncommitted_.clear();
-  std::vector<std::string> withdrawn;
-  if (!result.ok) {
-    // The requests have not been answered yet: roll back what they changed,
-    // newest first. A record an earlier write outside this batch carried is
-    // in the file: its change stays, and is ended the normal way.
-    for (auto it = uncommitted.rbegin(); it != uncommitted.rend(); ++it) {
-      const bool written = std::find(result.dropped.begin(), result.dropped.end(), it->seq) == result.dropped.end();
-      if (!it->lease_id.empty() && !written) withdrawn.push_back(it->lease_id);
-      it->undo(written);
-    }
-  }
-  note_health(core_.release_recorded_numbers());
-  core_.counters().journal_commit_duration.observe(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-  if (!result.ok)
-    for (v1::Response* reply : replies) *reply = reply_after_failed_commit(std::move(*reply), withdrawn);
-  return {result.ok, std::move(withdrawn)};
-}
-
-v1::Response DurableLeases::reply_after_failed_commit(v1::Response response,
-                                                      const std::vector<std::string>& withdrawn) {
-  if (response.status() != v1::OK) return response;
-  auto& counters = core_.counters();
-  // The request was counted OK when it was handled; it is answered INTERNAL.
-  // (A reply's result has the field number of its request's verb.)
-  const auto recount = [&](v1::Response changed) {
-    const auto verb = static_cast<v1::Request::VerbCase>(response.result_case());
-    if (auto& ok = counters.requests_by_verb[static_cast<std::size_t>(verb)][v1::OK]; ok > 0) --ok;
-    counters.count_request(verb, changed.status());
-    return changed;
-  };
-  if (response.has_acquire() &&
-      std::find(withdrawn.begin(), withdrawn.end(), response.acquire().lease().id()) != withdrawn.end()) {
-    counters.count_refusal(response.acquire().lease().uid(), AcquireRefusal::journal);
-    return recount(LeaseCore::refused_unrecorded("lease"));
-  }
-  // Every other announcing reply of the batch had its record in the failed
-  // write (a reply waits for the commit after its own request).
-  if (response.has_report_process()) return recount(LeaseCore::refused_unrecorded("process"));
-  if (response.has_reattach()) return recount(LeaseCore::refused_unrecorded("reattach"));
-  if (response.has_open_login()) return recount(LeaseCore::refused_unrecorded("login session"));
-  // Ends are never undone, but not acknowledged either until recorded: a
-  // restart before that brings the lease back (and reaps it then).
-  if (response.has_release() || response.has_report_start_failure() || response.has_close_login())
-    return recount(LeaseCore::end_not_recorded());
-  return response;
-}
-
-void DurableLeases::retry() {
-  journal_.retry();
-  if (journal_.compaction_failed()) journal_.compact(snapshot());
-  note_health(core_.release_recorded_numbers());
-}
-
-LeaseJournal::Snapshot DurableLeases::snapshot() const {
-  LeaseJournal::Snapshot snapshot;
-  for (const Lease* l : core_.leases().all()) snapshot.leases.push_back(to_journaled(*l));
-  for (const auto& [uid, sessions] : core_.login_sessions()) snapshot.login_sessions[uid] = sessions;
-  return snapshot;
-}
-
-void DurableLeases::note_health(std::size_t released) {
-  // Refusing records; compaction failing alone (the space reserve takes the
-  // appends meanwhile) refuses nothing. (Owed records queued in a batch are
-  // not a failure: the commit writes them.)
-  const bool degraded = journal_.write_failing();
-  // Every line about the journal's health carries its MESSAGE_ID.
-  auto log_health = [](LogLevel level, std::string text) {
-    write_log_event(LogLine{level, LogEvent::journal_degraded, {}, std::move(text)});
-  };
-  if (degraded && !degraded_logged_)
-    log_health(LogLevel::error,
-               fmt::format("lease journal: cannot be written ({}): running degraded. New leases, process reports, "
-                           "reattaches and logins are refused (INTERNAL) until space is freed; running sessions keep "
-                           "running; ended leases keep their displays out of circulation until their end is recorded",
-                           std::strerror(journal_.last_error())));
-  else if (!degraded && degraded_logged_)
-    log_health(LogLevel::info, fmt::format("lease journal: writable again; {} display(s) back in circulation", released));
-  if (journal_.compaction_failed() && !compaction_failure_logged_)
-    log_health(LogLevel::error,
-               fmt::format("lease journal: compaction failed ({}); retried every second; {} KiB of the journal's "
-                           "space reserve left", std::strerror(journal_.last_error()), journal_.reserve_left() / 1024));
-  compaction_failure_logged_ = journal_.compaction_failed();
-  degraded_logged_ = degraded;
+  auto result = journal_.commit();
+  Commit commit;
+  commit.ok = result.ok;
+  commit.dropped = std::move(result.dropped);
+  commit.progress = progress();
+  commit.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return commit;
 }
 
 }  // namespace xpra_broker

@@ -100,6 +100,9 @@ class LeaseJournal {
   Seq last_seq() const { return next_seq_ - 1; }
   // Has the record with this number reached the file (or a compaction)?
   bool is_written(Seq seq) const;
+  // Every record up to this number reached the file, or was dropped; the
+  // records still queued (batched, or owed on a full disk) come after it.
+  Seq written_through() const { return written_through_; }
 
   // Rewrites the journal from what the broker holds when it has grown to
   // more than a few times the live leases. `snapshot` is called only then.
@@ -107,8 +110,12 @@ class LeaseJournal {
   // nothing: the broker's periodic retry calls compact() until it works.
   template <typename TakeSnapshot>
   void compact_if_needed(std::size_t live_count, TakeSnapshot&& snapshot) {
-    if (compaction_failed_ || records_ < kCompactMinRecords || records_ < 4 * live_count) return;
-    compact(snapshot());
+    if (compaction_due(live_count)) compact(snapshot());
+  }
+  // Has the file grown to more than a few times `live_count` leases (and
+  // no failed compaction waits for its periodic retry)?
+  bool compaction_due(std::size_t live_count) const {
+    return !compaction_failed_ && records_ >= kCompactMinRecords && records_ >= 4 * live_count;
   }
   // True if the new file was written and renamed into place.
   bool compact(const Snapshot& snapshot);

@@ -67,8 +67,8 @@ struct AsioLeaseReaper::Run {
 };
 
 AsioLeaseReaper::AsioLeaseReaper(boost::asio::io_context& io, StaleArtifactCleaner& cleaner, std::string x11_tmp_dir,
-                                 std::chrono::milliseconds grace)
-    : io_(io), cleaner_(cleaner), x11_tmp_dir_(std::move(x11_tmp_dir)), grace_(grace) {}
+                                 std::chrono::milliseconds grace, const DisplayProbe* probe, OrphanWatch* orphans)
+    : io_(io), cleaner_(cleaner), x11_tmp_dir_(std::move(x11_tmp_dir)), grace_(grace), probe_(probe), orphans_(orphans) {}
 
 namespace {
 

@@ -50,18 +50,16 @@ std::vector<pid_t> select_lease_processes(const std::vector<ProcessInfo>& snapsh
 
 class AsioLeaseReaper : public LeaseReaper {
  public:
+  // `probe`: lets nothing_to_reap() ask the probe's name watch about the X
+  // lock instead of the filesystem. `orphans`: told the time window of each
+  // reaped lease, so the census can count what outlived it.
   AsioLeaseReaper(boost::asio::io_context& io, StaleArtifactCleaner& cleaner, std::string x11_tmp_dir,
-                  std::chrono::milliseconds grace);
+                  std::chrono::milliseconds grace, const DisplayProbe* probe = nullptr,
+                  OrphanWatch* orphans = nullptr);
   void reap(ReapJob job, std::function<void(ReapOutcome)> done) override;
   // No process reported and no X lock file on the display: the same test
   // that makes reap() skip the /proc scan and the cleaner.
   bool nothing_to_reap(const ReapJob& job) const override;
-  // Lets nothing_to_reap() ask the probe's name watch about the X lock
-  // instead of the filesystem.
-  void use_probe(const DisplayProbe* probe) { probe_ = probe; }
-  // Tells `orphans` the time window of each reaped lease, so the census can
-  // count what outlived it.
-  void record_ended_leases_in(OrphanWatch* orphans) { orphans_ = orphans; }
 
  private:
   struct Run;
@@ -79,8 +77,8 @@ class AsioLeaseReaper : public LeaseReaper {
   StaleArtifactCleaner& cleaner_;
   std::string x11_tmp_dir_;
   std::chrono::milliseconds grace_;
-  const DisplayProbe* probe_ = nullptr;
-  OrphanWatch* orphans_ = nullptr;
+  const DisplayProbe* probe_;
+  OrphanWatch* orphans_;
 };
 
 }  // namespace xpra_broker

@@ -15,8 +15,14 @@
 
 namespace xpra_broker {
 
-LinuxHost::LinuxHost(std::unique_ptr<DisplayProbe> probe, std::unique_ptr<UserDirectories> user_dirs, SteadyClock clock)
-    : probe_(std::move(probe)), user_dirs_(std::move(user_dirs)), clock_(std::move(clock)) {}
+LinuxHost::LinuxHost(Parts parts)
+    : probe_(std::move(parts.probe)),
+      user_dirs_(std::move(parts.user_dirs)),
+      clock_(std::move(parts.clock)),
+      reaper_(parts.reaper),
+      cleaner_(parts.cleaner),
+      census_(parts.census),
+      xpra_dir_notes_(std::move(parts.xpra_dir_notes)) {}
 
 std::string LinuxHost::random_id() {
   // Drawn from a buffer refilled 32 ids at a time: one getrandom() call per

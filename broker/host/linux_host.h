@@ -23,21 +23,23 @@ class LinuxHost final : public BrokerHost {
  public:
   using SteadyClock = std::function<SteadyTime()>;
 
-  LinuxHost(std::unique_ptr<DisplayProbe> probe, std::unique_ptr<UserDirectories> user_dirs,
-            SteadyClock clock = std::chrono::steady_clock::now);
-
-  // Who reaps a lease's processes and cleans stale artifacts. Without a
-  // reaper a lease ends at once (nothing_to_reap() is true).
-  void set_lifecycle(LeaseReaper* reaper, StaleArtifactCleaner* cleaner) {
-    reaper_ = reaper;
-    cleaner_ = cleaner;
-  }
-  // Where X-server counts come from: a census taken off the event loop.
-  // Without one, /proc is walked on the spot.
-  void set_x_server_census(const XServerCensus* census) { census_ = census; }
-  // Where else Xpra looks for display sockets (the runtime dir, per-user
-  // dirs), for `status` next to the probe's shared Xpra dirs.
-  void set_xpra_socket_dir_notes(std::vector<XpraDirReport> notes) { xpra_dir_notes_ = std::move(notes); }
+  // What the host is made of, complete at construction (daemon/assembly.h).
+  struct Parts {
+    std::unique_ptr<DisplayProbe> probe;
+    std::unique_ptr<UserDirectories> user_dirs;
+    SteadyClock clock = std::chrono::steady_clock::now;
+    // Who reaps a lease's processes and cleans stale artifacts. Without a
+    // reaper a lease ends at once (nothing_to_reap() is true).
+    LeaseReaper* reaper = nullptr;
+    StaleArtifactCleaner* cleaner = nullptr;
+    // Where X-server counts come from: a census taken off the event loop.
+    // Without one, /proc is walked on the spot.
+    const XServerCensus* census = nullptr;
+    // Where else Xpra looks for display sockets (the runtime dir, per-user
+    // dirs), for `status` next to the probe's shared Xpra dirs.
+    std::vector<XpraDirReport> xpra_dir_notes;
+  };
+  explicit LinuxHost(Parts parts);
 
   const DisplayProbe& probe() const { return *probe_; }
 

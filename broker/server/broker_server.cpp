@@ -227,15 +227,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 BrokerServer::BrokerServer(asio::io_context& io, LeaseCore& core, DurableLeases* durable, int listening_fd,
                            ServerLimits limits)
     : io_(io), core_(core), durable_(durable), acceptor_(io, stream_protocol(), listening_fd), accept_pause_(io),
-      limits_(limits), read_pacer_(limits.reads_per_second, limits.read_burst) {
-  if (durable_) durable_->set_group_commit(true);
-}
+      limits_(limits), read_pacer_(limits.reads_per_second, limits.read_burst) {}
 
 void BrokerServer::answer(const std::shared_ptr<ClientSession>& session, const Caller& caller, ConnectionId id,
                           const v1::Request& request) {
-  if (durable_) durable_->begin_request();
   v1::Response response = core_.handle(caller, id, request);
-  if (durable_) durable_->end_request();
   if (!durable_ || !durable_->has_uncommitted()) return session->send(response);
   // Posted: it runs after every handler that is ready in this turn, so the
   // requests answered in one turn share one journal write.
@@ -352,7 +348,8 @@ void BrokerServer::commit_and_reply() {
   std::vector<v1::Response*> replies;
   replies.reserve(waiting.size());
   for (auto& [session, response] : waiting) replies.push_back(&response);
-  durable_->commit_turn(replies);
+  // Durable writes, the core decides what that means for the replies.
+  core_.turn_committed(durable_->commit_turn(), replies);
   for (auto& [session, response] : waiting) session->send(response);
 }
 

@@ -38,7 +38,8 @@ struct ServerLimits {
 class BrokerServer {
  public:
   // Takes over an already bound and listening socket (ours or systemd's).
-  // `durable` is null when leases are not journaled (journal=no).
+  // `durable` is null when leases are not journaled (journal=no); with one,
+  // it runs the group commit (daemon/assembly.h turns it on).
   BrokerServer(boost::asio::io_context& io, LeaseCore& core, DurableLeases* durable, int listening_fd,
                ServerLimits limits);
 

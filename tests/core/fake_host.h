@@ -108,30 +108,30 @@ class FakeRecords final : public LeaseRecords {
   bool hold_owed = false;            // owed records stay unwritten until write_owed()
   std::vector<std::string> journal;  // what was recorded, in order
 
-  void write_owed() { written_through_ = next_seq_ - 1; }
+  // The disk has room again: the next retry() writes what is owed.
+  void write_owed() { hold_owed = false; }
 
-  bool lease_added(const Lease& l, Undo undo) override { return withdrawable("added " + l.id, undo); }
-  bool process_added(const Lease& l, const TrackedProcess& p, Undo undo) override {
-    return withdrawable("process " + l.id + " " + std::to_string(p.pid), undo);
+  Receipt lease_added(const Lease& l) override { return withdrawable("added " + l.id); }
+  Receipt process_added(const Lease& l, const TrackedProcess& p) override {
+    return withdrawable("process " + l.id + " " + std::to_string(p.pid));
   }
-  bool lease_reattached(const Lease& l, Undo undo) override { return withdrawable("reattached " + l.id, undo); }
-  bool login_opened(uid_t uid, std::uint32_t n, Undo undo) override {
-    return withdrawable("login " + std::to_string(uid) + "=" + std::to_string(n), undo);
+  Receipt lease_reattached(const Lease& l) override { return withdrawable("reattached " + l.id); }
+  Receipt login_opened(uid_t uid, std::uint32_t n) override {
+    return withdrawable("login " + std::to_string(uid) + "=" + std::to_string(n));
   }
-  void login_closed(uid_t uid, std::uint32_t n) override {
-    owed("login " + std::to_string(uid) + "=" + std::to_string(n));
+  Receipt login_closed(uid_t uid, std::uint32_t n) override {
+    return owed("login " + std::to_string(uid) + "=" + std::to_string(n));
   }
-  void lease_ending(const Lease& l) override { owed("ending " + l.id); }
-  bool lease_removed(const std::string& id) override { return owed("removed " + id); }
-  std::optional<Seq> unwritten_tail() const override {
-    if (written_through_ >= next_seq_ - 1) return std::nullopt;
-    return next_seq_ - 1;
+  Receipt lease_ending(const Lease& l, When) override { return owed("ending " + l.id); }
+  Receipt lease_removed(const std::string& id, std::size_t, When) override { return owed("removed " + id); }
+  Progress compact(const Snapshot&) override { return progress(); }
+  Progress retry() override {
+    if (!hold_owed) written_through_ = next_seq_ - 1;
+    return progress();
   }
-  bool is_written(Seq seq) const override { return seq <= written_through_; }
-  bool owes_records_now() const override { return written_through_ < next_seq_ - 1; }
   Health health() const override {
     Health h;
-    h.degraded = refuse || owes_records_now();
+    h.degraded = refuse || owes();
     h.error = "No space left on device";
     if (h.degraded) h.problem = "cannot be written: " + h.error;
     h.owed_records = next_seq_ - 1 - written_through_;
@@ -139,20 +139,25 @@ class FakeRecords final : public LeaseRecords {
   }
 
  private:
-  bool withdrawable(std::string what, const Undo& undo) {
-    if (refuse) {
-      undo(false);
-      return false;
-    }
+  bool owes() const { return written_through_ < next_seq_ - 1; }
+  Progress progress() const {
+    Progress p;
+    p.written_through = written_through_;
+    p.write_failing = refuse || owes();
+    p.owes_records = owes();
+    return p;
+  }
+  Receipt withdrawable(std::string what) {
+    if (refuse) return {next_seq_, true, progress()};
     journal.push_back(std::move(what));
     written_through_ = next_seq_++;
-    return true;
+    return {written_through_, false, progress()};
   }
-  bool owed(std::string what) {
+  Receipt owed(std::string what) {
     journal.push_back(std::move(what));
-    ++next_seq_;
-    if (!hold_owed) written_through_ = next_seq_ - 1;
-    return !hold_owed;
+    const Seq seq = next_seq_++;
+    if (!hold_owed) written_through_ = seq;
+    return {seq, hold_owed, progress()};
   }
   Seq next_seq_ = 1;
   Seq written_through_ = 0;

@@ -29,8 +29,7 @@ class LeaseCoreTest : public ::testing::Test {
     if (!core_) {
       AccessPolicy policy;
       policy.admin_gids = {50};
-      core_ = std::make_unique<LeaseCore>(settings_, policy, host_);
-      if (records_) core_->set_records(records_.get());
+      core_ = std::make_unique<LeaseCore>(settings_, policy, host_, records_.get());
     }
     return *core_;
   }
@@ -406,7 +405,7 @@ TEST_F(LeaseCoreTest, AnEndedLeasesNumberWaitsForItsEndToBeRecorded) {
   ASSERT_EQ(s.displays_awaiting_journal_size(), 1);
   EXPECT_EQ(s.displays_awaiting_journal(0), lease.display());
   records_->write_owed();
-  EXPECT_EQ(core().release_recorded_numbers(), 1u);
+  EXPECT_EQ(core().retry_records(), 1u);
   EXPECT_EQ(core().allocator().free_count(), 4u);
 }
 
@@ -494,6 +493,60 @@ TEST_F(LeaseCoreTest, LoginsCountAndTheLastOneEndsTheUsersLeases) {
   EXPECT_EQ(login(false).close_login().leases_ended(), 1u);
   EXPECT_EQ(core().leases().size(), 0u);
   EXPECT_FALSE(login(false).close_login().counted()) << "a logout nobody counted keeps the leases";
+}
+
+}  // namespace
+}  // namespace xpra_broker
+
+// --- After a failed group commit: the verb table's `journals` column ----------
+
+namespace xpra_broker {
+namespace {
+
+// An OK reply of `verb` (a reply's result has the field number of its verb).
+v1::Response ok_reply_of(v1::Request::VerbCase verb, const std::string& lease_id = "") {
+  v1::Response r;
+  r.set_status(v1::OK);
+  const auto* field = v1::Response::descriptor()->FindFieldByNumber(static_cast<int>(verb));
+  r.GetReflection()->MutableMessage(&r, field);
+  if (verb == v1::Request::kAcquire) r.mutable_acquire()->mutable_lease()->set_id(lease_id);
+  return r;
+}
+
+TEST_F(LeaseCoreTest, AfterAFailedCommitEachVerbsReplyFollowsItsJournalsColumn) {
+  for (const VerbRule& rule : verb_rules()) {
+    const v1::Response after = core().reply_after_failed_commit(ok_reply_of(rule.verb, "l1"), {"l1"});
+    switch (rule.journals) {
+      case Journaling::none: EXPECT_EQ(after.status(), v1::OK) << rule.name; break;
+      case Journaling::owed:
+        EXPECT_EQ(after.status(), v1::INTERNAL) << rule.name;
+        EXPECT_NE(after.message().find("the lease is ending"), std::string::npos) << rule.name;
+        break;
+      case Journaling::withdrawable:
+        ASSERT_NE(rule.recorded_as, nullptr) << rule.name;
+        EXPECT_EQ(after.status(), v1::INTERNAL) << rule.name;
+        EXPECT_NE(after.message().find(std::string("cannot record the ") + rule.recorded_as), std::string::npos)
+            << rule.name << ": " << after.message();
+        break;
+    }
+  }
+  // An acquire whose record an earlier write carried keeps its reply (its
+  // lease is ended the normal way by its undo); only a withdrawn one fails.
+  EXPECT_EQ(core().reply_after_failed_commit(ok_reply_of(v1::Request::kAcquire, "kept"), {"l1"}).status(), v1::OK);
+  // A refusal stays what it was.
+  v1::Response refused;
+  refused.set_status(v1::EXHAUSTED);
+  EXPECT_EQ(core().reply_after_failed_commit(refused, {}).status(), v1::EXHAUSTED);
+}
+
+TEST_F(LeaseCoreTest, EveryVerbThatChangesLeasesOrLoginsJournals) {
+  for (const VerbRule& rule : verb_rules()) {
+    const bool changes = rule.verb == v1::Request::kAcquire || rule.verb == v1::Request::kRelease ||
+                         rule.verb == v1::Request::kReportProcess || rule.verb == v1::Request::kReportStartFailure ||
+                         rule.verb == v1::Request::kReattach || rule.verb == v1::Request::kOpenLogin ||
+                         rule.verb == v1::Request::kCloseLogin;
+    EXPECT_EQ(rule.journals != Journaling::none, changes) << rule.name;
+  }
 }
 
 }  // namespace

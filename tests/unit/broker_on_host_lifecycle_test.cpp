@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "hosted_broker.h"
+#include "assembly.h"
 #include "test_processes.h"
 #include "test_support.h"
 
@@ -119,25 +119,31 @@ class BrokerOnHostLifecycleTest : public ::testing::Test {
   }
 
   // Built on first use, so a test can change config_ first.
-  HostedBroker& broker() {
+  BrokerAssembly& broker() {
     if (!broker_) {
       UniqueFd dir(::open(runtime_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       EXPECT_TRUE(dir);
-      broker_ = std::make_unique<HostedBroker>(
-          config_, policy_, std::make_unique<FreeProbe>(host_),
-          std::make_unique<UserDirectories>(std::move(dir), runtime_dir_, ::getegid()), [this] { return now_; });
+      AssemblyParts parts;
+      parts.host.probe = std::make_unique<FreeProbe>(host_);
+      parts.host.user_dirs = std::make_unique<UserDirectories>(std::move(dir), runtime_dir_, ::getegid());
+      parts.host.clock = [this] { return now_; };
+      if (with_reaper_) parts.host.reaper = &reaper_;
+      parts.host.xpra_dir_notes = xpra_dir_notes_;
+      broker_ = std::make_unique<BrokerAssembly>(config_, policy_, std::move(parts));
     }
     return *broker_;
   }
-  HostedBroker& broker_with_reaper() {
-    broker().set_lifecycle(&reaper_, nullptr);
+  // Built with reaper_ as its reaper (before its first use).
+  BrokerAssembly& broker_with_reaper() {
+    EXPECT_FALSE(broker_) << "the reaper is a part of the broker: ask for it first";
+    with_reaper_ = true;
     return broker();
   }
 
   v1::Response acquire(const Caller& c, ConnectionId conn = 1) {
     v1::Request r;
     r.mutable_acquire()->set_purpose("lifecycle test");
-    return broker().handle(c, conn, r);
+    return broker().core().handle(c, conn, r);
   }
   v1::Lease must_acquire(const Caller& c, ConnectionId conn = 1) {
     const auto r = acquire(c, conn);
@@ -148,19 +154,19 @@ class BrokerOnHostLifecycleTest : public ::testing::Test {
     v1::Request r;
     r.mutable_release()->set_lease_id(id);
     if (exit_status) r.mutable_release()->set_exit_status(*exit_status);
-    return broker().handle(c, 1, r);
+    return broker().core().handle(c, 1, r);
   }
   v1::Response release_display(const Caller& c, std::uint32_t display) {
     v1::Request r;
     r.mutable_release()->set_display(display);
-    return broker().handle(c, 1, r);
+    return broker().core().handle(c, 1, r);
   }
   v1::Response report(const Caller& c, const std::string& id, pid_t pid, v1::ProcessRole role = v1::SESSION) {
     v1::Request r;
     r.mutable_report_process()->set_lease_id(id);
     r.mutable_report_process()->set_pid(pid);
     r.mutable_report_process()->set_role(role);
-    return broker().handle(c, 1, r);
+    return broker().core().handle(c, 1, r);
   }
   v1::Response start_failed(const Caller& c, const std::string& id, v1::StartFailure failure,
                             const std::string& detail = "") {
@@ -168,28 +174,28 @@ class BrokerOnHostLifecycleTest : public ::testing::Test {
     r.mutable_report_start_failure()->set_lease_id(id);
     r.mutable_report_start_failure()->set_failure(failure);
     r.mutable_report_start_failure()->set_detail(detail);
-    return broker().handle(c, 1, r);
+    return broker().core().handle(c, 1, r);
   }
   v1::Response list(const Caller& c) {
     v1::Request r;
     r.mutable_list();
-    return broker().handle(c, 1, r);
+    return broker().core().handle(c, 1, r);
   }
   v1::Response status() {
     v1::Request r;
     r.mutable_status();
-    return broker().handle(kRoot, 1, r);
+    return broker().core().handle(kRoot, 1, r);
   }
   v1::Response open_login(uid_t uid) {
     v1::Request r;
     r.mutable_open_login()->set_uid(uid);
-    return broker().handle(kRoot, 99, r);
+    return broker().core().handle(kRoot, 99, r);
   }
   v1::Response close_login(uid_t uid, bool reap) {
     v1::Request r;
     r.mutable_close_login()->set_uid(uid);
     r.mutable_close_login()->set_reap_leases(reap);
-    return broker().handle(kRoot, 99, r);
+    return broker().core().handle(kRoot, 99, r);
   }
   const v1::BlockedDisplay* find_blocked(const v1::Response& s, std::uint32_t display) {
     for (const auto& b : s.status_reply().blocked())
@@ -218,9 +224,9 @@ class BrokerOnHostLifecycleTest : public ::testing::Test {
     host_[display] = f;
   }
   void expect_consistent() {
-    EXPECT_EQ(broker().leases().size(), broker().allocator().leased_count());
-    for (const Lease* l : broker().leases().all())
-      EXPECT_TRUE(broker().allocator().is_leased(l->display)) << l->display;
+    EXPECT_EQ(broker().core().leases().size(), broker().core().allocator().leased_count());
+    for (const Lease* l : broker().core().leases().all())
+      EXPECT_TRUE(broker().core().allocator().is_leased(l->display)) << l->display;
   }
 
   TempDir tmp_;
@@ -229,9 +235,11 @@ class BrokerOnHostLifecycleTest : public ::testing::Test {
   AccessPolicy policy_;
   Caller self_;
   HeldReaper reaper_;
+  bool with_reaper_ = false;
+  std::vector<XpraDirReport> xpra_dir_notes_;
   std::map<std::uint32_t, DisplayFacts> host_;
   SteadyTime now_ = SteadyTime{} + std::chrono::hours(1000);
-  std::unique_ptr<HostedBroker> broker_;
+  std::unique_ptr<BrokerAssembly> broker_;
 };
 
 // ---- report_process ----------------------------------------------------------
@@ -248,12 +256,12 @@ TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfAnotherUsersPidIsDeniedAndNotTr
   EXPECT_EQ(r.status(), v1::DENIED);
   EXPECT_TRUE(Contains(r.message(), "not a running process of yours"));
   EXPECT_TRUE(process_pids(self_, lease.id()).empty());
-  EXPECT_TRUE(broker().leases().find(lease.id())->processes.empty());
+  EXPECT_TRUE(broker().core().leases().find(lease.id())->processes.empty());
 
   // Alice may not report root's processes (this test's own pid) either.
   const auto alices = must_acquire(kAlice);
   EXPECT_EQ(report(kAlice, alices.id(), ::getpid()).status(), v1::DENIED);
-  EXPECT_TRUE(broker().leases().find(alices.id())->processes.empty());
+  EXPECT_TRUE(broker().core().leases().find(alices.id())->processes.empty());
 }
 
 TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfAPidThatDoesNotRunIsDenied) {
@@ -264,7 +272,7 @@ TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfAPidThatDoesNotRunIsDenied) {
     EXPECT_EQ(r.status(), v1::DENIED);
     EXPECT_FALSE(r.message().empty());
   }
-  EXPECT_TRUE(broker().leases().find(lease.id())->processes.empty());
+  EXPECT_TRUE(broker().core().leases().find(lease.id())->processes.empty());
 }
 
 TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfOwnLivePidIsTrackedAndListed) {
@@ -280,7 +288,7 @@ TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfOwnLivePidIsTrackedAndListed) {
   ASSERT_EQ(r2.status(), v1::OK) << r2.message();
 
   EXPECT_EQ(process_pids(self_, lease.id()), (std::vector<int>{leader.pid(), member.pid()}));
-  const Lease* l = broker().leases().find(lease.id());
+  const Lease* l = broker().core().leases().find(lease.id());
   ASSERT_NE(l, nullptr);
   ASSERT_EQ(l->processes.size(), 2u);
   EXPECT_EQ(l->processes[0].pid, leader.pid());
@@ -314,7 +322,7 @@ TEST_F(BrokerOnHostLifecycleTest, ReportProcessForAnotherUsersLeaseIsNotFound) {
   const auto held = report(kBob, alices.id(), bobs.pid());
   EXPECT_EQ(held.status(), v1::NOT_FOUND);
   EXPECT_FALSE(Contains(held.message(), "4001"));
-  EXPECT_TRUE(broker().leases().find(alices.id())->processes.empty());
+  EXPECT_TRUE(broker().core().leases().find(alices.id())->processes.empty());
   EXPECT_EQ(report(kBob, "0123456789abcdef", bobs.pid()).status(), v1::NOT_FOUND);
   EXPECT_EQ(report(kBob, "", bobs.pid()).status(), v1::NOT_FOUND);
   // Root holds no lease of its own here: not even root reports into Alice's.
@@ -350,10 +358,10 @@ TEST_F(BrokerOnHostLifecycleTest, ReportOnAnEndingLeaseIsNotFound) {
   ScopedChild child = spawn_sleeper();
   ASSERT_TRUE(child);
   ASSERT_EQ(release(self_, lease.id()).status(), v1::OK);
-  ASSERT_NE(broker().leases().find(lease.id()), nullptr) << "still ending";
+  ASSERT_NE(broker().core().leases().find(lease.id()), nullptr) << "still ending";
   EXPECT_EQ(report(self_, lease.id(), child.pid()).status(), v1::NOT_FOUND);
   EXPECT_EQ(start_failed(self_, lease.id(), v1::DISPLAY_CONFLICT).status(), v1::NOT_FOUND);
-  EXPECT_TRUE(broker().leases().find(lease.id())->processes.empty());
+  EXPECT_TRUE(broker().core().leases().find(lease.id())->processes.empty());
   EXPECT_EQ(find_blocked(status(), lease.display()), nullptr) << "a report on an ending lease must not quarantine";
 }
 
@@ -389,7 +397,7 @@ TEST_F(BrokerOnHostLifecycleTest, DisplayConflictQuarantinesTheDisplay) {
   ASSERT_EQ(r.status(), v1::OK) << r.message();
   EXPECT_EQ(r.report_start_failure().quarantined_display(), 100u);
   EXPECT_TRUE(r.report_start_failure().conflict_confirmed());
-  EXPECT_EQ(broker().leases().find(lease.id()), nullptr) << "the failed start ends the lease";
+  EXPECT_EQ(broker().core().leases().find(lease.id()), nullptr) << "the failed start ends the lease";
   host_.erase(100);  // the other X server is gone again; the quarantine stays
 
   const auto s = status();
@@ -435,12 +443,12 @@ TEST_F(BrokerOnHostLifecycleTest, XprasAlreadyRunningIsConfirmedByAnotherUsersSo
 }
 
 TEST_F(BrokerOnHostLifecycleTest, StatusSaysWhereXpraLooksToEveryCaller) {
-  broker().set_xpra_socket_dir_notes({{"/run/xpra", "/etc/xpra/conf.d/10_network.conf", "checked: runtime dir", true},
-                                      {"~/.xpra", "/etc/xpra/conf.d/10_network.conf", "not checked: per-user", false}});
+  xpra_dir_notes_ = {{"/run/xpra", "/etc/xpra/conf.d/10_network.conf", "checked: runtime dir", true},
+                    {"~/.xpra", "/etc/xpra/conf.d/10_network.conf", "not checked: per-user", false}};
   for (const Caller& caller : {kAlice, kRoot}) {
     v1::Request request;
     request.mutable_status();
-    const auto s = broker().handle(caller, 1, request).status_reply();
+    const auto s = broker().core().handle(caller, 1, request).status_reply();
     EXPECT_EQ(s.xpra_socket_hostname(), "unit-test-host");
     ASSERT_EQ(s.xpra_socket_dirs_size(), 2);
     EXPECT_EQ(s.xpra_socket_dirs(0).path(), "/run/xpra");
@@ -458,16 +466,16 @@ TEST_F(BrokerOnHostLifecycleTest, OtherStartFailuresDoNotQuarantine) {
     const auto r = start_failed(kAlice, lease.id(), failure, "(EE) no screens found");
     ASSERT_EQ(r.status(), v1::OK) << r.message();
     EXPECT_EQ(r.report_start_failure().quarantined_display(), 0u);
-    EXPECT_EQ(broker().leases().find(lease.id()), nullptr) << "the lease ends";
+    EXPECT_EQ(broker().core().leases().find(lease.id()), nullptr) << "the lease ends";
     EXPECT_EQ(find_blocked(status(), lease.display()), nullptr);
   }
-  EXPECT_EQ(broker().allocator().free_count(), 5u);
+  EXPECT_EQ(broker().core().allocator().free_count(), 5u);
 }
 
 TEST_F(BrokerOnHostLifecycleTest, StartFailureOfAnotherUsersLeaseIsNotFound) {
   const auto lease = must_acquire(kAlice);
   EXPECT_EQ(start_failed(kBob, lease.id(), v1::DISPLAY_CONFLICT).status(), v1::NOT_FOUND);
-  EXPECT_NE(broker().leases().find(lease.id()), nullptr);
+  EXPECT_NE(broker().core().leases().find(lease.id()), nullptr);
   EXPECT_EQ(find_blocked(status(), lease.display()), nullptr) << "bob must not be able to quarantine alice's display";
 }
 
@@ -479,8 +487,8 @@ TEST_F(BrokerOnHostLifecycleTest, DisplayConflictQuarantineOutlastsTheReap) {
   ASSERT_EQ(reaper_.jobs_for(lease.id()), 1u);
   reaper_.finish(lease.id());
   host_.erase(100);
-  EXPECT_EQ(broker().leases().find(lease.id()), nullptr);
-  EXPECT_FALSE(broker().allocator().is_leased(100));
+  EXPECT_EQ(broker().core().leases().find(lease.id()), nullptr);
+  EXPECT_FALSE(broker().core().allocator().is_leased(100));
   EXPECT_NE(find_blocked(status(), 100), nullptr) << "the reap must not end the quarantine";
   for (int i = 0; i < 4; ++i) EXPECT_NE(must_acquire(kBob).display(), 100u);
   EXPECT_EQ(acquire(kBob).status(), v1::EXHAUSTED);
@@ -538,7 +546,7 @@ TEST_F(BrokerOnHostLifecycleTest, OneUsersConfirmedQuarantinesAreBounded) {
   // Beyond the bound nothing is blocked: the next probe judges the number.
   for (auto d : not_quarantined) EXPECT_EQ(find_blocked(status(), d), nullptr) << d;
   for (auto d : quarantined) EXPECT_NE(find_blocked(status(), d), nullptr) << d;
-  EXPECT_EQ(broker().allocator().free_count(), 3u);
+  EXPECT_EQ(broker().core().allocator().free_count(), 3u);
   // Once one runs out, the user may hold another.
   now_ += seconds(config_.quarantine_seconds);
   const auto lease = must_acquire(kAlice);
@@ -553,7 +561,7 @@ TEST_F(BrokerOnHostLifecycleTest, UsersSeeThatANumberIsBlockedButNotWhoseOrWhy) 
   ASSERT_EQ(start_failed(kAlice, lease.id(), v1::DISPLAY_CONFLICT, "\x1b[31mforged\nline").status(), v1::OK);
   v1::Request r;
   r.mutable_status();
-  const auto as_bob = broker().handle(kBob, 7, r);
+  const auto as_bob = broker().core().handle(kBob, 7, r);
   const auto* b = find_blocked(as_bob, lease.display());
   ASSERT_NE(b, nullptr);
   EXPECT_EQ(b->reason(), "quarantined after a display conflict");
@@ -598,7 +606,7 @@ TEST_F(BrokerOnHostLifecycleTest, ShortLivedConnectionCloseCountsAsAFailure) {
   config_.failures_before_backoff = 1;
   must_acquire(kAlice, 5);
   now_ += seconds(2);
-  broker().connection_closed(5);
+  broker().core().connection_closed(5);
   const auto r = acquire(kAlice, 6);
   EXPECT_EQ(r.status(), v1::RATE_LIMITED) << r.message();
   EXPECT_GT(r.retry_after_ms(), 0u);
@@ -606,7 +614,7 @@ TEST_F(BrokerOnHostLifecycleTest, ShortLivedConnectionCloseCountsAsAFailure) {
   // A lease that ran healthy-after-seconds=10 is not a failure.
   must_acquire(kBob, 7);
   now_ += seconds(10);
-  broker().connection_closed(7);
+  broker().core().connection_closed(7);
   EXPECT_EQ(acquire(kBob, 8).status(), v1::OK);
 }
 
@@ -655,11 +663,11 @@ TEST_F(BrokerOnHostLifecycleTest, EndingLeaseCountsAgainstTheQuotaUntilItIsFinis
     EXPECT_EQ(again.release().lease().state(), v1::ENDING);
     EXPECT_EQ(release_display(kAlice, a.display()).status(), v1::OK);
   }
-  broker().connection_closed(1);
+  broker().core().connection_closed(1);
   EXPECT_EQ(reaper_.jobs.size(), 1u) << "an ending lease is reaped once";
 
   reaper_.finish(a.id());
-  EXPECT_EQ(broker().leases().find(a.id()), nullptr);
+  EXPECT_EQ(broker().core().leases().find(a.id()), nullptr);
   EXPECT_EQ(release(kAlice, a.id()).status(), v1::NOT_FOUND) << "finished: gone";
   EXPECT_EQ(acquire(kAlice, 3).status(), v1::OK);
   expect_consistent();
@@ -684,8 +692,8 @@ TEST_F(BrokerOnHostLifecycleTest, DisplayReturnsToThePoolOnlyWhenDoneIsCalled) {
   ASSERT_EQ(a.display(), 100u);
   ASSERT_EQ(b.display(), 101u);
   ASSERT_EQ(release(kAlice, a.id()).status(), v1::OK);
-  EXPECT_TRUE(broker().allocator().is_leased(100));
-  EXPECT_EQ(broker().allocator().free_count(), 0u);
+  EXPECT_TRUE(broker().core().allocator().is_leased(100));
+  EXPECT_EQ(broker().core().allocator().free_count(), 0u);
   const auto r = acquire(kBob);
   EXPECT_EQ(r.status(), v1::EXHAUSTED) << "display 100 is still being reaped";
   EXPECT_TRUE(Contains(r.message(), "no free display"));
@@ -693,16 +701,16 @@ TEST_F(BrokerOnHostLifecycleTest, DisplayReturnsToThePoolOnlyWhenDoneIsCalled) {
   EXPECT_EQ(acquire(kBob).status(), v1::EXHAUSTED);
 
   reaper_.finish(a.id());
-  EXPECT_FALSE(broker().allocator().is_leased(100));
-  EXPECT_EQ(broker().allocator().free_count(), 1u);
+  EXPECT_FALSE(broker().core().allocator().is_leased(100));
+  EXPECT_EQ(broker().core().allocator().free_count(), 1u);
   const auto c = must_acquire(kBob);
   EXPECT_EQ(c.display(), 100u);
   expect_consistent();
 
   // A reaper that calls done twice must not end the display's new lease.
   reaper_.finish(a.id());
-  EXPECT_NE(broker().leases().find(c.id()), nullptr);
-  EXPECT_TRUE(broker().allocator().is_leased(100));
+  EXPECT_NE(broker().core().leases().find(c.id()), nullptr);
+  EXPECT_TRUE(broker().core().allocator().is_leased(100));
   expect_consistent();
 }
 
@@ -715,7 +723,7 @@ TEST_F(BrokerOnHostLifecycleTest, UnkillableProcessesKeepTheDisplayBlocked) {
   outcome.killed = 2;
   outcome.unkillable = 1;
   reaper_.finish(a.id(), outcome);
-  EXPECT_EQ(broker().leases().find(a.id()), nullptr) << "the lease itself is over";
+  EXPECT_EQ(broker().core().leases().find(a.id()), nullptr) << "the lease itself is over";
   const auto s = status();
   const auto* blocked = find_blocked(s, 100);
   ASSERT_NE(blocked, nullptr);
@@ -748,8 +756,8 @@ TEST_F(BrokerOnHostLifecycleTest, WithoutAReaperALeaseEndsAtOnce) {
   const auto a = must_acquire(kAlice);
   const auto r = release(kAlice, a.id());
   ASSERT_EQ(r.status(), v1::OK);
-  EXPECT_EQ(broker().leases().find(a.id()), nullptr);
-  EXPECT_FALSE(broker().allocator().is_leased(a.display()));
+  EXPECT_EQ(broker().core().leases().find(a.id()), nullptr);
+  EXPECT_FALSE(broker().core().allocator().is_leased(a.display()));
 }
 
 // ---- close_login --------------------------------------------------------------
@@ -764,7 +772,7 @@ TEST_F(BrokerOnHostLifecycleTest, CloseLoginOfAUidThatNeverOpenedOneReapsNothing
   EXPECT_EQ(r.close_login().leases_ended(), 0u);
   EXPECT_EQ(r.close_login().login_sessions(), 0u);
   EXPECT_TRUE(reaper_.jobs.empty());
-  EXPECT_EQ(broker().leases().count_for_uid(kAlice.uid), 2u);
+  EXPECT_EQ(broker().core().leases().count_for_uid(kAlice.uid), 2u);
   EXPECT_EQ(listed(list(kAlice), a1.id())->state(), v1::ACTIVE);
 
   // Counted from here on: the last close ends both leases through the reaper.
@@ -774,10 +782,10 @@ TEST_F(BrokerOnHostLifecycleTest, CloseLoginOfAUidThatNeverOpenedOneReapsNothing
   EXPECT_TRUE(last.close_login().counted());
   EXPECT_EQ(last.close_login().leases_ended(), 2u);
   EXPECT_EQ(reaper_.jobs.size(), 2u);
-  EXPECT_EQ(broker().leases().count_for_uid(kAlice.uid), 2u) << "still ending until reaped";
+  EXPECT_EQ(broker().core().leases().count_for_uid(kAlice.uid), 2u) << "still ending until reaped";
   reaper_.finish(a1.id());
   reaper_.finish(a2.id());
-  EXPECT_EQ(broker().leases().count_for_uid(kAlice.uid), 0u);
+  EXPECT_EQ(broker().core().leases().count_for_uid(kAlice.uid), 0u);
   expect_consistent();
 
   // And once counted down to zero, another close is uncounted again.
@@ -793,7 +801,7 @@ TEST_F(BrokerOnHostLifecycleTest, CloseLoginDoesNotEndTheLeaseOfADifferentUser) 
   EXPECT_TRUE(r.close_login().counted());
   EXPECT_EQ(r.close_login().leases_ended(), 0u);
   EXPECT_TRUE(reaper_.jobs.empty());
-  EXPECT_NE(broker().leases().find(bobs.id()), nullptr);
+  EXPECT_NE(broker().core().leases().find(bobs.id()), nullptr);
 }
 
 }  // namespace

@@ -1,11 +1,11 @@
-// The lease core on the real host (LinuxHost, tests/support/hosted_broker.h),
+// The lease core on the real host (LinuxHost, built by daemon/assembly.h),
 // driven through handle(): a scripted DisplayProbe says what the host has on
 // each number, a real UserDirectories works in a temporary directory, and the
 // clock is a variable the test moves (the pure decisions: tests/core/).
 //
 // Runs as root (like CI) so the per-user directories can be handed to the
 // made-up test uids below.
-#include "hosted_broker.h"
+#include "assembly.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -130,13 +130,15 @@ class BrokerOnHostTest : public ::testing::Test {
   }
 
   // Built on first use, so a test can change config_ first.
-  HostedBroker& broker() {
+  BrokerAssembly& broker() {
     if (!broker_) {
       UniqueFd dir(::open(runtime_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
       EXPECT_TRUE(dir);
-      broker_ = std::make_unique<HostedBroker>(
-          config_, policy_, std::make_unique<FakeProbe>(probe_),
-          std::make_unique<UserDirectories>(std::move(dir), runtime_dir_, ::getegid()), [this] { return now_; });
+      AssemblyParts parts;
+      parts.host.probe = std::make_unique<FakeProbe>(probe_);
+      parts.host.user_dirs = std::make_unique<UserDirectories>(std::move(dir), runtime_dir_, ::getegid());
+      parts.host.clock = [this] { return now_; };
+      broker_ = std::make_unique<BrokerAssembly>(config_, policy_, std::move(parts));
     }
     return *broker_;
   }
@@ -144,7 +146,7 @@ class BrokerOnHostTest : public ::testing::Test {
   v1::Response acquire(const Caller& c, ConnectionId conn = 1, const std::string& purpose = "test") {
     v1::Request r;
     r.mutable_acquire()->set_purpose(purpose);
-    return broker().handle(c, conn, r);
+    return broker().core().handle(c, conn, r);
   }
   // Acquires and insists it worked; the display.
   std::uint32_t must_acquire(const Caller& c, ConnectionId conn = 1) {
@@ -160,33 +162,33 @@ class BrokerOnHostTest : public ::testing::Test {
   v1::Response release_id(const Caller& c, const std::string& id) {
     v1::Request r;
     r.mutable_release()->set_lease_id(id);
-    return broker().handle(c, 1, r);
+    return broker().core().handle(c, 1, r);
   }
   v1::Response release_display(const Caller& c, std::uint32_t display) {
     v1::Request r;
     r.mutable_release()->set_display(display);
-    return broker().handle(c, 1, r);
+    return broker().core().handle(c, 1, r);
   }
   v1::Response list(const Caller& c, bool all = false) {
     v1::Request r;
     r.mutable_list()->set_all(all);
-    return broker().handle(c, 1, r);
+    return broker().core().handle(c, 1, r);
   }
   v1::Response status(const Caller& c = kAlice) {
     v1::Request r;
     r.mutable_status();
-    return broker().handle(c, 1, r);
+    return broker().core().handle(c, 1, r);
   }
   v1::Response open_login(uid_t uid, const Caller& c = kRoot) {
     v1::Request r;
     r.mutable_open_login()->set_uid(uid);
-    return broker().handle(c, 99, r);
+    return broker().core().handle(c, 99, r);
   }
   v1::Response close_login(uid_t uid, bool reap, const Caller& c = kRoot) {
     v1::Request r;
     r.mutable_close_login()->set_uid(uid);
     r.mutable_close_login()->set_reap_leases(reap);
-    return broker().handle(c, 99, r);
+    return broker().core().handle(c, 99, r);
   }
   std::vector<std::uint32_t> listed_displays(const v1::Response& r) {
     std::vector<std::uint32_t> out;
@@ -200,8 +202,8 @@ class BrokerOnHostTest : public ::testing::Test {
   }
   // The table and the allocator agree about what is leased.
   void expect_consistent() {
-    EXPECT_EQ(broker().leases().size(), broker().allocator().leased_count());
-    for (const Lease* l : broker().leases().all()) EXPECT_TRUE(broker().allocator().is_leased(l->display)) << l->display;
+    EXPECT_EQ(broker().core().leases().size(), broker().core().allocator().leased_count());
+    for (const Lease* l : broker().core().leases().all()) EXPECT_TRUE(broker().core().allocator().is_leased(l->display)) << l->display;
   }
 
   TempDir tmp_;
@@ -210,7 +212,7 @@ class BrokerOnHostTest : public ::testing::Test {
   AccessPolicy policy_;
   ProbeScript probe_;
   SteadyTime now_ = SteadyTime{} + std::chrono::hours(1000);
-  std::unique_ptr<HostedBroker> broker_;
+  std::unique_ptr<BrokerAssembly> broker_;
 };
 
 TEST_F(BrokerOnHostTest, AcquireReturnsDistinctDisplaysInTheRange) {
@@ -236,7 +238,7 @@ TEST_F(BrokerOnHostTest, AcquireReturnsDistinctDisplaysInTheRange) {
     EXPECT_GT(lease.acquired_unix_ms(), 0);
     EXPECT_TRUE(Contains(r.message(), ":" + std::to_string(lease.display())));
   }
-  EXPECT_EQ(broker().leases().size(), 3u);
+  EXPECT_EQ(broker().core().leases().size(), 3u);
   expect_consistent();
 }
 
@@ -269,11 +271,11 @@ TEST_F(BrokerOnHostTest, PerUserQuotaGivesExhaustedWithAHelpfulMessage) {
   EXPECT_TRUE(Contains(r.message(), "3"));
   EXPECT_TRUE(Contains(r.message(), "max-leases-per-user=3"));
   EXPECT_TRUE(Contains(r.message(), "release"));
-  EXPECT_EQ(broker().leases().count_for_uid(4001), 3u);
+  EXPECT_EQ(broker().core().leases().count_for_uid(4001), 3u);
   // Another user is not affected.
   must_acquire(kBob);
   // After a release the user may acquire again.
-  ASSERT_EQ(release_display(kAlice, broker().leases().for_uid(4001).front()->display).status(), v1::OK);
+  ASSERT_EQ(release_display(kAlice, broker().core().leases().for_uid(4001).front()->display).status(), v1::OK);
   must_acquire(kAlice);
   expect_consistent();
 }
@@ -287,11 +289,11 @@ TEST_F(BrokerOnHostTest, GlobalQuotaGivesExhaustedWithAHelpfulMessage) {
   EXPECT_EQ(r.status(), v1::EXHAUSTED);
   EXPECT_TRUE(Contains(r.message(), "max-leases"));
   EXPECT_TRUE(Contains(r.message(), "4"));
-  EXPECT_EQ(broker().leases().size(), 4u);
+  EXPECT_EQ(broker().core().leases().size(), 4u);
   // Root is held to the host-wide limit as well: it protects the host.
   EXPECT_EQ(acquire(kRoot).status(), v1::EXHAUSTED);
   // One display of the range is still free: the limit, not the range, refused.
-  EXPECT_EQ(broker().allocator().free_count(), 1u);
+  EXPECT_EQ(broker().core().allocator().free_count(), 1u);
 }
 
 TEST_F(BrokerOnHostTest, RangeExhaustedGivesExhaustedWithRetryAfter) {
@@ -386,7 +388,7 @@ TEST_F(BrokerOnHostTest, EveryNumberInUseOnTheHostGivesExhausted) {
   for (std::uint32_t d = 100; d <= 104; ++d) probe_.facts[d] = live_x_server(d, 100 + d, 777);
   const auto r = acquire(kAlice);
   EXPECT_EQ(r.status(), v1::EXHAUSTED);
-  EXPECT_EQ(broker().leases().size(), 0u);
+  EXPECT_EQ(broker().core().leases().size(), 0u);
   EXPECT_EQ(probe_.calls.size(), 5u) << "each number is probed once per acquire";
   EXPECT_EQ(status().status_reply().blocked_size(), 5);
   EXPECT_EQ(status().status_reply().free_displays(), 0u);
@@ -403,14 +405,14 @@ TEST_F(BrokerOnHostTest, ReleaseByIdAndByDisplay) {
   EXPECT_EQ(r1.release().lease().id(), a.acquire().lease().id());
   EXPECT_EQ(r1.release().lease().display(), a.acquire().lease().display());
   EXPECT_NE(r1.release().lease().state(), v1::ACTIVE);
-  EXPECT_EQ(broker().leases().find(a.acquire().lease().id()), nullptr);
+  EXPECT_EQ(broker().core().leases().find(a.acquire().lease().id()), nullptr);
 
   const auto r2 = release_display(kAlice, b.acquire().lease().display());
   ASSERT_EQ(r2.status(), v1::OK) << r2.message();
   EXPECT_EQ(r2.release().lease().id(), b.acquire().lease().id());
   EXPECT_TRUE(Contains(r2.message(), ":" + std::to_string(b.acquire().lease().display())));
-  EXPECT_EQ(broker().leases().size(), 0u);
-  EXPECT_EQ(broker().allocator().free_count(), 5u);
+  EXPECT_EQ(broker().core().leases().size(), 0u);
+  EXPECT_EQ(broker().core().allocator().free_count(), 5u);
   expect_consistent();
 
   // Twice: gone.
@@ -421,7 +423,7 @@ TEST_F(BrokerOnHostTest, ReleaseByIdAndByDisplay) {
 TEST_F(BrokerOnHostTest, ReleaseWithoutATargetIsInvalid) {
   v1::Request r;
   r.mutable_release();
-  const auto resp = broker().handle(kAlice, 1, r);
+  const auto resp = broker().core().handle(kAlice, 1, r);
   EXPECT_EQ(resp.status(), v1::INVALID);
   EXPECT_FALSE(resp.message().empty());
 }
@@ -441,7 +443,7 @@ TEST_F(BrokerOnHostTest, ReleaseOfAnotherUsersLeaseLooksExactlyLikeAMissingOne) 
   // Nothing of alice's lease leaks into the reply.
   EXPECT_FALSE(Contains(by_id_held.message(), "4001"));
   EXPECT_FALSE(Contains(by_id_held.message(), a.acquire().lease().runtime_dir()));
-  ASSERT_NE(broker().leases().find(id), nullptr) << "bob's attempt must not end alice's lease";
+  ASSERT_NE(broker().core().leases().find(id), nullptr) << "bob's attempt must not end alice's lease";
 
   // The same requests once the lease is gone give byte-identical replies.
   ASSERT_EQ(release_id(kAlice, id).status(), v1::OK);
@@ -466,7 +468,7 @@ TEST_F(BrokerOnHostTest, RootAndAdminsMayReleaseAnyLease) {
   const std::string b = must_acquire_id(kBob);
   EXPECT_EQ(release_id(kAdmin, a).status(), v1::OK);
   EXPECT_EQ(release_id(kRoot, b).status(), v1::OK);
-  EXPECT_EQ(broker().leases().size(), 0u);
+  EXPECT_EQ(broker().core().leases().size(), 0u);
 }
 
 TEST_F(BrokerOnHostTest, ListShowsOnlyTheCallersOwnLeases) {
@@ -511,23 +513,23 @@ TEST_F(BrokerOnHostTest, ConnectionClosedEndsThatConnectionsLeasesOnly) {
   const std::string a2 = must_acquire_id(kAlice, 1);
   const std::string a3 = must_acquire_id(kAlice, 2);
   const std::string b1 = must_acquire_id(kBob, 3);
-  ASSERT_EQ(broker().allocator().free_count(), 1u);
+  ASSERT_EQ(broker().core().allocator().free_count(), 1u);
 
-  broker().connection_closed(1);
-  EXPECT_EQ(broker().leases().find(a1), nullptr);
-  EXPECT_EQ(broker().leases().find(a2), nullptr);
-  EXPECT_NE(broker().leases().find(a3), nullptr);
-  EXPECT_NE(broker().leases().find(b1), nullptr);
-  EXPECT_EQ(broker().leases().size(), 2u);
-  EXPECT_EQ(broker().allocator().free_count(), 3u) << "the ended leases' displays are free again";
+  broker().core().connection_closed(1);
+  EXPECT_EQ(broker().core().leases().find(a1), nullptr);
+  EXPECT_EQ(broker().core().leases().find(a2), nullptr);
+  EXPECT_NE(broker().core().leases().find(a3), nullptr);
+  EXPECT_NE(broker().core().leases().find(b1), nullptr);
+  EXPECT_EQ(broker().core().leases().size(), 2u);
+  EXPECT_EQ(broker().core().allocator().free_count(), 3u) << "the ended leases' displays are free again";
   expect_consistent();
 
-  broker().connection_closed(1);   // again: nothing left of it
-  broker().connection_closed(42);  // never existed
-  EXPECT_EQ(broker().leases().size(), 2u);
-  broker().connection_closed(3);
-  EXPECT_EQ(broker().leases().find(b1), nullptr);
-  EXPECT_NE(broker().leases().find(a3), nullptr);
+  broker().core().connection_closed(1);   // again: nothing left of it
+  broker().core().connection_closed(42);  // never existed
+  EXPECT_EQ(broker().core().leases().size(), 2u);
+  broker().core().connection_closed(3);
+  EXPECT_EQ(broker().core().leases().find(b1), nullptr);
+  EXPECT_NE(broker().core().leases().find(a3), nullptr);
 }
 
 TEST_F(BrokerOnHostTest, OpenLoginPreparesTheDirectoryAndCountsSessions) {
@@ -562,14 +564,14 @@ TEST_F(BrokerOnHostTest, CloseLoginWithReapEndsLeasesOnlyWhenTheLastLoginSession
   ASSERT_EQ(first.status(), v1::OK);
   EXPECT_EQ(first.close_login().login_sessions(), 1u);
   EXPECT_EQ(first.close_login().leases_ended(), 0u);
-  EXPECT_EQ(broker().leases().count_for_uid(4001), 2u) << "another login session of alice is still open";
+  EXPECT_EQ(broker().core().leases().count_for_uid(4001), 2u) << "another login session of alice is still open";
 
   const auto last = close_login(4001, true);
   ASSERT_EQ(last.status(), v1::OK);
   EXPECT_EQ(last.close_login().login_sessions(), 0u);
   EXPECT_EQ(last.close_login().leases_ended(), 2u);
-  EXPECT_EQ(broker().leases().count_for_uid(4001), 0u);
-  EXPECT_NE(broker().leases().find(bob), nullptr) << "other users' leases are untouched";
+  EXPECT_EQ(broker().core().leases().count_for_uid(4001), 0u);
+  EXPECT_NE(broker().core().leases().find(bob), nullptr) << "other users' leases are untouched";
   expect_consistent();
 }
 
@@ -580,7 +582,7 @@ TEST_F(BrokerOnHostTest, CloseLoginWithoutReapKeepsLeases) {
   ASSERT_EQ(r.status(), v1::OK);
   EXPECT_EQ(r.close_login().login_sessions(), 0u);
   EXPECT_EQ(r.close_login().leases_ended(), 0u);
-  EXPECT_EQ(broker().leases().count_for_uid(4001), 1u);
+  EXPECT_EQ(broker().core().leases().count_for_uid(4001), 1u);
 }
 
 TEST_F(BrokerOnHostTest, LoginSessionCountNeverGoesBelowZero) {
@@ -593,7 +595,7 @@ TEST_F(BrokerOnHostTest, LoginSessionCountNeverGoesBelowZero) {
 TEST_F(BrokerOnHostTest, MissingVerbIsInvalid) {
   const v1::Request empty;
   for (const Caller& c : {kRoot, kAlice, kCarol}) {
-    const auto r = broker().handle(c, 1, empty);
+    const auto r = broker().core().handle(c, 1, empty);
     EXPECT_EQ(r.status(), v1::INVALID);
     EXPECT_FALSE(r.message().empty());
   }
@@ -610,7 +612,7 @@ TEST_F(BrokerOnHostTest, EveryProtocolVerbIsEitherHandledOrInvalid) {
     v1::Request r;
     r.GetReflection()->MutableMessage(&r, field);
     ASSERT_EQ(static_cast<int>(r.verb_case()), field->number());
-    const auto resp = broker().handle(kRoot, 1, r);
+    const auto resp = broker().core().handle(kRoot, 1, r);
     EXPECT_NE(resp.status(), v1::STATUS_UNSPECIFIED);
     if (find_verb_rule(r.verb_case()) == nullptr) {
       EXPECT_EQ(resp.status(), v1::INVALID);
@@ -625,7 +627,7 @@ TEST_F(BrokerOnHostTest, EveryProtocolVerbIsEitherHandledOrInvalid) {
 TEST_F(BrokerOnHostTest, MetricsAreForRootAndAdminsAndCountWhatHappened) {
   v1::Request m;
   m.mutable_metrics();
-  const auto denied = broker().handle(kAlice, 1, m);
+  const auto denied = broker().core().handle(kAlice, 1, m);
   EXPECT_EQ(denied.status(), v1::DENIED);
   EXPECT_FALSE(denied.has_metrics());
   EXPECT_TRUE(Contains(denied.message(), "admin-groups"));
@@ -638,7 +640,7 @@ TEST_F(BrokerOnHostTest, MetricsAreForRootAndAdminsAndCountWhatHappened) {
   ASSERT_EQ(release_id(kBob, bobs).status(), v1::OK);
 
   for (const Caller& admin : {kRoot, kAdmin}) {
-    const auto r = broker().handle(admin, 1, m);
+    const auto r = broker().core().handle(admin, 1, m);
     ASSERT_EQ(r.status(), v1::OK) << r.message();
     const std::string& text = r.metrics().exposition();
     EXPECT_TRUE(Contains(text, "xpra_broker_leases{state=\"active\"} 3\n"));
@@ -654,14 +656,14 @@ TEST_F(BrokerOnHostTest, MetricsAreForRootAndAdminsAndCountWhatHappened) {
     EXPECT_TRUE(Contains(text, "xpra_broker_displays 5\n"));
     EXPECT_TRUE(Contains(text, "xpra_broker_x_server_warn_threshold 4\n"));
   }
-  EXPECT_EQ(broker().counters().requests(v1::Request::kMetrics, v1::OK), 2u);
+  EXPECT_EQ(broker().core().counters().requests(v1::Request::kMetrics, v1::OK), 2u);
 }
 
 TEST_F(BrokerOnHostTest, MetricsCountBlockedDisplaysByReason) {
   probe_.facts[100] = live_x_server(100, 1234, 777);
   probe_.facts[101] = dead_lock(101, 4321, 778);  // stale, but no cleaner here: a leftover
   EXPECT_EQ(must_acquire(kAlice), 102u);
-  const auto snapshot = broker().metrics_snapshot();
+  const auto snapshot = broker().core().metrics_snapshot();
   EXPECT_EQ(snapshot.blocked[static_cast<std::size_t>(BlockReason::in_use)], 1u);
   EXPECT_EQ(snapshot.blocked[static_cast<std::size_t>(BlockReason::leftovers)], 1u);
   EXPECT_EQ(snapshot.free_displays, 2u);
@@ -687,7 +689,7 @@ TEST_F(BrokerOnHostTest, PurposeLongerThan128BytesIsInvalid) {
     EXPECT_EQ(r.status(), v1::INVALID) << n;
     EXPECT_TRUE(Contains(r.message(), "128"));
   }
-  EXPECT_EQ(broker().leases().size(), 0u);
+  EXPECT_EQ(broker().core().leases().size(), 0u);
   EXPECT_TRUE(probe_.calls.empty()) << "an invalid request must not reach the host";
 }
 
@@ -695,7 +697,7 @@ TEST_F(BrokerOnHostTest, CallerOutsideAllowedGroupsIsDeniedAcquire) {
   const auto r = acquire(kCarol);
   EXPECT_EQ(r.status(), v1::DENIED);
   EXPECT_TRUE(Contains(r.message(), "allowed-groups"));
-  EXPECT_EQ(broker().leases().size(), 0u);
+  EXPECT_EQ(broker().core().leases().size(), 0u);
   EXPECT_TRUE(probe_.calls.empty());
   struct stat st {};
   EXPECT_NE(::lstat((runtime_dir_ + "/4003").c_str(), &st), 0) << "no directory for a denied caller";
@@ -710,8 +712,8 @@ TEST_F(BrokerOnHostTest, SupplementaryGroupAndAdminGroupMayAcquire) {
 }
 
 TEST_F(BrokerOnHostTest, StatusReportsRangeQuotasCountsWarningsAndUptime) {
-  broker().set_warnings({"runtime dir is writable by others"});
-  broker().set_connection_count(7);
+  broker().core().set_warnings({"runtime dir is writable by others"});
+  broker().core().set_connection_count(7);
   must_acquire(kAlice);
   now_ += seconds(5);
   const auto r = status(kCarol);
@@ -750,7 +752,7 @@ TEST_F(BrokerOnHostTest, RepliesStayWithinOneFrameWhateverTheCounts) {
   EXPECT_LE(s.ByteSizeLong(), wire::kMaxFrameSize);
   v1::Request r;
   r.mutable_list()->set_all(true);
-  const auto l = broker().handle(kRoot, 1, r);
+  const auto l = broker().core().handle(kRoot, 1, r);
   EXPECT_EQ(l.list().leases_total(), 400u);
   EXPECT_EQ(l.list().leases_size(), static_cast<int>(kMaxListedLeases));
   EXPECT_LE(l.ByteSizeLong(), wire::kMaxFrameSize);
@@ -762,7 +764,7 @@ TEST_F(BrokerOnHostTest, PurposeWithControlCharactersIsRefused) {
     EXPECT_EQ(r.status(), v1::INVALID);
     EXPECT_TRUE(Contains(r.message(), "printable")) << r.message();
   }
-  EXPECT_EQ(broker().leases().size(), 0u);
+  EXPECT_EQ(broker().core().leases().size(), 0u);
   EXPECT_EQ(acquire(kAlice, 1, "Grüße: xpra desktop").status(), v1::OK);
 }
 
@@ -773,8 +775,8 @@ TEST_F(BrokerOnHostTest, DirectoryFailureGivesInternalAndTakesNoDisplay) {
   const auto r = acquire(kAlice);
   EXPECT_EQ(r.status(), v1::INTERNAL);
   EXPECT_TRUE(Contains(r.message(), in_the_way));
-  EXPECT_EQ(broker().leases().size(), 0u);
-  EXPECT_EQ(broker().allocator().free_count(), 5u);
+  EXPECT_EQ(broker().core().leases().size(), 0u);
+  EXPECT_EQ(broker().core().allocator().free_count(), 5u);
   // Bob is not affected.
   EXPECT_EQ(acquire(kBob).status(), v1::OK);
 }
@@ -841,16 +843,16 @@ TEST_F(BrokerOnHostTest, RandomRequestsNeverBreakTheBroker) {
     if (!req.ParseFromString(bytes)) continue;
     const Caller& c = callers[rng() % 4];
     const ConnectionId conn = 1 + rng() % 3;
-    const auto resp = broker().handle(c, conn, req);
+    const auto resp = broker().core().handle(c, conn, req);
     ++handled;
     ASSERT_NE(resp.status(), v1::STATUS_UNSPECIFIED) << "request " << i;
     if (resp.status() != v1::OK) {
       ASSERT_FALSE(resp.message().empty()) << "request " << i;
     }
-    ASSERT_LE(broker().leases().size(), 4u);
-    for (const Caller& u : callers) ASSERT_LE(broker().leases().count_for_uid(u.uid), 3u);
-    ASSERT_EQ(broker().leases().count_for_uid(kCarol.uid), 0u) << "carol may never hold a display";
-    if (rng() % 50 == 0) broker().connection_closed(1 + rng() % 3);
+    ASSERT_LE(broker().core().leases().size(), 4u);
+    for (const Caller& u : callers) ASSERT_LE(broker().core().leases().count_for_uid(u.uid), 3u);
+    ASSERT_EQ(broker().core().leases().count_for_uid(kCarol.uid), 0u) << "carol may never hold a display";
+    if (rng() % 50 == 0) broker().core().connection_closed(1 + rng() % 3);
     if (rng() % 20 == 0) now_ += seconds(rng() % 40);
     ASSERT_NO_FATAL_FAILURE(expect_consistent());
   }

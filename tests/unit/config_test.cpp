@@ -230,6 +230,33 @@ TEST(ConfigTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_TRUE(validate_config(c).empty());
 }
 
+// One set of defaults: the settings the core gets from a config without a
+// file are the core's own defaults, which its tests (tests/core) run on.
+TEST(ConfigTest, TheCoresDefaultsAreTheConfigurationsDefaults) {
+  const CoreSettings from_config = core_settings(BrokerConfig{});
+  const CoreSettings core;
+  EXPECT_EQ(from_config.display_first, core.display_first);
+  EXPECT_EQ(from_config.display_last, core.display_last);
+  EXPECT_EQ(from_config.max_leases, core.max_leases);
+  EXPECT_EQ(from_config.max_leases_per_user, core.max_leases_per_user);
+  EXPECT_EQ(from_config.recheck_seconds, core.recheck_seconds);
+  EXPECT_EQ(from_config.clean_stale, core.clean_stale);
+  EXPECT_EQ(from_config.quarantine_seconds, core.quarantine_seconds);
+  EXPECT_EQ(from_config.max_quarantines_per_user, core.max_quarantines_per_user);
+  EXPECT_EQ(from_config.xserver_warn_per_user, core.xserver_warn_per_user);
+  EXPECT_EQ(from_config.restart_guard.acquire_burst, core.restart_guard.acquire_burst);
+  EXPECT_EQ(from_config.restart_guard.acquires_per_minute, core.restart_guard.acquires_per_minute);
+  EXPECT_EQ(from_config.restart_guard.failures_before_backoff, core.restart_guard.failures_before_backoff);
+  EXPECT_EQ(from_config.restart_guard.backoff_base, core.restart_guard.backoff_base);
+  EXPECT_EQ(from_config.restart_guard.backoff_max, core.restart_guard.backoff_max);
+  EXPECT_EQ(from_config.restart_guard.healthy_after, core.restart_guard.healthy_after);
+  // The values a deployment without a config file runs on (README, man page).
+  EXPECT_EQ(core.display_last, 999u);
+  EXPECT_EQ(core.max_leases_per_user, 8u);
+  EXPECT_EQ(core.max_quarantines_per_user, 3u);
+  EXPECT_EQ(core.quarantine_seconds, 300u);
+}
+
 TEST(ConfigTest, EveryKeyAcceptsItsGoodValues) {
   for (const auto& good : good_values()) {
     SCOPED_TRACE(good.key + " = '" + good.value + "'");

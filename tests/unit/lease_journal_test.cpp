@@ -6,7 +6,7 @@
 // - LeaseJournal on a temporary runtime dir: the bad tail is cut on open and
 //   appends go after it, compaction keeps the live leases only and leaves no
 //   leases.journal.new behind, no symlink is ever followed, mode 0600;
-// - HostedBroker::restore() / expire_detached() / reattach with a fake probe
+// - BrokerAssembly::restore() / expire_detached() / reattach with a fake probe
 //   and a clock the test moves, and a broker "restarted" from the journal a
 //   first broker wrote.
 //
@@ -36,7 +36,7 @@
 #include <string>
 #include <vector>
 
-#include "hosted_broker.h"
+#include "assembly.h"
 #include "lease_journal.h"
 #include "process_inspector.h"
 #include "test_support.h"
@@ -763,7 +763,7 @@ class BrokerRestoreTest : public ::testing::Test {
 
   // A broker with a journal on the runtime dir: the first one, or one
   // "restarted" after the previous one was dropped (as kill -9 would).
-  HostedBroker& start_broker(bool with_journal = true) {
+  BrokerAssembly& start_broker(bool with_journal = true) {
     broker_.reset();
     journal_.reset();
     // Reap jobs of a broker that is gone die with it, as in a crash.
@@ -771,11 +771,13 @@ class BrokerRestoreTest : public ::testing::Test {
     UniqueFd dir(::open(runtime_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     EXPECT_TRUE(dir);
     if (with_journal) journal_ = std::make_unique<LeaseJournal>(dir.get(), runtime_dir_);
-    broker_ = std::make_unique<HostedBroker>(config_, policy_, std::make_unique<FreeHostProbe>(),
-                                              std::make_unique<UserDirectories>(std::move(dir), runtime_dir_, 0),
-                                              [this] { return now_; });
-    if (reaper_) broker_->set_lifecycle(reaper_.get(), nullptr);
-    if (journal_) broker_->set_journal(journal_.get());
+    AssemblyParts parts;
+    parts.host.probe = std::make_unique<FreeHostProbe>();
+    parts.host.user_dirs = std::make_unique<UserDirectories>(std::move(dir), runtime_dir_, 0);
+    parts.host.clock = [this] { return now_; };
+    parts.host.reaper = reaper_.get();
+    parts.journal = journal_.get();
+    broker_ = std::make_unique<BrokerAssembly>(config_, policy_, std::move(parts));
     return *broker_;
   }
 
@@ -793,8 +795,7 @@ class BrokerRestoreTest : public ::testing::Test {
   // Restarts the broker from what its journal holds now.
   LeaseCore::RestoreSummary restart(seconds grace = seconds(30)) {
     start_broker();
-    broker_->restore_logins(journal_->loaded().login_sessions);
-    return broker_->restore(journal_->loaded().leases, grace);
+    return broker_->restore(grace);
   }
   std::vector<journal::JournaledLease> journal_on_disk() {
     UniqueFd dir(::open(runtime_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -804,7 +805,7 @@ class BrokerRestoreTest : public ::testing::Test {
   v1::Response call(const Caller& c, ConnectionId conn, const std::function<void(v1::Request&)>& fill) {
     v1::Request r;
     fill(r);
-    return broker_->handle(c, conn, r);
+    return broker_->core().handle(c, conn, r);
   }
   v1::Response acquire(const Caller& c, ConnectionId conn) {
     return call(c, conn, [](v1::Request& r) { r.mutable_acquire()->set_purpose("durable"); });
@@ -827,10 +828,10 @@ class BrokerRestoreTest : public ::testing::Test {
     return std::nullopt;
   }
   void expect_consistent() {
-    EXPECT_EQ(broker_->leases().size(), broker_->allocator().leased_count());
+    EXPECT_EQ(broker_->core().leases().size(), broker_->core().allocator().leased_count());
     std::set<std::uint32_t> displays;
-    for (const Lease* l : broker_->leases().all()) {
-      EXPECT_TRUE(broker_->allocator().is_leased(l->display)) << l->display;
+    for (const Lease* l : broker_->core().leases().all()) {
+      EXPECT_TRUE(broker_->core().allocator().is_leased(l->display)) << l->display;
       EXPECT_TRUE(displays.insert(l->display).second) << "display " << l->display << " held twice";
     }
   }
@@ -849,7 +850,7 @@ class BrokerRestoreTest : public ::testing::Test {
   SteadyTime now_ = SteadyTime(std::chrono::hours(1000));
   std::unique_ptr<HoldingReaper> reaper_;
   std::unique_ptr<LeaseJournal> journal_;
-  std::unique_ptr<HostedBroker> broker_;
+  std::unique_ptr<BrokerAssembly> broker_;
 };
 
 TEST_F(BrokerRestoreTest, ALeaseWhoseHolderIsAliveWaitsDetachedUntilTheGracePassesThenIsReaped) {
@@ -862,18 +863,18 @@ TEST_F(BrokerRestoreTest, ALeaseWhoseHolderIsAliveWaitsDetachedUntilTheGracePass
   EXPECT_EQ(l->state(), v1::DETACHED);
   EXPECT_EQ(l->display(), 703u);
   EXPECT_EQ(l->uid(), kAlice.uid);
-  EXPECT_TRUE(broker_->allocator().is_leased(703));
+  EXPECT_TRUE(broker_->core().allocator().is_leased(703));
   expect_consistent();
 
   now_ += seconds(29);
-  broker_->expire_detached();
+  broker_->core().expire_detached();
   ASSERT_TRUE(listed("alive")) << "still within the grace period";
   EXPECT_EQ(listed("alive")->state(), v1::DETACHED);
 
   now_ += seconds(1);
-  broker_->expire_detached();
+  broker_->core().expire_detached();
   EXPECT_FALSE(listed("alive")) << "the holder did not reattach within the grace period";
-  EXPECT_FALSE(broker_->allocator().is_leased(703));
+  EXPECT_FALSE(broker_->core().allocator().is_leased(703));
   EXPECT_TRUE(journal_on_disk().empty()) << "its end is in the journal";
   expect_consistent();
 }
@@ -882,16 +883,16 @@ TEST_F(BrokerRestoreTest, AnExpiredLeaseIsReapedAndHoldsItsDisplayUntilTheReaper
   reaper_ = std::make_unique<HoldingReaper>();
   restore({recovered("alive", 703, kAlice, ::getpid())}, seconds(5));
   now_ += seconds(5);
-  broker_->expire_detached();
+  broker_->core().expire_detached();
   ASSERT_TRUE(reaper_->holds("alive"));
   ASSERT_TRUE(listed("alive"));
   EXPECT_EQ(listed("alive")->state(), v1::ENDING);
-  EXPECT_TRUE(broker_->allocator().is_leased(703));
+  EXPECT_TRUE(broker_->core().allocator().is_leased(703));
   EXPECT_EQ(reattach(kAlice, 5, "alive", make_lease("alive", 703).reattach_token()).status(), v1::NOT_FOUND)
       << "an ending lease cannot be taken back";
   reaper_->finish_all();
   EXPECT_FALSE(listed("alive"));
-  EXPECT_FALSE(broker_->allocator().is_leased(703));
+  EXPECT_FALSE(broker_->core().allocator().is_leased(703));
 }
 
 TEST_F(BrokerRestoreTest, ALeaseWhoseHolderIsDeadIsReapedAtOnce) {
@@ -908,10 +909,10 @@ TEST_F(BrokerRestoreTest, ALeaseWhoseHolderIsDeadIsReapedAtOnce) {
   const auto dead = listed("dead");
   ASSERT_TRUE(dead);
   EXPECT_EQ(dead->state(), v1::ENDING);
-  EXPECT_TRUE(broker_->allocator().is_leased(701)) << "not reused before it is reaped";
+  EXPECT_TRUE(broker_->core().allocator().is_leased(701)) << "not reused before it is reaped";
   reaper_->finish_all();
   EXPECT_FALSE(listed("dead"));
-  EXPECT_FALSE(broker_->allocator().is_leased(701));
+  EXPECT_FALSE(broker_->core().allocator().is_leased(701));
   EXPECT_EQ(ids_of(journal_on_disk()), std::vector<std::string>{"alive"});
   expect_consistent();
 }
@@ -927,9 +928,9 @@ TEST_F(BrokerRestoreTest, ADuplicateDisplayGoesToTheLaterLeaseAndOneOutsideTheRa
   });
   EXPECT_EQ(summary.dropped, 4u);
   EXPECT_EQ(summary.waiting, 2u);
-  EXPECT_EQ(broker_->leases().size(), 2u);
-  ASSERT_NE(broker_->leases().find_by_display(704), nullptr);
-  EXPECT_EQ(broker_->leases().find_by_display(704)->id, "same-display")
+  EXPECT_EQ(broker_->core().leases().size(), 2u);
+  ASSERT_NE(broker_->core().leases().find_by_display(704), nullptr);
+  EXPECT_EQ(broker_->core().leases().find_by_display(704)->id, "same-display")
       << "the later record wins: the number was handed out again, so the earlier lease had ended";
   EXPECT_TRUE(listed("second"));
   for (const char* id : {"first", "below", "above", "far"}) EXPECT_FALSE(listed(id)) << id;
@@ -961,21 +962,21 @@ TEST_F(BrokerRestoreTest, ReattachWithTheRightUidAndTokenMovesTheLeaseToTheNewCo
   EXPECT_EQ(r.reattach().lease().state(), v1::ACTIVE);
   EXPECT_EQ(r.reattach().lease().pid(), 31555) << "the holder is the reattaching process now";
   EXPECT_EQ(listed("mine")->state(), v1::ACTIVE);
-  EXPECT_EQ(broker_->leases().ids_for_connection(42), std::vector<std::string>{"mine"});
+  EXPECT_EQ(broker_->core().leases().ids_for_connection(42), std::vector<std::string>{"mine"});
 
   // Past the grace: a reattached lease is not expired.
   now_ += seconds(3600);
-  broker_->expire_detached();
+  broker_->core().expire_detached();
   ASSERT_TRUE(listed("mine"));
   EXPECT_EQ(listed("mine")->state(), v1::ACTIVE);
 
   // Its holder's other (unrelated) connection closing changes nothing...
-  broker_->connection_closed(41);
+  broker_->core().connection_closed(41);
   EXPECT_TRUE(listed("mine"));
   // ...its new connection closing ends it, like any lease.
-  broker_->connection_closed(42);
+  broker_->core().connection_closed(42);
   EXPECT_FALSE(listed("mine"));
-  EXPECT_FALSE(broker_->allocator().is_leased(706));
+  EXPECT_FALSE(broker_->core().allocator().is_leased(706));
   EXPECT_TRUE(journal_on_disk().empty());
 }
 
@@ -1016,17 +1017,17 @@ TEST_F(BrokerRestoreTest, AWrongTokenOrAnotherUidGetsNotFoundAndChangesNothing) 
     ASSERT_TRUE(l);
     EXPECT_EQ(l->state(), v1::DETACHED);
     EXPECT_EQ(l->pid(), ::getpid());
-    EXPECT_TRUE(broker_->leases().ids_for_connection(50).empty());
+    EXPECT_TRUE(broker_->core().leases().ids_for_connection(50).empty());
   }
   // The wrong tries did not end or shorten anything: the holder still can.
   now_ += seconds(29);
-  broker_->expire_detached();
+  broker_->core().expire_detached();
   EXPECT_EQ(reattach(kAlice, 51, "mine", token).status(), v1::OK);
 }
 
 TEST_F(BrokerRestoreTest, AnotherUsersConnectionClosingDoesNotTouchADetachedLease) {
   restore({recovered("mine", 708, kAlice, ::getpid())});
-  for (ConnectionId c : {1u, 2u, 3u, 999u}) broker_->connection_closed(c);
+  for (ConnectionId c : {1u, 2u, 3u, 999u}) broker_->core().connection_closed(c);
   ASSERT_TRUE(listed("mine"));
   EXPECT_EQ(listed("mine")->state(), v1::DETACHED);
 }
@@ -1044,7 +1045,7 @@ TEST_F(BrokerRestoreTest, ARestartedBrokerFindsEveryAcknowledgedLeaseWithItsToke
   auto it = held.begin();
   std::vector<std::string> released;
   for (int i = 0; i < 2; ++i, ++it) {
-    const Lease* l = broker_->leases().find(it->first);
+    const Lease* l = broker_->core().leases().find(it->first);
     ASSERT_NE(l, nullptr);
     const Caller& owner = l->uid == kAlice.uid ? kAlice : kBob;
     ASSERT_EQ(release(owner, l->connection, it->first).status(), v1::OK);
@@ -1053,7 +1054,7 @@ TEST_F(BrokerRestoreTest, ARestartedBrokerFindsEveryAcknowledgedLeaseWithItsToke
   for (const auto& id : released) held.erase(id);
   const auto gone = acquire(kAlice, 77);
   ASSERT_EQ(gone.status(), v1::OK);
-  broker_->connection_closed(77);
+  broker_->core().connection_closed(77);
 
   // "kill -9": the broker object goes without any shutdown step.
   const auto summary = restart();
@@ -1097,7 +1098,7 @@ TEST_F(BrokerRestoreTest, AfterARestartTheHolderReattachesAndNothingIsHandedOutT
     }
     ConnectionId conn = 100 * static_cast<ConnectionId>(round + 1);
     for (const auto& [id, d] : held) {
-      const Lease* l = broker_->leases().find(id);
+      const Lease* l = broker_->core().leases().find(id);
       ASSERT_NE(l, nullptr) << id;
       const auto r = reattach(l->uid == alice.uid ? alice : bob, ++conn, id, d.second);
       ASSERT_EQ(r.status(), v1::OK) << r.message();
@@ -1177,7 +1178,7 @@ TEST_F(BrokerRestoreTest, AJournalThatCannotBeWrittenRefusesTheAcquire) {
     if (::setrlimit(RLIMIT_FSIZE, &cap) != 0) std::_Exit(11);
     const auto refused = acquire(kAlice, 1);
     if (refused.status() != v1::INTERNAL) std::_Exit(12);
-    if (broker_->leases().size() != 1 || broker_->allocator().leased_count() != 1) std::_Exit(13);
+    if (broker_->core().leases().size() != 1 || broker_->core().allocator().leased_count() != 1) std::_Exit(13);
     std::_Exit(0);
   };
   EXPECT_EXIT(acquire_with_a_full_journal(),
@@ -1185,37 +1186,37 @@ TEST_F(BrokerRestoreTest, AJournalThatCannotBeWrittenRefusesTheAcquire) {
 }
 
 TEST_F(BrokerRestoreTest, WithGroupCommitRecordsReachTheFileOnlyAtTheCommit) {
-  start_broker().set_group_commit(true);
+  start_broker().durable()->set_group_commit(true);
   const auto a = acquire(kAlice, 1);
   const auto b = acquire(kBob, 2);
   ASSERT_EQ(a.status(), v1::OK);
   ASSERT_EQ(b.status(), v1::OK);
-  EXPECT_TRUE(broker_->journal_uncommitted());
+  EXPECT_TRUE(broker_->has_uncommitted());
   EXPECT_TRUE(journal_on_disk().empty()) << "nothing may be written before the commit";
-  const auto outcome = broker_->commit_journal();
+  const auto outcome = broker_->commit();
   EXPECT_TRUE(outcome.ok);
   EXPECT_TRUE(outcome.withdrawn.empty());
-  EXPECT_FALSE(broker_->journal_uncommitted());
+  EXPECT_FALSE(broker_->has_uncommitted());
   EXPECT_EQ(ids_of(journal_on_disk()),
             (std::vector<std::string>{a.acquire().lease().id(), b.acquire().lease().id()}));
   ASSERT_EQ(release(kAlice, 1, a.acquire().lease().id()).status(), v1::OK);
-  EXPECT_TRUE(broker_->journal_uncommitted());
+  EXPECT_TRUE(broker_->has_uncommitted());
   EXPECT_EQ(journal_on_disk().size(), 2u) << "the release is not on disk before its commit";
-  EXPECT_TRUE(broker_->commit_journal().ok);
+  EXPECT_TRUE(broker_->commit().ok);
   EXPECT_EQ(ids_of(journal_on_disk()), (std::vector<std::string>{b.acquire().lease().id()}));
 }
 
 TEST_F(BrokerRestoreTest, WithGroupCommitARecordWrittenOutsideARequestCarriesThePendingOnesInOrder) {
-  start_broker().set_group_commit(true);
+  start_broker().durable()->set_group_commit(true);
   const auto a = acquire(kAlice, 1);
   const auto b = acquire(kBob, 2);
   ASSERT_EQ(a.status(), v1::OK);
   // Bob's connection closes (not a request): his lease ends at once, and its
   // record is written after Alice's and Bob's pending acquires.
-  broker_->connection_closed(2);
+  broker_->core().connection_closed(2);
   EXPECT_EQ(ids_of(journal_on_disk()), (std::vector<std::string>{a.acquire().lease().id()}));
-  EXPECT_FALSE(broker_->journal_uncommitted());
-  EXPECT_TRUE(broker_->commit_journal().ok);
+  EXPECT_FALSE(broker_->has_uncommitted());
+  EXPECT_TRUE(broker_->commit().ok);
 }
 
 TEST_F(BrokerRestoreTest, WithGroupCommitAFailedCommitWithdrawsTheLeasesItCarried) {
@@ -1223,21 +1224,21 @@ TEST_F(BrokerRestoreTest, WithGroupCommitAFailedCommitWithdrawsTheLeasesItCarrie
   // at the commit, after the acquire was answered in memory.
   const auto commit_into_a_full_journal = [&] {
     ::signal(SIGXFSZ, SIG_IGN);
-    start_broker().set_group_commit(true);
+    start_broker().durable()->set_group_commit(true);
     const auto first = acquire(kAlice, 1);
-    if (first.status() != v1::OK || !broker_->commit_journal().ok) std::_Exit(10);
+    if (first.status() != v1::OK || !broker_->commit().ok) std::_Exit(10);
     struct stat st {};
     ::stat((runtime_dir_ + "/" + kJournalName).c_str(), &st);
     const rlimit cap{static_cast<rlim_t>(st.st_size), static_cast<rlim_t>(st.st_size)};
     if (::setrlimit(RLIMIT_FSIZE, &cap) != 0) std::_Exit(11);
     const auto second = acquire(kAlice, 1);
     if (second.status() != v1::OK) std::_Exit(12);
-    const auto outcome = broker_->commit_journal();
+    const auto outcome = broker_->commit();
     if (outcome.ok) std::_Exit(13);
     if (outcome.withdrawn != std::vector<std::string>{second.acquire().lease().id()}) std::_Exit(14);
-    if (broker_->reply_after_failed_commit(second, outcome).status() != v1::INTERNAL) std::_Exit(15);
-    if (broker_->reply_after_failed_commit(first, outcome).status() != v1::OK) std::_Exit(16);
-    if (broker_->leases().size() != 1 || broker_->allocator().leased_count() != 1) std::_Exit(17);
+    if (broker_->core().reply_after_failed_commit(second, outcome.withdrawn).status() != v1::INTERNAL) std::_Exit(15);
+    if (broker_->core().reply_after_failed_commit(first, outcome.withdrawn).status() != v1::OK) std::_Exit(16);
+    if (broker_->core().leases().size() != 1 || broker_->core().allocator().leased_count() != 1) std::_Exit(17);
     // The file still ends on a whole record: the first lease, no torn tail.
     const rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
     ::setrlimit(RLIMIT_FSIZE, &unlimited);
@@ -1276,19 +1277,19 @@ TEST_F(BrokerRestoreTest, ALeaseEndTheJournalCannotRecordKeepsItsNumberUntilItIs
   // comes back, the same user asks again. The number of the unrecorded end
   // must not be handed out, or the journal holds two leases on it.
   const auto sequence = [&] {
-    start_broker().set_group_commit(true);
+    start_broker().durable()->set_group_commit(true);
     const auto first = acquire(kAlice, 1);
-    if (first.status() != v1::OK || !broker_->commit_journal().ok) std::_Exit(10);
+    if (first.status() != v1::OK || !broker_->commit().ok) std::_Exit(10);
     const std::uint32_t held = first.acquire().lease().display();
     cap_journal_growth(runtime_dir_ + "/" + kJournalName);
     const auto rel = release(kAlice, 1, first.acquire().lease().id());
     if (rel.status() != v1::OK) std::_Exit(11);  // an end is never refused...
-    const auto rel_outcome = broker_->commit_journal();
+    const auto rel_outcome = broker_->commit();
     if (rel_outcome.ok) std::_Exit(12);
     // ...nor acknowledged before it is recorded.
-    if (broker_->reply_after_failed_commit(rel, rel_outcome).status() != v1::INTERNAL) std::_Exit(25);
-    if (broker_->leases().find(first.acquire().lease().id())) std::_Exit(26);  // but it did end
-    if (!broker_->allocator().is_leased(held)) std::_Exit(13);  // held until recorded
+    if (broker_->core().reply_after_failed_commit(rel, rel_outcome.withdrawn).status() != v1::INTERNAL) std::_Exit(25);
+    if (broker_->core().leases().find(first.acquire().lease().id())) std::_Exit(26);  // but it did end
+    if (!broker_->core().allocator().is_leased(held)) std::_Exit(13);  // held until recorded
     const auto status = call(kAlice, 3, [](v1::Request& r) { r.mutable_status(); });
     if (status.status_reply().journal_problem().empty()) std::_Exit(14);
     if (status.status_reply().displays_awaiting_journal_size() != 1 ||
@@ -1296,21 +1297,21 @@ TEST_F(BrokerRestoreTest, ALeaseEndTheJournalCannotRecordKeepsItsNumberUntilItIs
       std::_Exit(15);
     // Meanwhile a new acquire is refused and never gets the held number.
     const auto refused = acquire(kAlice, 2);
-    const auto refused_outcome = broker_->commit_journal();
-    if (refused_outcome.ok || broker_->reply_after_failed_commit(refused, refused_outcome).status() != v1::INTERNAL)
+    const auto refused_outcome = broker_->commit();
+    if (refused_outcome.ok || broker_->core().reply_after_failed_commit(refused, refused_outcome.withdrawn).status() != v1::INTERNAL)
       std::_Exit(23);
-    if (refused.acquire().lease().display() == held || broker_->leases().size() != 0) std::_Exit(24);
+    if (refused.acquire().lease().display() == held || broker_->core().leases().size() != 0) std::_Exit(24);
     // Space comes back; the retry writes the owed end and frees the number.
     uncap_journal_growth();
-    broker_->retry_journal();
-    if (broker_->allocator().is_leased(held)) std::_Exit(16);
+    broker_->core().retry_records();
+    if (broker_->core().allocator().is_leased(held)) std::_Exit(16);
     if (!call(kAlice, 3, [](v1::Request& r) { r.mutable_status(); }).status_reply().journal_problem().empty())
       std::_Exit(17);
     // Every number, the old one included, may be handed out once each.
     std::set<std::uint32_t> got;
     for (int i = 0; i < 8; ++i) {
       const auto r = acquire(kAlice, 5);
-      if (r.status() != v1::OK || !broker_->commit_journal().ok) std::_Exit(18);
+      if (r.status() != v1::OK || !broker_->commit().ok) std::_Exit(18);
       got.insert(r.acquire().lease().display());
     }
     if (got.size() != 8) std::_Exit(19);
@@ -1330,9 +1331,9 @@ TEST_F(BrokerRestoreTest, AProcessReportTheJournalRefusesIsNotTrackedAndTheClien
   // The second sequence: memory must not track what the journal
   // refused (nor the other way round).
   const auto sequence = [&] {
-    start_broker().set_group_commit(true);
+    start_broker().durable()->set_group_commit(true);
     const auto lease = acquire(kRoot, 1);
-    if (lease.status() != v1::OK || !broker_->commit_journal().ok) std::_Exit(10);
+    if (lease.status() != v1::OK || !broker_->commit().ok) std::_Exit(10);
     const std::string id = lease.acquire().lease().id();
     const pid_t child = ::fork();
     if (child == 0) {
@@ -1346,19 +1347,19 @@ TEST_F(BrokerRestoreTest, AProcessReportTheJournalRefusesIsNotTrackedAndTheClien
       r.mutable_report_process()->set_role(v1::SESSION);
     });
     if (reported.status() != v1::OK) std::_Exit(11);  // answered only after the commit
-    const auto outcome = broker_->commit_journal();
+    const auto outcome = broker_->commit();
     if (outcome.ok) std::_Exit(12);
-    if (broker_->reply_after_failed_commit(reported, outcome).status() != v1::INTERNAL) std::_Exit(13);
-    const auto* l = broker_->leases().find(id);
+    if (broker_->core().reply_after_failed_commit(reported, outcome.withdrawn).status() != v1::INTERNAL) std::_Exit(13);
+    const auto* l = broker_->core().leases().find(id);
     if (!l || !l->processes.empty()) std::_Exit(14);  // rolled back
     // Without group commit the refusal is immediate and leaves nothing.
-    broker_->set_group_commit(false);
+    broker_->durable()->set_group_commit(false);
     const auto at_once = call(kRoot, 1, [&](v1::Request& r) {
       r.mutable_report_process()->set_lease_id(id);
       r.mutable_report_process()->set_pid(child);
       r.mutable_report_process()->set_role(v1::SESSION);
     });
-    if (at_once.status() != v1::INTERNAL || !broker_->leases().find(id)->processes.empty()) std::_Exit(15);
+    if (at_once.status() != v1::INTERNAL || !broker_->core().leases().find(id)->processes.empty()) std::_Exit(15);
     ::kill(child, SIGKILL);
     ::waitpid(child, nullptr, 0);
     uncap_journal_growth();
@@ -1373,21 +1374,21 @@ TEST_F(BrokerRestoreTest, AReattachOrLoginTheJournalRefusesIsRolledBack) {
   const auto sequence = [&] {
     const auto j = recovered("mine", 706, kAlice, ::getpid());
     restore({j});
-    broker_->set_group_commit(true);
+    broker_->durable()->set_group_commit(true);
     cap_journal_growth(runtime_dir_ + "/" + kJournalName);
     Caller other = kAlice;
     other.pid = 31777;
     const auto r = reattach(other, 42, "mine", j.reattach_token());
     if (r.status() != v1::OK) std::_Exit(10);
-    const auto outcome = broker_->commit_journal();
-    if (outcome.ok || broker_->reply_after_failed_commit(r, outcome).status() != v1::INTERNAL) std::_Exit(11);
-    const Lease* l = broker_->leases().find("mine");
-    if (!l || !l->detached || l->holder_pid != ::getpid() || !broker_->leases().ids_for_connection(42).empty())
+    const auto outcome = broker_->commit();
+    if (outcome.ok || broker_->core().reply_after_failed_commit(r, outcome.withdrawn).status() != v1::INTERNAL) std::_Exit(11);
+    const Lease* l = broker_->core().leases().find("mine");
+    if (!l || !l->detached || l->holder_pid != ::getpid() || !broker_->core().leases().ids_for_connection(42).empty())
       std::_Exit(12);
     const auto login = call(kRoot, 7, [](v1::Request& req) { req.mutable_open_login()->set_uid(kBob.uid); });
     if (login.status() != v1::OK) std::_Exit(13);
-    const auto login_outcome = broker_->commit_journal();
-    if (broker_->reply_after_failed_commit(login, login_outcome).status() != v1::INTERNAL) std::_Exit(14);
+    const auto login_outcome = broker_->commit();
+    if (broker_->core().reply_after_failed_commit(login, login_outcome.withdrawn).status() != v1::INTERNAL) std::_Exit(14);
     uncap_journal_growth();
     // The count was rolled back: a logout now finds no session counted.
     const auto logout = call(kRoot, 7, [](v1::Request& req) {
@@ -1454,10 +1455,10 @@ TEST_F(BrokerRestoreTest, AnOlderLeaseOnTheSameDisplayHasItsLiveProcessesReapedA
   reaper_->jobs.clear();
   for (auto& j : jobs)
     if (j.first.lease_id == "newer") j.second(ReapOutcome{});
-  EXPECT_TRUE(broker_->allocator().is_leased(704)) << "a process of the older lease may still live";
+  EXPECT_TRUE(broker_->core().allocator().is_leased(704)) << "a process of the older lease may still live";
   for (auto& j : jobs)
     if (j.first.lease_id == "older") j.second(ReapOutcome{});
-  EXPECT_FALSE(broker_->allocator().is_leased(704));
+  EXPECT_FALSE(broker_->core().allocator().is_leased(704));
   EXPECT_TRUE(journal_on_disk().empty());
 }
 
