@@ -351,7 +351,8 @@ case_separate_processes() {
 }
 
 # One long-lived process (JupyterHub's pamela does this) runs pam_start ..
-# pam_end many times; the module leaves no thread, fd or signal handler.
+# pam_end many times; the module leaves no thread, fd, signal handler or
+# mapping (it is unloaded at each pam_end and loaded again).
 case_repeated_load() {
   start_broker
   write_service "socket=$sock"
@@ -363,6 +364,8 @@ case_repeated_load() {
   after=$(sed -n 's/^process-state after: //p' <<<"$out")
   [ -n "$before" ] && [ "$before" = "$after" ] || fail "process state changed: before '$before', after '$after'"
   grep -q '^threads=1 ' <<<"$after" || fail "threads left behind: $after"
+  # Unloaded by each pam_end (no -z nodelete), loaded afresh by the next pam_start.
+  grep -q ' module_mappings=0$' <<<"$after" || fail "the module stays mapped after pam_end: $after"
   # The same with the broker down: the error paths clean up too.
   write_service "socket=$tmp/nonexistent.sock" fail=open
   out=$(pam_run "$driver" --process-state --repeat 10 "$SERVICE" xpb-alice) || fail "cycles with the broker down failed: $out"
