@@ -82,36 +82,43 @@ struct reader {
   const uint8_t *end;
 };
 
-static const char *read_varint(struct reader *r, uint64_t *value) {
+/* A varint of at most max_bytes bytes; bits beyond 64 are dropped, as
+   libprotobuf does. */
+static const char *read_varint_of(struct reader *r, unsigned max_bytes, uint64_t *value, const char *too_long) {
   uint64_t v = 0;
-  for (unsigned i = 0; i < 10; i++) {
+  for (unsigned i = 0; i < max_bytes; i++) {
     if (r->at == r->end) return "truncated varint";
     const uint8_t byte = *r->at++;
-    v |= (uint64_t)(byte & 0x7f) << (7 * i);
+    if (i < 10) v |= (uint64_t)(byte & 0x7f) << (7 * i);
     if ((byte & 0x80) == 0) {
       *value = v;
       return NULL;
     }
   }
-  return "varint longer than 10 bytes";
+  return too_long;
 }
 
-/* A tag is a varint of at most 32 bits with a field number of at least 1. */
+static const char *read_varint(struct reader *r, uint64_t *value) {
+  return read_varint_of(r, 10, value, "varint longer than 10 bytes");
+}
+
+/* A tag is at most 5 bytes, of which the low 32 bits count (libprotobuf's
+   ReadTag), with a field number of at least 1. */
 static const char *read_tag(struct reader *r, uint32_t *field, uint32_t *wire_type) {
   uint64_t t;
-  const char *error = read_varint(r, &t);
+  const char *error = read_varint_of(r, 5, &t, "field tag longer than 5 bytes");
   if (error) return error;
-  if (t > UINT32_MAX) return "field tag larger than 32 bits";
-  *field = (uint32_t)(t >> 3);
-  *wire_type = (uint32_t)(t & 7);
+  *field = (uint32_t)t >> 3;
+  *wire_type = (uint32_t)t & 7;
   if (*field == 0) return "field number 0";
   return NULL;
 }
 
-/* The payload of a length-delimited field, checked to lie inside r. */
+/* The payload of a length-delimited field, checked to lie inside r. The
+   length is at most 5 bytes and below 2 GiB, as libprotobuf's ReadSize. */
 static const char *read_length_delimited(struct reader *r, struct xpb_bytes *payload) {
   uint64_t size;
-  const char *error = read_varint(r, &size);
+  const char *error = read_varint_of(r, 5, &size, "field length longer than 5 bytes");
   if (error) return error;
   if (size > (uint64_t)(r->end - r->at)) return "a field's length runs past the end of the frame";
   payload->data = r->at;
@@ -249,6 +256,7 @@ static void switch_result(struct xpb_login_reply *reply, uint32_t field) {
 
 const char *xpb_decode_login_reply(const uint8_t *body, size_t size, struct xpb_login_reply *reply) {
   memset(reply, 0, sizeof(*reply));
+  if (size == 0) return NULL; /* all defaults; and body may be NULL then */
   struct reader r = {body, body + size};
   while (r.at < r.end) {
     uint32_t field, wire_type;

@@ -182,6 +182,16 @@ TEST(LoginProtocol, ReadsTheValuesTheModuleUses) {
   EXPECT_STREQ(xpb_status_name(-1), "");
 }
 
+// libprotobuf reads a 5-byte tag's low 32 bits and ignores the rest (the
+// first thing the fuzzer found): so does the C decoder.
+TEST(LoginProtocol, FiveByteTagKeepsItsLow32Bits) {
+  const std::string body("\x15\x00\x01\x00\x16\x08\x01\x95\xff\xed\xfa\x30" ".1.!", 16);
+  const auto verdict = judge(body);
+  ASSERT_TRUE(verdict.cpp_parsed);
+  EXPECT_EQ(verdict.c_error, nullptr) << verdict.c_error;
+  EXPECT_EQ(verdict.mismatch, "");
+}
+
 // Fields a later broker may add, anywhere, of every wire type: skipped, and
 // what the module reads is unchanged (libprotobuf keeps them as unknown).
 TEST(LoginProtocol, SkipsUnknownFieldsOfEveryWireType) {
@@ -286,7 +296,8 @@ TEST(LoginProtocol, RefusesMalformedRepliesWithAReason) {
       {"varint cut short", std::string("\x08\xff", 2), "truncated varint"},
       {"tag 0", std::string("\x00\x01", 2), "field number 0"},
       {"field 0, length-delimited", std::string("\x02\x00", 2), "field number 0"},
-      {"tag above 32 bits", std::string("\x80\x80\x80\x80\x10\x00", 6), "field tag larger than 32 bits"},
+      {"tag of 6 bytes", std::string("\x88\x80\x80\x80\x80\x00\x01", 7), "field tag longer than 5 bytes"},
+      {"tag whose low 32 bits are 0", std::string("\x80\x80\x80\x80\x10\x00", 6), "field number 0"},
       {"wire type 6", std::string("\x0e\x00", 2), "invalid wire type"},
       {"wire type 7", std::string("\x0f\x00", 2), "invalid wire type"},
       {"end-group at the top", std::string("\x0c", 1), "an end-group tag without its start"},
@@ -294,7 +305,8 @@ TEST(LoginProtocol, RefusesMalformedRepliesWithAReason) {
       {"group never closed", std::string("\x43\x48\x01", 3), "a group is not closed"},
       {"message longer than the frame", std::string("\x12\x05" "ab", 4),
        "a field's length runs past the end of the frame"},
-      {"length of 2^63", std::string("\x12\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 11),
+      {"length of 2^35", std::string("\x12\x80\x80\x80\x80\x80\x01", 7), "field length longer than 5 bytes"},
+      {"length of 2^31", std::string("\x12\x80\x80\x80\x80\x08", 6),
        "a field's length runs past the end of the frame"},
       {"fixed64 cut short", std::string("\x29\x01\x02", 3), "a fixed-size field runs past the end of the frame"},
       {"fixed32 cut short", std::string("\x3d\x01", 2), "a fixed-size field runs past the end of the frame"},
