@@ -189,6 +189,26 @@ static int on_broker_failure(pam_handle_t *pamh, const struct xpb_module_options
   return PAM_SUCCESS;
 }
 
+/* ask_broker for the session of `user`: true when the broker did its part
+   (end the answer after use); otherwise the answer is ended, the failure
+   logged, and *rc is what the session returns. */
+static bool ask_broker_for(pam_handle_t *pamh, const struct xpb_module_options *options, const struct login_user *user,
+                           const char *verb, const uint8_t *request, size_t request_size, const char *let_through,
+                           struct broker_answer *answer, int *rc) {
+  ask_broker(options, request, request_size, answer);
+  if (answer->ok) return true;
+  if (answer->out_of_memory) {
+    *rc = out_of_memory(pamh);
+  } else {
+    char what[TEXT_MAX];
+    snprintf(what, sizeof(what), "user=%s uid=%u: %s failed: %s", user->name, (unsigned)user->uid, verb,
+             answer->error);
+    *rc = on_broker_failure(pamh, options, what, let_through);
+  }
+  end_answer(answer);
+  return false;
+}
+
 static void remember_login_counted(pam_handle_t *pamh, bool counted) {
   pam_set_data(pamh, kLoginCountedKey, (void *)(counted ? kCounted : kNotCounted), NULL);
 }
@@ -250,17 +270,11 @@ static int open_session(pam_handle_t *pamh, int argc, const char **argv) {
 
   uint8_t request[XPB_MAX_LOGIN_REQUEST_FRAME];
   struct broker_answer answer;
-  ask_broker(&options, request, xpb_encode_open_login(user.uid, request), &answer);
-  if (answer.out_of_memory) {
-    end_answer(&answer);
-    return out_of_memory(pamh);
-  }
-  if (!answer.ok) {
+  int rc;
+  if (!ask_broker_for(pamh, &options, &user, "open_login", request, xpb_encode_open_login(user.uid, request),
+                      let_through, &answer, &rc)) {
     remember_login_counted(pamh, false);
-    snprintf(what, sizeof(what), "user=%s uid=%u: open_login failed: %s", user.name, (unsigned)user.uid,
-             answer.error);
-    end_answer(&answer);
-    return on_broker_failure(pamh, &options, what, let_through);
+    return rc;
   }
 
   /* The default instance when the broker answered OK with another result. */
@@ -279,17 +293,17 @@ static int open_session(pam_handle_t *pamh, int argc, const char **argv) {
   } else {
     for (size_t i = 0; i < sizeof(kExportedVariables) / sizeof(kExportedVariables[0]); i++) {
       snprintf(entry, sizeof(entry), "%s=%.*s", kExportedVariables[i], (int)dir.size, (const char *)dir.data);
-      const int rc = pam_putenv(pamh, entry);
-      if (rc != PAM_SUCCESS) {
+      const int put = pam_putenv(pamh, entry);
+      if (put != PAM_SUCCESS) {
         snprintf(what, sizeof(what), "user=%s uid=%u: cannot export %s: %s", user.name, (unsigned)user.uid,
-                 kExportedVariables[i], pam_strerror(pamh, rc));
+                 kExportedVariables[i], pam_strerror(pamh, put));
         break;
       }
     }
   }
   if (what[0] != '\0') {
     end_answer(&answer);
-    const int rc = on_broker_failure(pamh, &options, what, "login continues without the broker's environment");
+    rc = on_broker_failure(pamh, &options, what, "login continues without the broker's environment");
     if (rc != PAM_SUCCESS) {
       uncount_login(&options, &user);
       remember_login_counted(pamh, false);
@@ -327,17 +341,10 @@ static int close_session(pam_handle_t *pamh, int argc, const char **argv) {
 
   uint8_t request[XPB_MAX_LOGIN_REQUEST_FRAME];
   struct broker_answer answer;
-  ask_broker(&options, request, xpb_encode_close_login(user.uid, options.reap_leases, request), &answer);
-  if (answer.out_of_memory) {
-    end_answer(&answer);
-    return out_of_memory(pamh);
-  }
-  if (!answer.ok) {
-    snprintf(what, sizeof(what), "user=%s uid=%u: close_login failed: %s", user.name, (unsigned)user.uid,
-             answer.error);
-    end_answer(&answer);
-    return on_broker_failure(pamh, &options, what, let_through);
-  }
+  int rc;
+  if (!ask_broker_for(pamh, &options, &user, "close_login", request,
+                      xpb_encode_close_login(user.uid, options.reap_leases, request), let_through, &answer, &rc))
+    return rc;
 
   const struct xpb_login_reply *reply = &answer.exchange.reply;
   const bool is_close_login = reply->result == XPB_RESULT_CLOSE_LOGIN;
