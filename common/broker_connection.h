@@ -1,6 +1,8 @@
 // Blocking client side of the broker protocol, shared by xpra-request-display,
-// the PAM module, the tests and the benchmark. Every call is bounded by a
-// timeout so that a broker that accepts but never answers cannot hang a login.
+// the tests and the benchmark (the PAM module has its C counterpart,
+// pam/broker_exchange.c, with the same bounds and error wording). Every call
+// is bounded by a timeout so that a broker that accepts but never answers
+// cannot hang a login.
 #pragma once
 
 #include <chrono>

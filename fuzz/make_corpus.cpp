@@ -2,7 +2,8 @@
 // broken ones) for frame_decoder_fuzzer, and short scenarios in
 // fuzz_steps.h's language for request_handler_fuzzer.
 //   make_corpus <corpus dir> <pending dir>
-// writes <corpus dir>/frame_decoder_fuzzer/*, <corpus dir>/request_handler_fuzzer/*
+// writes <corpus dir>/frame_decoder_fuzzer/*, <corpus dir>/request_handler_fuzzer/*,
+// <corpus dir>/login_reply_fuzzer/*
 // and the inputs of known open bugs to <pending dir>/request_handler_fuzzer/*.
 // The seeds are committed (fuzz/corpus/); rerun this after changing the
 // protocol or fuzz_steps.h.
@@ -287,6 +288,33 @@ void handler_seeds(const std::filesystem::path& dir, const std::filesystem::path
 
 }  // namespace
 
+// Replies the PAM module reads, as the broker's serializer writes them, in
+// frames (login_reply_fuzzer reads a header and a body).
+void login_reply_seeds(const std::filesystem::path& dir) {
+  v1::Response r;
+  r.set_status(v1::OK);
+  r.mutable_open_login()->set_runtime_dir("/run/xpra/64001");
+  r.mutable_open_login()->set_login_sessions(1);
+  write(dir / "open_login", *wire::encode_frame(r));
+  r.Clear();
+  r.set_status(v1::OK);
+  r.mutable_close_login()->set_login_sessions(0);
+  r.mutable_close_login()->set_leases_ended(2);
+  r.mutable_close_login()->set_counted(true);
+  write(dir / "close_login", *wire::encode_frame(r));
+  r.Clear();
+  r.set_status(v1::DENIED);
+  r.set_message("only root may open a login session");
+  write(dir / "denied", *wire::encode_frame(r));
+  r.Clear();
+  r.set_status(v1::OK);
+  r.mutable_status_reply()->set_version("0.1.0");
+  r.mutable_status_reply()->add_warnings("a warning");
+  write(dir / "other_result", *wire::encode_frame(r));
+  // An unknown group and a fixed64 before an open_login result.
+  write(dir / "unknown_fields", std::string("\0\0\0\x15\x43\x48\x01\x44\x29\1\2\3\4\5\6\7\x08\x08\x01\x72\x04\x0a\x02/x", 25));
+}
+
 int main(int argc, char** argv) {
   if (argc != 3) {
     std::fprintf(stderr, "usage: make_corpus <corpus dir> <pending dir>\n");
@@ -296,6 +324,8 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(root / "frame_decoder_fuzzer");
   std::filesystem::create_directories(root / "request_handler_fuzzer");
   std::filesystem::create_directories(pending / "request_handler_fuzzer");
+  std::filesystem::create_directories(root / "login_reply_fuzzer");
+  login_reply_seeds(root / "login_reply_fuzzer");
   frame_seeds(root / "frame_decoder_fuzzer");
   handler_seeds(root / "request_handler_fuzzer", pending / "request_handler_fuzzer");
   return 0;

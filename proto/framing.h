@@ -1,4 +1,5 @@
-// Frame codec shared by the broker, the client and the PAM module.
+// Frame codec shared by the broker and the client (the PAM module, in C,
+// reads and writes the same frames in pam/login_protocol.c).
 //
 // A frame is a 4-byte big-endian length followed by that many bytes of one
 // serialized protobuf message. The length is checked against kMaxFrameSize

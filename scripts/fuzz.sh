@@ -12,14 +12,14 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder_fuzzer request_handler_fuzzer)
+[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder_fuzzer request_handler_fuzzer login_reply_fuzzer)
 source "$(dirname "$0")/sanitized-tree.sh"
 build_dir=$sanitized_build_dir
 configure_sanitized_tree
 cmake --build "$build_dir" -j "$(nproc)" --target "${targets[@]}"
 
 # Frames go up to 64 KiB plus a header; a handler scenario needs far less.
-max_len() { case "$1" in frame_decoder_fuzzer) echo 70000 ;; *) echo 16384 ;; esac; }
+max_len() { case "$1" in frame_decoder_fuzzer | login_reply_fuzzer) echo 70000 ;; *) echo 16384 ;; esac; }
 
 # The request handler counts X servers in /proc on every status request and
 # probes host-wide abstract socket names: in a PID and network namespace of

@@ -3,7 +3,7 @@
 # archive. Does nothing for packages already present; needs root to install.
 set -euo pipefail
 
-build_packages=(cmake g++ make pkg-config libboost-dev libcap-dev libprotobuf-dev protobuf-compiler
+build_packages=(cmake gcc g++ binutils make pkg-config libboost-dev libcap-dev libprotobuf-dev protobuf-compiler
                 libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev libsystemd-dev zlib1g-dev libpam0g-dev libgtest-dev libgmock-dev
                 # The fuzzers (scripts/fuzz.sh): clang, libFuzzer and the sanitizer
                 # runtimes (only recommended by clang, so named here).

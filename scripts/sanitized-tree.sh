@@ -7,7 +7,7 @@
 sanitized_build_dir=${FUZZ_BUILD_DIR:-build-fuzz}
 configure_sanitized_tree() {
   local launcher=()
-  command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
   CC=clang CXX=clang++ cmake -S . -B "$sanitized_build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DXPRA_BROKER_FUZZ=ON -DBUILD_TESTING=ON "${launcher[@]}" >/dev/null
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" -DXPRA_BROKER_FUZZ=ON -DBUILD_TESTING=ON "${launcher[@]}" >/dev/null
 }

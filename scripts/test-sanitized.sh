@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/sanitized-tree.sh
 configure_sanitized_tree
-cmake --build "$sanitized_build_dir" -j "$(nproc)" --target unit_tests core_tests
+cmake --build "$sanitized_build_dir" -j "$(nproc)" --target unit_tests core_tests login_protocol_test
 cd "$sanitized_build_dir"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}

@@ -23,7 +23,7 @@ if [ $# -eq 0 ]; then
   mkdir -p "${FUZZ_BUILD_DIR:-build-fuzz}"
   sanitized_log=${FUZZ_BUILD_DIR:-build-fuzz}/build.log
   nice -n 19 ionice -c 3 bash -c 'source scripts/sanitized-tree.sh && configure_sanitized_tree &&
-    cmake --build "$sanitized_build_dir" -j "$(nproc)" --target unit_tests core_tests frame_decoder_fuzzer request_handler_fuzzer' \
+    cmake --build "$sanitized_build_dir" -j "$(nproc)" --target unit_tests core_tests login_protocol_test frame_decoder_fuzzer request_handler_fuzzer login_reply_fuzzer' \
     >"$sanitized_log" 2>&1 &
   sanitized_build_pid=$!
 fi

@@ -8,8 +8,9 @@
 //                 is loaded and unloaded N times, as in a long-lived daemon;
 //   --print-env   the session's PAM environment after open;
 //   --process-state
-//                 threads, open fds, signal handlers and mask before the first
-//                 and after the last cycle: the module must leave them as found.
+//                 threads, open fds, signal handlers and mask, and the module's
+//                 mappings, before the first and after the last cycle: the
+//                 module must leave them as found (pam_end unloads it).
 // Each PAM call prints one line "<call>: <PAM_NAME> (<text>)".
 #include <dirent.h>
 #include <security/pam_appl.h>
@@ -18,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -50,6 +52,16 @@ int count_entries(const char* dir_path) {
   return n - (std::strcmp(dir_path, "/proc/self/fd") == 0 ? 1 : 0);  // the DIR's own fd
 }
 
+// Mappings of pam_xpra_broker.so in this process: 0 between cycles, as the
+// module is not linked -z nodelete and pam_end unloads it.
+int module_mappings() {
+  std::ifstream maps("/proc/self/maps");
+  int n = 0;
+  for (std::string line; std::getline(maps, line);)
+    if (line.find("/pam_xpra_broker.so") != std::string::npos) ++n;
+  return n;
+}
+
 std::string process_state() {
   std::string handlers, blocked;
   sigset_t mask;
@@ -62,7 +74,7 @@ std::string process_state() {
   }
   return "threads=" + std::to_string(count_entries("/proc/self/task")) +
          " fds=" + std::to_string(count_entries("/proc/self/fd")) + " handlers=[" + handlers + "] blocked=[" +
-         blocked + "]";
+         blocked + "] module_mappings=" + std::to_string(module_mappings());
 }
 
 int usage() {

@@ -217,6 +217,45 @@ while True:
   wait_until 10 "the silent broker's socket" test -S "$sock"
 }
 
+# Scripted broker: answers every request with the frame REPLY-HEX and
+# appends each request body it read, in hex, to $tmp/requests.
+start_scripted_broker() {
+  mkdir -p "$run_dir"
+  : >"$tmp/requests"
+  "$python" -c '
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1]); s.listen(16)
+reply = bytes.fromhex(sys.argv[2])
+def read(c, n):
+    data = b""
+    while len(data) < n:
+        chunk = c.recv(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+while True:
+    c, _ = s.accept()
+    try:
+        body = read(c, struct.unpack(">I", read(c, 4))[0])
+        with open(sys.argv[3], "a") as log:
+            log.write(body.hex() + "\n")
+        c.sendall(reply)
+    except EOFError:
+        pass
+    c.close()
+' "$sock" "$1" "$tmp/requests" &
+  pids+=($!)
+  wait_until 10 "the scripted broker's socket" test -S "$sock"
+}
+
+# The protobuf varint of $1, in hex (what the module encodes a uid as).
+varint_hex() { "$python" -c 'import sys
+v = int(sys.argv[1]); out = b""
+while v >= 0x80: out += bytes([v & 0x7f | 0x80]); v >>= 7
+print((out + bytes([v])).hex())' "$1"; }
+
 # Full backlog: a listener that never accepts, its backlog already full.
 start_full_backlog_broker() {
   mkdir -p "$run_dir"
@@ -351,7 +390,8 @@ case_separate_processes() {
 }
 
 # One long-lived process (JupyterHub's pamela does this) runs pam_start ..
-# pam_end many times; the module leaves no thread, fd or signal handler.
+# pam_end many times; the module leaves no thread, fd, signal handler or
+# mapping (it is unloaded at each pam_end and loaded again).
 case_repeated_load() {
   start_broker
   write_service "socket=$sock"
@@ -363,6 +403,8 @@ case_repeated_load() {
   after=$(sed -n 's/^process-state after: //p' <<<"$out")
   [ -n "$before" ] && [ "$before" = "$after" ] || fail "process state changed: before '$before', after '$after'"
   grep -q '^threads=1 ' <<<"$after" || fail "threads left behind: $after"
+  # Unloaded by each pam_end (no -z nodelete), loaded afresh by the next pam_start.
+  grep -q ' module_mappings=0$' <<<"$after" || fail "the module stays mapped after pam_end: $after"
   # The same with the broker down: the error paths clean up too.
   write_service "socket=$tmp/nonexistent.sock" fail=open
   out=$(pam_run "$driver" --process-state --repeat 10 "$SERVICE" xpb-alice) || fail "cycles with the broker down failed: $out"
@@ -434,6 +476,36 @@ case_full_backlog_timeout() {
   [ "$elapsed_ms" -lt 10000 ] || fail "pamtester took ${elapsed_ms} ms with timeout=500 (hang)"
   expect_log "user=xpb-alice uid=[0-9]+: open_login failed: .*session refused \(fail=closed\)" "refused"
   note "ok: refused after ${elapsed_ms} ms: $(grep -o 'open_login failed: [^;]*' "$syslog_file" | head -n1)"
+}
+
+# A reply that is not a well-formed protobuf message: refused with the
+# decoder's reason, never trusted (the frame says 4 bytes; open_login's
+# length says 5).
+case_malformed_reply() {
+  start_scripted_broker 0000000408017205
+  write_service "socket=$sock" fail=closed
+  if pamtester_login "$SERVICE" xpb-alice; then fail "fail=closed let the login through a malformed reply"; fi
+  expect_log "<3> .*user=xpb-alice uid=[0-9]+: open_login failed: the broker sent a malformed reply at $sock \(a field's length runs past the end of the frame\); session refused \(fail=closed\)" "malformed"
+  note "ok: malformed reply refused: $(grep -o 'open_login failed: [^;]*' "$syslog_file" | head -n1)"
+}
+
+# The broker answers OK with a directory no login environment should get (a
+# newline in it): with fail=closed the session is refused and the count the
+# broker just took is given back with close_login (reap no), which the
+# scripted broker sees byte for byte.
+case_unusable_directory() {
+  # Response{status OK, open_login{runtime_dir "/run/x\ny", login_sessions 1}}
+  start_scripted_broker 000000100801720c0a082f72756e2f780a791001
+  write_service "socket=$sock" fail=closed
+  if pamtester_login "$SERVICE" xpb-alice; then fail "fail=closed let the login through an unusable directory"; fi
+  expect_log "<3> .*user=xpb-alice uid=[0-9]+: the broker replied with an unusable directory '/run/x\?y'; session refused" "unusable"
+  local uid_hex open close
+  uid_hex=$(varint_hex "$(id -u xpb-alice)")
+  open=$(printf '72%02x08%s' $((1 + ${#uid_hex} / 2)) "$uid_hex")
+  close=$(printf '7a%02x08%s' $((1 + ${#uid_hex} / 2)) "$uid_hex")
+  [ "$(cat "$tmp/requests")" = "$(printf '%s\n%s' "$open" "$close")" ] ||
+    fail "expected open_login then close_login (reap no) of uid $(id -u xpb-alice): '$open' '$close'; the broker read: $(tr '\n' ' ' <"$tmp/requests")"
+  note "ok: unusable directory refused, the count given back: $(tr '\n' ' ' <"$tmp/requests")"
 }
 
 # A wrong service file is an error with a clear log line, whatever fail= says.

@@ -4,7 +4,7 @@
 # described in xpra-broker.conf(5); every subcommand and option of
 # `xpra-request-display --help` in xpra-request-display(1), and every exit
 # code of client/exit_codes.h; every option of `xpra-brokerd --help` and
-# its exit codes in xpra-brokerd(8); every option of pam/pam_options.cpp in
+# its exit codes in xpra-brokerd(8); every option of pam/pam_options.c in
 # pam_xpra_broker(8).
 source "$(dirname "$0")/lib.sh"
 command -v man >/dev/null || skip "man-db not installed"
@@ -68,8 +68,8 @@ for code in 0 $(sed -nE 's/^constexpr int kExit[A-Za-z]+ = ([0-9]+);.*/\1/p' "$X
 done
 
 # pam_xpra_broker(8): the module's options (the parser's own list).
-known=$(sed -nE 's/.*kKnownOptions = "([^"]+)".*/\1/p' "$XPB_SOURCE_DIR/pam/pam_options.cpp")
-check "pam/pam_options.cpp lists its options" test -n "$known"
+known=$(sed -nE 's/^#define KNOWN_OPTIONS "([^"]+)".*/\1/p' "$XPB_SOURCE_DIR/pam/pam_options.c")
+check "pam/pam_options.c lists its options" test -n "$known"
 for o in $(tr ',' '\n' <<<"$known" | sed -E 's/^ *//; s/=.*//'); do
   check "pam_xpra_broker(8) describes '$o'" grep -Eq "^ $o(=| |$)" "$SCRATCH/pam_xpra_broker.8.txt"
 done
