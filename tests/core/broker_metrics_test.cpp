@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "framing.h"
-#include "test_support.h"
+#include "text_assertions.h"
 
 namespace xpra_broker {
 namespace {

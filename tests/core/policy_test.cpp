@@ -9,7 +9,7 @@
 #include <set>
 #include <string>
 
-#include "test_support.h"
+#include "text_assertions.h"
 
 namespace xpra_broker {
 namespace {
