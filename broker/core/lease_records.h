@@ -22,7 +22,7 @@
 #include <optional>
 #include <string>
 
-#include "lease_table.h"
+#include "core/lease_table.h"
 
 namespace xpra_broker {
 

@@ -1,10 +1,10 @@
-#include "durable_leases.h"
+#include "durable/durable_leases.h"
 
 #include <algorithm>
 #include <cstring>
 #include <spdlog/spdlog.h>
 
-#include "log_sink.h"
+#include "host/log_sink.h"
 
 namespace xpra_broker {
 

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "lease_core.h"
-#include "lease_journal.h"
-#include "lease_records.h"
+#include "core/lease_core.h"
+#include "durable/lease_journal.h"
+#include "core/lease_records.h"
 
 namespace xpra_broker {
 

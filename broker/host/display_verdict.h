@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "broker_host.h"
-#include "host_display.h"
+#include "core/broker_host.h"
+#include "host/host_display.h"
 
 namespace xpra_broker {
 

@@ -1,4 +1,4 @@
-#include "stale_artifact_cleaner.h"
+#include "host/stale_artifact_cleaner.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -6,8 +6,8 @@
 
 #include <ctime>
 
-#include "host_display.h"
-#include "privileged_ops.h"
+#include "host/host_display.h"
+#include "host/privileged_ops.h"
 #include "unique_fd.h"
 
 namespace xpra_broker {

@@ -2,7 +2,7 @@
 // exposition format (version 0.0.4) by a strict little parser here, and the
 // caps that keep it inside one frame. The integration suite
 // (tests/metrics) has real node-exporter parse it.
-#include "broker_metrics.h"
+#include "core/broker_metrics.h"
 
 #include <gtest/gtest.h>
 

@@ -7,10 +7,10 @@
 #include <memory>
 #include <vector>
 
-#include "config.h"
-#include "durable_leases.h"
-#include "lease_core.h"
-#include "linux_host.h"
+#include "daemon/config.h"
+#include "durable/durable_leases.h"
+#include "core/lease_core.h"
+#include "host/linux_host.h"
 
 namespace xpra_broker {
 

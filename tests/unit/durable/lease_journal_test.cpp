@@ -37,8 +37,8 @@
 #include <vector>
 
 #include "hosted_broker.h"
-#include "lease_journal.h"
-#include "process_inspector.h"
+#include "durable/lease_journal.h"
+#include "host/process_inspector.h"
 #include "test_support.h"
 
 namespace xpra_broker {

@@ -10,7 +10,7 @@
 // Display numbers: each test has its own block of ten in 61000-61999, because
 // abstract socket names (@xpra/<N>) are host-wide and ctest runs each test in
 // its own process, possibly in parallel.
-#include "display_probe.h"
+#include "host/display_probe.h"
 
 #include <dirent.h>
 #include <fcntl.h>

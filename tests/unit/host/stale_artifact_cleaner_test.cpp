@@ -3,8 +3,8 @@
 // and directories stay, planted symlinks are removed without following them.
 //
 // Runs as root (like CI) so artifacts can be handed to other uids.
-#include "stale_artifact_cleaner.h"
-#include "process_inspector.h"
+#include "host/stale_artifact_cleaner.h"
+#include "host/process_inspector.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
