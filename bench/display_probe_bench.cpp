@@ -39,20 +39,20 @@
 #include <vector>
 
 #include "bench_temp_dir.h"
-#include "assembly.h"
+#include "daemon/assembly.h"
 // The broker's lifecycle parts (lease reaper, /proc census) are measured when
 // this tree has them.
 #if __has_include("lease_reaper.h") && __has_include("process_inspector.h")
 #define BENCH_HAS_LIFECYCLE 1
 #include <boost/asio/io_context.hpp>
-#include "lease_reaper.h"
-#include "process_inspector.h"
-#include "stale_artifact_cleaner.h"
+#include "host/lease_reaper.h"
+#include "host/process_inspector.h"
+#include "host/stale_artifact_cleaner.h"
 #endif
-#include "display_probe.h"
+#include "host/display_probe.h"
 #include "framing.h"
 #include "latency_stats.h"
-#include "user_directories.h"
+#include "host/user_directories.h"
 
 using namespace xpra_broker;
 using namespace xpra_broker::bench;

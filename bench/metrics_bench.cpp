@@ -24,7 +24,7 @@
 #include "bench_support.h"
 #include "bench_temp_dir.h"
 #include "broker_connection.h"
-#include "broker_metrics.h"
+#include "core/broker_metrics.h"
 #include "latency_stats.h"
 
 using namespace xpra_broker;

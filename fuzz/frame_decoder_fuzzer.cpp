@@ -12,7 +12,7 @@
 #include <string>
 
 #include "framing.h"
-#include "verb_table.h"
+#include "core/verb_table.h"
 #include "protocol.h"
 
 using namespace xpra_broker;

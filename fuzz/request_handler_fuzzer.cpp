@@ -44,11 +44,11 @@
 #include <string>
 #include <vector>
 
-#include "assembly.h"
+#include "daemon/assembly.h"
 #include "framing.h"
-#include "lease_reaper.h"
-#include "stale_artifact_cleaner.h"
-#include "user_directories.h"
+#include "host/lease_reaper.h"
+#include "host/stale_artifact_cleaner.h"
+#include "host/user_directories.h"
 #include "fuzz_steps.h"
 
 using namespace xpra_broker;

@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "display_allocator.h"
-#include "lease_table.h"
+#include "core/display_allocator.h"
+#include "core/lease_table.h"
 
 namespace xpra_broker {
 

@@ -1,4 +1,4 @@
-#include "broker_metrics.h"
+#include "core/broker_metrics.h"
 
 #include <algorithm>
 #include <charconv>

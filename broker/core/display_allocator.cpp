@@ -1,4 +1,4 @@
-#include "display_allocator.h"
+#include "core/display_allocator.h"
 
 namespace xpra_broker {
 

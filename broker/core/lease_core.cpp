@@ -1,8 +1,8 @@
-#include "lease_core.h"
+#include "core/lease_core.h"
 
 #include <algorithm>
 
-#include "core_detail.h"
+#include "core/core_detail.h"
 #include "untrusted_text.h"
 
 namespace xpra_broker {

@@ -16,16 +16,16 @@
 #include <unordered_map>
 #include <vector>
 
-#include "broker_host.h"
-#include "broker_metrics.h"
-#include "display_allocator.h"
-#include "lease_records.h"
-#include "lease_table.h"
-#include "log_throttle.h"
-#include "policy.h"
+#include "core/broker_host.h"
+#include "core/broker_metrics.h"
+#include "core/display_allocator.h"
+#include "core/lease_records.h"
+#include "core/lease_table.h"
+#include "core/log_throttle.h"
+#include "core/policy.h"
 #include "protocol.h"
-#include "restart_guard.h"
-#include "verb_table.h"
+#include "core/restart_guard.h"
+#include "core/verb_table.h"
 
 namespace xpra_broker {
 

@@ -2,8 +2,8 @@
 // admins see everyone's (lease_core.h).
 #include <set>
 
-#include "core_detail.h"
-#include "lease_core.h"
+#include "core/core_detail.h"
+#include "core/lease_core.h"
 #include "untrusted_text.h"
 #include "version.h"
 

@@ -1,8 +1,8 @@
 // LeaseCore after a restart of the broker: the leases the records held come
 // back detached, their holders reattach with their secret token or the lease
 // is reaped when its grace runs out (docs/durability.md).
-#include "core_detail.h"
-#include "lease_core.h"
+#include "core/core_detail.h"
+#include "core/lease_core.h"
 #include "untrusted_text.h"
 
 namespace xpra_broker {

@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "lease.h"
+#include "core/lease.h"
 
 namespace xpra_broker {
 

@@ -1,4 +1,4 @@
-#include "lease_table.h"
+#include "core/lease_table.h"
 
 #include <algorithm>
 

@@ -15,7 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "lease.h"
+#include "core/lease.h"
 
 namespace xpra_broker {
 

@@ -1,4 +1,4 @@
-#include "log_throttle.h"
+#include "core/log_throttle.h"
 
 namespace xpra_broker {
 

@@ -1,4 +1,4 @@
-#include "restart_guard.h"
+#include "core/restart_guard.h"
 
 #include <algorithm>
 

@@ -1,6 +1,6 @@
-#include "verb_table.h"
+#include "core/verb_table.h"
 
-#include "lease_core.h"
+#include "core/lease_core.h"
 #include "untrusted_text.h"
 
 namespace xpra_broker {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "policy.h"
+#include "core/policy.h"
 #include "protocol.h"
 
 namespace xpra_broker {

@@ -1,4 +1,4 @@
-#include "assembly.h"
+#include "daemon/assembly.h"
 
 #include <spdlog/spdlog.h>
 

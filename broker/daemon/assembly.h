@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
-#include "durable_leases.h"
-#include "lease_core.h"
-#include "lease_journal.h"
-#include "linux_host.h"
+#include "daemon/config.h"
+#include "durable/durable_leases.h"
+#include "core/lease_core.h"
+#include "durable/lease_journal.h"
+#include "host/linux_host.h"
 
 namespace xpra_broker {
 

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "lease_core.h"  // CoreSettings
+#include "core/lease_core.h"  // CoreSettings
 
 namespace xpra_broker {
 

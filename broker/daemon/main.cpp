@@ -18,17 +18,17 @@
 #include <google/protobuf/stubs/logging.h>
 #include <CLI/CLI.hpp>
 
-#include "assembly.h"
-#include "broker_server.h"
-#include "lease_core.h"
-#include "lease_journal.h"
-#include "linux_host.h"
-#include "log_sink.h"
-#include "log_throttle.h"
-#include "privileged_ops.h"
-#include "startup.h"
+#include "daemon/assembly.h"
+#include "server/broker_server.h"
+#include "core/lease_core.h"
+#include "durable/lease_journal.h"
+#include "host/linux_host.h"
+#include "host/log_sink.h"
+#include "core/log_throttle.h"
+#include "host/privileged_ops.h"
+#include "daemon/startup.h"
 #include "untrusted_text.h"
-#include "x_server_census.h"
+#include "host/x_server_census.h"
 #include "version.h"
 
 using namespace xpra_broker;

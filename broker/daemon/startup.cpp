@@ -1,4 +1,4 @@
-#include "startup.h"
+#include "daemon/startup.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -19,7 +19,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "xpra_config.h"
+#include "host/xpra_config.h"
 
 namespace xpra_broker {
 

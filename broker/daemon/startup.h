@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "config.h"
+#include "daemon/config.h"
 #include "unique_fd.h"
-#include "xpra_shared_dirs.h"
+#include "host/xpra_shared_dirs.h"
 
 namespace xpra_broker {
 

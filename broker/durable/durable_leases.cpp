@@ -1,4 +1,4 @@
-#include "durable_leases.h"
+#include "durable/durable_leases.h"
 
 #include <spdlog/spdlog.h>
 

@@ -13,8 +13,8 @@
 #include <map>
 #include <vector>
 
-#include "lease_journal.h"
-#include "lease_records.h"
+#include "durable/lease_journal.h"
+#include "core/lease_records.h"
 
 namespace xpra_broker {
 

@@ -1,4 +1,4 @@
-#include "lease_journal.h"
+#include "durable/lease_journal.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,4 +1,4 @@
-#include "display_name_watch.h"
+#include "host/display_name_watch.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "display_probe.h"
+#include "host/display_probe.h"
 
 #include <fcntl.h>
 #include <signal.h>

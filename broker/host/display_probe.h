@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "display_name_watch.h"
-#include "display_verdict.h"
+#include "host/display_name_watch.h"
+#include "host/display_verdict.h"
 #include "unique_fd.h"
-#include "unix_socket_owners.h"
-#include "xpra_shared_dirs.h"
+#include "host/unix_socket_owners.h"
+#include "host/xpra_shared_dirs.h"
 
 namespace xpra_broker {
 

@@ -1,4 +1,4 @@
-#include "display_verdict.h"
+#include "host/display_verdict.h"
 
 namespace xpra_broker {
 

@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "broker_host.h"
-#include "host_display.h"
-#include "xpra_session_dirs.h"
+#include "core/broker_host.h"
+#include "host/host_display.h"
+#include "host/xpra_session_dirs.h"
 
 namespace xpra_broker {
 

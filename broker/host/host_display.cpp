@@ -1,4 +1,4 @@
-#include "host_display.h"
+#include "host/host_display.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -15,7 +15,7 @@
 #include <charconv>
 #include <ctime>
 
-#include "process_inspector.h"
+#include "host/process_inspector.h"
 #include "unique_fd.h"
 
 namespace xpra_broker {

@@ -1,4 +1,4 @@
-#include "lease_reaper.h"
+#include "host/lease_reaper.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -9,11 +9,11 @@
 #include <spdlog/fmt/fmt.h>
 #include <unordered_map>
 
-#include "display_probe.h"
-#include "log_sink.h"
-#include "host_display.h"
-#include "privileged_ops.h"
-#include "process_inspector.h"
+#include "host/display_probe.h"
+#include "host/log_sink.h"
+#include "host/host_display.h"
+#include "host/privileged_ops.h"
+#include "host/process_inspector.h"
 
 namespace xpra_broker {
 

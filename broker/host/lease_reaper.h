@@ -22,11 +22,11 @@
 #include <string>
 #include <vector>
 
-#include "display_probe.h"
-#include "orphan_watch.h"
-#include "lease_table.h"
-#include "process_inspector.h"
-#include "stale_artifact_cleaner.h"
+#include "host/display_probe.h"
+#include "host/orphan_watch.h"
+#include "core/lease_table.h"
+#include "host/process_inspector.h"
+#include "host/stale_artifact_cleaner.h"
 #include "unique_fd.h"
 
 namespace xpra_broker {

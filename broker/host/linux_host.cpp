@@ -1,4 +1,4 @@
-#include "linux_host.h"
+#include "host/linux_host.h"
 
 #include <pwd.h>
 #include <sys/random.h>
@@ -8,10 +8,10 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "display_verdict.h"
-#include "host_display.h"
-#include "log_sink.h"
-#include "process_inspector.h"
+#include "host/display_verdict.h"
+#include "host/host_display.h"
+#include "host/log_sink.h"
+#include "host/process_inspector.h"
 
 namespace xpra_broker {
 

@@ -10,12 +10,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "broker_host.h"
-#include "display_probe.h"
-#include "lease_reaper.h"
-#include "stale_artifact_cleaner.h"
-#include "user_directories.h"
-#include "x_server_census.h"
+#include "core/broker_host.h"
+#include "host/display_probe.h"
+#include "host/lease_reaper.h"
+#include "host/stale_artifact_cleaner.h"
+#include "host/user_directories.h"
+#include "host/x_server_census.h"
 
 namespace xpra_broker {
 

@@ -1,4 +1,4 @@
-#include "log_sink.h"
+#include "host/log_sink.h"
 
 #include <sys/stat.h>
 #include <sys/uio.h>

@@ -24,7 +24,7 @@
 
 #include <spdlog/sinks/sink.h>
 
-#include "broker_host.h"  // LogLine, LogEvent
+#include "core/broker_host.h"  // LogLine, LogEvent
 
 namespace xpra_broker {
 

@@ -1,11 +1,11 @@
-#include "orphan_watch.h"
+#include "host/orphan_watch.h"
 
 #include <time.h>
 #include <unistd.h>
 
 #include <vector>
 
-#include "process_inspector.h"
+#include "host/process_inspector.h"
 
 namespace xpra_broker {
 

@@ -30,7 +30,7 @@
 #include <string>
 #include <utility>
 
-#include "broker_host.h"
+#include "core/broker_host.h"
 
 namespace xpra_broker {
 

@@ -1,4 +1,4 @@
-#include "privileged_ops.h"
+#include "host/privileged_ops.h"
 
 #include <fcntl.h>
 #include <grp.h>

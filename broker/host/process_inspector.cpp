@@ -1,4 +1,4 @@
-#include "process_inspector.h"
+#include "host/process_inspector.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "lease_table.h"  // ProcessHandle
+#include "core/lease_table.h"  // ProcessHandle
 #include "unique_fd.h"
 
 namespace xpra_broker {

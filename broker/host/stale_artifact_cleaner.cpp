@@ -1,4 +1,4 @@
-#include "stale_artifact_cleaner.h"
+#include "host/stale_artifact_cleaner.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -8,10 +8,10 @@
 
 #include <spdlog/spdlog.h>
 
-#include "host_display.h"
-#include "privileged_ops.h"
+#include "host/host_display.h"
+#include "host/privileged_ops.h"
 #include "unique_fd.h"
-#include "xpra_session_dirs.h"
+#include "host/xpra_session_dirs.h"
 
 namespace xpra_broker {
 

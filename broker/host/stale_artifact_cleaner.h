@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "broker_host.h"
-#include "xpra_shared_dirs.h"
+#include "core/broker_host.h"
+#include "host/xpra_shared_dirs.h"
 
 namespace xpra_broker {
 

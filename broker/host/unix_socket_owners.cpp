@@ -1,4 +1,4 @@
-#include "unix_socket_owners.h"
+#include "host/unix_socket_owners.h"
 
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>

@@ -1,4 +1,4 @@
-#include "user_directories.h"
+#include "host/user_directories.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "privileged_ops.h"
+#include "host/privileged_ops.h"
 
 namespace xpra_broker {
 

@@ -1,6 +1,6 @@
-#include "x_server_census.h"
+#include "host/x_server_census.h"
 
-#include "process_inspector.h"
+#include "host/process_inspector.h"
 
 namespace xpra_broker {
 

@@ -17,8 +17,8 @@
 #include <thread>
 #include <vector>
 
-#include "broker_host.h"
-#include "orphan_watch.h"
+#include "core/broker_host.h"
+#include "host/orphan_watch.h"
 
 namespace xpra_broker {
 

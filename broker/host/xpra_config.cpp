@@ -1,4 +1,4 @@
-#include "xpra_config.h"
+#include "host/xpra_config.h"
 
 #include <dirent.h>
 #include <fcntl.h>

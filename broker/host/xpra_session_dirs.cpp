@@ -1,4 +1,4 @@
-#include "xpra_session_dirs.h"
+#include "host/xpra_session_dirs.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -10,9 +10,9 @@
 #include <cstring>
 #include <ctime>
 
-#include "host_display.h"
-#include "privileged_ops.h"
-#include "process_inspector.h"
+#include "host/host_display.h"
+#include "host/privileged_ops.h"
+#include "host/process_inspector.h"
 #include "unique_fd.h"
 
 namespace xpra_broker {

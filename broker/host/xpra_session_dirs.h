@@ -34,7 +34,7 @@
 #include <string_view>
 #include <vector>
 
-#include "broker_host.h"
+#include "core/broker_host.h"
 
 namespace xpra_broker {
 

@@ -1,11 +1,11 @@
-#include "xpra_shared_dirs.h"
+#include "host/xpra_shared_dirs.h"
 
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <spdlog/spdlog.h>
 
-#include "host_display.h"
+#include "host/host_display.h"
 
 namespace xpra_broker {
 

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "broker_host.h"
+#include "core/broker_host.h"
 #include "unique_fd.h"
 
 namespace xpra_broker {

@@ -1,5 +1,5 @@
-#include "broker_server.h"
-#include "connection_admission.h"
+#include "server/broker_server.h"
+#include "server/connection_admission.h"
 
 #include <sys/socket.h>
 

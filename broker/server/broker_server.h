@@ -19,10 +19,10 @@
 #include <unordered_map>
 #include <vector>
 
-#include "durable_leases.h"
-#include "lease_core.h"
-#include "log_throttle.h"
-#include "read_pacer.h"
+#include "durable/durable_leases.h"
+#include "core/lease_core.h"
+#include "core/log_throttle.h"
+#include "server/read_pacer.h"
 
 namespace xpra_broker {
 

@@ -1,4 +1,4 @@
-#include "read_pacer.h"
+#include "server/read_pacer.h"
 
 #include <algorithm>
 #include <cmath>

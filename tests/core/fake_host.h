@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "broker_host.h"
-#include "lease_records.h"
+#include "core/broker_host.h"
+#include "core/lease_records.h"
 
 namespace xpra_broker::testing {
 

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "fake_host.h"
-#include "lease_core.h"
+#include "core/lease_core.h"
 
 namespace xpra_broker {
 namespace {

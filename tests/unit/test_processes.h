@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "process_inspector.h"
+#include "host/process_inspector.h"
 #include "test_support.h"
 
 namespace xpra_broker::testing {

@@ -10,13 +10,9 @@
 
 #include <gtest/gtest.h>
 
-namespace xpra_broker::testing {
+#include "text_assertions.h"
 
-// "haystack contains needle", with both strings in the failure message.
-inline ::testing::AssertionResult Contains(const std::string& haystack, const std::string& needle) {
-  if (haystack.find(needle) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "'" << haystack << "' does not contain '" << needle << "'";
-}
+namespace xpra_broker::testing {
 
 // A directory from mkdtemp, removed with everything in it at the end of the test.
 class TempDir {

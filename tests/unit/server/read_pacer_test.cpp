@@ -1,6 +1,6 @@
 // read_pacer.h: a user's reads beyond the burst are spaced 1/rate apart;
 // other users are not affected.
-#include "read_pacer.h"
+#include "server/read_pacer.h"
 
 #include <gtest/gtest.h>
 

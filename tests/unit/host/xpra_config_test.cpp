@@ -1,7 +1,7 @@
 // xpra_config.h: Xpra 3.1's own config reading (read_config, conf.d order,
 // dict.update merge, socket-dirs split at ':'), and which socket dirs are
 // shared (the broker's) or per-user (each user's own).
-#include "xpra_config.h"
+#include "host/xpra_config.h"
 
 #include <grp.h>
 #include <sys/stat.h>

@@ -2,7 +2,7 @@
 // exposition format (version 0.0.4) by a strict little parser here, and the
 // caps that keep it inside one frame. The integration suite
 // (tests/metrics) has real node-exporter parse it.
-#include "broker_metrics.h"
+#include "core/broker_metrics.h"
 
 #include <gtest/gtest.h>
 
@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "framing.h"
-#include "test_support.h"
+#include "text_assertions.h"
 
 namespace xpra_broker {
 namespace {

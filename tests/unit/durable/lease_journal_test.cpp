@@ -36,9 +36,9 @@
 #include <string>
 #include <vector>
 
-#include "assembly.h"
-#include "lease_journal.h"
-#include "process_inspector.h"
+#include "daemon/assembly.h"
+#include "durable/lease_journal.h"
+#include "host/process_inspector.h"
 #include "test_support.h"
 
 namespace xpra_broker {

@@ -2,7 +2,7 @@
 // itself, never from its text; a text sink gets the line the core's
 // format_log_line() makes; each MESSAGE_ID has its entry in the journald
 // catalog the package installs.
-#include "log_sink.h"
+#include "host/log_sink.h"
 
 #include <gtest/gtest.h>
 

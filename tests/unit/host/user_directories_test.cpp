@@ -2,7 +2,7 @@
 // refusal to follow anything planted at <runtime-dir>/<uid>. Runs as root
 // (like CI) so it can hand directories to made-up uids and plant files of
 // other owners.
-#include "user_directories.h"
+#include "host/user_directories.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,7 +1,7 @@
 // The lease core on the real host, the lifecycle verbs and paths: report_process,
 // report_start_failure (quarantine, back-off), how a lease ends (end_lease /
 // finish_lease through a LeaseReaper), close_login. Driven through handle()
-// like broker_on_host_test.cpp, with a clock the test moves and a reaper that
+// like lease_core_on_linux_host_test.cpp, with a clock the test moves and a reaper that
 // holds on to each job until the test says it is done.
 //
 // Runs as root (like CI): per-user directories are handed to made-up uids,
@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "assembly.h"
+#include "daemon/assembly.h"
 #include "test_processes.h"
 #include "test_support.h"
 
@@ -93,7 +93,7 @@ class HeldReaper : public LeaseReaper {
   std::vector<Job> jobs;
 };
 
-class BrokerOnHostLifecycleTest : public ::testing::Test {
+class LeaseLifecycleOnLinuxHostTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(::geteuid(), 0u) << "these tests hand directories and processes to test uids: run them as root";
@@ -244,7 +244,7 @@ class BrokerOnHostLifecycleTest : public ::testing::Test {
 
 // ---- report_process ----------------------------------------------------------
 
-TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfAnotherUsersPidIsDeniedAndNotTracked) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, ReportProcessOfAnotherUsersPidIsDeniedAndNotTracked) {
   const auto lease = must_acquire(self_);
   ScopedChild stranger = spawn_sleeper(SleeperOptions().as_uid(4321));
   ASSERT_TRUE(stranger);
@@ -264,7 +264,7 @@ TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfAnotherUsersPidIsDeniedAndNotTr
   EXPECT_TRUE(broker().core().leases().find(alices.id())->processes.empty());
 }
 
-TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfAPidThatDoesNotRunIsDenied) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, ReportProcessOfAPidThatDoesNotRunIsDenied) {
   const auto lease = must_acquire(self_);
   for (pid_t pid : {testing::dead_pid(), pid_t{0}, pid_t{-1}, pid_t{-12345}, pid_t{2147483647}}) {
     SCOPED_TRACE(pid);
@@ -275,7 +275,7 @@ TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfAPidThatDoesNotRunIsDenied) {
   EXPECT_TRUE(broker().core().leases().find(lease.id())->processes.empty());
 }
 
-TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfOwnLivePidIsTrackedAndListed) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, ReportProcessOfOwnLivePidIsTrackedAndListed) {
   const auto lease = must_acquire(self_);
   ScopedChild leader = spawn_sleeper(SleeperOptions().leading_own_group());
   ScopedChild member = spawn_sleeper();  // in the test's own group, leading nothing
@@ -301,7 +301,7 @@ TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfOwnLivePidIsTrackedAndListed) {
   EXPECT_EQ(l->processes[1].session_leader, 0);
 }
 
-TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfAUsersOwnChildIsTracked) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, ReportProcessOfAUsersOwnChildIsTracked) {
   const auto lease = must_acquire(kAlice);
   ScopedChild alices = spawn_sleeper(SleeperOptions().leading_own_group().as_uid(kAlice.uid));
   ASSERT_TRUE(alices);
@@ -315,7 +315,7 @@ TEST_F(BrokerOnHostLifecycleTest, ReportProcessOfAUsersOwnChildIsTracked) {
   EXPECT_EQ(process_pids(kAlice, lease.id()), std::vector<int>{alices.pid()});
 }
 
-TEST_F(BrokerOnHostLifecycleTest, ReportProcessForAnotherUsersLeaseIsNotFound) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, ReportProcessForAnotherUsersLeaseIsNotFound) {
   const auto alices = must_acquire(kAlice);
   ScopedChild bobs = spawn_sleeper(SleeperOptions().as_uid(kBob.uid));
   ASSERT_TRUE(bobs);
@@ -335,7 +335,7 @@ TEST_F(BrokerOnHostLifecycleTest, ReportProcessForAnotherUsersLeaseIsNotFound) {
       << "'" << held.message() << "' vs '" << missing.message() << "'";
 }
 
-TEST_F(BrokerOnHostLifecycleTest, ReportProcessTracksAtMost16ProcessesPerLease) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, ReportProcessTracksAtMost16ProcessesPerLease) {
   const auto lease = must_acquire(self_);
   std::vector<ScopedChild> children;
   for (int i = 0; i < 17; ++i) {
@@ -352,7 +352,7 @@ TEST_F(BrokerOnHostLifecycleTest, ReportProcessTracksAtMost16ProcessesPerLease) 
   EXPECT_EQ(report(self_, other.id(), children[16].pid()).status(), v1::OK);
 }
 
-TEST_F(BrokerOnHostLifecycleTest, ReportOnAnEndingLeaseIsNotFound) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, ReportOnAnEndingLeaseIsNotFound) {
   broker_with_reaper();
   const auto lease = must_acquire(self_);
   ScopedChild child = spawn_sleeper();
@@ -365,7 +365,7 @@ TEST_F(BrokerOnHostLifecycleTest, ReportOnAnEndingLeaseIsNotFound) {
   EXPECT_EQ(find_blocked(status(), lease.display()), nullptr) << "a report on an ending lease must not quarantine";
 }
 
-TEST_F(BrokerOnHostLifecycleTest, ReapJobCarriesTheLeaseAndItsReportedProcesses) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, ReapJobCarriesTheLeaseAndItsReportedProcesses) {
   broker_with_reaper();
   const auto lease = must_acquire(self_);
   ScopedChild leader = spawn_sleeper(SleeperOptions().leading_own_group());
@@ -387,7 +387,7 @@ TEST_F(BrokerOnHostLifecycleTest, ReapJobCarriesTheLeaseAndItsReportedProcesses)
 
 // ---- report_start_failure: quarantine and back-off ------------------------------
 
-TEST_F(BrokerOnHostLifecycleTest, DisplayConflictQuarantinesTheDisplay) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, DisplayConflictQuarantinesTheDisplay) {
   const auto lease = must_acquire(kAlice);
   ASSERT_EQ(lease.display(), 100u);
   plant_foreign_x11_socket(100);
@@ -422,7 +422,7 @@ TEST_F(BrokerOnHostLifecycleTest, DisplayConflictQuarantinesTheDisplay) {
   expect_consistent();
 }
 
-TEST_F(BrokerOnHostLifecycleTest, XprasAlreadyRunningIsConfirmedByAnotherUsersSocketInAnXpraConfigDir) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, XprasAlreadyRunningIsConfirmedByAnotherUsersSocketInAnXpraConfigDir) {
   // bob's socket appeared in a shared socket dir of the host's Xpra config
   // after the probe handed the number out.
   const auto lease = must_acquire(kAlice);
@@ -442,7 +442,7 @@ TEST_F(BrokerOnHostLifecycleTest, XprasAlreadyRunningIsConfirmedByAnotherUsersSo
   EXPECT_TRUE(Contains(blocked->reason(), "uid 4002 in xpra socket dir /srv/xpra-shared")) << blocked->reason();
 }
 
-TEST_F(BrokerOnHostLifecycleTest, StatusSaysWhereXpraLooksToEveryCaller) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, StatusSaysWhereXpraLooksToEveryCaller) {
   xpra_dir_notes_ = {{"/run/xpra", "/etc/xpra/conf.d/10_network.conf", "checked: runtime dir", true},
                     {"~/.xpra", "/etc/xpra/conf.d/10_network.conf", "not checked: per-user", false}};
   for (const Caller& caller : {kAlice, kRoot}) {
@@ -459,7 +459,7 @@ TEST_F(BrokerOnHostLifecycleTest, StatusSaysWhereXpraLooksToEveryCaller) {
   }
 }
 
-TEST_F(BrokerOnHostLifecycleTest, OtherStartFailuresDoNotQuarantine) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, OtherStartFailuresDoNotQuarantine) {
   for (v1::StartFailure failure : {v1::TIMEOUT, v1::EXITED, v1::START_FAILURE_UNSPECIFIED}) {
     SCOPED_TRACE(v1::StartFailure_Name(failure));
     const auto lease = must_acquire(kAlice);
@@ -472,14 +472,14 @@ TEST_F(BrokerOnHostLifecycleTest, OtherStartFailuresDoNotQuarantine) {
   EXPECT_EQ(broker().core().allocator().free_count(), 5u);
 }
 
-TEST_F(BrokerOnHostLifecycleTest, StartFailureOfAnotherUsersLeaseIsNotFound) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, StartFailureOfAnotherUsersLeaseIsNotFound) {
   const auto lease = must_acquire(kAlice);
   EXPECT_EQ(start_failed(kBob, lease.id(), v1::DISPLAY_CONFLICT).status(), v1::NOT_FOUND);
   EXPECT_NE(broker().core().leases().find(lease.id()), nullptr);
   EXPECT_EQ(find_blocked(status(), lease.display()), nullptr) << "bob must not be able to quarantine alice's display";
 }
 
-TEST_F(BrokerOnHostLifecycleTest, DisplayConflictQuarantineOutlastsTheReap) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, DisplayConflictQuarantineOutlastsTheReap) {
   broker_with_reaper();
   const auto lease = must_acquire(kAlice);
   plant_foreign_x11_socket(100);
@@ -496,7 +496,7 @@ TEST_F(BrokerOnHostLifecycleTest, DisplayConflictQuarantineOutlastsTheReap) {
   EXPECT_EQ(must_acquire(kBob).display(), 100u);
 }
 
-TEST_F(BrokerOnHostLifecycleTest, QuarantineThatEndsWhileTheLeaseIsReapingDoesNotFreeALeasedDisplay) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, QuarantineThatEndsWhileTheLeaseIsReapingDoesNotFreeALeasedDisplay) {
   config_.display_last = 100;
   broker_with_reaper();
   const auto lease = must_acquire(kAlice);
@@ -511,7 +511,7 @@ TEST_F(BrokerOnHostLifecycleTest, QuarantineThatEndsWhileTheLeaseIsReapingDoesNo
   expect_consistent();
 }
 
-TEST_F(BrokerOnHostLifecycleTest, AConflictTheBrokerCannotSeeIsNotBelievedAndCountsAgainstTheReporter) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, AConflictTheBrokerCannotSeeIsNotBelievedAndCountsAgainstTheReporter) {
   config_.failures_before_backoff = 2;
   // Nothing of anyone else on the display, or only the reporter's own files.
   for (int i = 0; i < 2; ++i) {
@@ -529,7 +529,7 @@ TEST_F(BrokerOnHostLifecycleTest, AConflictTheBrokerCannotSeeIsNotBelievedAndCou
   EXPECT_EQ(acquire(kBob).status(), v1::OK) << "and only the reporter pays for them";
 }
 
-TEST_F(BrokerOnHostLifecycleTest, OneUsersConfirmedQuarantinesAreBounded) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, OneUsersConfirmedQuarantinesAreBounded) {
   config_.max_quarantines_per_user = 2;
   std::vector<std::uint32_t> quarantined, not_quarantined;
   for (int i = 0; i < 4; ++i) {
@@ -555,7 +555,7 @@ TEST_F(BrokerOnHostLifecycleTest, OneUsersConfirmedQuarantinesAreBounded) {
             lease.display());
 }
 
-TEST_F(BrokerOnHostLifecycleTest, UsersSeeThatANumberIsBlockedButNotWhoseOrWhy) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, UsersSeeThatANumberIsBlockedButNotWhoseOrWhy) {
   const auto lease = must_acquire(kAlice);
   plant_foreign_x11_socket(lease.display());
   ASSERT_EQ(start_failed(kAlice, lease.id(), v1::DISPLAY_CONFLICT, "\x1b[31mforged\nline").status(), v1::OK);
@@ -573,7 +573,7 @@ TEST_F(BrokerOnHostLifecycleTest, UsersSeeThatANumberIsBlockedButNotWhoseOrWhy) 
   EXPECT_EQ(as_root->owner_uid(), kAlice.uid);
 }
 
-TEST_F(BrokerOnHostLifecycleTest, StartFailuresFeedTheBackOff) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, StartFailuresFeedTheBackOff) {
   config_.failures_before_backoff = 2;
   for (int i = 0; i < 2; ++i) {
     const auto lease = must_acquire(kAlice);
@@ -602,7 +602,7 @@ TEST_F(BrokerOnHostLifecycleTest, StartFailuresFeedTheBackOff) {
   EXPECT_LE(r2.retry_after_ms(), 2001u);
 }
 
-TEST_F(BrokerOnHostLifecycleTest, ShortLivedConnectionCloseCountsAsAFailure) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, ShortLivedConnectionCloseCountsAsAFailure) {
   config_.failures_before_backoff = 1;
   must_acquire(kAlice, 5);
   now_ += seconds(2);
@@ -618,7 +618,7 @@ TEST_F(BrokerOnHostLifecycleTest, ShortLivedConnectionCloseCountsAsAFailure) {
   EXPECT_EQ(acquire(kBob, 8).status(), v1::OK);
 }
 
-TEST_F(BrokerOnHostLifecycleTest, ExitStatusOfTheOwnersReleaseFeedsTheBackOff) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, ExitStatusOfTheOwnersReleaseFeedsTheBackOff) {
   config_.failures_before_backoff = 2;
   auto run_session = [&](const Caller& releaser, std::optional<int> exit_status) {
     const auto lease = must_acquire(kAlice);
@@ -637,7 +637,7 @@ TEST_F(BrokerOnHostLifecycleTest, ExitStatusOfTheOwnersReleaseFeedsTheBackOff) {
 
 // ---- how a lease ends -------------------------------------------------------
 
-TEST_F(BrokerOnHostLifecycleTest, EndingLeaseCountsAgainstTheQuotaUntilItIsFinished) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, EndingLeaseCountsAgainstTheQuotaUntilItIsFinished) {
   config_.max_leases_per_user = 2;
   broker_with_reaper();
   const auto a = must_acquire(kAlice, 1);
@@ -673,7 +673,7 @@ TEST_F(BrokerOnHostLifecycleTest, EndingLeaseCountsAgainstTheQuotaUntilItIsFinis
   expect_consistent();
 }
 
-TEST_F(BrokerOnHostLifecycleTest, EndingLeaseCountsAgainstTheHostWideLimit) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, EndingLeaseCountsAgainstTheHostWideLimit) {
   config_.max_leases = 2;
   broker_with_reaper();
   const auto a = must_acquire(kAlice);
@@ -684,7 +684,7 @@ TEST_F(BrokerOnHostLifecycleTest, EndingLeaseCountsAgainstTheHostWideLimit) {
   EXPECT_EQ(acquire(kBob).status(), v1::OK);
 }
 
-TEST_F(BrokerOnHostLifecycleTest, DisplayReturnsToThePoolOnlyWhenDoneIsCalled) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, DisplayReturnsToThePoolOnlyWhenDoneIsCalled) {
   config_.display_last = 101;
   broker_with_reaper();
   const auto a = must_acquire(kAlice);
@@ -714,7 +714,7 @@ TEST_F(BrokerOnHostLifecycleTest, DisplayReturnsToThePoolOnlyWhenDoneIsCalled) {
   expect_consistent();
 }
 
-TEST_F(BrokerOnHostLifecycleTest, UnkillableProcessesKeepTheDisplayBlocked) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, UnkillableProcessesKeepTheDisplayBlocked) {
   config_.display_last = 100;
   broker_with_reaper();
   const auto a = must_acquire(kAlice);
@@ -736,7 +736,7 @@ TEST_F(BrokerOnHostLifecycleTest, UnkillableProcessesKeepTheDisplayBlocked) {
   EXPECT_EQ(must_acquire(kBob).display(), 100u) << "back after quarantine-seconds";
 }
 
-TEST_F(BrokerOnHostLifecycleTest, OutcomeWithEverythingEndedFreesTheDisplayAtOnce) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, OutcomeWithEverythingEndedFreesTheDisplayAtOnce) {
   config_.display_last = 100;
   broker_with_reaper();
   const auto a = must_acquire(kAlice);
@@ -752,7 +752,7 @@ TEST_F(BrokerOnHostLifecycleTest, OutcomeWithEverythingEndedFreesTheDisplayAtOnc
   EXPECT_EQ(must_acquire(kBob).display(), 100u);
 }
 
-TEST_F(BrokerOnHostLifecycleTest, WithoutAReaperALeaseEndsAtOnce) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, WithoutAReaperALeaseEndsAtOnce) {
   const auto a = must_acquire(kAlice);
   const auto r = release(kAlice, a.id());
   ASSERT_EQ(r.status(), v1::OK);
@@ -762,7 +762,7 @@ TEST_F(BrokerOnHostLifecycleTest, WithoutAReaperALeaseEndsAtOnce) {
 
 // ---- close_login --------------------------------------------------------------
 
-TEST_F(BrokerOnHostLifecycleTest, CloseLoginOfAUidThatNeverOpenedOneReapsNothing) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, CloseLoginOfAUidThatNeverOpenedOneReapsNothing) {
   broker_with_reaper();
   const auto a1 = must_acquire(kAlice);
   const auto a2 = must_acquire(kAlice);
@@ -793,7 +793,7 @@ TEST_F(BrokerOnHostLifecycleTest, CloseLoginOfAUidThatNeverOpenedOneReapsNothing
   EXPECT_FALSE(extra.close_login().counted());
 }
 
-TEST_F(BrokerOnHostLifecycleTest, CloseLoginDoesNotEndTheLeaseOfADifferentUser) {
+TEST_F(LeaseLifecycleOnLinuxHostTest, CloseLoginDoesNotEndTheLeaseOfADifferentUser) {
   broker_with_reaper();
   const auto bobs = must_acquire(kBob);
   ASSERT_EQ(open_login(kAlice.uid).status(), v1::OK);

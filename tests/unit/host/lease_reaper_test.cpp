@@ -2,7 +2,7 @@
 // AsioLeaseReaper against real process trees the test starts (its own uid,
 // plus a child switched to an unused uid to prove that one is left alone).
 // The reaper's x11_tmp_dir and runtime dir are temporary directories.
-#include "lease_reaper.h"
+#include "host/lease_reaper.h"
 
 #include <fcntl.h>
 #include <signal.h>

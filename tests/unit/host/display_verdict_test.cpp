@@ -1,6 +1,6 @@
 // display_verdict.h: classify_display() for each artifact on its own, then
 // for every combination of them against a simple oracle.
-#include "display_verdict.h"
+#include "host/display_verdict.h"
 
 #include <gtest/gtest.h>
 

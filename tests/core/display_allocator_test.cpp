@@ -1,6 +1,6 @@
 // display_allocator.h: round-robin picking, take/give_back, blocks with
 // injected time points. Correctness only; nothing here looks at wall time.
-#include "display_allocator.h"
+#include "core/display_allocator.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // log_throttle.h: one line per (uid, reason) per interval, with the count of
 // the ones held back; bounded memory under a flood of keys.
-#include "log_throttle.h"
+#include "core/log_throttle.h"
 
 #include <gtest/gtest.h>
 

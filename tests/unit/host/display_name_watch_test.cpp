@@ -3,7 +3,7 @@
 // "absent" for a name that exists: after creation, rename, overflow, a
 // replaced .X11-unix, a removed user dir. Real directories in a private
 // temporary dir; plain files stand in for sockets (the watch only reads names).
-#include "display_name_watch.h"
+#include "host/display_name_watch.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

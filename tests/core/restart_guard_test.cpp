@@ -1,6 +1,6 @@
 // restart_guard.h: the per-user token bucket and the back-off after failed
 // sessions, driven with a made-up clock. Waiting is moving `now`.
-#include "restart_guard.h"
+#include "core/restart_guard.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "connection_admission.h"
+#include "server/connection_admission.h"
 
 #include <gtest/gtest.h>
 

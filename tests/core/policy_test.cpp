@@ -1,7 +1,7 @@
 // policy.h: every verb of the table for every kind of caller, and every verb
 // number outside the table refused as INVALID (after Chromium's loop over
 // every flag bit).
-#include "verb_table.h"
+#include "core/verb_table.h"
 
 #include <google/protobuf/descriptor.h>
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@
 #include <set>
 #include <string>
 
-#include "test_support.h"
+#include "text_assertions.h"
 
 namespace xpra_broker {
 namespace {

@@ -3,8 +3,8 @@
 // read_lock_at() on real files naming real processes; the rules for shared
 // Xpra socket dirs (entries, when removal is allowed, opening the dir
 // without a user's link) on every mode and on real links.
-#include "host_display.h"
-#include "process_inspector.h"
+#include "host/host_display.h"
+#include "host/process_inspector.h"
 
 #include <fcntl.h>
 #include <signal.h>

@@ -10,7 +10,7 @@
 // Display numbers: each test has its own block of ten in 61000-61999, because
 // abstract socket names (@xpra/<N>) are host-wide and ctest runs each test in
 // its own process, possibly in parallel.
-#include "display_probe.h"
+#include "host/display_probe.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -876,7 +876,7 @@ TEST_F(DisplayProbeTest, DirectoriesMissingAtConstructionCreatedLater) {
   expect_nothing(p.probe(d, user_), d, "both dirs removed again");
 }
 
-// 15. Within one request (begin_request .. end_request, as DisplayBroker
+// 15. Within one request (begin_request .. end_request, as LinuxHost
 // brackets each) the watch is drained once, before the request's first
 // answer; outside requests before every answer. A lock that appears in the
 // middle of a request is therefore seen by the next one, and the file system

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "verb_table.h"
+#include "core/verb_table.h"
 #include "protocol.h"
 
 namespace xpra_broker {

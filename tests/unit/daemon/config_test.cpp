@@ -1,7 +1,7 @@
 // config.h: every key accepts its good values and refuses bad ones with a
 // reason; the file parser reports file:line; validate_config checks the
 // settings together.
-#include "config.h"
+#include "daemon/config.h"
 
 #include <gtest/gtest.h>
 

@@ -3,9 +3,9 @@
 // and directories stay, planted symlinks are removed without following them.
 //
 // Runs as root (like CI) so artifacts can be handed to other uids.
-#include "stale_artifact_cleaner.h"
-#include "process_inspector.h"
-#include "xpra_session_dirs.h"
+#include "host/stale_artifact_cleaner.h"
+#include "host/process_inspector.h"
+#include "host/xpra_session_dirs.h"
 
 #include <sys/capability.h>
 

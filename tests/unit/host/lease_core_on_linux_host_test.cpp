@@ -5,7 +5,7 @@
 //
 // Runs as root (like CI) so the per-user directories can be handed to the
 // made-up test uids below.
-#include "assembly.h"
+#include "daemon/assembly.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -108,7 +108,7 @@ DisplayFacts stale_x11_socket(std::uint32_t display, uid_t owner) {
   return f;
 }
 
-class BrokerOnHostTest : public ::testing::Test {
+class LeaseCoreOnLinuxHostTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(::geteuid(), 0u) << "these tests hand per-user directories to test uids: run them as root, as CI does";
@@ -215,7 +215,7 @@ class BrokerOnHostTest : public ::testing::Test {
   std::unique_ptr<BrokerAssembly> broker_;
 };
 
-TEST_F(BrokerOnHostTest, AcquireReturnsDistinctDisplaysInTheRange) {
+TEST_F(LeaseCoreOnLinuxHostTest, AcquireReturnsDistinctDisplaysInTheRange) {
   std::set<std::uint32_t> displays;
   std::set<std::string> ids;
   for (const Caller& c : {kAlice, kAlice, kBob}) {
@@ -242,7 +242,7 @@ TEST_F(BrokerOnHostTest, AcquireReturnsDistinctDisplaysInTheRange) {
   expect_consistent();
 }
 
-TEST_F(BrokerOnHostTest, AcquirePreparesTheCallersDirectoryAndProbesWithIt) {
+TEST_F(LeaseCoreOnLinuxHostTest, AcquirePreparesTheCallersDirectoryAndProbesWithIt) {
   const auto r = acquire(kAlice);
   ASSERT_EQ(r.status(), v1::OK) << r.message();
   const std::string dir = runtime_dir_ + "/4001";
@@ -256,14 +256,14 @@ TEST_F(BrokerOnHostTest, AcquirePreparesTheCallersDirectoryAndProbesWithIt) {
   EXPECT_EQ(probe_.calls.back().second, dir) << "the probe must look in the caller's own socket dir";
 }
 
-TEST_F(BrokerOnHostTest, RootMayAcquireWithItsOwnUid) {
+TEST_F(LeaseCoreOnLinuxHostTest, RootMayAcquireWithItsOwnUid) {
   const Caller self = make_caller(::getuid(), ::getgid());
   const auto r = acquire(self);
   ASSERT_EQ(r.status(), v1::OK) << r.message();
   EXPECT_EQ(r.acquire().lease().uid(), ::getuid());
 }
 
-TEST_F(BrokerOnHostTest, PerUserQuotaGivesExhaustedWithAHelpfulMessage) {
+TEST_F(LeaseCoreOnLinuxHostTest, PerUserQuotaGivesExhaustedWithAHelpfulMessage) {
   for (int i = 0; i < 3; ++i) must_acquire(kAlice);
   const auto r = acquire(kAlice);
   EXPECT_EQ(r.status(), v1::EXHAUSTED);
@@ -280,7 +280,7 @@ TEST_F(BrokerOnHostTest, PerUserQuotaGivesExhaustedWithAHelpfulMessage) {
   expect_consistent();
 }
 
-TEST_F(BrokerOnHostTest, GlobalQuotaGivesExhaustedWithAHelpfulMessage) {
+TEST_F(LeaseCoreOnLinuxHostTest, GlobalQuotaGivesExhaustedWithAHelpfulMessage) {
   config_.max_leases_per_user = 3;
   config_.max_leases = 4;
   for (int i = 0; i < 3; ++i) must_acquire(kAlice);
@@ -296,7 +296,7 @@ TEST_F(BrokerOnHostTest, GlobalQuotaGivesExhaustedWithAHelpfulMessage) {
   EXPECT_EQ(broker().core().allocator().free_count(), 1u);
 }
 
-TEST_F(BrokerOnHostTest, RangeExhaustedGivesExhaustedWithRetryAfter) {
+TEST_F(LeaseCoreOnLinuxHostTest, RangeExhaustedGivesExhaustedWithRetryAfter) {
   config_.max_leases_per_user = 10;
   config_.max_leases = 10;
   for (int i = 0; i < 5; ++i) must_acquire(kAlice);
@@ -307,7 +307,7 @@ TEST_F(BrokerOnHostTest, RangeExhaustedGivesExhaustedWithRetryAfter) {
   EXPECT_EQ(r.retry_after_ms(), 30000u);
 }
 
-TEST_F(BrokerOnHostTest, LiveAndStaleNumbersAreSkippedAndShownInStatus) {
+TEST_F(LeaseCoreOnLinuxHostTest, LiveAndStaleNumbersAreSkippedAndShownInStatus) {
   probe_.facts[100] = live_x_server(100, 1234, 777);
   probe_.facts[101] = dead_lock(101, 4321, 778);
   probe_.facts[102] = stale_x11_socket(102, 779);
@@ -349,7 +349,7 @@ TEST_F(BrokerOnHostTest, LiveAndStaleNumbersAreSkippedAndShownInStatus) {
   EXPECT_EQ(s.status_reply().leases(), 1u);
 }
 
-TEST_F(BrokerOnHostTest, BlockedNumbersAreNotProbedAgainUntilRecheckAndThenReturn) {
+TEST_F(LeaseCoreOnLinuxHostTest, BlockedNumbersAreNotProbedAgainUntilRecheckAndThenReturn) {
   config_.max_leases_per_user = 10;
   config_.max_leases = 10;
   probe_.facts[100] = live_x_server(100, 1234, 777);
@@ -384,7 +384,7 @@ TEST_F(BrokerOnHostTest, BlockedNumbersAreNotProbedAgainUntilRecheckAndThenRetur
   expect_consistent();
 }
 
-TEST_F(BrokerOnHostTest, EveryNumberInUseOnTheHostGivesExhausted) {
+TEST_F(LeaseCoreOnLinuxHostTest, EveryNumberInUseOnTheHostGivesExhausted) {
   for (std::uint32_t d = 100; d <= 104; ++d) probe_.facts[d] = live_x_server(d, 100 + d, 777);
   const auto r = acquire(kAlice);
   EXPECT_EQ(r.status(), v1::EXHAUSTED);
@@ -394,7 +394,7 @@ TEST_F(BrokerOnHostTest, EveryNumberInUseOnTheHostGivesExhausted) {
   EXPECT_EQ(status().status_reply().free_displays(), 0u);
 }
 
-TEST_F(BrokerOnHostTest, ReleaseByIdAndByDisplay) {
+TEST_F(LeaseCoreOnLinuxHostTest, ReleaseByIdAndByDisplay) {
   const auto a = acquire(kAlice);
   const auto b = acquire(kAlice);
   ASSERT_EQ(a.status(), v1::OK);
@@ -420,7 +420,7 @@ TEST_F(BrokerOnHostTest, ReleaseByIdAndByDisplay) {
   EXPECT_EQ(release_display(kAlice, b.acquire().lease().display()).status(), v1::NOT_FOUND);
 }
 
-TEST_F(BrokerOnHostTest, ReleaseWithoutATargetIsInvalid) {
+TEST_F(LeaseCoreOnLinuxHostTest, ReleaseWithoutATargetIsInvalid) {
   v1::Request r;
   r.mutable_release();
   const auto resp = broker().core().handle(kAlice, 1, r);
@@ -428,7 +428,7 @@ TEST_F(BrokerOnHostTest, ReleaseWithoutATargetIsInvalid) {
   EXPECT_FALSE(resp.message().empty());
 }
 
-TEST_F(BrokerOnHostTest, ReleaseOfAnotherUsersLeaseLooksExactlyLikeAMissingOne) {
+TEST_F(LeaseCoreOnLinuxHostTest, ReleaseOfAnotherUsersLeaseLooksExactlyLikeAMissingOne) {
   const auto a = acquire(kAlice);
   ASSERT_EQ(a.status(), v1::OK);
   const std::string id = a.acquire().lease().id();
@@ -456,14 +456,14 @@ TEST_F(BrokerOnHostTest, ReleaseOfAnotherUsersLeaseLooksExactlyLikeAMissingOne) 
   EXPECT_TRUE(Contains(by_id_missing.message(), "list"));
 }
 
-TEST_F(BrokerOnHostTest, ReleaseMessageDoesNotEchoALongIdInFull) {
+TEST_F(LeaseCoreOnLinuxHostTest, ReleaseMessageDoesNotEchoALongIdInFull) {
   const std::string long_id(5000, 'x');
   const auto r = release_id(kAlice, long_id);
   EXPECT_EQ(r.status(), v1::NOT_FOUND);
   EXPECT_LT(r.message().size(), 300u);
 }
 
-TEST_F(BrokerOnHostTest, RootAndAdminsMayReleaseAnyLease) {
+TEST_F(LeaseCoreOnLinuxHostTest, RootAndAdminsMayReleaseAnyLease) {
   const std::string a = must_acquire_id(kAlice);
   const std::string b = must_acquire_id(kBob);
   EXPECT_EQ(release_id(kAdmin, a).status(), v1::OK);
@@ -471,7 +471,7 @@ TEST_F(BrokerOnHostTest, RootAndAdminsMayReleaseAnyLease) {
   EXPECT_EQ(broker().core().leases().size(), 0u);
 }
 
-TEST_F(BrokerOnHostTest, ListShowsOnlyTheCallersOwnLeases) {
+TEST_F(LeaseCoreOnLinuxHostTest, ListShowsOnlyTheCallersOwnLeases) {
   const std::uint32_t a1 = must_acquire(kAlice);
   const std::uint32_t b1 = must_acquire(kBob);
   const std::uint32_t a2 = must_acquire(kAlice);
@@ -487,7 +487,7 @@ TEST_F(BrokerOnHostTest, ListShowsOnlyTheCallersOwnLeases) {
   EXPECT_EQ(list(kCarol).status(), v1::OK) << "list is open to every user";
 }
 
-TEST_F(BrokerOnHostTest, ListAllIsForRootAndAdminGroupsOnly) {
+TEST_F(LeaseCoreOnLinuxHostTest, ListAllIsForRootAndAdminGroupsOnly) {
   must_acquire(kAlice);
   must_acquire(kBob);
   must_acquire(kAlice);
@@ -506,7 +506,7 @@ TEST_F(BrokerOnHostTest, ListAllIsForRootAndAdminGroupsOnly) {
   }
 }
 
-TEST_F(BrokerOnHostTest, ConnectionClosedEndsThatConnectionsLeasesOnly) {
+TEST_F(LeaseCoreOnLinuxHostTest, ConnectionClosedEndsThatConnectionsLeasesOnly) {
   config_.max_leases = 10;
   config_.max_leases_per_user = 10;
   const std::string a1 = must_acquire_id(kAlice, 1);
@@ -532,7 +532,7 @@ TEST_F(BrokerOnHostTest, ConnectionClosedEndsThatConnectionsLeasesOnly) {
   EXPECT_NE(broker().core().leases().find(a3), nullptr);
 }
 
-TEST_F(BrokerOnHostTest, OpenLoginPreparesTheDirectoryAndCountsSessions) {
+TEST_F(LeaseCoreOnLinuxHostTest, OpenLoginPreparesTheDirectoryAndCountsSessions) {
   const auto r1 = open_login(4001);
   ASSERT_EQ(r1.status(), v1::OK) << r1.message();
   EXPECT_EQ(r1.open_login().login_sessions(), 1u);
@@ -544,7 +544,7 @@ TEST_F(BrokerOnHostTest, OpenLoginPreparesTheDirectoryAndCountsSessions) {
   EXPECT_EQ(open_login(4002).open_login().login_sessions(), 1u) << "counted per uid";
 }
 
-TEST_F(BrokerOnHostTest, LoginVerbsAreRootOnly) {
+TEST_F(LeaseCoreOnLinuxHostTest, LoginVerbsAreRootOnly) {
   for (const Caller& c : {kAlice, kAdmin, kCarol}) {
     EXPECT_EQ(open_login(c.uid, c).status(), v1::DENIED) << c.uid;
     EXPECT_EQ(close_login(c.uid, true, c).status(), v1::DENIED) << c.uid;
@@ -553,7 +553,7 @@ TEST_F(BrokerOnHostTest, LoginVerbsAreRootOnly) {
   EXPECT_NE(::lstat((runtime_dir_ + "/4001").c_str(), &st), 0) << "a denied open_login must not create anything";
 }
 
-TEST_F(BrokerOnHostTest, CloseLoginWithReapEndsLeasesOnlyWhenTheLastLoginSessionEnds) {
+TEST_F(LeaseCoreOnLinuxHostTest, CloseLoginWithReapEndsLeasesOnlyWhenTheLastLoginSessionEnds) {
   ASSERT_EQ(open_login(4001).status(), v1::OK);
   ASSERT_EQ(open_login(4001).status(), v1::OK);
   must_acquire(kAlice);
@@ -575,7 +575,7 @@ TEST_F(BrokerOnHostTest, CloseLoginWithReapEndsLeasesOnlyWhenTheLastLoginSession
   expect_consistent();
 }
 
-TEST_F(BrokerOnHostTest, CloseLoginWithoutReapKeepsLeases) {
+TEST_F(LeaseCoreOnLinuxHostTest, CloseLoginWithoutReapKeepsLeases) {
   ASSERT_EQ(open_login(4001).status(), v1::OK);
   must_acquire(kAlice);
   const auto r = close_login(4001, false);
@@ -585,14 +585,14 @@ TEST_F(BrokerOnHostTest, CloseLoginWithoutReapKeepsLeases) {
   EXPECT_EQ(broker().core().leases().count_for_uid(4001), 1u);
 }
 
-TEST_F(BrokerOnHostTest, LoginSessionCountNeverGoesBelowZero) {
+TEST_F(LeaseCoreOnLinuxHostTest, LoginSessionCountNeverGoesBelowZero) {
   ASSERT_EQ(open_login(4001).status(), v1::OK);
   EXPECT_EQ(close_login(4001, false).close_login().login_sessions(), 0u);
   EXPECT_EQ(close_login(4001, false).close_login().login_sessions(), 0u);
   EXPECT_EQ(open_login(4001).open_login().login_sessions(), 1u);
 }
 
-TEST_F(BrokerOnHostTest, MissingVerbIsInvalid) {
+TEST_F(LeaseCoreOnLinuxHostTest, MissingVerbIsInvalid) {
   const v1::Request empty;
   for (const Caller& c : {kRoot, kAlice, kCarol}) {
     const auto r = broker().core().handle(c, 1, empty);
@@ -603,7 +603,7 @@ TEST_F(BrokerOnHostTest, MissingVerbIsInvalid) {
 
 // Every verb the protocol defines: a verb in the policy table reaches a
 // handler; one that is not in the table is INVALID before any handler runs.
-TEST_F(BrokerOnHostTest, EveryProtocolVerbIsEitherHandledOrInvalid) {
+TEST_F(LeaseCoreOnLinuxHostTest, EveryProtocolVerbIsEitherHandledOrInvalid) {
   const auto* oneof = v1::Request::descriptor()->FindOneofByName("verb");
   ASSERT_NE(oneof, nullptr);
   for (int i = 0; i < oneof->field_count(); ++i) {
@@ -624,7 +624,7 @@ TEST_F(BrokerOnHostTest, EveryProtocolVerbIsEitherHandledOrInvalid) {
 
 // The metrics verb: admins get the exposition; what it counts follows what
 // the handlers did (the renderer's format is broker_metrics_test's).
-TEST_F(BrokerOnHostTest, MetricsAreForRootAndAdminsAndCountWhatHappened) {
+TEST_F(LeaseCoreOnLinuxHostTest, MetricsAreForRootAndAdminsAndCountWhatHappened) {
   v1::Request m;
   m.mutable_metrics();
   const auto denied = broker().core().handle(kAlice, 1, m);
@@ -659,7 +659,7 @@ TEST_F(BrokerOnHostTest, MetricsAreForRootAndAdminsAndCountWhatHappened) {
   EXPECT_EQ(broker().core().counters().requests(v1::Request::kMetrics, v1::OK), 2u);
 }
 
-TEST_F(BrokerOnHostTest, MetricsCountBlockedDisplaysByReason) {
+TEST_F(LeaseCoreOnLinuxHostTest, MetricsCountBlockedDisplaysByReason) {
   probe_.facts[100] = live_x_server(100, 1234, 777);
   probe_.facts[101] = dead_lock(101, 4321, 778);  // stale, but no cleaner here: a leftover
   EXPECT_EQ(must_acquire(kAlice), 102u);
@@ -675,7 +675,7 @@ TEST_F(BrokerOnHostTest, MetricsCountBlockedDisplaysByReason) {
   EXPECT_EQ(live->reason(), block_reason_text(BlockReason::in_use));
 }
 
-TEST_F(BrokerOnHostTest, PurposeOfAtMost128BytesIsAccepted) {
+TEST_F(LeaseCoreOnLinuxHostTest, PurposeOfAtMost128BytesIsAccepted) {
   const auto ok = acquire(kAlice, 1, std::string(128, 'p'));
   ASSERT_EQ(ok.status(), v1::OK) << ok.message();
   EXPECT_EQ(ok.acquire().lease().purpose(), std::string(128, 'p'));
@@ -683,7 +683,7 @@ TEST_F(BrokerOnHostTest, PurposeOfAtMost128BytesIsAccepted) {
   EXPECT_EQ(empty.status(), v1::OK);
 }
 
-TEST_F(BrokerOnHostTest, PurposeLongerThan128BytesIsInvalid) {
+TEST_F(LeaseCoreOnLinuxHostTest, PurposeLongerThan128BytesIsInvalid) {
   for (std::size_t n : {129u, 1000u, 60000u}) {
     const auto r = acquire(kAlice, 1, std::string(n, 'p'));
     EXPECT_EQ(r.status(), v1::INVALID) << n;
@@ -693,7 +693,7 @@ TEST_F(BrokerOnHostTest, PurposeLongerThan128BytesIsInvalid) {
   EXPECT_TRUE(probe_.calls.empty()) << "an invalid request must not reach the host";
 }
 
-TEST_F(BrokerOnHostTest, CallerOutsideAllowedGroupsIsDeniedAcquire) {
+TEST_F(LeaseCoreOnLinuxHostTest, CallerOutsideAllowedGroupsIsDeniedAcquire) {
   const auto r = acquire(kCarol);
   EXPECT_EQ(r.status(), v1::DENIED);
   EXPECT_TRUE(Contains(r.message(), "allowed-groups"));
@@ -706,12 +706,12 @@ TEST_F(BrokerOnHostTest, CallerOutsideAllowedGroupsIsDeniedAcquire) {
   EXPECT_EQ(list(kCarol).status(), v1::OK);
 }
 
-TEST_F(BrokerOnHostTest, SupplementaryGroupAndAdminGroupMayAcquire) {
+TEST_F(LeaseCoreOnLinuxHostTest, SupplementaryGroupAndAdminGroupMayAcquire) {
   EXPECT_EQ(acquire(kBob).status(), v1::OK);
   EXPECT_EQ(acquire(kAdmin).status(), v1::OK);
 }
 
-TEST_F(BrokerOnHostTest, StatusReportsRangeQuotasCountsWarningsAndUptime) {
+TEST_F(LeaseCoreOnLinuxHostTest, StatusReportsRangeQuotasCountsWarningsAndUptime) {
   broker().core().set_warnings({"runtime dir is writable by others"});
   broker().core().set_connection_count(7);
   must_acquire(kAlice);
@@ -734,7 +734,7 @@ TEST_F(BrokerOnHostTest, StatusReportsRangeQuotasCountsWarningsAndUptime) {
   EXPECT_EQ(a.warnings(0), "runtime dir is writable by others");
 }
 
-TEST_F(BrokerOnHostTest, RepliesStayWithinOneFrameWhateverTheCounts) {
+TEST_F(LeaseCoreOnLinuxHostTest, RepliesStayWithinOneFrameWhateverTheCounts) {
   // Every number of a large range blocked, and many leases: status and
   // list --all are capped with totals, so each reply fits the frame limit.
   config_.display_first = 1000;
@@ -758,7 +758,7 @@ TEST_F(BrokerOnHostTest, RepliesStayWithinOneFrameWhateverTheCounts) {
   EXPECT_LE(l.ByteSizeLong(), wire::kMaxFrameSize);
 }
 
-TEST_F(BrokerOnHostTest, PurposeWithControlCharactersIsRefused) {
+TEST_F(LeaseCoreOnLinuxHostTest, PurposeWithControlCharactersIsRefused) {
   for (const std::string& purpose : std::vector<std::string>{"a\nlease=forged", "\x1b[2J", std::string("nul\0", 4), "\xff"}) {
     const auto r = acquire(kAlice, 1, purpose);
     EXPECT_EQ(r.status(), v1::INVALID);
@@ -768,7 +768,7 @@ TEST_F(BrokerOnHostTest, PurposeWithControlCharactersIsRefused) {
   EXPECT_EQ(acquire(kAlice, 1, "Grüße: xpra desktop").status(), v1::OK);
 }
 
-TEST_F(BrokerOnHostTest, DirectoryFailureGivesInternalAndTakesNoDisplay) {
+TEST_F(LeaseCoreOnLinuxHostTest, DirectoryFailureGivesInternalAndTakesNoDisplay) {
   // A regular file where alice's directory goes.
   const std::string in_the_way = runtime_dir_ + "/4001";
   std::ofstream(in_the_way) << "not a directory";
@@ -781,7 +781,7 @@ TEST_F(BrokerOnHostTest, DirectoryFailureGivesInternalAndTakesNoDisplay) {
   EXPECT_EQ(acquire(kBob).status(), v1::OK);
 }
 
-TEST_F(BrokerOnHostTest, AcquireIsRateLimitedPerUser) {
+TEST_F(LeaseCoreOnLinuxHostTest, AcquireIsRateLimitedPerUser) {
   config_.acquire_burst = 2;
   config_.acquires_per_minute = 1;
   config_.max_leases_per_user = 10;
@@ -797,7 +797,7 @@ TEST_F(BrokerOnHostTest, AcquireIsRateLimitedPerUser) {
   EXPECT_EQ(acquire(kAlice).status(), v1::OK) << "the bucket refills with time";
 }
 
-TEST_F(BrokerOnHostTest, ReleasedDisplayIsReusedOnlyAfterTheRestOfTheRange) {
+TEST_F(LeaseCoreOnLinuxHostTest, ReleasedDisplayIsReusedOnlyAfterTheRestOfTheRange) {
   config_.max_leases_per_user = 10;
   config_.max_leases = 10;
   const auto first = acquire(kAlice);
@@ -811,7 +811,7 @@ TEST_F(BrokerOnHostTest, ReleasedDisplayIsReusedOnlyAfterTheRestOfTheRange) {
 
 // Random and mutated requests from ordinary users: every one gets a reply
 // with a status, and the table and allocator stay in step.
-TEST_F(BrokerOnHostTest, RandomRequestsNeverBreakTheBroker) {
+TEST_F(LeaseCoreOnLinuxHostTest, RandomRequestsNeverBreakTheBroker) {
   // Invalid UTF-8 in string fields is expected here; protobuf would log each.
   google::protobuf::LogSilencer quiet_protobuf;
   config_.max_leases_per_user = 3;

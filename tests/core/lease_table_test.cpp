@@ -1,6 +1,6 @@
 // lease_table.h: the indexes by id, display, uid and connection agree with a
 // plain model after every add and remove, whatever the order.
-#include "lease_table.h"
+#include "core/lease_table.h"
 
 #include <gtest/gtest.h>
 

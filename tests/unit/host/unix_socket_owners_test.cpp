@@ -1,6 +1,6 @@
 // unix_socket_owners.h against the real kernel: a listener's owner comes from
 // sock_diag, a name that is only bound (no listen()) is not listed.
-#include "unix_socket_owners.h"
+#include "host/unix_socket_owners.h"
 
 #include <signal.h>
 #include <sys/socket.h>

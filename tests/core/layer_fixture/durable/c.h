@@ -1,0 +1,3 @@
+// Fixture: a durable header (allowed rooms only).
+#pragma once
+#include "core/a.h"

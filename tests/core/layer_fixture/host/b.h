@@ -1,0 +1,3 @@
+// Fixture: a host header including a room header without its room.
+#pragma once
+#include "c.h"
