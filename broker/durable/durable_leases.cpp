@@ -98,16 +98,33 @@ bool DurableLeases::recorded_or_undone(bool appended, std::string lease_id, Undo
   return true;
 }
 
+bool DurableLeases::recorded_for_user(uid_t uid, const std::function<bool()>& append, std::string lease_id,
+                                      Undo undo) {
+  if (!journal_.living_on_reserve()) {
+    reserve_shares_.reset();
+    return recorded_or_undone(append(), std::move(lease_id), std::move(undo));
+  }
+  const std::uint64_t committed = journal_.queued_bytes();
+  const std::uint64_t left = journal_.reserve_left() > committed ? journal_.reserve_left() - committed : 0;
+  if (!reserve_shares_.may_write(uid, 0, left)) return recorded_or_undone(false, {}, std::move(undo));
+  const bool appended = append();
+  if (appended) reserve_shares_.charge(uid, journal_.last_append_bytes());
+  return recorded_or_undone(appended, std::move(lease_id), std::move(undo));
+}
+
 bool DurableLeases::lease_added(const Lease& lease, Undo undo) {
-  return recorded_or_undone(journal_.lease_added(to_journaled(lease)), lease.id, std::move(undo));
+  return recorded_for_user(
+      lease.uid, [&] { return journal_.lease_added(to_journaled(lease)); }, lease.id, std::move(undo));
 }
 
 bool DurableLeases::process_added(const Lease& lease, const TrackedProcess& p, Undo undo) {
-  return recorded_or_undone(journal_.process_added(lease.id, to_journaled(p)), {}, std::move(undo));
+  return recorded_for_user(
+      lease.uid, [&] { return journal_.process_added(lease.id, to_journaled(p)); }, {}, std::move(undo));
 }
 
 bool DurableLeases::lease_reattached(const Lease& lease, Undo undo) {
-  return recorded_or_undone(journal_.lease_reattached(lease.id, lease.holder_pid), {}, std::move(undo));
+  return recorded_for_user(
+      lease.uid, [&] { return journal_.lease_reattached(lease.id, lease.holder_pid); }, {}, std::move(undo));
 }
 
 bool DurableLeases::login_opened(uid_t uid, std::uint32_t sessions, Undo undo) {

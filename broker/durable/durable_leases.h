@@ -13,6 +13,7 @@
 #include "lease_core.h"
 #include "lease_journal.h"
 #include "lease_records.h"
+#include "reserve_shares.h"
 
 namespace xpra_broker {
 
@@ -66,6 +67,9 @@ class DurableLeases final : public LeaseRecords {
   // append said. Refused at once: `undo(false)` runs now. Batched:
   // `undo(written)` runs if the commit fails.
   bool recorded_or_undone(bool appended, std::string lease_id, Undo undo);
+  // A user's withdrawable record, through her share of the space reserve
+  // while the filesystem is full (reserve_shares.h).
+  bool recorded_for_user(uid_t uid, const std::function<bool()>& append, std::string lease_id, Undo undo);
   // Logs when the journal turns degraded or healthy again (`released`:
   // numbers that just went back to the pool).
   void note_health(std::size_t released);
@@ -83,6 +87,7 @@ class DurableLeases final : public LeaseRecords {
   std::vector<Uncommitted> uncommitted_;
   bool degraded_logged_ = false;
   bool compaction_failure_logged_ = false;
+  ReserveShares reserve_shares_;
 };
 
 // The journal's record of a lease, and the lease a record describes.
