@@ -26,7 +26,7 @@ namespace xpra_broker {
 
 class ReserveShares {
  public:
-  // Some 100 acquire+release pairs per user; the floor, some 400 lease
+  // About 200 acquire+release pairs per user; the floor, some 800 lease
   // ends, logouts or logins.
   static constexpr std::uint64_t kPerUserBytes = 32 * 1024;
   static constexpr std::uint64_t kFloorBytes = 128 * 1024;

@@ -173,7 +173,7 @@ TEST_F(RuntimeFillTest, AUserFillingHerRuntimeDirDoesNotStopOtherUsersLeases) {
 // journal's 1 MiB reserve (some 3,500 pairs) and so stop everyone again.
 // While the journal lives on its reserve, each user's new leases may take
 // only her share of it (durable/reserve_shares.h): alice is refused after
-// some 100 pairs, bob's pairs keep working, a PAM login (root's open_login)
+// some 200 pairs, bob's pairs keep working, a PAM login (root's open_login)
 // is recorded, and nothing acknowledged is lost: bob's lease taken on the
 // full disk is there after the broker restarts.
 //
