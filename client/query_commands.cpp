@@ -1,6 +1,7 @@
 #include "query_commands.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "deleted_open_files.h"
 #include "exit_codes.h"
 #include "unique_fd.h"
 #include "untrusted_text.h"
@@ -172,6 +174,69 @@ int run_release(const GlobalOptions& options, const std::string& target, const s
   return release_one(conn, options, request);
 }
 
+// Who uses the runtime dir's space when it runs low (issue 21, attack 2):
+// the broker's survey of each <runtime-dir>/<uid>, and, when run as root,
+// the files deleted but kept open there, which only /proc/<pid>/fd shows
+// (the broker has no ptrace rights to look).
+struct RuntimeUsageRow {
+  std::uint32_t uid = 0;
+  std::string user;
+  std::uint64_t bytes = 0;
+  bool incomplete = false;
+  std::uint64_t deleted_open_bytes = 0;
+  std::vector<DeletedOpenFile> deleted_open;
+};
+
+std::vector<RuntimeUsageRow> runtime_usage(const v1::RuntimeSpace& space, bool& looked_for_deleted) {
+  std::vector<RuntimeUsageRow> rows;
+  for (const auto& u : space.users()) rows.push_back({u.uid(), u.user(), u.bytes(), u.incomplete(), 0, {}});
+  looked_for_deleted = space.running_low() && !space.path().empty() && ::geteuid() == 0;
+  if (!looked_for_deleted) return rows;
+  for (auto& file : deleted_open_files_under(space.path())) {
+    const auto uid = file.dir_uid >= 0 ? static_cast<std::uint32_t>(file.dir_uid) : file.holder_uid;
+    auto row = std::find_if(rows.begin(), rows.end(), [uid](const RuntimeUsageRow& r) { return r.uid == uid; });
+    if (row == rows.end()) {
+      const passwd* pw = ::getpwuid(uid);
+      rows.push_back({uid, pw ? pw->pw_name : std::to_string(uid), 0, false, 0, {}});
+      row = rows.end() - 1;
+    }
+    row->deleted_open_bytes += file.bytes;
+    row->deleted_open.push_back(std::move(file));
+  }
+  std::sort(rows.begin(), rows.end(), [](const RuntimeUsageRow& a, const RuntimeUsageRow& b) {
+    return a.bytes + a.deleted_open_bytes > b.bytes + b.deleted_open_bytes;
+  });
+  return rows;
+}
+
+std::string mib(std::uint64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  return text;
+}
+
+void print_runtime_space(const v1::RuntimeSpace& space, const std::vector<RuntimeUsageRow>& rows,
+                         bool looked_for_deleted) {
+  if (space.size_bytes() == 0) return;
+  std::printf("runtime dir   %s: %s free of %s%s\n", safe(space.path()).c_str(), mib(space.free_bytes()).c_str(),
+              mib(space.size_bytes()).c_str(), space.running_low() ? " (RUNNING LOW)" : "");
+  if (!space.running_low()) return;
+  std::printf("  who uses it (approximate: allocated blocks the broker can see%s):\n",
+              looked_for_deleted ? ", and files deleted but kept open" : "");
+  for (const auto& r : rows) {
+    std::printf("  %-12s uid %-7u %s in %s/%u%s", safe(r.user, 64).c_str(), r.uid, mib(r.bytes).c_str(),
+                safe(space.path()).c_str(), r.uid, r.incomplete ? " (or more: some of it is closed to the broker)" : "");
+    if (r.deleted_open_bytes > 0) {
+      std::printf(", %s deleted but kept open by pid", mib(r.deleted_open_bytes).c_str());
+      for (const auto& f : r.deleted_open) std::printf(" %d", static_cast<int>(f.pid));
+    }
+    std::printf("\n");
+  }
+  if (space.unattributed_bytes() > 0)
+    std::printf("  in no user's directory: %s (the broker's journal, files deleted but kept open%s)\n",
+                mib(space.unattributed_bytes()).c_str(), looked_for_deleted ? "" : ": run status as root to name them");
+}
+
 int run_status(const GlobalOptions& options, bool json) {
   auto conn = connect_or_report(options);
   if (!conn.connected()) return kExitUnavailable;
@@ -180,7 +245,29 @@ int run_status(const GlobalOptions& options, bool json) {
   v1::Response response;
   if (int rc = call_or_report(conn, options, request, response); rc != kExitOk) return rc;
   const auto& s = response.status_reply();
+  bool looked_for_deleted = false;
+  const auto usage = runtime_usage(s.runtime_space(), looked_for_deleted);
   if (json) {
+    nlohmann::json usage_rows = nlohmann::json::array();
+    for (const auto& r : usage) {
+      nlohmann::json deleted = nlohmann::json::array();
+      for (const auto& f : r.deleted_open)
+        deleted.push_back({{"pid", f.pid}, {"holder_uid", f.holder_uid}, {"path", f.path}, {"bytes", f.bytes}});
+      usage_rows.push_back({{"uid", r.uid},
+                            {"user", r.user},
+                            {"bytes", r.bytes},
+                            {"incomplete", r.incomplete},
+                            {"deleted_open_bytes", r.deleted_open_bytes},
+                            {"deleted_open", deleted}});
+    }
+    const auto& space = s.runtime_space();
+    nlohmann::json runtime_space = {{"path", space.path()},
+                                    {"size_bytes", space.size_bytes()},
+                                    {"free_bytes", space.free_bytes()},
+                                    {"running_low", space.running_low()},
+                                    {"users", usage_rows},
+                                    {"unattributed_bytes", space.unattributed_bytes()},
+                                    {"deleted_open_files_searched", looked_for_deleted}};
     nlohmann::json blocked = nlohmann::json::array();
     for (const auto& b : s.blocked())
       blocked.push_back({{"display", b.display()},
@@ -226,11 +313,15 @@ int run_status(const GlobalOptions& options, bool json) {
                           {"stale_removed", s.stale_removed()},
                           {"watched_directories", s.watched_directories()},
                           {"watch_rescans", s.watch_rescans()},
+                          {"watch_wakeups", s.watch_wakeups()},
+                          {"watch_events", s.watch_events()},
+                          {"watch_display_name_events", s.watch_display_name_events()},
                           {"journal",
                            {{"ok", s.journal_problem().empty()},
                             {"problem", s.journal_problem()},
                             {"owed_records", s.journal_owed_records()},
                             {"displays_awaiting_journal", s.displays_awaiting_journal()}}},
+                          {"runtime_space", runtime_space},
                           {"xpra_socket_hostname", s.xpra_socket_hostname()},
                           {"xpra_socket_dirs", xpra_dirs},
                           {"warnings", s.warnings()}};
@@ -263,9 +354,14 @@ int run_status(const GlobalOptions& options, bool json) {
     for (const auto& h : s.display_holders())
       std::printf("  %-12s uid %-6u %u display(s)\n", safe(h.user(), 64).c_str(), h.uid(), h.displays());
   }
+  print_runtime_space(s.runtime_space(), usage, looked_for_deleted);
   std::printf("stale files removed since start: %u\n", s.stale_removed());
   if (s.watched_directories() > 0)
-    std::printf("name watch    %u directories (inotify), %u rescans\n", s.watched_directories(), s.watch_rescans());
+    std::printf("name watch    %u directories (inotify), %u rescans, woke the broker %llu times for %llu events "
+                "(%llu about a display's name)\n",
+                s.watched_directories(), s.watch_rescans(), static_cast<unsigned long long>(s.watch_wakeups()),
+                static_cast<unsigned long long>(s.watch_events()),
+                static_cast<unsigned long long>(s.watch_display_name_events()));
   else
     std::printf("name watch    off: every probe looks at the filesystem (see the broker's log)\n");
   if (s.xpra_socket_dirs_size() > 0) {

@@ -133,6 +133,30 @@ struct HostReport {
   std::size_t watched_directories = 0;
   std::size_t watch_rescans = 0;
   std::vector<XpraDirReport> xpra_socket_dirs;
+  // The display name watch's cost (issue 21, attack 7): times it woke the
+  // event loop, events it read, and those about a display's name.
+  std::uint64_t watch_wakeups = 0;
+  std::uint64_t watch_events = 0;
+  std::uint64_t watch_display_name_events = 0;
+};
+
+// The runtime dir's filesystem, and who uses it when it runs low
+// (host/runtime_space.h says how, and how approximate it is).
+struct RuntimeDirUser {
+  uid_t uid = 0;
+  std::uint64_t bytes = 0;
+  bool incomplete = false;  // some of it could not be read
+};
+
+struct RuntimeSpace {
+  std::string path;
+  std::uint64_t size_bytes = 0;  // 0: unknown
+  std::uint64_t free_bytes = 0;  // for unprivileged users (f_bavail)
+  bool running_low = false;
+  std::vector<RuntimeDirUser> users;  // largest first
+  // Used space no user directory accounts for: files deleted but kept open,
+  // the broker's own files, anything else on a shared filesystem.
+  std::uint64_t unattributed_bytes = 0;
 };
 
 // --- The log ----------------------------------------------------------------
@@ -230,6 +254,12 @@ class BrokerHost {
   virtual bool nothing_to_reap(const ReapJob& job) = 0;
 
   virtual HostReport report() = 0;
+  // The runtime dir's space; users' usage when it runs low, only_uid's
+  // alone if given.
+  virtual RuntimeSpace runtime_space(std::optional<uid_t> only_uid) {
+    (void)only_uid;
+    return {};
+  }
 
   // Would a line of this level be written? (The core skips making it if not.)
   virtual bool wants_log(LogLevel level) = 0;

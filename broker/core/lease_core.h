@@ -228,6 +228,7 @@ class LeaseCore {
   std::string owner_text(const DisplayVerdict& verdict);
   // Blocked numbers by the owner of what holds them (known owners only).
   std::map<uid_t, std::uint32_t> blocked_by_owner() const;
+  void add_runtime_space(v1::RuntimeSpace& out, const Caller& caller, bool admin);
 
   CoreSettings settings_;
   AccessPolicy policy_;

@@ -13,6 +13,24 @@ using namespace core_detail;
 
 // --- status, metrics ----------------------------------------------------------
 
+// Who uses the runtime dir when it runs low (issue 21, attack 2): the admin
+// sees every user's directory and what none accounts for; a user, her own.
+void LeaseCore::add_runtime_space(v1::RuntimeSpace& out, const Caller& caller, bool admin) {
+  const RuntimeSpace space = host_.runtime_space(admin ? std::nullopt : std::optional<uid_t>(caller.uid));
+  out.set_path(space.path);
+  out.set_size_bytes(space.size_bytes);
+  out.set_free_bytes(space.free_bytes);
+  out.set_running_low(space.running_low);
+  out.set_unattributed_bytes(space.unattributed_bytes);
+  for (std::size_t i = 0; i < space.users.size() && i < kMaxListedXServerUsers; ++i) {
+    auto* u = out.add_users();
+    u->set_uid(space.users[i].uid);
+    u->set_user(user_name(space.users[i].uid));
+    u->set_bytes(space.users[i].bytes);
+    u->set_incomplete(space.users[i].incomplete);
+  }
+}
+
 v1::Response LeaseCore::status(const Call& call) {
   const Caller& caller = call.caller;
   const SteadyTime now = host_.now();
@@ -33,7 +51,11 @@ v1::Response LeaseCore::status(const Call& call) {
   s->set_stale_removed(static_cast<std::uint32_t>(counters_.stale_files_removed));
   s->set_watched_directories(static_cast<std::uint32_t>(host.watched_directories));
   s->set_watch_rescans(static_cast<std::uint32_t>(host.watch_rescans));
+  s->set_watch_wakeups(host.watch_wakeups);
+  s->set_watch_events(host.watch_events);
+  s->set_watch_display_name_events(host.watch_display_name_events);
   const bool admin = policy_.is_admin(caller);
+  add_runtime_space(*s->mutable_runtime_space(), caller, admin);
   // Start-up findings are the admin's business (they may name users).
   if (admin) {
     for (const auto& w : warnings_) s->add_warnings(w);

@@ -94,16 +94,30 @@ LeaseRecords::Receipt DurableLeases::record(When when, Append&& append) {
   return {journal_.last_seq(), !appended, progress()};
 }
 
+template <typename Append>
+LeaseRecords::Receipt DurableLeases::record_for_user(uid_t uid, Append&& append) {
+  if (!journal_.living_on_reserve()) {
+    reserve_shares_.reset();
+    return record(When::with_the_turn, append);
+  }
+  const std::uint64_t queued = journal_.queued_bytes();
+  const std::uint64_t left = journal_.reserve_left() > queued ? journal_.reserve_left() - queued : 0;
+  if (!reserve_shares_.may_write(uid, 0, left)) return {journal_.last_seq(), true, progress()};
+  Receipt receipt = record(When::with_the_turn, append);
+  if (!receipt.refused) reserve_shares_.charge(uid, journal_.last_append_bytes());
+  return receipt;
+}
+
 LeaseRecords::Receipt DurableLeases::lease_added(const Lease& lease) {
-  return record(When::with_the_turn, [&] { return journal_.lease_added(to_journaled(lease)); });
+  return record_for_user(lease.uid, [&] { return journal_.lease_added(to_journaled(lease)); });
 }
 
 LeaseRecords::Receipt DurableLeases::process_added(const Lease& lease, const TrackedProcess& p) {
-  return record(When::with_the_turn, [&] { return journal_.process_added(lease.id, to_journaled(p)); });
+  return record_for_user(lease.uid, [&] { return journal_.process_added(lease.id, to_journaled(p)); });
 }
 
 LeaseRecords::Receipt DurableLeases::lease_reattached(const Lease& lease) {
-  return record(When::with_the_turn, [&] { return journal_.lease_reattached(lease.id, lease.holder_pid); });
+  return record_for_user(lease.uid, [&] { return journal_.lease_reattached(lease.id, lease.holder_pid); });
 }
 
 LeaseRecords::Receipt DurableLeases::login_opened(uid_t uid, std::uint32_t sessions) {

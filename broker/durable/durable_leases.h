@@ -13,8 +13,9 @@
 #include <map>
 #include <vector>
 
-#include "durable/lease_journal.h"
 #include "core/lease_records.h"
+#include "durable/lease_journal.h"
+#include "durable/reserve_shares.h"
 
 namespace xpra_broker {
 
@@ -58,9 +59,14 @@ class DurableLeases final : public LeaseRecords {
   template <typename Append>
   Receipt record(When when, Append&& append);
   Progress progress() const;
+  // A user's withdrawable record, through her share of the space reserve
+  // while the filesystem is full (durable/reserve_shares.h).
+  template <typename Append>
+  Receipt record_for_user(uid_t uid, Append&& append);
 
   LeaseJournal& journal_;
   bool group_commit_ = false;
+  ReserveShares reserve_shares_;
 };
 
 // The journal's record of a lease, and the lease a record describes.

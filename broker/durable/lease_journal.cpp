@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -173,6 +174,7 @@ void LeaseJournal::load() {
 bool LeaseJournal::append(const journal::JournalRecord& record, Kind kind) {
   const Seq seq = next_seq_++;
   queue_.push_back({seq, kind, encode_journal_record(record)});
+  last_append_bytes_ = queue_.back().bytes.size();
   if (batching_) {
     batched_ = true;
     return true;
@@ -183,6 +185,20 @@ bool LeaseJournal::append(const journal::JournalRecord& record, Kind kind) {
   if (kind == Kind::withdrawable)
     std::erase_if(queue_, [seq](const Queued& q) { return q.seq == seq; });
   return false;
+}
+
+bool LeaseJournal::living_on_reserve() const {
+  if (!keeps_reserve_) return false;
+  if (reserve_left() < kSpaceReserveBytes / 2) return true;
+  struct statvfs vfs {};
+  return ::fstatvfs(fd_.get(), &vfs) == 0 &&
+         static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize < kSpaceReserveBytes;
+}
+
+std::uint64_t LeaseJournal::queued_bytes() const {
+  std::uint64_t bytes = 0;
+  for (const auto& q : queue_) bytes += q.bytes.size();
+  return bytes;
 }
 
 bool LeaseJournal::write_queue() {

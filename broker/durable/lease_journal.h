@@ -145,6 +145,13 @@ class LeaseJournal {
   bool write_failing() const { return write_failing_; }
   // Bytes allocated past the end of the file (0: no reserve).
   std::uint64_t reserve_left() const { return reserved_to_ > bytes_ ? reserved_to_ - bytes_ : 0; }
+  // Appending into the reserve with no way to top it up: the filesystem has
+  // less free than a reserve's worth (or the reserve is half gone, which a
+  // write tops up whenever it can). One fstatvfs().
+  bool living_on_reserve() const;
+  // Bytes queued for the next write, and the size of the last record appended.
+  std::uint64_t queued_bytes() const;
+  std::uint64_t last_append_bytes() const { return last_append_bytes_; }
   // Why no reserve could be made at start-up (empty: it was).
   const std::string& reserve_problem() const { return reserve_problem_; }
   static constexpr std::uint64_t kSpaceReserveBytes = 1u << 20;
@@ -190,6 +197,7 @@ class LeaseJournal {
   std::uint64_t reserved_to_ = 0;  // the file's space is allocated up to this offset
   bool keeps_reserve_ = false;
   std::string reserve_problem_;
+  std::uint64_t last_append_bytes_ = 0;
   LoadResult loaded_;
 };
 

@@ -190,12 +190,14 @@ void DisplayNameWatch::apply(int wd, std::uint32_t mask, const char* name) {
   }
   if (dir.kind == Kind::tmp && std::strcmp(name, kX11Dir) == 0) return reopen_x11_dir();
   auto note = [mask](std::set<std::uint32_t>& present, std::optional<std::uint32_t> display) {
-    if (!display) return;
+    if (!display) return false;
     if (mask & (IN_CREATE | IN_MOVED_TO)) present.insert(*display);
     if (mask & (IN_DELETE | IN_MOVED_FROM)) present.erase(*display);
+    return true;
   };
-  note(dir.present, display_of(dir.kind, name));
-  if (dir.xpra_names) note(dir.xpra_present, display_in_name(name, hostname_prefix_, {}));
+  const bool own_kind = note(dir.present, display_of(dir.kind, name));
+  const bool xpra = dir.xpra_names && note(dir.xpra_present, display_in_name(name, hostname_prefix_, {}));
+  if (own_kind || xpra) ++activity_.display_name_events;
 }
 
 bool DisplayNameWatch::could_be_display_name(const char* name) const {
@@ -214,6 +216,7 @@ void DisplayNameWatch::drain() {
     for (ssize_t at = 0; at < got && inotify_;) {
       const auto* event = reinterpret_cast<const inotify_event*>(buf + at);
       at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      ++activity_.events;
       // Any user's churn in /tmp arrives here (issue 21): a name that
       // cannot be one of ours (".X<N>-lock", ".X11-unix", "X<N>",
       // "<hostname>-<N>") is dropped on its first byte, before any lookup.

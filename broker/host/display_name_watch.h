@@ -73,6 +73,15 @@ class DisplayNameWatch {
 
   std::size_t watched_directories() const { return dirs_.size(); }
   std::size_t rescans() const { return rescans_; }
+  // What the queue brought (issue 21, attack 7: any user's churn in /tmp
+  // arrives here): every event read, and those that named a display's file
+  // ("<prefix><N><suffix>" of its directory) and so could change an answer.
+  // The rest cost a read and, at most, a name parse.
+  struct Activity {
+    std::uint64_t events = 0;
+    std::uint64_t display_name_events = 0;
+  };
+  const Activity& activity() const { return activity_; }
 
   // Parses "<prefix><N><suffix>" with N a display number as the probe writes
   // it (decimal, no sign, no leading zero). Exposed for tests.
@@ -130,6 +139,7 @@ class DisplayNameWatch {
   std::map<std::string, int> user_wds_;  // -1: cannot be watched
   std::vector<XpraWatch> xpra_watches_;  // by the caller's index
   std::size_t rescans_ = 0;
+  Activity activity_;
 };
 
 }  // namespace xpra_broker

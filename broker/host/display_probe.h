@@ -40,7 +40,14 @@ class DisplayProbe {
   std::size_t watch_rescans() const { return watch_.rescans(); }
   // No X lock file for the display right now (the watch, else one stat).
   bool x_lock_absent(std::uint32_t display) const;
-  void drain_watch() const { watch_.drain(); }
+  // The event loop's drain when the fd became readable: counted as one
+  // wake-up of the broker by the watch.
+  void drain_watch() const {
+    ++watch_wakeups_;
+    watch_.drain();
+  }
+  std::uint64_t watch_wakeups() const { return watch_wakeups_; }
+  const DisplayNameWatch::Activity& watch_activity() const { return watch_.activity(); }
 
   // Within one request the watch is drained once, before its first answer
   // (all of a request's answers are then as fresh as stats made at that
@@ -65,6 +72,7 @@ class DisplayProbe {
   // "<hostname>-<N>" in the Xpra config's shared dir `index`, into `f`.
   void probe_xpra_dir(std::size_t index, const DisplayNames& names, DisplayFacts& f) const;
   mutable DisplayNameWatch watch_;
+  mutable std::uint64_t watch_wakeups_ = 0;
   enum class Freshness { idle, in_request, drained };
   mutable Freshness freshness_ = Freshness::idle;
   mutable AbstractListenerProbe abstract_probe_;

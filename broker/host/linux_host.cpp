@@ -12,6 +12,7 @@
 #include "host/host_display.h"
 #include "host/log_sink.h"
 #include "host/process_inspector.h"
+#include "host/runtime_space.h"
 
 namespace xpra_broker {
 
@@ -120,10 +121,20 @@ bool LinuxHost::nothing_to_reap(const ReapJob& job) { return !reaper_ || reaper_
 HostReport LinuxHost::report() {
   HostReport r{probe_->hostname(), probe_->watched_directories(), probe_->watch_rescans(), probe_->xpra_dir_reports()};
   r.xpra_socket_dirs.insert(r.xpra_socket_dirs.end(), xpra_dir_notes_.begin(), xpra_dir_notes_.end());
+  r.watch_wakeups = probe_->watch_wakeups();
+  r.watch_events = probe_->watch_activity().events;
+  r.watch_display_name_events = probe_->watch_activity().display_name_events;
   return r;
 }
 
+RuntimeSpace LinuxHost::runtime_space(std::optional<uid_t> only_uid) {
+  RuntimeSpace space = survey_runtime_space(user_dirs_->runtime_dir_fd(), only_uid);
+  space.path = user_dirs_->runtime_dir_path();
+  return space;
+}
+
 bool LinuxHost::wants_log(LogLevel level) { return log_level_wanted(level); }
+#include "host/runtime_space.h"
 
 void LinuxHost::log(const LogLine& line) { write_log_event(line); }
 

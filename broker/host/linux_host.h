@@ -60,6 +60,7 @@ class LinuxHost final : public BrokerHost {
   void reap(ReapJob job, std::function<void(ReapOutcome)> done) override;
   bool nothing_to_reap(const ReapJob& job) override;
   HostReport report() override;
+  RuntimeSpace runtime_space(std::optional<uid_t> only_uid) override;
   bool wants_log(LogLevel level) override;
   void log(const LogLine& line) override;
 

@@ -31,6 +31,7 @@ class UserDirectories {
 
   std::string path_for(uid_t uid) const { return runtime_dir_path_ + "/" + std::to_string(uid); }
   int runtime_dir_fd() const { return runtime_dir_fd_.get(); }
+  const std::string& runtime_dir_path() const { return runtime_dir_path_; }
 
   static constexpr mode_t kMode = 0770;
 

@@ -340,8 +340,11 @@ std::optional<int> BackgroundAs::wait_for(std::chrono::milliseconds timeout) {
 void BackgroundAs::stop(std::chrono::milliseconds grace) {
   if (reaped_ || pid_ <= 0) return;
   ::kill(pid_, SIGTERM);
-  if (wait_for(grace)) return;
+  const bool ended = wait_for(grace).has_value();
+  // Whatever it forked and left behind dies with it: an orphan would keep
+  // the test's stdout open and ctest waiting until its timeout.
   ::kill(-pid_, SIGKILL);
+  if (ended) return;
   ::kill(pid_, SIGKILL);
   wait_for(60s);
 }

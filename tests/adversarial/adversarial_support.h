@@ -18,6 +18,8 @@
 //     52600-52609 a reported process that became root
 //     52700-52709 one fake X server        52710-52719 the shared connection count
 //     52720-52729 a filled runtime dir     52730-52739 abstract-socket squatting
+//     52740-52749 /tmp churn               52750-52759 a PAM login, full connection pool
+//     52760-52769 the journal's reserve on a full disk
 #pragma once
 
 #include <sys/types.h>

@@ -209,3 +209,29 @@ TEST_F(DisplayNameWatchTest, RemovedTmpDirDisablesTheWatch) {
 
 }  // namespace
 }  // namespace xpra_broker
+
+namespace xpra_broker {
+namespace {
+
+// Issue 21, attack 7: what the watch read is counted, and names that are no
+// display's are told apart from those that are (status shows both).
+TEST_F(DisplayNameWatchTest, CountsEventsAndThoseAboutADisplaysName) {
+  DisplayNameWatch watch(tmp_fd_, shared_fd_, "host");
+  watch.drain();
+  const auto start = watch.activity();
+  for (int i = 0; i < 50; ++i) {
+    touch(tmp_ / ("churn-" + std::to_string(i)));
+    fs::remove(tmp_ / ("churn-" + std::to_string(i)));
+    touch(tmp_ / (".Xchurn-" + std::to_string(i)));  // passes the first-byte filter, still no display's
+    fs::remove(tmp_ / (".Xchurn-" + std::to_string(i)));
+  }
+  touch(tmp_ / ".X42-lock");
+  watch.drain();
+  const auto& after = watch.activity();
+  EXPECT_EQ(after.events - start.events, 201u);  // 4 x 50 foreign events, and the lock
+  EXPECT_EQ(after.display_name_events - start.display_name_events, 1u);
+  EXPECT_FALSE(watch.lock_absent(42));
+}
+
+}  // namespace
+}  // namespace xpra_broker
