@@ -41,7 +41,6 @@ c.XpraDesktopSpawner.pam_service = %r
         cls.hub.start()
 
     def test_desktop_spawned_by_the_hub(self):
-        uid = h.uid_of(USER)
         self.hub.login(USER, self.passwords[USER])
         self.hub.start_server(USER)
         [lease] = self.broker.leases(USER)
@@ -51,7 +50,7 @@ c.XpraDesktopSpawner.pam_service = %r
         session = h.XpraSession(server)
         self.assertEqual(session.display, lease["display"])
         self.assertIn("--socket-dir=" + lease["runtime_dir"], server.argv)
-        self.assertIn("--tcp-auth=pam,service=" + self.xpra_service, server.argv)
+        self.assertIn("--tcp-auth=pam:service=" + self.xpra_service, server.argv)
         # The spawner's start_command (xterm), not the host's start= list.
         h.check_start_commands(self.run_.mark, server)
 
@@ -61,18 +60,9 @@ c.XpraDesktopSpawner.pam_service = %r
         self.assertIn(b"xpra websockets client", body)
 
         # Xpra lets in the user's own password, nothing else.
-        secrets_dir = self.run_.mkdir("bob-secrets", mode=0o700, owner=USER)
-        for name, text in (("right", self.passwords[USER]), ("wrong", self.passwords[USER] + "x")):
-            path = os.path.join(secrets_dir, name)
-            with open(path, "w") as f:
-                f.write(text)
-            os.chown(path, uid, -1)
-        argv = ["/usr/bin/xpra", "info", "tcp://%s@127.0.0.1:%d/" % (USER, session.port)]
-        env = {"PATH": h.SYSTEM_PATH, "HOME": "/home/" + USER, "LANG": "C.UTF-8"}
-        ok = h.run(argv + ["--password-file=" + os.path.join(secrets_dir, "right")], user=USER, env=env)
+        ok, wrong = h.xpra_info_with_passwords(self.run_, USER, self.passwords[USER], session.port)
         self.assertEqual(ok.returncode, 0, ok.stdout[-1500:] + ok.stderr[-1500:])
         self.assertRegex(ok.stdout, r"(?m)=:%d$" % lease["display"])
-        wrong = h.run(argv + ["--password-file=" + os.path.join(secrets_dir, "wrong")], user=USER, env=env)
         self.assertNotEqual(wrong.returncode, 0, "Xpra let in a wrong password")
 
         web_root = [a.split("=", 1)[1] for a in server.argv if a.startswith("--html=")][0]

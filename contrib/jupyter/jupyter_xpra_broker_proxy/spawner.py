@@ -4,7 +4,7 @@ Deployment 2 of docs/jupyterhub.md: no notebook server and no
 jupyter-server-proxy; the hub's LocalProcessSpawner runs
 
     xpra-request-display exec --xpra --purpose "jupyterhub xpra desktop" -- \
-        xpra start --html=<web root> --bind-tcp=127.0.0.1:<port> --tcp-auth=pam,service=<svc> ...
+        xpra start --html=<web root> --bind-tcp=127.0.0.1:<port> --tcp-auth=pam:service=<svc> ...
 
 as the user, and the hub's proxy sends /user/<name>/ to Xpra's port.
 
@@ -56,6 +56,11 @@ class XpraDesktopSpawner(LocalProcessSpawner):
     request_display = Unicode(
         "", config=True, help="The client; empty: $XPRA_BROKER_REQUEST_DISPLAY, else xpra-request-display on PATH."
     )
+    xpra = Unicode(
+        "", config=True,
+        help="The xpra executable the user runs; empty: $XPRA_BIN of the hub, else xpra on the hub's PATH, else "
+             "/usr/bin/xpra. A private build (another Xpra version) also needs its PYTHONPATH and "
+             "XPRA_SYSTEM_CONF_DIRS in c.Spawner.environment (docs/jupyterhub.md).")
 
     _web_root = None
 
@@ -84,11 +89,15 @@ class XpraDesktopSpawner(LocalProcessSpawner):
         self._web_root = self._make_web_root()
         client = self.request_display or _program("XPRA_BROKER_REQUEST_DISPLAY", "xpra-request-display",
                                                   "/usr/bin/xpra-request-display")
-        xpra = _program("XPRA_BIN", "xpra", "/usr/bin/xpra")
+        xpra = self.xpra or _program("XPRA_BIN", "xpra", "/usr/bin/xpra")
         self.cmd = [client, "exec", "--xpra", "--purpose", "jupyterhub xpra desktop", "--", xpra, "start",
                     "--html=" + self._web_root,
                     "--start=" + self.start_command,
-                    "--tcp-auth=pam,service=" + self._service()] + [
+                    # "pam:service=", not "pam,service=": 5.x and 6.x take the
+                    # module name up to the first ":" when the option has no ":"
+                    # before its "," (auth_helper.get_auth_module), i.e. a module
+                    # "pam,service=..." they cannot load; 3.1 reads both.
+                    "--tcp-auth=pam:service=" + self._service()] + [
                    flag for flag in _UPSTREAM_TRAILING_FLAGS] + [
                    # All of Xpra's sockets in the broker's directory (see the package's docstring).
                    "--socket-dirs=$XPRA_BROKER_RUNTIME_DIR"] + list(self.extra_xpra_args)
