@@ -149,7 +149,7 @@ class XpraVersionDesktop(h.HubTestCase):
 
     @classmethod
     def prepare(cls):
-        cls.prefix = None if VERSION == DEBIAN_VERSION else private_prefix()
+        cls.prefix = PREFIX
         cls.broker = h.Broker(cls.run_, DISPLAYS)
         cls.broker.start()
         cls.passwords = h.set_passwords(cls.run_, [USER])
@@ -234,4 +234,6 @@ class XpraVersionDesktop(h.HubTestCase):
 
 
 if __name__ == "__main__":
+    # Before anything starts: a skip (no sources) starts no broker and no hub.
+    PREFIX = None if VERSION == DEBIAN_VERSION else private_prefix()
     h.main(__name__)
