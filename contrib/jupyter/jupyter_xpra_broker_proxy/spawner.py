@@ -23,6 +23,11 @@ as the user, and the hub's proxy sends /user/<name>/ to Xpra's port.
   `/etc/X11/Xsession true`): XDG_CONFIG_DIRS gets the package's `xdg`
   directory last, as with `setup_xpra()`; `host_start = True` keeps them.
 
+- Another Xpra than the host's (a 5.x/6.x build in its own prefix): set
+  `xpra` to its bin/xpra and put its PYTHONPATH and XPRA_SYSTEM_CONF_DIRS
+  into c.Spawner.environment (docs/jupyterhub.md); `exec --xpra` tells the
+  version from that PYTHONPATH.
+
 Configure it in jupyterhub_config.py:
 
     import sys; sys.path.insert(0, "/usr/share/xpra-broker/jupyter")
