@@ -40,7 +40,7 @@ c.XpraDesktopSpawner.pam_service = %r
         cls.hub = h.Hub(cls.run_, cls.broker, cls.service, [USER], spawner, hub_env={"PYTHONPATH": python_dir})
         cls.hub.start()
 
-    def test_desktop_spawned_by_the_hub(self):
+    def test_1_desktop_spawned_by_the_hub(self):
         self.hub.login(USER, self.passwords[USER])
         self.hub.start_server(USER)
         [lease] = self.broker.leases(USER)
@@ -70,6 +70,22 @@ c.XpraDesktopSpawner.pam_service = %r
         self.assert_nothing_left(USER, DISPLAYS, what="after the stop")
         self.assertFalse(os.path.exists(web_root), "the spawner left its web root")
         self.assertNotIn("denied", self.broker.log_text())
+
+    def test_2_desktop_that_ended_by_itself_leaves_no_web_root(self):
+        # Xpra gone before the hub stops the server (a failed start, a crash,
+        # the user's own `xpra stop`): the hub's stop then never calls the
+        # spawner's stop() (User.stop: only while poll() says running), but
+        # clears its state.
+        self.hub.login(USER, self.passwords[USER])
+        self.hub.start_server(USER)
+        [lease] = self.broker.leases(USER)
+        [server] = h.xpra_servers_of_lease(lease)
+        web_root = [a.split("=", 1)[1] for a in server.argv if a.startswith("--html=")][0]
+        os.kill(server.pid, 9)
+        h.wait_until(lambda: not self.broker.leases(USER), 30, what="the lease to end after Xpra was killed")
+        self.hub.stop_server(USER)
+        self.assert_nothing_left(USER, DISPLAYS, what="after the stop")
+        self.assertFalse(os.path.exists(web_root), "the spawner left the web root of a desktop that ended by itself")
 
 
 if __name__ == "__main__":

@@ -140,3 +140,10 @@ class XpraDesktopSpawner(LocalProcessSpawner):
     async def stop(self, now=False):
         await super().stop(now=now)
         self._remove_web_root()
+
+    def clear_state(self):
+        # The hub calls stop() only while poll() says Xpra runs (User.stop);
+        # an Xpra that ended by itself (a failed start, a crash, `xpra stop`)
+        # gets only this, after which the web root would be nobody's.
+        super().clear_state()
+        self._remove_web_root()
