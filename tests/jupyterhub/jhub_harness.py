@@ -922,6 +922,25 @@ class XpraSession:
         return run(argv, timeout=timeout, user=user, env=env)
 
 
+def xpra_info_with_passwords(run_, user, password, port, xpra="/usr/bin/xpra", env=None):
+    """`xpra info tcp://user@127.0.0.1:port/` as `user`, once with `password`
+    and once with a wrong one, each from a password file of the user's;
+    returns the two CompletedProcesses (right, wrong). `xpra` and `env` run
+    another Xpra build's client."""
+    uid = uid_of(user)
+    secrets_dir = run_.mkdir(user + "-secrets", mode=0o700, owner=user)
+    results = []
+    for name, text in (("right", password), ("wrong", password + "x")):
+        path = os.path.join(secrets_dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chown(path, uid, -1)
+        argv = [xpra, "info", "tcp://%s@127.0.0.1:%d/" % (user, port), "--password-file=" + path]
+        results.append(run(argv, user=user, env=dict(env or {"PATH": SYSTEM_PATH}, HOME=pwd.getpwnam(user).pw_dir,
+                                                      LANG="C.UTF-8")))
+    return results
+
+
 def xpra_servers_of_lease(lease):
     """The `xpra start` processes among the lease's holder's descendants."""
     holder = lease["pid"]

@@ -40,8 +40,7 @@ c.XpraDesktopSpawner.pam_service = %r
         cls.hub = h.Hub(cls.run_, cls.broker, cls.service, [USER], spawner, hub_env={"PYTHONPATH": python_dir})
         cls.hub.start()
 
-    def test_desktop_spawned_by_the_hub(self):
-        uid = h.uid_of(USER)
+    def test_1_desktop_spawned_by_the_hub(self):
         self.hub.login(USER, self.passwords[USER])
         self.hub.start_server(USER)
         [lease] = self.broker.leases(USER)
@@ -51,7 +50,7 @@ c.XpraDesktopSpawner.pam_service = %r
         session = h.XpraSession(server)
         self.assertEqual(session.display, lease["display"])
         self.assertIn("--socket-dir=" + lease["runtime_dir"], server.argv)
-        self.assertIn("--tcp-auth=pam,service=" + self.xpra_service, server.argv)
+        self.assertIn("--tcp-auth=pam:service=" + self.xpra_service, server.argv)
         # The spawner's start_command (xterm), not the host's start= list.
         h.check_start_commands(self.run_.mark, server)
 
@@ -61,18 +60,9 @@ c.XpraDesktopSpawner.pam_service = %r
         self.assertIn(b"xpra websockets client", body)
 
         # Xpra lets in the user's own password, nothing else.
-        secrets_dir = self.run_.mkdir("bob-secrets", mode=0o700, owner=USER)
-        for name, text in (("right", self.passwords[USER]), ("wrong", self.passwords[USER] + "x")):
-            path = os.path.join(secrets_dir, name)
-            with open(path, "w") as f:
-                f.write(text)
-            os.chown(path, uid, -1)
-        argv = ["/usr/bin/xpra", "info", "tcp://%s@127.0.0.1:%d/" % (USER, session.port)]
-        env = {"PATH": h.SYSTEM_PATH, "HOME": "/home/" + USER, "LANG": "C.UTF-8"}
-        ok = h.run(argv + ["--password-file=" + os.path.join(secrets_dir, "right")], user=USER, env=env)
+        ok, wrong = h.xpra_info_with_passwords(self.run_, USER, self.passwords[USER], session.port)
         self.assertEqual(ok.returncode, 0, ok.stdout[-1500:] + ok.stderr[-1500:])
         self.assertRegex(ok.stdout, r"(?m)=:%d$" % lease["display"])
-        wrong = h.run(argv + ["--password-file=" + os.path.join(secrets_dir, "wrong")], user=USER, env=env)
         self.assertNotEqual(wrong.returncode, 0, "Xpra let in a wrong password")
 
         web_root = [a.split("=", 1)[1] for a in server.argv if a.startswith("--html=")][0]
@@ -80,6 +70,22 @@ c.XpraDesktopSpawner.pam_service = %r
         self.assert_nothing_left(USER, DISPLAYS, what="after the stop")
         self.assertFalse(os.path.exists(web_root), "the spawner left its web root")
         self.assertNotIn("denied", self.broker.log_text())
+
+    def test_2_desktop_that_ended_by_itself_leaves_no_web_root(self):
+        # Xpra gone before the hub stops the server (a failed start, a crash,
+        # the user's own `xpra stop`): the hub's stop then never calls the
+        # spawner's stop() (User.stop: only while poll() says running), but
+        # clears its state.
+        self.hub.login(USER, self.passwords[USER])
+        self.hub.start_server(USER)
+        [lease] = self.broker.leases(USER)
+        [server] = h.xpra_servers_of_lease(lease)
+        web_root = [a.split("=", 1)[1] for a in server.argv if a.startswith("--html=")][0]
+        os.kill(server.pid, 9)
+        h.wait_until(lambda: not self.broker.leases(USER), 30, what="the lease to end after Xpra was killed")
+        self.hub.stop_server(USER)
+        self.assert_nothing_left(USER, DISPLAYS, what="after the stop")
+        self.assertFalse(os.path.exists(web_root), "the spawner left the web root of a desktop that ended by itself")
 
 
 if __name__ == "__main__":

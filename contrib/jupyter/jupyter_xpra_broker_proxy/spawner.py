@@ -4,7 +4,7 @@ Deployment 2 of docs/jupyterhub.md: no notebook server and no
 jupyter-server-proxy; the hub's LocalProcessSpawner runs
 
     xpra-request-display exec --xpra --purpose "jupyterhub xpra desktop" -- \
-        xpra start --html=<web root> --bind-tcp=127.0.0.1:<port> --tcp-auth=pam,service=<svc> ...
+        xpra start --html=<web root> --bind-tcp=127.0.0.1:<port> --tcp-auth=pam:service=<svc> ...
 
 as the user, and the hub's proxy sends /user/<name>/ to Xpra's port.
 
@@ -22,6 +22,11 @@ as the user, and the hub's proxy sends /user/<name>/ to Xpra's port.
 - Xpra runs `start_command` and not the host's own start commands (Debian's
   `/etc/X11/Xsession true`): XDG_CONFIG_DIRS gets the package's `xdg`
   directory last, as with `setup_xpra()`; `host_start = True` keeps them.
+
+- Another Xpra than the host's (a 5.x/6.x build in its own prefix): set
+  `xpra` to its bin/xpra and put its PYTHONPATH and XPRA_SYSTEM_CONF_DIRS
+  into c.Spawner.environment (docs/jupyterhub.md); `exec --xpra` tells the
+  version from that PYTHONPATH.
 
 Configure it in jupyterhub_config.py:
 
@@ -56,6 +61,11 @@ class XpraDesktopSpawner(LocalProcessSpawner):
     request_display = Unicode(
         "", config=True, help="The client; empty: $XPRA_BROKER_REQUEST_DISPLAY, else xpra-request-display on PATH."
     )
+    xpra = Unicode(
+        "", config=True,
+        help="The xpra executable the user runs; empty: $XPRA_BIN of the hub, else xpra on the hub's PATH, else "
+             "/usr/bin/xpra. A private build (another Xpra version) also needs its PYTHONPATH and "
+             "XPRA_SYSTEM_CONF_DIRS in c.Spawner.environment (docs/jupyterhub.md).")
 
     _web_root = None
 
@@ -84,11 +94,15 @@ class XpraDesktopSpawner(LocalProcessSpawner):
         self._web_root = self._make_web_root()
         client = self.request_display or _program("XPRA_BROKER_REQUEST_DISPLAY", "xpra-request-display",
                                                   "/usr/bin/xpra-request-display")
-        xpra = _program("XPRA_BIN", "xpra", "/usr/bin/xpra")
+        xpra = self.xpra or _program("XPRA_BIN", "xpra", "/usr/bin/xpra")
         self.cmd = [client, "exec", "--xpra", "--purpose", "jupyterhub xpra desktop", "--", xpra, "start",
                     "--html=" + self._web_root,
                     "--start=" + self.start_command,
-                    "--tcp-auth=pam,service=" + self._service()] + [
+                    # "pam:service=", not "pam,service=": 5.x and 6.x take the
+                    # module name up to the first ":" when the option has no ":"
+                    # before its "," (auth_helper.get_auth_module), i.e. a module
+                    # "pam,service=..." they cannot load; 3.1 reads both.
+                    "--tcp-auth=pam:service=" + self._service()] + [
                    flag for flag in _UPSTREAM_TRAILING_FLAGS] + [
                    # All of Xpra's sockets in the broker's directory (see the package's docstring).
                    "--socket-dirs=$XPRA_BROKER_RUNTIME_DIR"] + list(self.extra_xpra_args)
@@ -125,4 +139,11 @@ class XpraDesktopSpawner(LocalProcessSpawner):
 
     async def stop(self, now=False):
         await super().stop(now=now)
+        self._remove_web_root()
+
+    def clear_state(self):
+        # The hub calls stop() only while poll() says Xpra runs (User.stop);
+        # an Xpra that ended by itself (a failed start, a crash, `xpra stop`)
+        # gets only this, after which the web root would be nobody's.
+        super().clear_state()
         self._remove_web_root()
