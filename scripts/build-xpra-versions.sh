@@ -4,6 +4,7 @@
 # prefixes, for the xpra-versions tests. Debian 12 ships only 3.1.3.
 #
 #   ./scripts/build-xpra-versions.sh [--manifest FILE]
+#   ./scripts/build-xpra-versions.sh --install-packages
 #
 # Each build goes to $XPRA_VERSIONS_CACHE/xpra-<version>-<sha256 prefix>
 # (default /var/cache/xpra-broker-tests/xpra-versions: outside the clone so
@@ -14,6 +15,9 @@
 #
 # --manifest FILE writes "<version> <prefix>" lines the tests read; without
 # sources it writes "absent <reason>" so the tests report SKIPPED with it.
+# --install-packages only installs the Debian packages the builds need and
+# exits (scripts/test.sh runs it before the tests, so that no apt-get of the
+# build runs beside a test that installs packages).
 #
 # Debian's /usr/bin/python3 builds and runs them (not whatever python3 is
 # first on PATH), with Debian's python3-gi, cairo, PIL and dbus.
@@ -27,10 +31,12 @@ repo_root=$PWD
 src_dir=${XPRA_SRC_DIR:-$repo_root/../shared/xpra-src}
 cache_dir=${XPRA_VERSIONS_CACHE:-/var/cache/xpra-broker-tests/xpra-versions}
 manifest=
+packages_only=
 while [ $# -gt 0 ]; do
   case $1 in
     --manifest) manifest=$2; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --install-packages) packages_only=1; shift ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-xpra-versions: unknown argument '$1' (try --help)" >&2; exit 1 ;;
   esac
 done
@@ -146,6 +152,11 @@ build_one() {
   rm -rf "$work"
   echo "build-xpra-versions: Xpra $version built in $(( $(date +%s) - start )) s"
 }
+
+if [ -n "$packages_only" ]; then
+  install_build_packages
+  exit 0
+fi
 
 mkdir -p "$cache_dir"
 # One build at a time per cache (two clones' test runs may start together);

@@ -9,7 +9,8 @@
 # sanitized clang tree (scripts/sanitized-tree.sh).
 # The xpra-versions tests' ctest fixture builds Xpra 5.0.8 and 6.5.3 from
 # ../shared/xpra-src once (scripts/build-xpra-versions.sh, cached by tarball
-# hash in /var/cache/xpra-broker-tests); without the sources they are skipped.
+# hash in /var/cache/xpra-broker-tests; a full run starts that build in the
+# background at once); without the sources they are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -26,6 +27,13 @@ if [ $# -eq 0 ]; then
     cmake --build "$sanitized_build_dir" -j "$(nproc)" --target unit_tests core_tests login_protocol_test frame_decoder_fuzzer request_handler_fuzzer login_reply_fuzzer' \
     >"$sanitized_log" 2>&1 &
   sanitized_build_pid=$!
+  # On a machine without the cached Xpra builds (CI's fresh machines), build
+  # them now, beside the first tests, rather than in the xpra_versions_build
+  # fixture while nothing else runs: the fixture then waits for this build's
+  # lock and finds the cache filled (about 3 minutes less of CI).
+  mkdir -p "${BUILD_DIR:-build}/tests"
+  ./scripts/build-xpra-versions.sh --install-packages || [ $? -eq 3 ]
+  nice -n 10 ./scripts/build-xpra-versions.sh >"${BUILD_DIR:-build}/tests/xpra-versions-background.log" 2>&1 &
 fi
 
 rc=0
