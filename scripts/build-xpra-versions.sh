@@ -164,7 +164,12 @@ mkdir -p "$cache_dir"
 exec 9>"$cache_dir/.lock"
 flock 9
 rm -rf "$cache_dir"/.build-*  # an earlier run's failed or interrupted work
-chmod 755 "$cache_dir" "$(dirname "$cache_dir")" 2>/dev/null || true
+# The test users run Xpra from the cache: it must be searchable. The parent
+# too, but only the default's own (/var/cache/xpra-broker-tests): a cache
+# given in XPRA_VERSIONS_CACHE may sit in a shared dir such as /var/tmp,
+# whose mode (1777) is not ours to change.
+chmod 755 "$cache_dir" 2>/dev/null || true
+[ "$(dirname "$cache_dir")" != /var/cache/xpra-broker-tests ] || chmod 755 /var/cache/xpra-broker-tests
 manifest_lines=()
 needs_build=()
 for version in "${versions[@]}"; do
