@@ -50,6 +50,8 @@ std::vector<EnvSetting> lease_environment(const v1::Lease& lease, bool xpra, int
   // Unless the user chose: Xpra 6's shared @xpra/N is the one socket
   // --socket-dir and --sessions-dir cannot move into the lease's dir.
   if (xpra) env.push_back({kXpraNoAbstractSocketEnv, "0", false});
+  // A dead socket of the user's on N is removed at once, not after 6 s.
+  if (xpra) env.push_back({kXpraWaitProbeTimeoutEnv, "0", false});
   // Xpra 5+ without XDG_RUNTIME_DIR and /run/user/UID sets it to /tmp
   // (xpra/scripts/main.py) and keeps per-user state in /tmp/xpra, a path
   // another user can take first. The lease's runtime dir is the user's

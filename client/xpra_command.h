@@ -75,4 +75,15 @@ int xpra_major_of(const std::string& text);
 // (xpra/net/constants.py) turns it off, and older versions ignore it.
 inline constexpr const char* kXpraNoAbstractSocketEnv = "XPRA_AUTO_ABSTRACT_SOCKET";
 
+// And XPRA_WAIT_PROBE_TIMEOUT=0 (xpra/net/socket_util.py, 3.1 to 6.x): a
+// session that did not end cleanly (kill -9, a crash) leaves its socket
+// `<host>-N` in the user's own socket dirs (~/.xpra, /run/user/UID/xpra).
+// The next Xpra on N finds it refusing connections ("unknown state") and
+// waits WAIT_PROBE_TIMEOUT, 6 s, in case a server is starting there, before
+// it removes it. Under a lease nothing else can be starting on N (the
+// broker handed N to this lease alone and checked it free), so the wait
+// only delays every later start on that number by 6 s. Xpra still probes
+// the socket once and refuses to start if a server answers.
+inline constexpr const char* kXpraWaitProbeTimeoutEnv = "XPRA_WAIT_PROBE_TIMEOUT";
+
 }  // namespace xpra_broker::client

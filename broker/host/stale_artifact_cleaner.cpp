@@ -80,6 +80,27 @@ UniqueFd open_dir(const std::string& path) {
   return UniqueFd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
 }
 
+// The Xpra session dirs for `display` under `dir_fd` (the X tmp dir, or a
+// user's own dir) that are stale, removed; what must stay in the X tmp dir
+// is named. In a user's own dir it blocks nothing, and a line per lease end
+// would be hers to cause: debug only.
+enum class SessionDirsIn { x11_tmp_dir, user_dir };
+void remove_stale_session_dirs(int dir_fd, const std::string& dir_path, std::uint32_t display,
+                               SessionDirsIn where, std::vector<RemovedArtifact>& removed) {
+  for (const auto& session_dir : probe_xpra_session_dirs(dir_fd, dir_path, display)) {
+    if (judge_xpra_session_dir(session_dir) != XpraSessionDirState::stale) continue;
+    std::string why;
+    if (auto gone = remove_stale_xpra_session_dir(dir_fd, session_dir, display, why))
+      removed.push_back(std::move(*gone));
+    else
+      // In the X tmp dir the number is then skipped (the probe still finds
+      // the dir); this says why it stayed. Throttled by the core's recheck.
+      spdlog::log(where == SessionDirsIn::x11_tmp_dir ? spdlog::level::warn : spdlog::level::debug,
+                  "display :{}: stale xpra session dir {} of uid {} left alone: {}", display, session_dir.path,
+                   session_dir.owner, why);
+  }
+}
+
 }  // namespace
 
 StaleArtifactCleaner::StaleArtifactCleaner(std::string x11_tmp_dir, std::string runtime_dir, std::string hostname,
@@ -102,24 +123,21 @@ std::vector<RemovedArtifact> StaleArtifactCleaner::clean_display(std::uint32_t d
     if (judge_lock(lock) == LockState::stale)
       remove_judged(tmp.get(), x11_tmp_dir_, names.lock, lock.device, lock.inode, lock.owner, lock.age_seconds,
                     "stale X lock file", removed);
-    for (const auto& session_dir : probe_xpra_session_dirs(tmp.get(), x11_tmp_dir_, display)) {
-      if (judge_xpra_session_dir(session_dir) != XpraSessionDirState::stale) continue;
-      std::string why;
-      if (auto gone = remove_stale_xpra_session_dir(tmp.get(), session_dir, display, why))
-        removed.push_back(std::move(*gone));
-      else
-        // The number is then skipped (the probe still finds the dir); this
-        // says why it stayed. Throttled by the core's recheck of the number.
-        spdlog::warn("display :{}: stale xpra session dir {} of uid {} left alone: {}", display, session_dir.path,
-                     session_dir.owner, why);
-    }
+    remove_stale_session_dirs(tmp.get(), x11_tmp_dir_, display, SessionDirsIn::x11_tmp_dir, removed);
   }
 
   if (UniqueFd shared = open_dir(runtime_dir_))
     remove_socket_if_stale(shared.get(), runtime_dir_, names.xpra_socket, "stale xpra socket", removed);
   if (!user_dir.empty())
-    if (UniqueFd own = open_dir(user_dir))
+    if (UniqueFd own = open_dir(user_dir)) {
       remove_socket_if_stale(own.get(), user_dir, names.xpra_socket, "stale xpra socket", removed);
+      // Xpra 5.x/6.x's session dir, which exec --xpra puts in the user's
+      // dir (--sessions-dir): a killed session leaves it whole, with a dead
+      // socket that each later `xpra list` of hers re-probes for 10 s
+      // (XPRA_LIST_REPROBE_TIMEOUT). Judged and removed by the rules of
+      // /tmp/N: only while nothing of hers serves :N, only Xpra's own files.
+      remove_stale_session_dirs(own.get(), user_dir, display, SessionDirsIn::user_dir, removed);
+    }
   if (xpra_dirs_)
     for (std::size_t i = 0; i < xpra_dirs_->size(); ++i)
       remove_shared_xpra_socket_if_stale(*xpra_dirs_, i, names.xpra_socket, removed);

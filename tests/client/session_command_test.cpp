@@ -72,6 +72,7 @@ TEST(LeaseEnvironmentTest, TheDisplayAndTheLeaseForEveryCommand) {
   EXPECT_EQ(env.at("XPRA_BROKER_LEASE").value, "lease-1");
   for (const auto& [name, e] : env) EXPECT_TRUE(e.overwrite) << name;
   EXPECT_EQ(env.count("XPRA_AUTO_ABSTRACT_SOCKET"), 0u) << "only under --xpra";
+  EXPECT_EQ(env.count("XPRA_WAIT_PROBE_TIMEOUT"), 0u) << "only under --xpra";
   EXPECT_EQ(env.count("XDG_RUNTIME_DIR"), 0u) << "only under --xpra";
 }
 
@@ -80,6 +81,15 @@ TEST(LeaseEnvironmentTest, UnderXpraNoSharedAbstractSocketUnlessTheUserChose) {
   ASSERT_EQ(env.count("XPRA_AUTO_ABSTRACT_SOCKET"), 1u);
   EXPECT_EQ(env.at("XPRA_AUTO_ABSTRACT_SOCKET").value, "0");
   EXPECT_FALSE(env.at("XPRA_AUTO_ABSTRACT_SOCKET").overwrite) << "a value the user set wins";
+}
+
+TEST(LeaseEnvironmentTest, UnderXpraEveryVersionRemovesADeadSocketOnItsNumberWithoutWaiting) {
+  for (int major : {3, 5, 6}) {
+    const auto env = by_name(lease_environment(lease_on(1201), true, major));
+    ASSERT_EQ(env.count("XPRA_WAIT_PROBE_TIMEOUT"), 1u) << "Xpra " << major;
+    EXPECT_EQ(env.at("XPRA_WAIT_PROBE_TIMEOUT").value, "0");
+    EXPECT_FALSE(env.at("XPRA_WAIT_PROBE_TIMEOUT").overwrite) << "a value the user set wins";
+  }
 }
 
 TEST(LeaseEnvironmentTest, Xpra5WithoutARuntimeDirGetsTheLeasesInsteadOfTmp) {

@@ -72,7 +72,11 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 check "xpb-bob's session is running" test -n "$sleeper"
-[[ -n "$holder_client" ]] && kill -9 "$holder_client" "$keeper"
+# The keeper first: killed after the client, it could see the client's end
+# in between and end the session itself, and the broker would have nothing
+# to signal.
+[[ -n "$keeper" ]] && kill -9 "$keeper"
+[[ -n "$holder_client" ]] && kill -9 "$holder_client"
 wait "$holder" 2>/dev/null || true
 # Gone, or a zombie nobody has collected yet (its parent was killed).
 running() { [[ -e /proc/$1 ]] && [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]]; }

@@ -512,15 +512,24 @@ class XpraSessionDirCleanerTest : public StaleArtifactCleanerTest {
   }
   // The broker runs without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH (only
   // CAP_CHOWN, CAP_FOWNER, CAP_KILL): so does the cleaner here.
-  std::vector<RemovedArtifact> clean_as_broker(std::uint32_t display = kDisplay) {
+  std::vector<RemovedArtifact> clean_as_broker(std::uint32_t display = kDisplay, bool with_user_dir = false) {
     cap_t caps = cap_get_proc();
     const cap_value_t dac[] = {CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH};
     cap_set_flag(caps, CAP_EFFECTIVE, 2, dac, CAP_CLEAR);
     EXPECT_EQ(cap_set_proc(caps), 0);
     cap_free(caps);
-    auto removed = clean_without_user_dir(display);
+    auto removed = with_user_dir ? clean(display) : clean_without_user_dir(display);
     EXPECT_TRUE(testing::restore_effective_capabilities());
     return removed;
+  }
+  // The user's own dir as the broker makes it: hers, group-writable for
+  // the broker's group (here: root's), closed to others.
+  void make_user_dir_hers(uid_t owner) {
+    ASSERT_EQ(::chown(user_dir_.c_str(), owner, 0), 0);
+    ASSERT_EQ(::chmod(user_dir_.c_str(), 0770), 0);
+  }
+  std::string own_session_dir(std::uint32_t display = kDisplay) const {
+    return user_dir_ + "/" + std::to_string(display);
   }
 };
 
@@ -581,6 +590,51 @@ TEST_F(XpraSessionDirCleanerTest, KeepsTheDirOfAnOwnerWhoRunsAnXpraForTheDisplay
   }));
   EXPECT_TRUE(clean_as_broker().empty());
   EXPECT_TRUE(exists(session_dir() + "/server.pid"));
+}
+
+// exec --xpra gives 5.x/6.x --sessions-dir=<the user's dir>: a killed
+// session leaves "<user dir>/N" there, whose dead socket each later `xpra
+// list` of hers re-probed for 10 s.
+TEST_F(XpraSessionDirCleanerTest, AKilledSessionsDirInTheUsersOwnDirIsRemoved) {
+  make_user_dir_hers(4001);
+  make_session_dir(own_session_dir(), 4001);
+  make_session_dir(own_session_dir(8), 4001);
+  const auto removed = clean_as_broker(kDisplay, true);
+  ASSERT_EQ(paths(removed), std::set<std::string>{own_session_dir()});
+  EXPECT_EQ(removed[0].what, "stale xpra session dir");
+  EXPECT_EQ(removed[0].owner, 4001u);
+  EXPECT_FALSE(exists(own_session_dir()));
+  EXPECT_TRUE(exists(own_session_dir(8) + "/server.pid")) << "another display's dir";
+  EXPECT_TRUE(exists(user_dir_));
+}
+
+TEST_F(XpraSessionDirCleanerTest, TheUsersOwnSessionDirIsKeptWhileHerXpraServesTheDisplay) {
+  // Root stands in for the user: the stand-in xpra runs as root.
+  make_user_dir_hers(0);
+  make_session_dir(own_session_dir(), 0);
+  const std::string xpra = tmp_.path() + "/xpra";
+  write_file(xpra, "#!/bin/sh\nwhile :; do sleep 1; done\n");
+  ASSERT_EQ(::chmod(xpra.c_str(), 0755), 0);
+  testing::ScopedChild server = testing::spawn_shell_group("exec " + xpra + " start :7 --daemon=no");
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(testing::eventually([&] {
+    ProcessInfo info;
+    return read_process(server.pid(), info) && info.comm == "xpra";
+  }));
+  EXPECT_TRUE(clean_as_broker(kDisplay, true).empty());
+  EXPECT_TRUE(exists(own_session_dir() + "/socket"));
+}
+
+TEST_F(XpraSessionDirCleanerTest, WhatTheUserKeepsInHerOwnSessionDirIsGivenBackUnchanged) {
+  make_user_dir_hers(4001);
+  make_session_dir(own_session_dir(), 4001);
+  write_file(own_session_dir() + "/notes.txt", "hers", 4001);
+  EXPECT_TRUE(clean_as_broker(kDisplay, true).empty());
+  struct stat st {};
+  ASSERT_EQ(::lstat(own_session_dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 4001u);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+  EXPECT_EQ(read_file(own_session_dir() + "/notes.txt"), "hers");
 }
 
 TEST_F(XpraSessionDirCleanerTest, ADirHoldingWhatXpraDoesNotLeaveIsGivenBackUnchanged) {
