@@ -96,13 +96,26 @@ LeaseRecords::Receipt DurableLeases::record(When when, Append&& append) {
 
 template <typename Append>
 LeaseRecords::Receipt DurableLeases::record_for_user(uid_t uid, Append&& append) {
-  if (!journal_.living_on_reserve()) {
+  // Asked once per turn of the group commit (an fstatvfs per record cost
+  // the 16-client benchmark a tenth of its throughput); a user filling the
+  // disk meanwhile gets at most the rest of one turn's records past her
+  // share. Without the group commit, each record asks.
+  if (!group_commit_ || !reserve_checked_this_turn_) {
+    living_on_reserve_ = journal_.living_on_reserve();
+    reserve_checked_this_turn_ = true;
+  }
+  if (!living_on_reserve_) {
     reserve_shares_.reset();
     return record(When::with_the_turn, append);
   }
   const std::uint64_t queued = journal_.queued_bytes();
   const std::uint64_t left = journal_.reserve_left() > queued ? journal_.reserve_left() - queued : 0;
-  if (!reserve_shares_.may_write(uid, 0, left)) return {journal_.last_seq(), true, progress()};
+  if (!reserve_shares_.may_write(uid, 0, left)) {
+    // Asked afresh next time: a refusal writes nothing, so no commit would
+    // end the turn's answer, and space that came back must be seen.
+    reserve_checked_this_turn_ = false;
+    return {journal_.last_seq(), true, progress()};
+  }
   Receipt receipt = record(When::with_the_turn, append);
   if (!receipt.refused) reserve_shares_.charge(uid, journal_.last_append_bytes());
   return receipt;
@@ -176,6 +189,7 @@ LeaseRecords::Health DurableLeases::health() const {
 // --- Group commit ------------------------------------------------------------
 
 LeaseRecords::Commit DurableLeases::commit_turn() {
+  reserve_checked_this_turn_ = false;
   const auto started = std::chrono::steady_clock::now();
   auto result = journal_.commit();
   Commit commit;

@@ -67,6 +67,8 @@ class DurableLeases final : public LeaseRecords {
   LeaseJournal& journal_;
   bool group_commit_ = false;
   ReserveShares reserve_shares_;
+  bool living_on_reserve_ = false;
+  bool reserve_checked_this_turn_ = false;
 };
 
 // The journal's record of a lease, and the lease a record describes.

@@ -21,6 +21,7 @@ namespace {
 constexpr std::uint32_t kDirEvents =
     IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
 constexpr const char* kX11Dir = ".X11-unix";
+constexpr const char* kXpraDir = "xpra";  // Xpra 5.x/6.x: "<tmp>/xpra/N" session dirs
 // Events that are about the watched directory or the queue, whatever name
 // they carry.
 constexpr std::uint32_t kNotAboutAName =
@@ -86,6 +87,8 @@ int DisplayNameWatch::watch_dir(int parent_fd, const char* name, Kind kind, cons
 void DisplayNameWatch::scan(Dir& dir, UniqueFd dir_fd) {
   dir.present.clear();
   dir.xpra_present.clear();
+  dir.session_present.clear();
+  dir.xpra_dir_present = false;
   DIR* stream = ::fdopendir(dir_fd.get());
   if (!stream) return;
   dir_fd.release();
@@ -93,6 +96,10 @@ void DisplayNameWatch::scan(Dir& dir, UniqueFd dir_fd) {
     if (auto display = display_of(dir.kind, entry->d_name)) dir.present.insert(*display);
     if (dir.xpra_names)
       if (auto display = display_in_name(entry->d_name, hostname_prefix_, {})) dir.xpra_present.insert(*display);
+    if (dir.kind == Kind::tmp) {
+      if (auto display = display_in_name(entry->d_name, {}, {})) dir.session_present.insert(*display);
+      if (std::strcmp(entry->d_name, kXpraDir) == 0) dir.xpra_dir_present = true;
+    }
   }
   ::closedir(stream);
 }
@@ -197,11 +204,21 @@ void DisplayNameWatch::apply(int wd, std::uint32_t mask, const char* name) {
   };
   const bool own_kind = note(dir.present, display_of(dir.kind, name));
   const bool xpra = dir.xpra_names && note(dir.xpra_present, display_in_name(name, hostname_prefix_, {}));
-  if (own_kind || xpra) ++activity_.display_name_events;
+  bool session = false;
+  if (dir.kind == Kind::tmp) {
+    session = note(dir.session_present, display_in_name(name, {}, {}));
+    if (std::strcmp(name, kXpraDir) == 0) {
+      if (mask & (IN_CREATE | IN_MOVED_TO)) dir.xpra_dir_present = true;
+      if (mask & (IN_DELETE | IN_MOVED_FROM)) dir.xpra_dir_present = false;
+      session = true;
+    }
+  }
+  if (own_kind || xpra || session) ++activity_.display_name_events;
 }
 
 bool DisplayNameWatch::could_be_display_name(const char* name) const {
-  return name[0] == '.' || name[0] == 'X' || (!hostname_prefix_.empty() && name[0] == hostname_prefix_[0]);
+  return name[0] == '.' || name[0] == 'X' || (name[0] >= '1' && name[0] <= '9') || name[0] == kXpraDir[0] ||
+         (!hostname_prefix_.empty() && name[0] == hostname_prefix_[0]);
 }
 
 void DisplayNameWatch::drain() {
@@ -225,6 +242,11 @@ void DisplayNameWatch::drain() {
     }
     if (!inotify_) return;  // disabled while applying
   }
+}
+
+bool DisplayNameWatch::session_dirs_absent(std::uint32_t display) const {
+  const auto tmp = dirs_.find(tmp_wd_);
+  return tmp != dirs_.end() && !tmp->second.xpra_dir_present && !tmp->second.session_present.count(display);
 }
 
 bool DisplayNameWatch::lock_absent(std::uint32_t display) const {

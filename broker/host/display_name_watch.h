@@ -54,6 +54,9 @@ class DisplayNameWatch {
   bool lock_absent(std::uint32_t display) const;
   bool x11_socket_absent(std::uint32_t display) const;
   bool shared_socket_absent(std::uint32_t display) const;
+  // Xpra 5.x/6.x session dirs under the X tmp dir: true only if neither
+  // "<tmp>/N" nor "<tmp>/xpra" (and so no "<tmp>/xpra/N") exists.
+  bool session_dirs_absent(std::uint32_t display) const;
   // Starts watching user_dir the first time it is asked about.
   bool user_socket_absent(const std::string& user_dir, std::uint32_t display);
 
@@ -104,6 +107,9 @@ class DisplayNameWatch {
     // displays with a "<hostname>-<N>" in it.
     bool xpra_names = false;
     std::set<std::uint32_t> xpra_present;
+    // Kind::tmp only: the Xpra session dirs "<N>" in it, and "xpra".
+    std::set<std::uint32_t> session_present;
+    bool xpra_dir_present = false;
   };
   struct XpraWatch {
     int wd = -1;
@@ -120,7 +126,8 @@ class DisplayNameWatch {
   void rescan_all();
   void apply(int wd, std::uint32_t mask, const char* name);
   // The first byte of every name the watch tracks: ".X<N>-lock",
-  // ".X11-unix", "X<N>", "<hostname>-<N>".
+  // ".X11-unix", "X<N>", "<hostname>-<N>", and in the X tmp dir "<N>" and
+  // "xpra".
   bool could_be_display_name(const char* name) const;
   std::optional<std::uint32_t> display_of(Kind kind, const char* name) const;
   // (Re)evaluates /tmp/.X11-unix after it appeared, vanished or overflowed.

@@ -88,7 +88,8 @@ DisplayFacts DisplayProbe::probe(std::uint32_t display, const std::string& user_
     f.xpra_user_socket = probe_socket_file(user_dir + "/" + names.xpra_socket);
   if (xpra_dirs_)
     for (std::size_t i = 0; i < xpra_dirs_->size(); ++i) probe_xpra_dir(i, names, f);
-  if (tmp_dir_fd_) f.xpra_session_dirs = probe_xpra_session_dirs(tmp_dir_fd_.get(), x11_tmp_dir_, display);
+  if (tmp_dir_fd_ && !watch_.session_dirs_absent(display))
+    f.xpra_session_dirs = probe_xpra_session_dirs(tmp_dir_fd_.get(), x11_tmp_dir_, display);
   return f;
 }
 

@@ -91,6 +91,31 @@ TEST_F(DisplayNameWatchTest, SeesNamesPresentAtStartAndEveryChangeAfter) {
   EXPECT_TRUE(watch.shared_socket_absent(11));
 }
 
+// Xpra 5.x/6.x session dirs in the X tmp dir: "<tmp>/N", and any "<tmp>/xpra"
+// (which may hold "<tmp>/xpra/N"): present at start and every change after.
+TEST_F(DisplayNameWatchTest, SessionDirsAndTheXpraDirAreFollowed) {
+  fs::create_directories(tmp_ / "12");
+  DisplayNameWatch watch(tmp_fd_, shared_fd_, "host");
+  watch.drain();
+  EXPECT_FALSE(watch.session_dirs_absent(12));
+  EXPECT_TRUE(watch.session_dirs_absent(13));
+
+  fs::create_directories(tmp_ / "13");
+  fs::rename(tmp_ / "12", tmp_ / "012");  // not a name Xpra writes for :12
+  watch.drain();
+  EXPECT_TRUE(watch.session_dirs_absent(12));
+  EXPECT_FALSE(watch.session_dirs_absent(13));
+
+  fs::create_directories(tmp_ / "xpra");
+  watch.drain();
+  EXPECT_FALSE(watch.session_dirs_absent(14)) << "<tmp>/xpra/14 may exist: the filesystem is asked";
+  fs::rename(tmp_ / "xpra", tmp_ / "xpra-old");
+  fs::remove(tmp_ / "13");
+  watch.drain();
+  EXPECT_TRUE(watch.session_dirs_absent(13));
+  EXPECT_TRUE(watch.session_dirs_absent(14));
+}
+
 TEST_F(DisplayNameWatchTest, X11DirThatAppearsVanishesAndComesBackIsFollowed) {
   DisplayNameWatch watch(tmp_fd_, shared_fd_, "host");
   watch.drain();
