@@ -127,6 +127,21 @@ class StaleArtifactCleanerTest : public ::testing::Test {
     return out;
   }
 
+  // A stand-in server of root's: a script named `name` (its comm), run with
+  // `args`, waited for until /proc shows it by that name.
+  testing::ScopedChild spawn_stand_in(const std::string& name, const std::string& args) {
+    const std::string program = tmp_.path() + "/" + name;
+    write_file(program, "#!/bin/sh\nwhile :; do sleep 1; done\n");
+    EXPECT_EQ(::chmod(program.c_str(), 0755), 0);
+    testing::ScopedChild server = testing::spawn_shell_group("exec " + program + " " + args);
+    EXPECT_TRUE(server);
+    EXPECT_TRUE(testing::eventually([&] {
+      ProcessInfo info;
+      return read_process(server.pid(), info) && info.comm == name;
+    }));
+    return server;
+  }
+
   TempDir tmp_;
   std::string x11_dir_, runtime_dir_, user_dir_, elsewhere_;
 };
@@ -145,15 +160,8 @@ TEST_F(StaleArtifactCleanerTest, RemovesALockFileWhosePidIsDead) {
 
 TEST_F(StaleArtifactCleanerTest, KeepsTheLockOfALiveXServerOfItsOwner) {
   // A stand-in X server: a script named Xvfb, so its command name is Xvfb.
-  const std::string xvfb = tmp_.path() + "/Xvfb";
-  write_file(xvfb, "#!/bin/sh\nwhile :; do sleep 1; done\n");
-  ASSERT_EQ(::chmod(xvfb.c_str(), 0755), 0);
-  testing::ScopedChild server = testing::spawn_shell_group("exec " + xvfb + " :7");
-  ASSERT_TRUE(server);
-  ASSERT_TRUE(testing::eventually([&] {
-    ProcessInfo info;
-    return read_process(server.pid(), info) && info.comm == "Xvfb";
-  }));
+  testing::ScopedChild server = spawn_stand_in("Xvfb", ":7");
+  ASSERT_FALSE(HasFailure());
   write_lock(lock_path(), server.pid(), ::getuid());
   EXPECT_TRUE(clean().empty());
   EXPECT_TRUE(exists(lock_path()));
@@ -561,15 +569,8 @@ TEST_F(XpraSessionDirCleanerTest, OnlyTheGivenDisplaysDirIsTouched) {
 TEST_F(XpraSessionDirCleanerTest, KeepsTheDirOfAnOwnerWhoRunsAnXServerForTheDisplay) {
   // Root's dir, and a stand-in X server of root's for :7 (a script named Xvfb).
   make_session_dir(session_dir(), 0);
-  const std::string xvfb = tmp_.path() + "/Xvfb";
-  write_file(xvfb, "#!/bin/sh\nwhile :; do sleep 1; done\n");
-  ASSERT_EQ(::chmod(xvfb.c_str(), 0755), 0);
-  testing::ScopedChild server = testing::spawn_shell_group("exec " + xvfb + " :7");
-  ASSERT_TRUE(server);
-  ASSERT_TRUE(testing::eventually([&] {
-    ProcessInfo info;
-    return read_process(server.pid(), info) && info.comm == "Xvfb";
-  }));
+  testing::ScopedChild server = spawn_stand_in("Xvfb", ":7");
+  ASSERT_FALSE(HasFailure());
   EXPECT_TRUE(clean_as_broker().empty());
   EXPECT_TRUE(exists(session_dir() + "/server.pid"));
   // The same server serves :7 only: another number's dir is stale.
@@ -579,15 +580,8 @@ TEST_F(XpraSessionDirCleanerTest, KeepsTheDirOfAnOwnerWhoRunsAnXServerForTheDisp
 
 TEST_F(XpraSessionDirCleanerTest, KeepsTheDirOfAnOwnerWhoRunsAnXpraForTheDisplay) {
   make_session_dir(session_dir(), 0);
-  const std::string xpra = tmp_.path() + "/xpra";
-  write_file(xpra, "#!/bin/sh\nwhile :; do sleep 1; done\n");
-  ASSERT_EQ(::chmod(xpra.c_str(), 0755), 0);
-  testing::ScopedChild server = testing::spawn_shell_group("exec " + xpra + " start :7 --daemon=no");
-  ASSERT_TRUE(server);
-  ASSERT_TRUE(testing::eventually([&] {
-    ProcessInfo info;
-    return read_process(server.pid(), info) && info.comm == "xpra";
-  }));
+  testing::ScopedChild server = spawn_stand_in("xpra", "start :7 --daemon=no");
+  ASSERT_FALSE(HasFailure());
   EXPECT_TRUE(clean_as_broker().empty());
   EXPECT_TRUE(exists(session_dir() + "/server.pid"));
 }
@@ -612,15 +606,8 @@ TEST_F(XpraSessionDirCleanerTest, TheUsersOwnSessionDirIsKeptWhileHerXpraServesT
   // Root stands in for the user: the stand-in xpra runs as root.
   make_user_dir_hers(0);
   make_session_dir(own_session_dir(), 0);
-  const std::string xpra = tmp_.path() + "/xpra";
-  write_file(xpra, "#!/bin/sh\nwhile :; do sleep 1; done\n");
-  ASSERT_EQ(::chmod(xpra.c_str(), 0755), 0);
-  testing::ScopedChild server = testing::spawn_shell_group("exec " + xpra + " start :7 --daemon=no");
-  ASSERT_TRUE(server);
-  ASSERT_TRUE(testing::eventually([&] {
-    ProcessInfo info;
-    return read_process(server.pid(), info) && info.comm == "xpra";
-  }));
+  testing::ScopedChild server = spawn_stand_in("xpra", "start :7 --daemon=no");
+  ASSERT_FALSE(HasFailure());
   EXPECT_TRUE(clean_as_broker(kDisplay, true).empty());
   EXPECT_TRUE(exists(own_session_dir() + "/socket"));
 }
