@@ -12,6 +12,8 @@
 #include <vector>
 #include <spdlog/spdlog.h>
 
+#include "host/xpra_session_dirs.h"
+
 namespace xpra_broker {
 
 namespace {
@@ -21,7 +23,6 @@ namespace {
 constexpr std::uint32_t kDirEvents =
     IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
 constexpr const char* kX11Dir = ".X11-unix";
-constexpr const char* kXpraDir = "xpra";  // Xpra 5.x/6.x: "<tmp>/xpra/N" session dirs
 // Events that are about the watched directory or the queue, whatever name
 // they carry.
 constexpr std::uint32_t kNotAboutAName =
@@ -98,7 +99,7 @@ void DisplayNameWatch::scan(Dir& dir, UniqueFd dir_fd) {
       if (auto display = display_in_name(entry->d_name, hostname_prefix_, {})) dir.xpra_present.insert(*display);
     if (dir.kind == Kind::tmp) {
       if (auto display = display_in_name(entry->d_name, {}, {})) dir.session_present.insert(*display);
-      if (std::strcmp(entry->d_name, kXpraDir) == 0) dir.xpra_dir_present = true;
+      if (std::strcmp(entry->d_name, kXpraDirName) == 0) dir.xpra_dir_present = true;
     }
   }
   ::closedir(stream);
@@ -207,7 +208,7 @@ void DisplayNameWatch::apply(int wd, std::uint32_t mask, const char* name) {
   bool session = false;
   if (dir.kind == Kind::tmp) {
     session = note(dir.session_present, display_in_name(name, {}, {}));
-    if (std::strcmp(name, kXpraDir) == 0) {
+    if (std::strcmp(name, kXpraDirName) == 0) {
       if (mask & (IN_CREATE | IN_MOVED_TO)) dir.xpra_dir_present = true;
       if (mask & (IN_DELETE | IN_MOVED_FROM)) dir.xpra_dir_present = false;
       session = true;
@@ -217,7 +218,7 @@ void DisplayNameWatch::apply(int wd, std::uint32_t mask, const char* name) {
 }
 
 bool DisplayNameWatch::could_be_display_name(const char* name) const {
-  return name[0] == '.' || name[0] == 'X' || (name[0] >= '1' && name[0] <= '9') || name[0] == kXpraDir[0] ||
+  return name[0] == '.' || name[0] == 'X' || (name[0] >= '1' && name[0] <= '9') || name[0] == kXpraDirName[0] ||
          (!hostname_prefix_.empty() && name[0] == hostname_prefix_[0]);
 }
 

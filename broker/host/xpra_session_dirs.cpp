@@ -19,7 +19,6 @@ namespace xpra_broker {
 
 namespace {
 
-constexpr const char* kXpraDirName = "xpra";
 // Xpra's own subdirectories nest little (pulse/, ssh/agent, tmp/...); a
 // deeper tree is no leftover of Xpra's.
 constexpr int kMaxDepth = 6;

@@ -38,6 +38,10 @@
 
 namespace xpra_broker {
 
+// "<tmp>/xpra": where 5.x/6.x put "<tmp>/xpra/N" (also what the name
+// watch follows, so the probe asks the filesystem only when it exists).
+inline constexpr const char* kXpraDirName = "xpra";
+
 struct XpraSessionDirFacts {
   std::string path;       // for logs and `status`
   bool under_xpra_dir = false;  // "<tmp>/xpra/N" (else "<tmp>/N")
