@@ -216,6 +216,10 @@ TEST_F(ContainmentTest, OrphansOfAKilledKeeperAreCountedByTheCensus) {
   for (const auto& p : processes_of_since(alice_, since_))
     if (p.comm == "xpra-rd-keeper" && p.ppid == s.client.pid()) keeper = p.pid;
   ASSERT_GT(keeper, 0) << "no keeper under the client:" << describe(processes_of_since(alice_, since_));
+  // Both at once, as an OOM kill of both would: the client stopped first, so
+  // that it cannot see its keeper die and end the orphans itself (which it
+  // does, end_orphans_of_a_lost_keeper), which would make this test a race.
+  s.client.send_signal(SIGSTOP);
   ASSERT_EQ(::kill(keeper, SIGKILL), 0);
   s.client.send_signal(SIGKILL);
   s.client.wait(30s);
