@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
+#include <ctime>
 #include <set>
 #include <spdlog/fmt/fmt.h>
 #include <unordered_map>
@@ -247,6 +248,18 @@ void AsioLeaseReaper::finish(std::shared_ptr<Run> run) {
   if (orphans_ && run->window_from > 0)
     orphans_->lease_ended(run->job.lease_id, run->job.uid, run->job.display, run->window_from, boot_time_ticks_now());
   if (run->anything_ran) run->outcome.removed = cleaner_.clean_display(run->job.display, run->job.user_dir);
+  // The session bus sockets its dbus-daemons left in /tmp (Xpra stops the
+  // bus with SIGINT, which leaves the socket): bound since its oldest
+  // reported process started, 1 s earlier for the clocks' rounding.
+  if (run->window_from > 0) {
+    static const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
+    const std::uint64_t now_ticks = boot_time_ticks_now();
+    const std::uint64_t ran_ticks = now_ticks > run->window_from ? now_ticks - run->window_from : 0;
+    const std::time_t since =
+        std::time(nullptr) - static_cast<std::time_t>(ran_ticks / static_cast<std::uint64_t>(ticks_per_second)) - 1;
+    for (auto& gone : cleaner_.clean_session_bus_sockets(run->job.uid, since))
+      run->outcome.removed.push_back(std::move(gone));
+  }
   run->outcome.took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - run->started);
   run->done(std::move(run->outcome));
 }

@@ -1,9 +1,12 @@
 #include "host/stale_artifact_cleaner.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstring>
 #include <ctime>
 
 #include <spdlog/spdlog.h>
@@ -101,6 +104,19 @@ void remove_stale_session_dirs(int dir_fd, const std::string& dir_path, std::uin
   }
 }
 
+// dbus-daemon's name for a socket in `unix:tmpdir=`: "dbus-" and 10
+// characters of [A-Za-z0-9] (_dbus_generate_random_ascii).
+bool is_session_bus_socket_name(const char* name) {
+  static constexpr char kPrefix[] = "dbus-";
+  static constexpr std::size_t kRandom = 10;
+  if (std::strncmp(name, kPrefix, sizeof kPrefix - 1) != 0) return false;
+  const char* random = name + sizeof kPrefix - 1;
+  std::size_t n = 0;
+  for (; random[n] != '\0'; ++n)
+    if (n >= kRandom || !std::isalnum(static_cast<unsigned char>(random[n]))) return false;
+  return n == kRandom;
+}
+
 }  // namespace
 
 StaleArtifactCleaner::StaleArtifactCleaner(std::string x11_tmp_dir, std::string runtime_dir, std::string hostname,
@@ -141,6 +157,41 @@ std::vector<RemovedArtifact> StaleArtifactCleaner::clean_display(std::uint32_t d
   if (xpra_dirs_)
     for (std::size_t i = 0; i < xpra_dirs_->size(); ++i)
       remove_shared_xpra_socket_if_stale(*xpra_dirs_, i, names.xpra_socket, removed);
+  return removed;
+}
+
+std::vector<RemovedArtifact> StaleArtifactCleaner::clean_session_bus_sockets(uid_t uid, std::time_t since) {
+  std::vector<RemovedArtifact> removed;
+  UniqueFd tmp = open_dir(x11_tmp_dir_);
+  if (!tmp) return removed;
+  // The names first (one pass of readdir on its own fd), then each match
+  // looked at and removed through the directory fd: unlinking while reading
+  // a directory may make readdir skip or repeat entries.
+  std::vector<std::string> names;
+  {
+    DIR* listing = ::fdopendir(::fcntl(tmp.get(), F_DUPFD_CLOEXEC, 0));
+    if (!listing) return removed;
+    std::size_t read = 0;
+    while (const dirent* entry = ::readdir(listing)) {
+      if (++read > kMaxTmpEntriesRead) {
+        spdlog::debug("uid {}: {} has more than {} entries; the rest not looked at for dead session bus sockets",
+                      uid, x11_tmp_dir_, kMaxTmpEntriesRead);
+        break;
+      }
+      if ((entry->d_type == DT_SOCK || entry->d_type == DT_UNKNOWN) && is_session_bus_socket_name(entry->d_name))
+        names.emplace_back(entry->d_name);
+    }
+    ::closedir(listing);
+  }
+  for (const auto& name : names) {
+    Entry e;
+    if (!look_at(tmp.get(), x11_tmp_dir_, name, BoundPathMatch::exact_path, e)) continue;
+    // Hers, a socket (never a link or a planted file), bound during her
+    // lease, and dead.
+    if (e.facts.kind != FileKind::socket || e.st.st_uid != uid || e.st.st_mtime < since || e.facts.listening)
+      continue;
+    remove_entry(tmp.get(), x11_tmp_dir_, name, e, "dead session bus socket", removed);
+  }
   return removed;
 }
 

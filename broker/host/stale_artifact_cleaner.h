@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,19 @@ class StaleArtifactCleaner {
   // Removes every stale artifact of `display`; user_dir (may be empty) is the
   // lease's own socket dir. Live ones are left alone.
   virtual std::vector<RemovedArtifact> clean_display(std::uint32_t display, const std::string& user_dir);
+
+  // Removes the session bus sockets a lease of `uid` left in the tmp dir:
+  // entries named like dbus-daemon's (`dbus-` and 10 letters or digits,
+  // from session.conf's `unix:tmpdir=/tmp`) that are sockets of `uid`,
+  // bound at or after `since` (wall clock) and listened on by nobody.
+  // Xpra stops the dbus-daemon it started with SIGINT, on which dbus-daemon
+  // exits without removing its socket: without this, every Xpra session of
+  // the host leaves one file in /tmp. Only the user's own dead sockets go:
+  // a live bus, a link, another user's file or anything else stays.
+  virtual std::vector<RemovedArtifact> clean_session_bus_sockets(uid_t uid, std::time_t since);
+  // A bound on the tmp dir entries one call reads: a user who fills /tmp
+  // with names costs each lease end at most this many.
+  static constexpr std::size_t kMaxTmpEntriesRead = 1 << 18;
 
  private:
   std::string x11_tmp_dir_;

@@ -7,7 +7,9 @@
 // servers: the check reads all of the user's processes from /proc.
 //
 // Each session must first show its dbus-daemon, so the tests cannot pass for
-// want of the helpers they are about.
+// want of the helpers they are about. Files count too: the socket each
+// dbus-daemon binds in /tmp (Xpra stops the bus with SIGINT, which leaves it)
+// must be gone after every end as well.
 //
 // Display slice 560-579 (lifecycle_support.h).
 #include <signal.h>
@@ -15,6 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
+#include <ctime>
 #include <fstream>
 
 #include "lifecycle_support.h"
@@ -30,6 +35,22 @@ std::size_t count_named(const std::vector<UserProcess>& processes, const std::st
   return n;
 }
 
+// The session bus sockets (/tmp/dbus-*) of `uid` bound at or after `since`.
+std::vector<std::string> bus_sockets_of_since(uid_t uid, std::time_t since) {
+  std::vector<std::string> found;
+  DIR* tmp = ::opendir("/tmp");
+  if (!tmp) return found;
+  while (const dirent* e = ::readdir(tmp)) {
+    if (std::string(e->d_name).rfind("dbus-", 0) != 0) continue;
+    const std::string path = std::string("/tmp/") + e->d_name;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_uid == uid && st.st_mtime >= since)
+      found.push_back(path);
+  }
+  ::closedir(tmp);
+  return found;
+}
+
 class ContainmentTest : public LifecycleTest {
  protected:
   void SetUp() override {
@@ -42,6 +63,7 @@ class ContainmentTest : public LifecycleTest {
                   "--acquires-per-minute=1000", "--reattach-grace-seconds=3"});
     alice_ = integration::uid_of(kAlice);
     since_ = boot_ticks_now();
+    began_ = std::time(nullptr);
     ASSERT_TRUE(processes_of_since(alice_, since_).empty());
   }
 
@@ -87,21 +109,30 @@ class ContainmentTest : public LifecycleTest {
   void expect_nothing_left(const std::string& how, pid_t except = 0) {
     const auto ended = Clock::now();
     std::vector<UserProcess> left;
+    std::vector<std::string> sockets;
     const bool clean = integration::wait_until(
         [&] {
           left = processes_of_since(alice_, since_);
           std::erase_if(left, [&](const UserProcess& p) { return p.pid == except; });
-          return left.empty() && leases().empty();
+          sockets = bus_sockets_of_since(alice_, began_);
+          return left.empty() && sockets.empty() && leases().empty();
         },
         45s, 50ms);
-    report(how + ": " + (clean ? "nothing of the user left" : std::to_string(left.size()) + " process(es) left") +
+    report(how + ": " +
+           (clean ? "nothing of the user left"
+                  : std::to_string(left.size()) + " process(es) and " + std::to_string(sockets.size()) +
+                        " session bus socket(s) left") +
            " after " +
            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - ended).count()) + " ms");
-    EXPECT_TRUE(clean) << how << ": left running:" << describe(left) << (leases().empty() ? "" : "\nand a lease");
+    std::string socket_list;
+    for (const auto& path : sockets) socket_list += "\n  " + path;
+    EXPECT_TRUE(clean) << how << ": left running:" << describe(left) << "\nsession bus sockets left:" << socket_list
+                       << (leases().empty() ? "" : "\nand a lease");
   }
 
   uid_t alice_ = 0;
   std::uint64_t since_ = 0;
+  std::time_t began_ = 0;
 };
 
 TEST_F(ContainmentTest, CommandExitingLeavesNothing) {
@@ -205,10 +236,10 @@ TEST_F(ContainmentTest, ReattachGraceRunningOutLeavesNothing) {
   expect_nothing_left("the stopped holder resumed after its lease was reaped");
 }
 
-// The keeper is the user's own process: killed together with the client (by
-// the user, or an OOM kill of both), what it held is reparented to init and
-// escapes every reaper. The census then counts it as an orphan of the ended
-// lease: status, metrics and the log name it.
+// The keeper is the user's own process: killed together with the client and
+// xpra (by the user's `kill -9`, or an OOM kill of all three), what it held is
+// reparented to init and escapes every reaper. The census then counts it as
+// an orphan of the ended lease: status, metrics and the log name it.
 TEST_F(ContainmentTest, OrphansOfAKilledKeeperAreCountedByTheCensus) {
   Session s = start_session();
   ASSERT_FALSE(HasFailure());
@@ -216,11 +247,18 @@ TEST_F(ContainmentTest, OrphansOfAKilledKeeperAreCountedByTheCensus) {
   for (const auto& p : processes_of_since(alice_, since_))
     if (p.comm == "xpra-rd-keeper" && p.ppid == s.client.pid()) keeper = p.pid;
   ASSERT_GT(keeper, 0) << "no keeper under the client:" << describe(processes_of_since(alice_, since_));
-  // Both at once, as an OOM kill of both would: the client stopped first, so
-  // that it cannot see its keeper die and end the orphans itself (which it
-  // does, end_orphans_of_a_lost_keeper), which would make this test a race.
+  pid_t xpra = 0;
+  for (const auto& p : processes_of_since(alice_, since_))
+    if (p.comm == "xpra" && p.ppid == keeper) xpra = p.pid;
+  ASSERT_GT(xpra, 0) << "no xpra under the keeper:" << describe(processes_of_since(alice_, since_));
+  // All three at once, so that none can end the dbus-daemon first, which
+  // each would: the client stopped, so that it cannot see its keeper die and
+  // end the orphans itself (end_orphans_of_a_lost_keeper); xpra killed, so
+  // that the reaper's SIGTERM cannot make it SIGINT its dbus-daemon on the
+  // way out (Xpra's stop_dbus_server). Either made this test a race.
   s.client.send_signal(SIGSTOP);
   ASSERT_EQ(::kill(keeper, SIGKILL), 0);
+  ASSERT_EQ(::kill(xpra, SIGKILL), 0);
   s.client.send_signal(SIGKILL);
   s.client.wait(30s);
   ASSERT_TRUE(integration::wait_until([&] { return leases().empty(); }, 30s));
@@ -262,13 +300,16 @@ TEST_F(ContainmentTest, OrphansOfAKilledKeeperAreCountedByTheCensus) {
       << broker().log();
   report("census counted " + alice_row["orphans"].dump() + " orphan(s) of the ended lease:" + describe(orphans));
 
-  for (const auto& p : orphans) ::kill(p.pid, SIGKILL);
-  EXPECT_TRUE(integration::wait_until(
-      [&] {
-        return std::none_of(orphans.begin(), orphans.end(),
-                            [](const UserProcess& p) { return integration::process_running(p.pid); });
-      },
-      10s));
+  // SIGTERM, on which dbus-daemon removes its socket; SIGKILL if need be.
+  const auto none_left = [&] {
+    return std::none_of(orphans.begin(), orphans.end(),
+                        [](const UserProcess& p) { return integration::process_running(p.pid); });
+  };
+  for (const auto& p : orphans) ::kill(p.pid, SIGTERM);
+  if (!integration::wait_until(none_left, 5s))
+    for (const auto& p : orphans) ::kill(p.pid, SIGKILL);
+  EXPECT_TRUE(integration::wait_until(none_left, 10s));
+  EXPECT_TRUE(bus_sockets_of_since(alice_, began_).empty());
 }
 
 }  // namespace

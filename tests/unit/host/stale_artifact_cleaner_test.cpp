@@ -716,5 +716,71 @@ TEST_F(XpraSessionDirCleanerTest, WhatXpraLeavesIsKnownByName) {
   EXPECT_FALSE(is_xpra_session_entry("", false));
 }
 
+// ---- Session bus sockets in the tmp dir ("<tmp>/dbus-XXXXXXXXXX") ----------
+
+class SessionBusSocketCleanerTest : public StaleArtifactCleanerTest {
+ protected:
+  std::string bus(const std::string& random) const { return x11_dir_ + "/dbus-" + random; }
+  // As the broker runs: without CAP_DAC_OVERRIDE / CAP_DAC_READ_SEARCH.
+  std::vector<RemovedArtifact> clean_buses(uid_t uid, std::time_t since) {
+    cap_t caps = cap_get_proc();
+    const cap_value_t dac[] = {CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH};
+    cap_set_flag(caps, CAP_EFFECTIVE, 2, dac, CAP_CLEAR);
+    EXPECT_EQ(cap_set_proc(caps), 0);
+    cap_free(caps);
+    StaleArtifactCleaner cleaner(x11_dir_, runtime_dir_, kHost);
+    auto removed = cleaner.clean_session_bus_sockets(uid, since);
+    EXPECT_TRUE(testing::restore_effective_capabilities());
+    return removed;
+  }
+  const std::time_t lease_began_ = std::time(nullptr) - 60;
+};
+
+TEST_F(SessionBusSocketCleanerTest, RemovesTheUsersDeadBusSocketsBoundDuringHerLease) {
+  make_socket(bus("KuSojvOt5B"), false, 4001);
+  make_socket(bus("0123456789"), false, 4001);
+  make_old(bus("0123456789"), 30);  // still inside the lease
+  const auto removed = clean_buses(4001, lease_began_);
+  EXPECT_EQ(paths(removed), (std::set<std::string>{bus("KuSojvOt5B"), bus("0123456789")}));
+  for (const auto& r : removed) {
+    EXPECT_EQ(r.owner, 4001u);
+    EXPECT_EQ(r.what, "dead session bus socket");
+  }
+  EXPECT_FALSE(exists(bus("KuSojvOt5B")));
+  EXPECT_FALSE(exists(bus("0123456789")));
+}
+
+TEST_F(SessionBusSocketCleanerTest, LiveBusesOlderOnesOtherUsersAndOtherFilesStay) {
+  UniqueFd live = make_socket(bus("LiveBus001"), true, 4001);
+  ASSERT_TRUE(live);
+  make_socket(bus("BeforeLeas"), false, 4001);
+  make_old(bus("BeforeLeas"), 3600);  // bound before her lease began
+  make_socket(bus("BobsDeadB1"), false, 4002);
+  make_socket(x11_dir_ + "/dbus-short", false, 4001);
+  make_socket(x11_dir_ + "/dbus-ElevenChars", false, 4001);
+  make_socket(x11_dir_ + "/dbus-bad_char_", false, 4001);
+  make_socket(x11_dir_ + "/notdbus-0123456789", false, 4001);
+  write_file(bus("PlainFile1"), "not a socket\n", 4001);
+  ASSERT_EQ(::mkdir(bus("ADirectory").c_str(), 0700), 0);
+  ASSERT_EQ(::chown(bus("ADirectory").c_str(), 4001, 4001), 0);
+  // Her link to Bob's dead socket: neither the link nor its target goes.
+  ASSERT_EQ(::symlink(bus("BobsDeadB1").c_str(), bus("LinkToBobs").c_str()), 0);
+  ASSERT_EQ(::lchown(bus("LinkToBobs").c_str(), 4001, 4001), 0);
+
+  EXPECT_TRUE(clean_buses(4001, lease_began_).empty());
+  for (const auto& p : {bus("LiveBus001"), bus("BeforeLeas"), bus("BobsDeadB1"), x11_dir_ + "/dbus-short",
+                        x11_dir_ + "/dbus-ElevenChars", x11_dir_ + "/dbus-bad_char_",
+                        x11_dir_ + "/notdbus-0123456789", bus("PlainFile1"), bus("ADirectory"), bus("LinkToBobs")})
+    EXPECT_TRUE(exists(p)) << p;
+  EXPECT_TRUE(connectable(bus("LiveBus001")));
+  // Bob's own lease end takes his.
+  EXPECT_EQ(paths(clean_buses(4002, lease_began_)), std::set<std::string>{bus("BobsDeadB1")});
+}
+
+TEST_F(SessionBusSocketCleanerTest, AMissingTmpDirIsNotAnError) {
+  StaleArtifactCleaner cleaner(tmp_.path() + "/not-there", runtime_dir_, kHost);
+  EXPECT_TRUE(cleaner.clean_session_bus_sockets(4001, lease_began_).empty());
+}
+
 }  // namespace
 }  // namespace xpra_broker
