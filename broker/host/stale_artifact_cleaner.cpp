@@ -180,10 +180,17 @@ std::vector<RemovedArtifact> StaleArtifactCleaner::clean_session_bus_sockets(uid
       }
       if ((entry->d_type == DT_SOCK || entry->d_type == DT_UNKNOWN) && is_session_bus_socket_name(entry->d_name))
         names.emplace_back(entry->d_name);
+      if (names.size() >= kMaxBusSocketsLookedAt) break;
     }
     ::closedir(listing);
   }
   for (const auto& name : names) {
+    // The cheap look first (one fstatat): most are other users' or older,
+    // and asking whether anybody listens costs a connect() each.
+    struct stat first {};
+    if (::fstatat(tmp.get(), name.c_str(), &first, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISSOCK(first.st_mode) ||
+        first.st_uid != uid || first.st_mtime < since)
+      continue;
     Entry e;
     if (!look_at(tmp.get(), x11_tmp_dir_, name, BoundPathMatch::exact_path, e)) continue;
     // Hers, a socket (never a link or a planted file), bound during her

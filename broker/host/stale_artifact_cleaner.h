@@ -45,8 +45,11 @@ class StaleArtifactCleaner {
   // a live bus, a link, another user's file or anything else stays.
   virtual std::vector<RemovedArtifact> clean_session_bus_sockets(uid_t uid, std::time_t since);
   // A bound on the tmp dir entries one call reads: a user who fills /tmp
-  // with names costs each lease end at most this many.
-  static constexpr std::size_t kMaxTmpEntriesRead = 1 << 18;
+  // with names costs each lease end at most this many (about 25 ms of the
+  // event loop; docs/performance.md).
+  static constexpr std::size_t kMaxTmpEntriesRead = 1 << 16;
+  // And on the names that look like a bus socket (an fstatat each).
+  static constexpr std::size_t kMaxBusSocketsLookedAt = 4096;
 
  private:
   std::string x11_tmp_dir_;
