@@ -264,6 +264,27 @@ std::string describe(const std::vector<UserProcess>& processes) {
   return out;
 }
 
+std::vector<std::string> bus_sockets_of_since(uid_t uid, std::time_t since) {
+  std::vector<std::string> found;
+  DIR* tmp = ::opendir("/tmp");
+  if (!tmp) return found;
+  while (const dirent* e = ::readdir(tmp)) {
+    if (std::string(e->d_name).rfind("dbus-", 0) != 0) continue;
+    const std::string path = std::string("/tmp/") + e->d_name;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) && st.st_uid == uid && st.st_mtime >= since)
+      found.push_back(path);
+  }
+  ::closedir(tmp);
+  return found;
+}
+
+std::string describe(const std::vector<std::string>& paths) {
+  std::string out;
+  for (const auto& p : paths) out += "\n  " + p;
+  return out;
+}
+
 pid_t unused_pid() {
   const std::string text = read_proc_file("/proc/sys/kernel/pid_max");
   const long pid_max = text.empty() ? 32768 : std::stol(text);

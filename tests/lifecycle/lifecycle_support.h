@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -114,6 +115,11 @@ struct UserProcess {
 std::vector<UserProcess> processes_of_since(uid_t uid, std::uint64_t since);
 // "\n  pid N ppid M comm" per process.
 std::string describe(const std::vector<UserProcess>& processes);
+// The session bus sockets (/tmp/dbus-*, dbus-daemon's with Debian's
+// session.conf) of `uid` bound at or after `since` (wall clock): what a
+// session's dbus-daemon left in /tmp.
+std::vector<std::string> bus_sockets_of_since(uid_t uid, std::time_t since);
+std::string describe(const std::vector<std::string>& paths);
 
 // Files planted as another user, as a crashed session of that user leaves
 // them; mtime set `age` in the past. Throws if planting fails.

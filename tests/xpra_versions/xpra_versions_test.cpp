@@ -97,6 +97,7 @@ class XpraVersionsTest : public LifecycleTest, public ::testing::WithParamInterf
     }
     uid_ = integration::uid_of(kUser);
     since_ = boot_ticks_now();
+    began_ = std::time(nullptr);
     ASSERT_TRUE(processes_of_since(uid_, since_).empty());
   }
 
@@ -145,16 +146,20 @@ class XpraVersionsTest : public LifecycleTest, public ::testing::WithParamInterf
     return s;
   }
 
+  // No process of the user since the test began, no lease, and no session
+  // bus socket of hers left in /tmp.
   void expect_nothing_left(const std::string& how) {
     std::vector<UserProcess> left;
+    std::vector<std::string> sockets;
     const bool clean = integration::wait_until(
         [&] {
           left = processes_of_since(uid_, since_);
-          return left.empty() && leases().empty();
+          sockets = bus_sockets_of_since(uid_, began_);
+          return left.empty() && sockets.empty() && leases().empty();
         },
         45s, 50ms);
     EXPECT_TRUE(clean) << "Xpra " << GetParam().name << ", " << how << ": left running:" << describe(left)
-                       << (leases().empty() ? "" : "\nand a lease");
+                       << "\nsession bus sockets left:" << describe(sockets) << (leases().empty() ? "" : "\nand a lease");
   }
 
   void expect_not_the_users(const std::string& path) {
@@ -227,6 +232,7 @@ class XpraVersionsTest : public LifecycleTest, public ::testing::WithParamInterf
   std::vector<std::string> extra_options_;
   uid_t uid_ = 0;
   std::uint64_t since_ = 0;
+  std::time_t began_ = 0;
 };
 
 TEST_P(XpraVersionsTest, StartsLiveAndEveryEndPathLeavesNothing) {
