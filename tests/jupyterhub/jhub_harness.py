@@ -249,6 +249,34 @@ def kill_processes(procs, what="leftover"):
             log("killed %s %r" % (what, p))
 
 
+def remove_dead_bus_sockets(uid, since):
+    """Removes the session bus sockets (/tmp/dbus-*) of `uid` bound since
+    `since` (time.time()) that nobody listens on: what a dbus-daemon this test
+    started outside the broker left (Xpra stops it with SIGINT, which leaves
+    the socket; under a lease the broker removes it)."""
+    for name in os.listdir("/tmp"):
+        if not name.startswith("dbus-"):
+            continue
+        path = "/tmp/" + name
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != uid or st.st_mtime < since:
+            continue
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(path)
+                continue  # a live bus
+            except ConnectionRefusedError:
+                pass
+            except OSError:
+                continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            log("removed dead session bus socket %s of uid %d" % (path, uid))
+
+
 def end_x_servers(procs, display, uid):
     """Ends X servers this test left outside the broker: SIGTERM (an X server
     then removes its lock and socket), SIGKILL after 5 s; then what is left of

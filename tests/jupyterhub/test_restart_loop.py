@@ -73,6 +73,7 @@ class RestartLoop(h.HubTestCase):
                                       preexec_fn=h.as_user_preexec(USER),
                                       env=self.run_.environment(HOME="/home/" + USER, XDG_RUNTIME_DIR="/nonexistent"))
         before = {p.pid for p in h.processes(uid)}
+        began = time.time() - 1
         try:
             code = xpra.wait(60)
             time.sleep(0.5)
@@ -86,7 +87,14 @@ class RestartLoop(h.HubTestCase):
             # The rest of what the failed start left outside the broker (its
             # dbus-daemon, started by Debian's dbus-launch): not the broker's
             # test to leave behind.
-            h.kill_processes([p for p in h.processes(uid) if p.pid not in before], "control leftover")
+            leftovers = [p for p in h.processes(uid) if p.pid not in before]
+            h.kill_processes(leftovers, "control leftover")
+            # Its socket once the dbus-daemon has died (a SIGKILLed process
+            # lives until it is scheduled to exit, and listens until then).
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and any(h._read_proc(p.pid) for p in leftovers):
+                time.sleep(0.05)
+            h.remove_dead_bus_sockets(uid, began)
         output = h.read_text(out_path)
         self.assertNotEqual(code, 0, "xpra start with an unusable socket dir succeeded:\n" + output[-1500:])
         self.assertIn("failed to create socket", output)
