@@ -87,10 +87,13 @@ class BrowserTest(h.HubTestCase):
                          "--disable-component-update", "--disable-sync", "--no-first-run",
                          "--user-data-dir=" + profile, "--window-size=1280,900"):
             options.add_argument(argument)
+        # A runtime dir of its own in the scratch dir: without one, chromium's
+        # sound library makes /tmp/pulse-* and leaves it there.
+        runtime = tempfile.mkdtemp(prefix="chromium-runtime-", dir=cls.run_.scratch)
         # The mark reaches chromedriver and chromium, so the run's cleanup
         # ends them whatever happens.
         service = Service(CHROMEDRIVER, log_path=cls.run_.path("chromedriver.log"),
-                          env=cls.run_.environment(HOME=cls.run_.scratch))
+                          env=cls.run_.environment(HOME=cls.run_.scratch, XDG_RUNTIME_DIR=runtime))
         driver = webdriver.Chrome(service=service, options=options)
         cls.run_.cleanups.callback(driver.quit)
         driver.set_page_load_timeout(120)
