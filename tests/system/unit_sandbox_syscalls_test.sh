@@ -72,14 +72,26 @@ for _ in $(seq 1 50); do
   sleep 0.1
 done
 check "xpb-bob's session is running" test -n "$sleeper"
-# The keeper first: killed after the client, it could see the client's end
-# in between and end the session itself, and the broker would have nothing
-# to signal.
-[[ -n "$keeper" ]] && kill -9 "$keeper"
-[[ -n "$holder_client" ]] && kill -9 "$holder_client"
-wait "$holder" 2>/dev/null || true
 # Gone, or a zombie nobody has collected yet (its parent was killed).
 running() { [[ -e /proc/$1 ]] && [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]]; }
+# Neither may end the session before the broker does, or the broker would
+# have nothing to signal: the client is stopped first (it would see its
+# keeper die and end the session itself), and it is killed only once the
+# keeper has died (a SIGKILLed process lives until it is scheduled to exit)
+# and the session is the stopped client's child.
+[[ -n "$holder_client" ]] && kill -STOP "$holder_client"
+[[ -n "$keeper" ]] && kill -9 "$keeper"
+for _ in $(seq 1 100); do
+  [[ -n "$keeper" ]] && running "$keeper" && { sleep 0.05; continue; }
+  [[ -n "$sleeper" && -n "$holder_client" ]] &&
+    [[ "$(awk '{print $4}' "/proc/$sleeper/stat" 2>/dev/null)" != "$holder_client" ]] && { sleep 0.05; continue; }
+  break
+done
+[[ -n "$holder_client" ]] && kill -9 "$holder_client"
+# runuser stopped itself when its child stopped (as su does); it must go on
+# to collect the killed client.
+kill -CONT "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
 for _ in $(seq 1 50); do [[ -n "$sleeper" ]] && running "$sleeper" || break; sleep 0.1; done
 check "the killed holder's process was ended by the broker" bash -c "[[ -n '$sleeper' ]]" && ! running "$sleeper"
 check "status" client xpb-alice status
