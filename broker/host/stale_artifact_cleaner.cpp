@@ -169,8 +169,10 @@ std::vector<RemovedArtifact> StaleArtifactCleaner::clean_session_bus_sockets(uid
   // a directory may make readdir skip or repeat entries.
   std::vector<std::string> names;
   {
-    DIR* listing = ::fdopendir(::fcntl(tmp.get(), F_DUPFD_CLOEXEC, 0));
-    if (!listing) return removed;
+    UniqueFd listing_fd(::fcntl(tmp.get(), F_DUPFD_CLOEXEC, 0));
+    DIR* listing = listing_fd ? ::fdopendir(listing_fd.get()) : nullptr;
+    if (!listing) return removed;  // listing_fd closes the dup
+    listing_fd.release();           // closedir() closes it now
     std::size_t read = 0;
     while (const dirent* entry = ::readdir(listing)) {
       if (++read > kMaxTmpEntriesRead) {
